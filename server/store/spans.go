@@ -1,0 +1,273 @@
+package store
+
+import (
+	"context"
+	"database/sql/driver"
+	"fmt"
+	"sort"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/jmoiron/sqlx"
+)
+
+// Span kinds, as in OTLP.
+const (
+	KindUnspecified = 0
+	KindInternal    = 1
+	KindServer      = 2
+	KindClient      = 3
+	KindProducer    = 4
+	KindConsumer    = 5
+)
+
+// Status codes, as in OTLP.
+const (
+	StatusUnset = 0
+	StatusOK    = 1
+	StatusError = 2
+)
+
+// Span is one stored span. Attributes, ResourceAttributes and Events hold JSON.
+type Span struct {
+	TraceID            string `db:"trace_id"`
+	SpanID             string `db:"span_id"`
+	ParentSpanID       string `db:"parent_span_id"`
+	Service            string `db:"service"`
+	ServiceVersion     string `db:"service_version"`
+	Operation          string `db:"operation"`
+	Kind               int16  `db:"kind"`
+	IsEntry            bool   `db:"is_entry"`
+	StartNS            int64  `db:"start_ns"`
+	DurationNS         int64  `db:"duration_ns"`
+	StatusCode         int16  `db:"status_code"`
+	StatusMessage      string `db:"status_message"`
+	HTTPMethod         string `db:"http_method"`
+	HTTPRoute          string `db:"http_route"`
+	HTTPStatusCode     int32  `db:"http_status_code"`
+	DBSystem           string `db:"db_system"`
+	DBStatement        string `db:"db_statement"`
+	RPCService         string `db:"rpc_service"`
+	RPCMethod          string `db:"rpc_method"`
+	PeerService        string `db:"peer_service"`
+	HostName           string `db:"host_name"`
+	Attributes         []byte `db:"attributes"`
+	ResourceAttributes []byte `db:"resource_attributes"`
+	Events             []byte `db:"events"`
+}
+
+// LLMCall is one call to a language model, derived from a GenAI span. CostUSD is nil when the model's
+// price is unknown.
+type LLMCall struct {
+	ID                int64    `db:"id"`
+	TraceID           string   `db:"trace_id"`
+	SpanID            string   `db:"span_id"`
+	Service           string   `db:"service"`
+	Operation         string   `db:"operation"`
+	Provider          string   `db:"provider"`
+	RequestModel      string   `db:"request_model"`
+	ResponseModel     string   `db:"response_model"`
+	InputTokens       int64    `db:"input_tokens"`
+	OutputTokens      int64    `db:"output_tokens"`
+	CachedInputTokens int64    `db:"cached_input_tokens"`
+	CostUSD           *float64 `db:"cost_usd"`
+	StartNS           int64    `db:"start_ns"`
+	DurationNS        int64    `db:"duration_ns"`
+	StatusCode        int16    `db:"status_code"`
+	ErrorType         string   `db:"error_type"`
+}
+
+// Batch is what one ingest request writes: all of it commits, or none of it.
+type Batch struct {
+	Spans    []Span
+	LLMCalls []LLMCall
+}
+
+var spanColumns = []string{"tenant_id", "trace_id", "span_id", "parent_span_id", "service", "service_version",
+	"operation", "kind", "is_entry", "start_ns", "duration_ns", "status_code", "status_message", "http_method",
+	"http_route", "http_status_code", "db_system", "db_statement", "rpc_service", "rpc_method", "peer_service",
+	"host_name", "attributes", "resource_attributes", "events"}
+
+var llmColumns = []string{"tenant_id", "trace_id", "span_id", "service", "operation", "provider", "request_model",
+	"response_model", "input_tokens", "output_tokens", "cached_input_tokens", "cost_usd", "start_ns",
+	"duration_ns", "status_code", "error_type"}
+
+func (t *Tenant) spanRow(s *Span) []any {
+	return []any{t.id, s.TraceID, s.SpanID, s.ParentSpanID, s.Service, s.ServiceVersion, s.Operation, s.Kind,
+		s.IsEntry, s.StartNS, s.DurationNS, s.StatusCode, s.StatusMessage, s.HTTPMethod, s.HTTPRoute,
+		s.HTTPStatusCode, s.DBSystem, s.DBStatement, s.RPCService, s.RPCMethod, s.PeerService, s.HostName,
+		t.json(s.Attributes, "{}"), t.json(s.ResourceAttributes, "{}"), t.json(s.Events, "[]")}
+}
+
+func (t *Tenant) llmRow(c *LLMCall) []any {
+	return []any{t.id, c.TraceID, c.SpanID, c.Service, c.Operation, c.Provider, c.RequestModel, c.ResponseModel,
+		c.InputTokens, c.OutputTokens, c.CachedInputTokens, c.CostUSD, c.StartNS, c.DurationNS, c.StatusCode,
+		c.ErrorType}
+}
+
+// json adapts a JSON document to the column type: bytes for jsonb, text for SQLite (whose JSON
+// functions would read a BLOB as its binary JSONB format).
+func (t *Tenant) json(b []byte, empty string) any {
+	if len(b) == 0 {
+		b = []byte(empty)
+	}
+	if t.db.dialect == SQLite {
+		return string(b)
+	}
+	return b
+}
+
+// InsertBatch stores the batch in one transaction and returns only once it is committed, so a caller
+// may acknowledge the data. PostgreSQL uses COPY; SQLite a prepared insert.
+func (t *Tenant) InsertBatch(ctx context.Context, b Batch) error {
+	if len(b.Spans) == 0 && len(b.LLMCalls) == 0 {
+		return nil
+	}
+	var err error
+	if t.db.dialect == Postgres {
+		err = t.copyBatch(ctx, b)
+	} else {
+		err = t.db.write(ctx, func(tx *sqlx.Tx) error {
+			if err := t.insertRows(ctx, tx, "spans", spanColumns, len(b.Spans), func(i int) []any { return t.spanRow(&b.Spans[i]) }); err != nil {
+				return err
+			}
+			return t.insertRows(ctx, tx, "llm_calls", llmColumns, len(b.LLMCalls), func(i int) []any { return t.llmRow(&b.LLMCalls[i]) })
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("store %d spans for tenant %q: %w", len(b.Spans), t.id, err)
+	}
+	// The services table is derived from spans; a failure here must not fail an ingest whose spans are
+	// committed (the client would resend them), and the next batch repairs it.
+	_ = t.touchServices(ctx, b.Spans)
+	return nil
+}
+
+func (t *Tenant) copyBatch(ctx context.Context, b Batch) error {
+	conn, err := t.db.x.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) error {
+		pc := dc.(*stdlib.Conn).Conn()
+		tx, err := pc.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback(ctx) //nolint:errcheck // no-op after Commit
+		if len(b.Spans) > 0 {
+			rows := pgx.CopyFromSlice(len(b.Spans), func(i int) ([]any, error) { return t.spanRow(&b.Spans[i]), nil })
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"spans"}, spanColumns, rows); err != nil {
+				return err
+			}
+		}
+		if len(b.LLMCalls) > 0 {
+			rows := pgx.CopyFromSlice(len(b.LLMCalls), func(i int) ([]any, error) { return t.llmRow(&b.LLMCalls[i]), nil })
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"llm_calls"}, llmColumns, rows); err != nil {
+				return err
+			}
+		}
+		err = tx.Commit(ctx)
+		if err != nil && pc.IsClosed() {
+			return driver.ErrBadConn
+		}
+		return err
+	})
+}
+
+func (t *Tenant) insertRows(ctx context.Context, tx *sqlx.Tx, table string, cols []string, n int, row func(int) []any) error {
+	if n == 0 {
+		return nil
+	}
+	q := "INSERT INTO " + table + " (" + joinCols(cols) + ") VALUES (" + placeholders(len(cols)) + ")"
+	stmt, err := tx.PreparexContext(ctx, q)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for i := 0; i < n; i++ {
+		if _, err := stmt.ExecContext(ctx, row(i)...); err != nil {
+			return fmt.Errorf("insert into %s: %w", table, err)
+		}
+	}
+	return nil
+}
+
+const serviceTouchSlack = int64(60e9)
+
+func (t *Tenant) touchServices(ctx context.Context, spans []Span) error {
+	type rng struct {
+		first, last int64
+		version     string
+	}
+	batch := map[string]*rng{}
+	for i := range spans {
+		s := &spans[i]
+		r := batch[s.Service]
+		if r == nil {
+			batch[s.Service] = &rng{s.StartNS, s.StartNS, s.ServiceVersion}
+			continue
+		}
+		r.first = min(r.first, s.StartNS)
+		if s.StartNS > r.last {
+			r.last, r.version = s.StartNS, s.ServiceVersion
+		}
+	}
+	names := make([]string, 0, len(batch))
+	for name, r := range batch {
+		if v, ok := t.db.serviceSeen.Load(t.id + "\x00" + name); ok {
+			seen := v.([2]int64)
+			if r.first >= seen[0] && r.last <= seen[1]+serviceTouchSlack {
+				continue
+			}
+		}
+		names = append(names, name)
+	}
+	sort.Strings(names) // a fixed lock order: concurrent batches never deadlock
+	greatest, least := "GREATEST", "LEAST"
+	if t.db.dialect == SQLite {
+		greatest, least = "max", "min"
+	}
+	q := t.rebind(`INSERT INTO services (tenant_id, name, version, first_seen_ns, last_seen_ns) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (tenant_id, name) DO UPDATE SET
+			version = CASE WHEN excluded.last_seen_ns >= services.last_seen_ns THEN excluded.version ELSE services.version END,
+			first_seen_ns = ` + least + `(services.first_seen_ns, excluded.first_seen_ns),
+			last_seen_ns = ` + greatest + `(services.last_seen_ns, excluded.last_seen_ns)
+		RETURNING first_seen_ns, last_seen_ns`)
+	if t.db.dialect == SQLite {
+		t.db.writeMu.Lock()
+		defer t.db.writeMu.Unlock()
+	}
+	for _, name := range names {
+		r := batch[name]
+		var seen [2]int64
+		if err := t.db.x.QueryRowxContext(ctx, q, t.id, name, r.version, r.first, r.last).Scan(&seen[0], &seen[1]); err != nil {
+			return fmt.Errorf("update service %q: %w", name, err)
+		}
+		t.db.serviceSeen.Store(t.id+"\x00"+name, seen)
+	}
+	return nil
+}
+
+func joinCols(cols []string) string {
+	out := ""
+	for i, c := range cols {
+		if i > 0 {
+			out += ", "
+		}
+		out += c
+	}
+	return out
+}
+
+func placeholders(n int) string {
+	out := make([]byte, 0, 2*n)
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, '?')
+	}
+	return string(out)
+}

@@ -1,0 +1,98 @@
+// Package storetest gives tests a freshly migrated database: a real PostgreSQL (a new database per
+// call, dropped afterwards) or a SQLite file. A missing PostgreSQL fails the test; it never skips.
+package storetest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tracekit/tracekit/server/store"
+)
+
+// AdminDSN is the PostgreSQL server tests use: $TRACEKIT_TEST_POSTGRES, or the local trust-auth server.
+func AdminDSN() string {
+	if dsn := os.Getenv("TRACEKIT_TEST_POSTGRES"); dsn != "" {
+		return dsn
+	}
+	return "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+}
+
+// PostgresDSN creates an empty database and returns its URL; the database is dropped when t ends.
+func PostgresDSN(t testing.TB) string {
+	t.Helper()
+	ctx := context.Background()
+	admin := AdminDSN()
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		t.Fatalf("PostgreSQL is required for this test (set TRACEKIT_TEST_POSTGRES or start it on 127.0.0.1:5432): %v", err)
+	}
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	name := "tracekit_test_" + hex.EncodeToString(b)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create test database: %v", err)
+	}
+	conn.Close(ctx)
+	u, err := url.Parse(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + name
+	t.Cleanup(func() {
+		// Tenant roles are cluster-wide: find the ones this database made before dropping it.
+		var roles []string
+		if c, err := pgx.Connect(ctx, u.String()); err == nil {
+			rows, _ := c.Query(ctx, "SELECT db_role FROM tenants WHERE db_role IS NOT NULL")
+			roles, _ = pgx.CollectRows(rows, pgx.RowTo[string])
+			c.Close(ctx)
+		}
+		conn, err := pgx.Connect(ctx, admin)
+		if err != nil {
+			t.Errorf("drop test database %s: %v", name, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Errorf("drop test database %s: %v", name, err)
+		}
+		for _, r := range roles {
+			if _, err := conn.Exec(ctx, fmt.Sprintf("DROP ROLE IF EXISTS %q", r)); err != nil {
+				t.Errorf("drop tenant role %s: %v", r, err)
+			}
+		}
+	})
+	return u.String()
+}
+
+// SQLiteDSN returns the DSN of a new SQLite file under t's temporary directory.
+func SQLiteDSN(t testing.TB) string {
+	return "sqlite:" + filepath.Join(t.TempDir(), "tracekit.db")
+}
+
+// Open opens and migrates dsn, closing it when t ends.
+func Open(t testing.TB, dsn string) *store.DB {
+	t.Helper()
+	db, err := store.Open(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if err := db.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// Dialects runs fn once against a new PostgreSQL database and once against a new SQLite file.
+func Dialects(t *testing.T, fn func(t *testing.T, db *store.DB)) {
+	t.Run("postgres", func(t *testing.T) { fn(t, Open(t, PostgresDSN(t))) })
+	t.Run("sqlite", func(t *testing.T) { fn(t, Open(t, SQLiteDSN(t))) })
+}
