@@ -125,3 +125,23 @@ func (t *Tenant) RevokeAPIKey(ctx context.Context, idOrPrefix string) error {
 	}
 	return nil
 }
+
+// ImportAPIKey stores a key chosen elsewhere (e.g. a Kubernetes Secret the operator reads), so a
+// tenant's first key needs no SQL. Importing the same key again changes nothing.
+func (db *DB) ImportAPIKey(ctx context.Context, tenant, name, key string, scopes []string) (APIKey, error) {
+	if !strings.HasPrefix(key, KeyPrefix) || len(key) < len(KeyPrefix)+32 {
+		return APIKey{}, fmt.Errorf("import API key %q: keys start with %q and carry at least 32 random characters; create one with `tracekit apikey create`", name, KeyPrefix)
+	}
+	if len(scopes) == 0 {
+		scopes = DefaultScopes
+	}
+	h := HashAPIKey(key)
+	k := APIKey{ID: "key_" + h[:12], TenantID: tenant, Name: name, Prefix: key[:len(KeyPrefix)+6], Hash: h,
+		Scopes: strings.Join(scopes, ","), CreatedNS: time.Now().UnixNano()}
+	_, err := db.x.NamedExecContext(ctx, `INSERT INTO api_keys (id, tenant_id, name, prefix, hash, scopes, created_ns)
+		VALUES (:id, :tenant_id, :name, :prefix, :hash, :scopes, :created_ns) ON CONFLICT (hash) DO NOTHING`, k)
+	if err != nil {
+		return APIKey{}, fmt.Errorf("import API key %q for tenant %q: %w", name, tenant, err)
+	}
+	return k, nil
+}

@@ -1,0 +1,10 @@
+package main
+
+import (
+	"context"
+	"errors"
+)
+
+func runBreakpoint(ctx context.Context, args []string) error {
+	return errors.New("not available yet: this command arrives with the analysis work")
+}
