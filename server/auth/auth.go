@@ -1,0 +1,76 @@
+// Package auth answers one question for every handler: who is calling, for which tenant. Handlers
+// take the tenant from the Principal it puts in the request context, never from request arguments.
+package auth
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+)
+
+// Principal is an authenticated caller.
+type Principal struct {
+	TenantID string
+	// Subject identifies the credential: an API key id, or an OAuth token's subject.
+	Subject string
+	Scopes  []string
+	// Method is "api_key" or "oauth".
+	Method string
+}
+
+// HasScope reports whether the caller was granted scope.
+func (p Principal) HasScope(scope string) bool { return slices.Contains(p.Scopes, scope) }
+
+// Authenticator checks a request's credentials.
+type Authenticator interface {
+	// Authenticate returns ErrNoCredentials when the request carries none, and an error wrapping
+	// ErrInvalidCredentials when they are wrong, revoked or for another tenant.
+	Authenticate(r *http.Request) (Principal, error)
+}
+
+var (
+	ErrNoCredentials      = errors.New("no credentials: send your TraceKit API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+	ErrInvalidCredentials = errors.New("invalid credentials")
+)
+
+// Chain tries each authenticator in turn, so API keys and OAuth tokens can sit side by side.
+type Chain []Authenticator
+
+// Authenticate returns the first success; otherwise the most specific failure.
+func (c Chain) Authenticate(r *http.Request) (Principal, error) {
+	err := ErrNoCredentials
+	for _, a := range c {
+		p, e := a.Authenticate(r)
+		if e == nil {
+			return p, nil
+		}
+		if !errors.Is(e, ErrNoCredentials) {
+			err = e
+		}
+	}
+	return Principal{}, err
+}
+
+// BearerToken returns the token of an 'Authorization: Bearer' header, or "".
+func BearerToken(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+type ctxKey struct{}
+
+// WithPrincipal returns ctx carrying p.
+func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, ctxKey{}, p)
+}
+
+// FromContext returns the caller put there by the authentication middleware.
+func FromContext(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(ctxKey{}).(Principal)
+	return p, ok && p.TenantID != ""
+}
