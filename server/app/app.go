@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tracekit/tracekit/server/auth"
+	"github.com/tracekit/tracekit/server/ingest"
 	"github.com/tracekit/tracekit/server/store"
 )
 
@@ -59,5 +60,6 @@ func New(cfg Config) http.Handler {
 		c.String(http.StatusOK, "ok")
 	})
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))
+	ingest.Register(r, ingest.Config{DB: cfg.DB, Auth: cfg.Auth, Logger: cfg.Logger, Registry: cfg.Registry})
 	return r
 }

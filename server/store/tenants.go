@@ -177,3 +177,25 @@ func randomToken(n int) string {
 	}
 	return hex.EncodeToString(b)
 }
+
+// PriceOverrides returns the tenant's LLM price overrides as JSON ({} when none).
+func (t *Tenant) PriceOverrides(ctx context.Context) ([]byte, error) {
+	var raw string
+	err := t.db.x.GetContext(ctx, &raw, t.rebind("SELECT price_overrides FROM tenants WHERE id = ?"), t.id)
+	if err != nil {
+		if notFound(err) == ErrNotFound {
+			return []byte("{}"), nil
+		}
+		return nil, err
+	}
+	return []byte(raw), nil
+}
+
+// SetPriceOverrides replaces the tenant's LLM price overrides (a JSON object model → prices).
+func (db *DB) SetPriceOverrides(ctx context.Context, tenant string, overrides []byte) error {
+	if len(overrides) == 0 {
+		overrides = []byte("{}")
+	}
+	_, err := db.x.ExecContext(ctx, db.x.Rebind("UPDATE tenants SET price_overrides = ? WHERE id = ?"), string(overrides), tenant)
+	return err
+}

@@ -5,11 +5,13 @@ package storetest
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
 	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -95,4 +97,30 @@ func Open(t testing.TB, dsn string) *store.DB {
 func Dialects(t *testing.T, fn func(t *testing.T, db *store.DB)) {
 	t.Run("postgres", func(t *testing.T) { fn(t, Open(t, PostgresDSN(t))) })
 	t.Run("sqlite", func(t *testing.T) { fn(t, Open(t, SQLiteDSN(t))) })
+}
+
+// Count returns the number of rows of table belonging to tenant, read over a separate connection
+// (what a test sees is what any other client would see).
+func Count(t testing.TB, dsn, table, tenant string) int {
+	t.Helper()
+	return QueryInt(t, dsn, "SELECT count(*) FROM "+table+" WHERE tenant_id = '"+tenant+"'")
+}
+
+// QueryInt runs a query returning one integer over a new connection to dsn.
+func QueryInt(t testing.TB, dsn, query string) int {
+	t.Helper()
+	driver, source := "pgx", dsn
+	if !strings.HasPrefix(dsn, "postgres") {
+		driver, source = "sqlite", "file:"+strings.TrimPrefix(dsn, "sqlite:")
+	}
+	db, err := sql.Open(driver, source)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(query).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
 }

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/tracekit/tracekit/server/app"
+	"github.com/tracekit/tracekit/server/demo"
+	"github.com/tracekit/tracekit/server/store"
+)
+
+func runDev(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
+	dataDir := fs.String("data-dir", defaultDataDir, "where the SQLite database and demo labels live")
+	noDemo := fs.Bool("no-demo", false, "do not load demo data on first start")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	db, err := openDB(ctx, devDatabaseURL(*dataDir))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := db.ProvisionTenant(ctx, store.TenantSpec{ID: devTenant, DisplayName: "Local development"}); err != nil {
+		return err
+	}
+	// A fresh key each start: no clear-text key is ever kept on disk.
+	key, _, err := db.CreateAPIKey(ctx, devTenant, "tracekit dev "+time.Now().UTC().Format(time.RFC3339), nil)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (is another tracekit running? choose another --addr)", *addr, err)
+	}
+	base := "http://" + ln.Addr().String()
+	h := app.New(app.Config{DB: db, PublicURL: base, Logger: logger})
+	errc := make(chan error, 1)
+	go func() { errc <- serve(ctx, ln, h) }()
+
+	marker := filepath.Join(*dataDir, "demo-loaded")
+	if _, err := os.Stat(marker); os.IsNotExist(err) && !*noDemo {
+		res, err := loadDemo(ctx, demo.Options{End: time.Now()}, demo.Sender{URL: base, APIKey: key},
+			filepath.Join(*dataDir, "demo-incidents.json"))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(marker, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o600); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "Demo data: %d spans, %d LLM calls, %d labelled incidents (%s)\n",
+			res.Spans, res.LLMCalls, len(res.Incidents), filepath.Join(*dataDir, "demo-incidents.json"))
+	}
+	printConnectionHelp(base, key)
+	return <-errc
+}
+
+func printConnectionHelp(base, key string) {
+	mcpURL := base + "/mcp"
+	fmt.Printf(`
+TraceKit is running.
+MCP URL: %[1]s
+API key: %[2]s
+
+Connect an assistant:
+  Claude Code:  claude mcp add --transport http tracekit %[1]s --header "Authorization: Bearer %[2]s"
+  Cursor (~/.cursor/mcp.json) and other clients' JSON configs:
+    {"mcpServers": {"tracekit": {"url": "%[1]s", "headers": {"Authorization": "Bearer %[2]s"}}}}
+  Any MCP client: Streamable HTTP at the MCP URL, header "Authorization: Bearer <API key>".
+
+Send OpenTelemetry traces (OTLP/HTTP, protobuf or JSON):
+  OTEL_EXPORTER_OTLP_ENDPOINT=%[3]s
+  OTEL_EXPORTER_OTLP_HEADERS="Authorization=Bearer %[2]s"
+
+Press Ctrl+C to stop. State lives in the data directory; delete it to start over.
+`, mcpURL, key, base)
+}

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/tracekit/tracekit/server/app"
+)
+
+func runServer(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	addr := fs.String("addr", envOr("TRACEKIT_ADDR", ":8080"), "listen address ($TRACEKIT_ADDR)")
+	dbURL := databaseFlag(fs)
+	tenant := fs.String("tenant", os.Getenv("TRACEKIT_TENANT"), "serve only this tenant ($TRACEKIT_TENANT); empty serves every tenant whose API key is presented")
+	publicURL := fs.String("public-url", os.Getenv("TRACEKIT_PUBLIC_URL"), "external base URL clients use, e.g. https://acme.tracekit.example.com ($TRACEKIT_PUBLIC_URL); default http://<addr>")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	db, err := openDB(ctx, *dbURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if own, err := db.CurrentTenant(ctx); err == nil {
+		// Connected as a tenant's role: the database decides which tenant this is.
+		if *tenant != "" && *tenant != own {
+			return fmt.Errorf("--tenant %q but the database role belongs to tenant %q", *tenant, own)
+		}
+		*tenant = own
+	}
+	if *publicURL == "" {
+		*publicURL = "http://" + *addr
+	}
+	h := app.New(app.Config{DB: db, Tenant: *tenant, PublicURL: *publicURL, Logger: logger})
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	logger.Info("serving", "addr", ln.Addr().String(), "tenant", *tenant, "public_url", *publicURL, "database", db.Dialect())
+	return serve(ctx, ln, h)
+}
+
+// serve runs h on ln until ctx ends, then drains in-flight requests (acknowledged ingest included).
+func serve(ctx context.Context, ln net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdown); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,88 @@
+package store
+
+import (
+	"context"
+	"strconv"
+	"strings"
+)
+
+// Read queries shared by the MCP tools. Both engines run the same SQL except for reading a key out
+// of a JSON column, which jsonText keeps in one place.
+
+// errorCond is what makes a request a failure: OTLP status ERROR, or an HTTP 5xx answer.
+const errorCond = "(status_code = 2 OR http_status_code >= 500)"
+
+// where accumulates AND-ed conditions and their bind arguments.
+type where struct {
+	conds []string
+	args  []any
+}
+
+func (w *where) add(cond string, args ...any) {
+	w.conds = append(w.conds, cond)
+	w.args = append(w.args, args...)
+}
+
+func (w *where) sql() string {
+	if len(w.conds) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(w.conds, " AND ")
+}
+
+// jsonText returns an expression for the text of key in a JSON object column, and its argument.
+// SQLite's json_extract yields numbers as numbers; casting makes 500 compare equal to '500' as on
+// PostgreSQL.
+func (t *Tenant) jsonText(col, key string) (string, any) {
+	if t.db.dialect == SQLite {
+		return "CAST(json_extract(" + col + ", ?) AS TEXT)", `$."` + strings.ReplaceAll(key, `"`, `\"`) + `"`
+	}
+	return "(" + col + " ->> ?)", key
+}
+
+// Percentiles of a group of requests, nearest-rank, in nanoseconds.
+type Percentiles struct {
+	P50NS int64 `db:"p50_ns"`
+	P90NS int64 `db:"p90_ns"`
+	P95NS int64 `db:"p95_ns"`
+	P99NS int64 `db:"p99_ns"`
+}
+
+// RequestStats summarises the requests of one group (a service, an operation, a time bucket).
+type RequestStats struct {
+	Key      string `db:"k"`
+	Requests int64  `db:"requests"`
+	Errors   int64  `db:"errors"`
+	Percentiles
+}
+
+// requestStats groups the entry spans selected by w by the SQL expression key and returns counts and
+// exact nearest-rank percentiles per group. It uses window functions rather than percentile_disc so
+// that one statement serves both engines.
+func (t *Tenant) requestStats(ctx context.Context, key string, w where) ([]RequestStats, error) {
+	rank := func(p int) string {
+		// nearest rank = ceil(p/100 * n), in integer arithmetic
+		return "MIN(CASE WHEN rn >= (n * " + strconv.Itoa(p) + " + 99) / 100 THEN duration_ns END)"
+	}
+	q := `SELECT k, COUNT(*) AS requests, SUM(err) AS errors, ` +
+		rank(50) + ` AS p50_ns, ` + rank(90) + ` AS p90_ns, ` + rank(95) + ` AS p95_ns, ` + rank(99) + ` AS p99_ns
+		FROM (SELECT ` + key + ` AS k, duration_ns, CASE WHEN ` + errorCond + ` THEN 1 ELSE 0 END AS err,
+				ROW_NUMBER() OVER (PARTITION BY ` + key + ` ORDER BY duration_ns) AS rn,
+				COUNT(*) OVER (PARTITION BY ` + key + `) AS n
+			FROM spans` + w.sql() + `) d
+		GROUP BY k ORDER BY k`
+	var out []RequestStats
+	if err := t.db.x.SelectContext(ctx, &out, t.rebind(q), w.args...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// entrySpans starts a condition list selecting the tenant's entry spans in [from, to).
+func (t *Tenant) entrySpans(from, to int64) where {
+	var w where
+	w.add("tenant_id = ?", t.id)
+	w.add("is_entry = true")
+	w.add("start_ns >= ? AND start_ns < ?", from, to)
+	return w
+}
