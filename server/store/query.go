@@ -4,6 +4,8 @@ import (
 	"context"
 	"strconv"
 	"strings"
+
+	"github.com/jmoiron/sqlx"
 )
 
 // Read queries shared by the MCP tools. Both engines run the same SQL except for reading a key out
@@ -28,6 +30,11 @@ func (w *where) sql() string {
 		return ""
 	}
 	return " WHERE " + strings.Join(w.conds, " AND ")
+}
+
+// inList returns "col IN (?, ?, …)" for vals.
+func inList(col string, vals []string) (string, []any, error) {
+	return sqlx.In(col+" IN (?)", vals)
 }
 
 // jsonText returns an expression for the text of key in a JSON object column, and its argument.

@@ -1,0 +1,299 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// TraceQuery selects requests (entry spans). Without Service only root spans match, so each trace
+// appears once; with Service, that service's entry spans match.
+type TraceQuery struct {
+	From, To      int64 // [From, To) on start time
+	Service       string
+	Operation     string
+	ErrorsOnly    bool
+	OKOnly        bool
+	MinDurationNS int64
+	MaxDurationNS int64 // 0: no bound
+	// Attributes are equality filters; well-known keys (http.route, http.response.status_code, …) use
+	// their own columns, others are read from the span's attributes.
+	Attributes     map[string]string
+	SortByDuration bool      // slowest first; otherwise newest first
+	After          *TraceKey // keyset position: rows strictly after this one in sort order
+	Limit          int
+}
+
+// TraceKey is a position in a TraceQuery's order.
+type TraceKey struct {
+	Key     int64 // start_ns or duration_ns, following the sort
+	TraceID string
+	SpanID  string
+}
+
+// TraceHit is one matching request.
+type TraceHit struct {
+	TraceID        string `db:"trace_id"`
+	SpanID         string `db:"span_id"`
+	Service        string `db:"service"`
+	ServiceVersion string `db:"service_version"`
+	Operation      string `db:"operation"`
+	StartNS        int64  `db:"start_ns"`
+	DurationNS     int64  `db:"duration_ns"`
+	Error          bool   `db:"error"`
+	StatusMessage  string `db:"status_message"`
+	HTTPRoute      string `db:"http_route"`
+	HTTPStatusCode int32  `db:"http_status_code"`
+}
+
+// Key returns the hit's position for TraceQuery.After.
+func (h TraceHit) Key(byDuration bool) TraceKey {
+	k := h.StartNS
+	if byDuration {
+		k = h.DurationNS
+	}
+	return TraceKey{Key: k, TraceID: h.TraceID, SpanID: h.SpanID}
+}
+
+// promoted maps attribute keys that ingest copies into columns to those columns, so filters on them
+// use plain comparisons.
+var promoted = map[string]string{
+	"http.route":                "http_route",
+	"http.request.method":       "http_method",
+	"http.method":               "http_method",
+	"http.response.status_code": "http_status_code",
+	"http.status_code":          "http_status_code",
+	"db.system":                 "db_system",
+	"db.system.name":            "db_system",
+	"rpc.service":               "rpc_service",
+	"rpc.method":                "rpc_method",
+	"peer.service":              "peer_service",
+	"host.name":                 "host_name",
+	"service.version":           "service_version",
+}
+
+// IntegerAttribute reports whether filtering on key compares integers, so callers can reject
+// non-numeric values before querying.
+func IntegerAttribute(key string) bool { return promoted[key] == "http_status_code" }
+
+func (t *Tenant) traceWhere(q TraceQuery) (where, error) {
+	w := t.entrySpans(q.From, q.To)
+	if q.Service != "" {
+		w.add("service = ?", q.Service)
+	} else {
+		w.add("parent_span_id = ''")
+	}
+	if q.Operation != "" {
+		w.add("operation = ?", q.Operation)
+	}
+	if q.ErrorsOnly {
+		w.add(errorCond)
+	}
+	if q.OKOnly {
+		w.add("NOT " + errorCond)
+	}
+	if q.MinDurationNS > 0 {
+		w.add("duration_ns >= ?", q.MinDurationNS)
+	}
+	if q.MaxDurationNS > 0 {
+		w.add("duration_ns <= ?", q.MaxDurationNS)
+	}
+	keys := make([]string, 0, len(q.Attributes))
+	for k := range q.Attributes {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := q.Attributes[k]
+		col, ok := promoted[k]
+		switch {
+		case ok && IntegerAttribute(k):
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return w, fmt.Errorf("attribute %s compares integers, got %q", k, v)
+			}
+			w.add(col+" = ?", n)
+		case ok:
+			w.add(col+" = ?", v)
+		default:
+			expr, arg := t.jsonText("attributes", k)
+			w.add(expr+" = ?", arg, v)
+		}
+	}
+	return w, nil
+}
+
+// SearchTraces returns up to q.Limit requests matching q, in q's order.
+func (t *Tenant) SearchTraces(ctx context.Context, q TraceQuery) ([]TraceHit, error) {
+	w, err := t.traceWhere(q)
+	if err != nil {
+		return nil, err
+	}
+	key := "start_ns"
+	if q.SortByDuration {
+		key = "duration_ns"
+	}
+	if q.After != nil {
+		w.add("("+key+", trace_id, span_id) < (?, ?, ?)", q.After.Key, q.After.TraceID, q.After.SpanID)
+	}
+	query := `SELECT trace_id, span_id, service, service_version, operation, start_ns, duration_ns,
+			CASE WHEN ` + errorCond + ` THEN 1 ELSE 0 END AS error, status_message, http_route, http_status_code
+		FROM spans` + w.sql() + ` ORDER BY ` + key + ` DESC, trace_id DESC, span_id DESC LIMIT ?`
+	var out []TraceHit
+	if err := t.db.x.SelectContext(ctx, &out, t.rebind(query), append(w.args, q.Limit)...); err != nil {
+		return nil, fmt.Errorf("search traces: %w", err)
+	}
+	return out, nil
+}
+
+// CountTraces counts the requests matching q (ignoring After and Limit), stopping at max so that a
+// count over a busy window stays cheap; a result of max means "at least max".
+func (t *Tenant) CountTraces(ctx context.Context, q TraceQuery, max int) (int, error) {
+	w, err := t.traceWhere(q)
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	query := `SELECT COUNT(*) FROM (SELECT 1 FROM spans` + w.sql() + ` LIMIT ?) c`
+	if err := t.db.x.GetContext(ctx, &n, t.rebind(query), append(w.args, max)...); err != nil {
+		return 0, fmt.Errorf("count traces: %w", err)
+	}
+	return n, nil
+}
+
+// TraceOverview summarises a whole trace.
+type TraceOverview struct {
+	TraceID       string
+	SpanCount     int
+	ErrorCount    int
+	Services      []string // by span count, most first
+	RootService   string
+	RootOperation string
+	StartNS       int64
+	EndNS         int64
+}
+
+// TraceOverviews summarises the given traces; traces with no stored span are absent from the map.
+func (t *Tenant) TraceOverviews(ctx context.Context, traceIDs []string) (map[string]*TraceOverview, error) {
+	out := map[string]*TraceOverview{}
+	if len(traceIDs) == 0 {
+		return out, nil
+	}
+	q, args, err := sqlx.In(`SELECT trace_id, service, COUNT(*) AS spans,
+			SUM(CASE WHEN `+errorCond+` THEN 1 ELSE 0 END) AS errors,
+			MIN(start_ns) AS start_ns, MAX(start_ns + duration_ns) AS end_ns,
+			MAX(CASE WHEN parent_span_id = '' THEN operation ELSE '' END) AS root_op,
+			MAX(CASE WHEN parent_span_id = '' THEN 1 ELSE 0 END) AS has_root
+		FROM spans WHERE tenant_id = ? AND trace_id IN (?) GROUP BY trace_id, service`, t.id, traceIDs)
+	if err != nil {
+		return nil, err
+	}
+	var rows []struct {
+		TraceID string `db:"trace_id"`
+		Service string `db:"service"`
+		Spans   int    `db:"spans"`
+		Errors  int    `db:"errors"`
+		StartNS int64  `db:"start_ns"`
+		EndNS   int64  `db:"end_ns"`
+		RootOp  string `db:"root_op"`
+		HasRoot int    `db:"has_root"`
+	}
+	if err := t.db.x.SelectContext(ctx, &rows, t.rebind(q), args...); err != nil {
+		return nil, fmt.Errorf("summarise traces: %w", err)
+	}
+	counts := map[string]map[string]int{}
+	for _, r := range rows {
+		o := out[r.TraceID]
+		if o == nil {
+			o = &TraceOverview{TraceID: r.TraceID, StartNS: r.StartNS, EndNS: r.EndNS}
+			out[r.TraceID] = o
+			counts[r.TraceID] = map[string]int{}
+		}
+		o.SpanCount += r.Spans
+		o.ErrorCount += r.Errors
+		o.StartNS = min(o.StartNS, r.StartNS)
+		o.EndNS = max(o.EndNS, r.EndNS)
+		o.Services = append(o.Services, r.Service)
+		counts[r.TraceID][r.Service] = r.Spans
+		if r.HasRoot == 1 {
+			o.RootService, o.RootOperation = r.Service, r.RootOp
+		}
+	}
+	for id, o := range out {
+		c := counts[id]
+		sort.Slice(o.Services, func(i, j int) bool {
+			a, b := o.Services[i], o.Services[j]
+			return c[a] > c[b] || (c[a] == c[b] && a < b)
+		})
+	}
+	return out, nil
+}
+
+// TraceSpan is a span without its JSON columns: enough to build a waterfall of a large trace.
+type TraceSpan struct {
+	SpanID         string `db:"span_id"`
+	ParentSpanID   string `db:"parent_span_id"`
+	Service        string `db:"service"`
+	ServiceVersion string `db:"service_version"`
+	Operation      string `db:"operation"`
+	Kind           int16  `db:"kind"`
+	StartNS        int64  `db:"start_ns"`
+	DurationNS     int64  `db:"duration_ns"`
+	Error          bool   `db:"error"`
+	StatusMessage  string `db:"status_message"`
+	HTTPRoute      string `db:"http_route"`
+	HTTPStatusCode int32  `db:"http_status_code"`
+	DBSystem       string `db:"db_system"`
+	DBStatement    string `db:"db_statement"`
+	PeerService    string `db:"peer_service"`
+}
+
+// statementChars bounds the statement text read per span: a waterfall shows a prefix anyway.
+const statementChars = 300
+
+// TraceSpans returns up to limit spans of a trace ordered by start time, and the trace's total span
+// count (which exceeds len(result) when the trace was cut at limit).
+func (t *Tenant) TraceSpans(ctx context.Context, traceID string, limit int) ([]TraceSpan, int, error) {
+	var out []TraceSpan
+	q := `SELECT span_id, parent_span_id, service, service_version, operation, kind, start_ns, duration_ns,
+			CASE WHEN ` + errorCond + ` THEN 1 ELSE 0 END AS error, status_message, http_route, http_status_code,
+			db_system, substr(db_statement, 1, ` + strconv.Itoa(statementChars) + `) AS db_statement, peer_service
+		FROM spans WHERE tenant_id = ? AND trace_id = ? ORDER BY start_ns, span_id LIMIT ?`
+	if err := t.db.x.SelectContext(ctx, &out, t.rebind(q), t.id, traceID, limit); err != nil {
+		return nil, 0, fmt.Errorf("read trace %s: %w", traceID, err)
+	}
+	total := len(out)
+	if total == limit {
+		if err := t.db.x.GetContext(ctx, &total, t.rebind(`SELECT COUNT(*) FROM spans WHERE tenant_id = ? AND trace_id = ?`), t.id, traceID); err != nil {
+			return nil, 0, fmt.Errorf("count spans of trace %s: %w", traceID, err)
+		}
+	}
+	return out, total, nil
+}
+
+// SpanData is a span's captured JSON: attributes and events.
+type SpanData struct {
+	SpanID     string `db:"span_id"`
+	Attributes []byte `db:"attributes"`
+	Events     []byte `db:"events"`
+}
+
+// SpansData returns the attributes and events of the given spans of a trace.
+func (t *Tenant) SpansData(ctx context.Context, traceID string, spanIDs []string) ([]SpanData, error) {
+	if len(spanIDs) == 0 {
+		return nil, nil
+	}
+	q, args, err := sqlx.In(`SELECT span_id, attributes, events FROM spans WHERE tenant_id = ? AND trace_id = ? AND span_id IN (?)`,
+		t.id, traceID, spanIDs)
+	if err != nil {
+		return nil, err
+	}
+	var out []SpanData
+	if err := t.db.x.SelectContext(ctx, &out, t.rebind(q), args...); err != nil {
+		return nil, fmt.Errorf("read span details of trace %s: %w", traceID, err)
+	}
+	return out, nil
+}
