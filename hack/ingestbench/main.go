@@ -1,0 +1,262 @@
+// Command ingestbench measures durable OTLP ingest: it starts `tracekit server` on a fresh
+// PostgreSQL database, drives POST /v1/traces with concurrent protobuf batches, and reports accepted
+// spans/s, request latency and the server's peak RSS. Every counted span was acknowledged, so it is
+// committed. Run it with `make bench-ingest`.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	collectorpb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tracekit/tracekit/server/store"
+)
+
+func main() {
+	bin := flag.String("tracekit", "bin/tracekit", "tracekit binary to benchmark")
+	admin := flag.String("postgres", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "PostgreSQL admin URL; a scratch database is created and dropped")
+	clients := flag.Int("clients", 16, "concurrent exporters")
+	batch := flag.Int("batch", 1000, "spans per export request")
+	dur := flag.Duration("duration", 30*time.Second, "measurement time")
+	flag.Parse()
+	if err := run(*bin, *admin, *clients, *batch, *dur); err != nil {
+		fmt.Fprintln(os.Stderr, "ingestbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(bin, admin string, clients, batch int, dur time.Duration) error {
+	ctx := context.Background()
+	dsn, drop, err := scratchDB(ctx, admin)
+	if err != nil {
+		return err
+	}
+	defer drop()
+	db, err := store.Open(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	if err := db.Migrate(ctx); err != nil {
+		return err
+	}
+	if _, err := db.ProvisionTenant(ctx, store.TenantSpec{ID: "bench"}); err != nil {
+		return err
+	}
+	key, _, err := db.CreateAPIKey(ctx, "bench", "ingestbench", nil)
+	if err != nil {
+		return err
+	}
+	db.Close()
+
+	srv := exec.Command(bin, "server", "--addr", "127.0.0.1:0", "--database-url", dsn)
+	srv.Stdout = os.Stdout
+	stderr, _ := srv.StderrPipe()
+	if err := srv.Start(); err != nil {
+		return err
+	}
+	defer srv.Process.Kill()
+	addr, err := listenAddr(stderr)
+	if err != nil {
+		return err
+	}
+	url := "http://" + addr + "/v1/traces"
+
+	bodies := make([][]byte, 64)
+	for i := range bodies {
+		bodies[i], _ = proto.Marshal(request(batch, uint64(i)))
+	}
+	var (
+		spans   atomic.Int64
+		failed  atomic.Int64
+		mu      sync.Mutex
+		latency []time.Duration
+		peakRSS atomic.Int64
+	)
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+				if rss := vmHWM(srv.Process.Pid); rss > peakRSS.Load() {
+					peakRSS.Store(rss)
+				}
+			}
+		}
+	}()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
+	deadline := time.Now().Add(dur)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			var local []time.Duration
+			for i := c; time.Now().Before(deadline); i += clients {
+				req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(bodies[i%len(bodies)]))
+				req.Header.Set("Content-Type", "application/x-protobuf")
+				req.Header.Set("Authorization", "Bearer "+key)
+				t0 := time.Now()
+				resp, err := client.Do(req)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					failed.Add(1)
+					continue
+				}
+				local = append(local, time.Since(t0))
+				spans.Add(int64(batch))
+			}
+			mu.Lock()
+			latency = append(latency, local...)
+			mu.Unlock()
+		}(c)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(stop)
+	sort.Slice(latency, func(i, j int) bool { return latency[i] < latency[j] })
+	pct := func(p float64) time.Duration {
+		if len(latency) == 0 {
+			return 0
+		}
+		return latency[int(p*float64(len(latency)-1))]
+	}
+	fmt.Printf("clients=%d batch=%d duration=%s\n", clients, batch, elapsed.Round(time.Millisecond))
+	fmt.Printf("accepted spans: %d (%.0f spans/s), failed requests: %d\n", spans.Load(), float64(spans.Load())/elapsed.Seconds(), failed.Load())
+	fmt.Printf("request latency: p50 %s, p99 %s\n", pct(0.5).Round(time.Millisecond), pct(0.99).Round(time.Millisecond))
+	fmt.Printf("server peak RSS: %d MB\n", peakRSS.Load()/1024)
+	return nil
+}
+
+// request is a batch shaped like real traffic: traces of 10 spans across 3 services, with
+// HTTP and DB attributes.
+func request(n int, seed uint64) *collectorpb.ExportTraceServiceRequest {
+	rnd := rand.New(rand.NewPCG(seed, 42))
+	services := []string{"frontend", "checkout-service", "payment-service"}
+	byService := make([][]*tracepb.Span, len(services))
+	now := uint64(time.Now().UnixNano())
+	for i := 0; i < n; i++ {
+		tid := make([]byte, 16)
+		sid := make([]byte, 8)
+		pid := make([]byte, 8)
+		for j := range tid {
+			tid[j] = byte(rnd.Uint32())
+		}
+		for j := range sid {
+			sid[j] = byte(rnd.Uint32())
+			pid[j] = byte(rnd.Uint32())
+		}
+		svc := i % len(services)
+		start := now - uint64(rnd.IntN(3600))*1e9
+		sp := &tracepb.Span{TraceId: tid, SpanId: sid, Name: "SELECT orders", Kind: tracepb.Span_SPAN_KIND_CLIENT,
+			StartTimeUnixNano: start, EndTimeUnixNano: start + uint64(rnd.IntN(50e6)),
+			Attributes: []*commonpb.KeyValue{kv("db.system", "postgresql"), kv("db.statement", "SELECT * FROM orders WHERE id = $1")}}
+		if i%10 == 0 {
+			sp.Kind = tracepb.Span_SPAN_KIND_SERVER
+			sp.Name = "POST /checkout"
+			sp.Attributes = []*commonpb.KeyValue{kv("http.request.method", "POST"), kv("http.route", "/checkout"),
+				{Key: "http.response.status_code", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: 200}}}, kv("user.id", strconv.Itoa(rnd.IntN(1000)))}
+		} else {
+			sp.ParentSpanId = pid
+		}
+		byService[svc] = append(byService[svc], sp)
+	}
+	req := &collectorpb.ExportTraceServiceRequest{}
+	for i, s := range services {
+		req.ResourceSpans = append(req.ResourceSpans, &tracepb.ResourceSpans{
+			Resource:   &resourcepb.Resource{Attributes: []*commonpb.KeyValue{kv("service.name", s), kv("service.version", "1.0.0"), kv("host.name", s+"-7d9f")}},
+			ScopeSpans: []*tracepb.ScopeSpans{{Spans: byService[i]}},
+		})
+	}
+	return req
+}
+
+func kv(k, v string) *commonpb.KeyValue {
+	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}}}
+}
+
+func scratchDB(ctx context.Context, admin string) (string, func(), error) {
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		return "", nil, fmt.Errorf("PostgreSQL: %w", err)
+	}
+	name := fmt.Sprintf("tracekit_bench_%d", time.Now().UnixNano())
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		return "", nil, err
+	}
+	conn.Close(ctx)
+	dsn := strings.Replace(admin, "/postgres?", "/"+name+"?", 1)
+	return dsn, func() {
+		if c, err := pgx.Connect(ctx, admin); err == nil {
+			var roles []string
+			if dc, err := pgx.Connect(ctx, dsn); err == nil {
+				rows, _ := dc.Query(ctx, "SELECT db_role FROM tenants WHERE db_role IS NOT NULL")
+				roles, _ = pgx.CollectRows(rows, pgx.RowTo[string])
+				dc.Close(ctx)
+			}
+			c.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)")
+			for _, r := range roles {
+				c.Exec(ctx, fmt.Sprintf("DROP ROLE IF EXISTS %q", r))
+			}
+			c.Close(ctx)
+		}
+	}, nil
+}
+
+// listenAddr reads the server's JSON log until it says where it listens.
+func listenAddr(r interface{ Read([]byte) (int, error) }) (string, error) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Text()
+		if i := strings.Index(line, `"addr":"`); i >= 0 {
+			rest := line[i+8:]
+			go func() {
+				for sc.Scan() {
+				}
+			}()
+			return rest[:strings.IndexByte(rest, '"')], nil
+		}
+	}
+	return "", fmt.Errorf("tracekit server exited before listening")
+}
+
+// vmHWM is a process's peak resident set size in KiB.
+func vmHWM(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			f := strings.Fields(line)
+			n, _ := strconv.ParseInt(f[1], 10, 64)
+			return n
+		}
+	}
+	return 0
+}
