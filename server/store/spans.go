@@ -5,6 +5,7 @@ import (
 	"database/sql/driver"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -176,24 +177,42 @@ func (t *Tenant) copyBatch(ctx context.Context, b Batch) error {
 	})
 }
 
+// insertRows inserts n rows with multi-row statements: far fewer statement executions than one
+// row at a time, which is what SQLite's per-statement cost is about.
 func (t *Tenant) insertRows(ctx context.Context, tx *sqlx.Tx, table string, cols []string, n int, row func(int) []any) error {
-	if n == 0 {
-		return nil
-	}
-	q := "INSERT INTO " + table + " (" + joinCols(cols) + ") VALUES (" + placeholders(len(cols)) + ")"
-	stmt, err := tx.PreparexContext(ctx, q)
-	if err != nil {
-		return err
-	}
-	defer stmt.Close()
-	for i := 0; i < n; i++ {
-		if _, err := stmt.ExecContext(ctx, row(i)...); err != nil {
+	const perStatement = 64
+	var stmt *sqlx.Stmt
+	defer func() {
+		if stmt != nil {
+			stmt.Close()
+		}
+	}()
+	args := make([]any, 0, perStatement*len(cols))
+	for i := 0; i < n; i += perStatement {
+		k := min(perStatement, n-i)
+		if stmt == nil || k != perStatement {
+			if stmt != nil {
+				stmt.Close()
+			}
+			tuple := "(" + placeholders(len(cols)) + ")"
+			values := strings.Repeat(tuple+",", k-1) + tuple
+			var err error
+			if stmt, err = tx.PreparexContext(ctx, "INSERT INTO "+table+" ("+strings.Join(cols, ", ")+") VALUES "+values); err != nil {
+				return err
+			}
+		}
+		args = args[:0]
+		for j := i; j < i+k; j++ {
+			args = append(args, row(j)...)
+		}
+		if _, err := stmt.ExecContext(ctx, args...); err != nil {
 			return fmt.Errorf("insert into %s: %w", table, err)
 		}
 	}
 	return nil
 }
 
+// serviceTouchSlack is how far (in data time) a service's last-seen may lag before ingest updates it.
 const serviceTouchSlack = int64(60e9)
 
 func (t *Tenant) touchServices(ctx context.Context, spans []Span) error {
@@ -248,17 +267,6 @@ func (t *Tenant) touchServices(ctx context.Context, spans []Span) error {
 		t.db.serviceSeen.Store(t.id+"\x00"+name, seen)
 	}
 	return nil
-}
-
-func joinCols(cols []string) string {
-	out := ""
-	for i, c := range cols {
-		if i > 0 {
-			out += ", "
-		}
-		out += c
-	}
-	return out
 }
 
 func placeholders(n int) string {
