@@ -34,7 +34,9 @@ type env struct {
 }
 
 // newEnv serves the receiver with cfg over real HTTP, for one tenant "acme" with an ingest key.
-func newEnv(t *testing.T, dsn string, cfg ingest.Config) env {
+func newEnv(t *testing.T, dsn string, cfg ingest.Config) env { return newEnvTB(t, dsn, cfg) }
+
+func newEnvTB(t testing.TB, dsn string, cfg ingest.Config) env {
 	t.Helper()
 	db := storetest.Open(t, dsn)
 	ctx := context.Background()
@@ -114,7 +116,7 @@ func post(t *testing.T, url, key, contentType string, body []byte, header ...str
 	return resp, b
 }
 
-func marshal(t *testing.T, m proto.Message) []byte {
+func marshal(t testing.TB, m proto.Message) []byte {
 	b, err := proto.Marshal(m)
 	if err != nil {
 		t.Fatal(err)
