@@ -124,12 +124,17 @@ func (t *Tenant) InsertBatch(ctx context.Context, b Batch) error {
 	if len(b.Spans) == 0 && len(b.LLMCalls) == 0 {
 		return nil
 	}
+	// Metric rollups commit with the spans they count, so metrics never disagree with stored traces.
+	rollups := batchRollups(&b)
 	var err error
 	if t.db.dialect == Postgres {
-		err = t.copyBatch(ctx, b)
+		err = t.copyBatch(ctx, b, rollups)
 	} else {
 		err = t.db.write(ctx, func(tx *sqlx.Tx) error {
 			if err := t.insertRows(ctx, tx, "spans", spanColumns, len(b.Spans), func(i int) []any { return t.spanRow(&b.Spans[i]) }); err != nil {
+				return err
+			}
+			if err := t.insertRows(ctx, tx, "metric_rollups", rollupColumns, len(rollups), func(i int) []any { return t.rollupRow(&rollups[i]) }); err != nil {
 				return err
 			}
 			return t.insertRows(ctx, tx, "llm_calls", llmColumns, len(b.LLMCalls), func(i int) []any { return t.llmRow(&b.LLMCalls[i]) })
@@ -144,7 +149,7 @@ func (t *Tenant) InsertBatch(ctx context.Context, b Batch) error {
 	return nil
 }
 
-func (t *Tenant) copyBatch(ctx context.Context, b Batch) error {
+func (t *Tenant) copyBatch(ctx context.Context, b Batch, rollups []Rollup) error {
 	conn, err := t.db.x.Conn(ctx)
 	if err != nil {
 		return err
@@ -160,6 +165,12 @@ func (t *Tenant) copyBatch(ctx context.Context, b Batch) error {
 		if len(b.Spans) > 0 {
 			rows := pgx.CopyFromSlice(len(b.Spans), func(i int) ([]any, error) { return t.spanRow(&b.Spans[i]), nil })
 			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"spans"}, spanColumns, rows); err != nil {
+				return err
+			}
+		}
+		if len(rollups) > 0 {
+			rows := pgx.CopyFromSlice(len(rollups), func(i int) ([]any, error) { return t.rollupRow(&rollups[i]), nil })
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"metric_rollups"}, rollupColumns, rows); err != nil {
 				return err
 			}
 		}

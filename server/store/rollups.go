@@ -1,0 +1,312 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/tracekit/tracekit/server/sketch"
+)
+
+// Rollup kinds: what a metric_rollups row counts.
+const (
+	RollupRequests int16 = 1 // entry spans; Name is the operation
+	RollupLLM      int16 = 2 // LLM calls; Name is the requested model
+)
+
+// Rollup resolutions.
+const (
+	Minute = int64(60e9)
+	Hour   = int64(3600e9)
+)
+
+// Rollup is the aggregate of one series (kind, service, name) over one bucket of Res nanoseconds.
+type Rollup struct {
+	Kind         int16   `db:"kind"`
+	Service      string  `db:"service"`
+	Name         string  `db:"name"`
+	ResNS        int64   `db:"res_ns"`
+	BucketNS     int64   `db:"bucket_ns"`
+	Partial      bool    `db:"partial"`
+	N            int64   `db:"n"`
+	Errors       int64   `db:"errors"`
+	CostUSD      float64 `db:"cost_usd"`
+	InputTokens  int64   `db:"input_tokens"`
+	OutputTokens int64   `db:"output_tokens"`
+	Hist         []byte  `db:"hist"` // durations in nanoseconds, sketch encoding
+}
+
+var rollupColumns = []string{"tenant_id", "kind", "service", "name", "res_ns", "bucket_ns", "partial", "n", "errors",
+	"cost_usd", "input_tokens", "output_tokens", "hist"}
+
+const rollupSelect = `kind, service, name, res_ns, bucket_ns, partial, n, errors, cost_usd, input_tokens, output_tokens, hist`
+
+func (t *Tenant) rollupRow(r *Rollup) []any {
+	return []any{t.id, r.Kind, r.Service, r.Name, r.ResNS, r.BucketNS, r.Partial, r.N, r.Errors, r.CostUSD,
+		r.InputTokens, r.OutputTokens, r.Hist}
+}
+
+type seriesKey struct {
+	kind          int16
+	service, name string
+	bucket        int64
+}
+
+// rollupBuilder accumulates rows keyed by series and bucket.
+type rollupBuilder struct {
+	rows  map[seriesKey]*Rollup
+	hists map[seriesKey]*sketch.Histogram
+}
+
+func newRollupBuilder() *rollupBuilder {
+	return &rollupBuilder{rows: map[seriesKey]*Rollup{}, hists: map[seriesKey]*sketch.Histogram{}}
+}
+
+func (b *rollupBuilder) get(k seriesKey, res int64) (*Rollup, *sketch.Histogram) {
+	r := b.rows[k]
+	if r == nil {
+		r = &Rollup{Kind: k.kind, Service: k.service, Name: k.name, ResNS: res, BucketNS: k.bucket}
+		b.rows[k] = r
+		b.hists[k] = &sketch.Histogram{}
+	}
+	return r, b.hists[k]
+}
+
+// merge adds a stored row (with its encoded histogram) into the bucket k.
+func (b *rollupBuilder) merge(k seriesKey, res int64, from *Rollup) error {
+	r, h := b.get(k, res)
+	r.N += from.N
+	r.Errors += from.Errors
+	r.CostUSD += from.CostUSD
+	r.InputTokens += from.InputTokens
+	r.OutputTokens += from.OutputTokens
+	return h.AddEncoded(from.Hist)
+}
+
+// list returns the rows with their histograms encoded, in a fixed order (stable inserts, fewer
+// index-page conflicts).
+func (b *rollupBuilder) list(partial bool) []Rollup {
+	out := make([]Rollup, 0, len(b.rows))
+	for k, r := range b.rows {
+		r.Partial = partial
+		r.Hist = b.hists[k].Encode()
+		out = append(out, *r)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, c := &out[i], &out[j]
+		if a.BucketNS != c.BucketNS {
+			return a.BucketNS < c.BucketNS
+		}
+		if a.Kind != c.Kind {
+			return a.Kind < c.Kind
+		}
+		if a.Service != c.Service {
+			return a.Service < c.Service
+		}
+		return a.Name < c.Name
+	})
+	return out
+}
+
+// batchRollups aggregates a batch's requests and LLM calls per series and minute. It costs a map
+// lookup and a logarithm per entry span, so ingest stays cheap.
+func batchRollups(b *Batch) []Rollup {
+	rb := newRollupBuilder()
+	for i := range b.Spans {
+		s := &b.Spans[i]
+		if !s.IsEntry {
+			continue
+		}
+		r, h := rb.get(seriesKey{RollupRequests, s.Service, s.Operation, s.StartNS - s.StartNS%Minute}, Minute)
+		r.N++
+		if s.StatusCode == StatusError || s.HTTPStatusCode >= 500 {
+			r.Errors++
+		}
+		h.Add(s.DurationNS)
+	}
+	for i := range b.LLMCalls {
+		c := &b.LLMCalls[i]
+		model := c.RequestModel
+		if model == "" {
+			model = c.ResponseModel
+		}
+		r, h := rb.get(seriesKey{RollupLLM, c.Service, model, c.StartNS - c.StartNS%Minute}, Minute)
+		r.N++
+		if c.StatusCode == StatusError || c.ErrorType != "" {
+			r.Errors++
+		}
+		if c.CostUSD != nil {
+			r.CostUSD += *c.CostUSD
+		}
+		r.InputTokens += c.InputTokens
+		r.OutputTokens += c.OutputTokens
+		h.Add(c.DurationNS)
+	}
+	return rb.list(true)
+}
+
+// RollupQuery selects rollups of [From, To), both multiples of a minute.
+type RollupQuery struct {
+	Kind    int16
+	Service string // optional
+	Name    string // optional
+	From    int64
+	To      int64
+	// Hourly allows hourly rows for the whole hours inside the window (a caller that needs no finer
+	// step than an hour); otherwise every row returned is a minute.
+	Hourly bool
+}
+
+// Rollups returns the rows covering q's window. Every request is counted exactly once: minute rows,
+// or, with Hourly, hourly rows plus the partial minute rows not yet merged into them.
+func (t *Tenant) Rollups(ctx context.Context, q RollupQuery) ([]Rollup, error) {
+	var w where
+	w.add("tenant_id = ?", t.id)
+	w.add("kind = ?", q.Kind)
+	if q.Service != "" {
+		w.add("service = ?", q.Service)
+	}
+	if q.Name != "" {
+		w.add("name = ?", q.Name)
+	}
+	h1 := (q.From + Hour - 1) / Hour * Hour
+	h2 := q.To / Hour * Hour
+	if !q.Hourly || h1 >= h2 {
+		w.add("res_ns = ? AND bucket_ns >= ? AND bucket_ns < ?", Minute, q.From, q.To)
+	} else {
+		w.add(`(res_ns = ? AND bucket_ns >= ? AND bucket_ns < ?
+			OR res_ns = ? AND bucket_ns >= ? AND bucket_ns < ?
+			OR res_ns = ? AND bucket_ns >= ? AND bucket_ns < ?
+			OR res_ns = ? AND partial = true AND bucket_ns >= ? AND bucket_ns < ?)`,
+			Minute, q.From, h1, Minute, h2, q.To, Hour, h1, h2, Minute, h1, h2)
+	}
+	var out []Rollup
+	if err := t.db.x.SelectContext(ctx, &out, t.rebind(`SELECT `+rollupSelect+` FROM metric_rollups`+w.sql()), w.args...); err != nil {
+		return nil, fmt.Errorf("read metric rollups: %w", err)
+	}
+	return out, nil
+}
+
+// CompactStats says what one compaction did.
+type CompactStats struct {
+	Hours       int // hours whose partial rows were merged
+	PartialRows int
+	Expired     int64 // rows deleted by retention
+}
+
+// CompactRollups merges partial rows into one row per series and minute, and those into hourly rows,
+// one hour per transaction; then it deletes minute rows older than minuteTTL and hourly rows older
+// than hourTTL (nanoseconds before now). It must not run in two processes at once for a tenant (the
+// unique index on merged rows makes the second fail rather than double-count).
+func (t *Tenant) CompactRollups(ctx context.Context, now, minuteTTL, hourTTL int64) (CompactStats, error) {
+	var st CompactStats
+	var hours []int64
+	err := t.db.x.SelectContext(ctx, &hours, t.rebind(`SELECT DISTINCT bucket_ns - bucket_ns % ? FROM metric_rollups
+		WHERE tenant_id = ? AND partial = true ORDER BY 1`), Hour, t.id)
+	if err != nil {
+		return st, fmt.Errorf("find rollups to compact: %w", err)
+	}
+	for _, h := range hours {
+		n, err := t.compactHour(ctx, h, h >= now-minuteTTL)
+		if err != nil {
+			return st, fmt.Errorf("compact rollups of %d: %w", h, err)
+		}
+		st.Hours++
+		st.PartialRows += n
+	}
+	for _, ttl := range []struct{ res, before int64 }{{Minute, now - minuteTTL}, {Hour, now - hourTTL}} {
+		res, err := t.db.x.ExecContext(ctx, t.rebind(`DELETE FROM metric_rollups
+			WHERE tenant_id = ? AND res_ns = ? AND bucket_ns < ? AND partial = false`), t.id, ttl.res, ttl.before)
+		if err != nil {
+			return st, fmt.Errorf("expire rollups: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		st.Expired += n
+	}
+	return st, nil
+}
+
+// compactHour replaces the partial rows of one hour, and the merged rows they add to, by their sums.
+// Partial rows are claimed with DELETE … RETURNING, so rows that concurrent ingest commits meanwhile
+// stay for the next run. keepMinutes is false for hours past minute retention: only the hourly row
+// is kept.
+func (t *Tenant) compactHour(ctx context.Context, hour int64, keepMinutes bool) (int, error) {
+	var claimed int
+	err := t.db.write(ctx, func(tx *sqlx.Tx) error {
+		var partials []Rollup
+		err := tx.SelectContext(ctx, &partials, t.rebind(`DELETE FROM metric_rollups
+			WHERE tenant_id = ? AND partial = true AND bucket_ns >= ? AND bucket_ns < ? RETURNING `+rollupSelect),
+			t.id, hour, hour+Hour)
+		if err != nil || len(partials) == 0 {
+			return err
+		}
+		claimed = len(partials)
+		minutes := map[int64]bool{}
+		for _, p := range partials {
+			minutes[p.BucketNS] = true
+		}
+		buckets := make([]int64, 0, len(minutes)+1)
+		for m := range minutes {
+			buckets = append(buckets, m)
+		}
+		var merged []Rollup
+		q, args, err := sqlx.In(`DELETE FROM metric_rollups WHERE tenant_id = ? AND partial = false
+			AND (res_ns = ? AND bucket_ns IN (?) OR res_ns = ? AND bucket_ns = ?) RETURNING `+rollupSelect,
+			t.id, Minute, buckets, Hour, hour)
+		if err != nil {
+			return err
+		}
+		if err := tx.SelectContext(ctx, &merged, tx.Rebind(q), args...); err != nil {
+			return err
+		}
+		mins, hrs := newRollupBuilder(), newRollupBuilder()
+		for i := range merged {
+			r := &merged[i]
+			b := mins
+			if r.ResNS == Hour {
+				b = hrs
+			}
+			if err := b.merge(seriesKey{r.Kind, r.Service, r.Name, r.BucketNS}, r.ResNS, r); err != nil {
+				return err
+			}
+		}
+		for i := range partials {
+			p := &partials[i]
+			if err := mins.merge(seriesKey{p.Kind, p.Service, p.Name, p.BucketNS}, Minute, p); err != nil {
+				return err
+			}
+			if err := hrs.merge(seriesKey{p.Kind, p.Service, p.Name, hour}, Hour, p); err != nil {
+				return err
+			}
+		}
+		rows := hrs.list(false)
+		if keepMinutes {
+			rows = append(rows, mins.list(false)...)
+		}
+		return t.insertRollups(ctx, tx, rows)
+	})
+	return claimed, err
+}
+
+// insertRollups writes rows with multi-row INSERTs, a few hundred rows per statement.
+func (t *Tenant) insertRollups(ctx context.Context, tx *sqlx.Tx, rows []Rollup) error {
+	const chunk = 400
+	tuple := "(" + placeholders(len(rollupColumns)) + ")"
+	for len(rows) > 0 {
+		n := min(chunk, len(rows))
+		q := "INSERT INTO metric_rollups (" + strings.Join(rollupColumns, ", ") + ") VALUES " + tuple +
+			strings.Repeat(", "+tuple, n-1)
+		args := make([]any, 0, n*len(rollupColumns))
+		for i := range rows[:n] {
+			args = append(args, t.rollupRow(&rows[i])...)
+		}
+		if _, err := tx.ExecContext(ctx, tx.Rebind(q), args...); err != nil {
+			return fmt.Errorf("insert merged rollups: %w", err)
+		}
+		rows = rows[n:]
+	}
+	return nil
+}

@@ -1,0 +1,153 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/tracekit/tracekit/server/sketch"
+	"github.com/tracekit/tracekit/server/store"
+	"github.com/tracekit/tracekit/server/store/storetest"
+)
+
+// rollupTotals sums rows the way readers do.
+func rollupTotals(t *testing.T, rows []store.Rollup) (n, errs int64, cost float64, h *sketch.Histogram) {
+	t.Helper()
+	h = &sketch.Histogram{}
+	for _, r := range rows {
+		n += r.N
+		errs += r.Errors
+		cost += r.CostUSD
+		if err := h.AddEncoded(r.Hist); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return n, errs, cost, h
+}
+
+// ingestHours writes, in batches of 50, one request per second of hours hours from base: every
+// seventh fails, durations cycle 1..100 ms, and every request makes one LLM call costing 0.001.
+func ingestHours(t *testing.T, tn *store.Tenant, base int64, hours int) {
+	t.Helper()
+	var b store.Batch
+	cost := 0.001
+	for i := 0; i < hours*3600; i++ {
+		s := store.Span{TraceID: fmt.Sprintf("t%06d", i), SpanID: "s1", Service: "pay", Operation: "POST /charge",
+			IsEntry: true, StartNS: base + int64(i)*1e9, DurationNS: int64(i%100+1) * 1e6}
+		if i%7 == 0 {
+			s.HTTPStatusCode = 503
+		}
+		child := s
+		child.SpanID, child.ParentSpanID, child.IsEntry = "s2", "s1", false
+		b.Spans = append(b.Spans, s, child)
+		b.LLMCalls = append(b.LLMCalls, store.LLMCall{TraceID: s.TraceID, SpanID: "s2", Service: "pay",
+			RequestModel: "gpt-4o-mini", InputTokens: 10, OutputTokens: 5, CostUSD: &cost, StartNS: s.StartNS, DurationNS: 5e8})
+		if len(b.Spans) == 100 {
+			if err := tn.InsertBatch(context.Background(), b); err != nil {
+				t.Fatal(err)
+			}
+			b = store.Batch{}
+		}
+	}
+}
+
+func TestRollups_CountEveryRequestOnceBeforeAndAfterCompaction(t *testing.T) {
+	storetest.Dialects(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		tn := db.ForTenant("acme")
+		base := int64(1_700_000_000) / 3600 * 3600 * 1e9
+		ingestHours(t, tn, base, 3)
+		ingestHours(t, db.ForTenant("other"), base, 1)
+
+		check := func(stage string) {
+			t.Helper()
+			for _, hourly := range []bool{false, true} {
+				// A window that starts and ends mid-hour exercises minute edges around whole hours.
+				q := store.RollupQuery{Kind: store.RollupRequests, Service: "pay", From: base + 30*store.Minute,
+					To: base + 150*store.Minute, Hourly: hourly}
+				rows, err := tn.Rollups(ctx, q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				n, errs, _, h := rollupTotals(t, rows)
+				if n != 7200 || h.Count() != 7200 || errs != 1028 {
+					t.Errorf("%s, hourly=%v: %d requests (histogram %d), %d errors; want 7200, 1028 errors", stage, hourly, n, h.Count(), errs)
+				}
+				q.Kind = store.RollupLLM
+				rows, err = tn.Rollups(ctx, q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n, _, cost, _ := rollupTotals(t, rows); n != 7200 || cost < 7.199 || cost > 7.201 {
+					t.Errorf("%s, hourly=%v: %d LLM calls costing %.3f, want 7200 costing 7.2", stage, hourly, n, cost)
+				}
+			}
+		}
+		check("partial rows only")
+		st, err := tn.CompactRollups(ctx, base+3*store.Hour, 24*store.Hour, 90*24*store.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Hours != 3 || st.PartialRows == 0 {
+			t.Fatalf("compaction: %+v, want 3 hours", st)
+		}
+		check("after compaction")
+		// Late data for a compacted hour is counted too, before and after the next compaction.
+		late := store.Batch{Spans: []store.Span{{TraceID: "late", SpanID: "s", Service: "pay", Operation: "POST /charge",
+			IsEntry: true, StartNS: base + 40*store.Minute, DurationNS: 1e6}}}
+		if err := tn.InsertBatch(ctx, late); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := tn.Rollups(ctx, store.RollupQuery{Kind: store.RollupRequests, From: base, To: base + 3*store.Hour, Hourly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, _, _, _ := rollupTotals(t, rows); n != 3*3600+1 {
+			t.Fatalf("with a late request: %d requests, want %d", n, 3*3600+1)
+		}
+		if _, err := tn.CompactRollups(ctx, base+3*store.Hour, 24*store.Hour, 90*24*store.Hour); err != nil {
+			t.Fatal(err)
+		}
+		for _, hourly := range []bool{false, true} {
+			rows, err := tn.Rollups(ctx, store.RollupQuery{Kind: store.RollupRequests, From: base, To: base + 3*store.Hour, Hourly: hourly})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n, _, _, _ := rollupTotals(t, rows); n != 3*3600+1 {
+				t.Fatalf("late request compacted, hourly=%v: %d requests, want %d", hourly, n, 3*3600+1)
+			}
+		}
+	})
+}
+
+func TestCompactRollups_KeepsOnlyHourlyRowsPastMinuteRetention(t *testing.T) {
+	storetest.Dialects(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		tn := db.ForTenant("acme")
+		base := int64(1_700_000_000) / 3600 * 3600 * 1e9
+		ingestHours(t, tn, base, 2)
+		now := base + 50*store.Hour
+		st, err := tn.CompactRollups(ctx, now, 24*store.Hour, 49*store.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Hours != 2 {
+			t.Fatalf("compaction: %+v", st)
+		}
+		minutes, err := tn.Rollups(ctx, store.RollupQuery{Kind: store.RollupRequests, From: base, To: base + 2*store.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(minutes) != 0 {
+			t.Fatalf("%d minute rows kept past minute retention", len(minutes))
+		}
+		hours, err := tn.Rollups(ctx, store.RollupQuery{Kind: store.RollupRequests, From: base, To: base + 2*store.Hour, Hourly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The first hour is past hourly retention too.
+		if n, _, _, _ := rollupTotals(t, hours); n != 3600 {
+			t.Fatalf("%d requests in hourly rows, want the second hour's 3600", n)
+		}
+	})
+}
