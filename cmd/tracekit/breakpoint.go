@@ -3,8 +3,120 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tracekit/tracekit/server/debugger"
+	"github.com/tracekit/tracekit/server/store"
 )
 
+const breakpointUsage = `Usage:
+  tracekit breakpoint create --tenant T --service S [--condition EXPR] [--hit-limit N] [--expires 1h] <file>:<line>
+  tracekit breakpoint list   --tenant T [--service S]
+  tracekit breakpoint delete --tenant T <breakpoint id>
+
+Agents of the service pick new breakpoints up within 30 seconds (GET /v1/breakpoints); the same
+operations are available over HTTP with an API key that has the write scope.`
+
 func runBreakpoint(ctx context.Context, args []string) error {
-	return errors.New("not available yet: this command arrives with the analysis work")
+	if len(args) == 0 {
+		return errors.New("missing subcommand\n" + breakpointUsage)
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet("breakpoint "+sub, flag.ContinueOnError)
+	dbURL := databaseFlag(fs)
+	tenant := fs.String("tenant", envOr("TRACEKIT_TENANT", devTenant), "tenant id ($TRACEKIT_TENANT)")
+	service := fs.String("service", "", "service.name of the application to debug")
+	condition := fs.String("condition", "", "capture only when this expression, evaluated by the agent, is true")
+	hitLimit := fs.Int("hit-limit", debugger.DefaultHitLimit, "stop after this many captures (0: unlimited)")
+	expires := fs.Duration("expires", debugger.DefaultExpiry, "stop capturing after this long (at most 168h)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	db, err := openDB(ctx, *dbURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	t := db.ForTenant(*tenant)
+	now := time.Now()
+	switch sub {
+	case "create":
+		if fs.NArg() != 1 {
+			return errors.New("create needs the location as <file>:<line>\n" + breakpointUsage)
+		}
+		file, line, err := location(fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		b, err := debugger.NewBreakpoint(debugger.Spec{Service: *service, File: file, Line: line, Condition: *condition,
+			HitLimit: hitLimit, ExpiresIn: expires.String()}, now)
+		if err != nil {
+			return err
+		}
+		if err := t.CreateBreakpoint(ctx, b); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "Created breakpoint at %s:%d in %s, expiring %s.\n", b.File, b.Line, b.Service,
+			time.Unix(0, b.ExpiresNS).UTC().Format(time.RFC3339))
+		fmt.Println(b.ID)
+	case "list":
+		bps, err := t.Breakpoints(ctx, *service)
+		if err != nil {
+			return err
+		}
+		w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "ID\tSERVICE\tLOCATION\tCONDITION\tHITS\tEXPIRES\tSTATE")
+		for _, b := range bps {
+			hits := strconv.Itoa(b.HitCount)
+			if b.HitLimit > 0 {
+				hits += "/" + strconv.Itoa(b.HitLimit)
+			}
+			expiry := "never"
+			if b.ExpiresNS != 0 {
+				expiry = time.Unix(0, b.ExpiresNS).UTC().Format(time.RFC3339)
+			}
+			state := "active"
+			switch {
+			case b.HitLimit > 0 && b.HitCount >= b.HitLimit:
+				state = "hit limit reached"
+			case !b.Active(now.UnixNano()):
+				state = "expired"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s:%d\t%s\t%s\t%s\t%s\n", b.ID, b.Service, b.File, b.Line, b.Condition, hits, expiry, state)
+		}
+		return w.Flush()
+	case "delete":
+		if fs.NArg() != 1 {
+			return errors.New("delete needs the breakpoint id (see 'tracekit breakpoint list')\n" + breakpointUsage)
+		}
+		if err := t.DeleteBreakpoint(ctx, fs.Arg(0), now.UnixNano()); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("no breakpoint %s in tenant %q (see 'tracekit breakpoint list')", fs.Arg(0), *tenant)
+			}
+			return err
+		}
+		fmt.Printf("deleted %s; agents stop capturing it at their next poll\n", fs.Arg(0))
+	default:
+		return fmt.Errorf("unknown subcommand %q\n%s", sub, breakpointUsage)
+	}
+	return nil
+}
+
+// location splits "path/to/file.go:42".
+func location(s string) (string, int, error) {
+	i := strings.LastIndex(s, ":")
+	if i <= 0 {
+		return "", 0, fmt.Errorf("location %q: want <file>:<line>, e.g. checkout/handler.go:42", s)
+	}
+	line, err := strconv.Atoi(s[i+1:])
+	if err != nil {
+		return "", 0, fmt.Errorf("location %q: the line after ':' must be a number", s)
+	}
+	return s[:i], line, nil
 }
