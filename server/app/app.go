@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tracekit/tracekit/server/auth"
+	"github.com/tracekit/tracekit/server/debugger"
 	"github.com/tracekit/tracekit/server/ingest"
 	"github.com/tracekit/tracekit/server/store"
 )
@@ -61,5 +62,6 @@ func New(cfg Config) http.Handler {
 	})
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))
 	ingest.Register(r, ingest.Config{DB: cfg.DB, Auth: cfg.Auth, Logger: cfg.Logger, Registry: cfg.Registry})
+	debugger.Register(r, cfg.DB, cfg.Auth)
 	return r
 }
