@@ -15,6 +15,7 @@ import (
 	"github.com/tracekit/tracekit/server/auth"
 	"github.com/tracekit/tracekit/server/debugger"
 	"github.com/tracekit/tracekit/server/ingest"
+	"github.com/tracekit/tracekit/server/mcpserver"
 	"github.com/tracekit/tracekit/server/store"
 )
 
@@ -63,5 +64,6 @@ func New(cfg Config) http.Handler {
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))
 	ingest.Register(r, ingest.Config{DB: cfg.DB, Auth: cfg.Auth, Logger: cfg.Logger, Registry: cfg.Registry})
 	debugger.Register(r, cfg.DB, cfg.Auth)
+	mcpserver.Register(r, mcpserver.Config{DB: cfg.DB, Auth: cfg.Auth, PublicURL: cfg.PublicURL, Logger: cfg.Logger, Registry: cfg.Registry})
 	return r
 }

@@ -21,6 +21,9 @@ var llmSortKeys = map[string]string{
 	LLMByTokens:  "(input_tokens + output_tokens)",
 }
 
+// llmErrorCond is what makes an LLM call a failure.
+const llmErrorCond = "(status_code = 2 OR error_type <> '')"
+
 // llmModel is the model a call used: the one the provider reported, else the one requested.
 const llmModel = "COALESCE(NULLIF(response_model, ''), request_model)"
 
@@ -32,6 +35,7 @@ type LLMQuery struct {
 	Provider   string
 	TraceID    string
 	ErrorsOnly bool
+	OKOnly     bool
 	Sort       string // one of the LLMBy* orders; empty means LLMByStart
 	// After is a keyset position: the sort key (a float for cost, an integer otherwise) and the id.
 	After *LLMKey
@@ -61,7 +65,10 @@ func (t *Tenant) llmWhere(q LLMQuery) where {
 		w.add("trace_id = ?", q.TraceID)
 	}
 	if q.ErrorsOnly {
-		w.add("(status_code = 2 OR error_type <> '')")
+		w.add(llmErrorCond)
+	}
+	if q.OKOnly {
+		w.add("NOT " + llmErrorCond)
 	}
 	return w
 }
@@ -136,7 +143,7 @@ func (t *Tenant) LLMStats(ctx context.Context, q LLMQuery, groupBy string) ([]LL
 	}
 	w := t.llmWhere(q)
 	query := `SELECT ` + key + ` AS k, COUNT(*) AS calls,
-			SUM(CASE WHEN status_code = 2 OR error_type <> '' THEN 1 ELSE 0 END) AS errors,
+			SUM(CASE WHEN ` + llmErrorCond + ` THEN 1 ELSE 0 END) AS errors,
 			SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens,
 			SUM(cached_input_tokens) AS cached_input_tokens, COALESCE(SUM(cost_usd), 0) AS cost_usd,
 			SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END) AS unknown_cost_calls, SUM(duration_ns) AS duration_ns

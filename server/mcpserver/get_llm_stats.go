@@ -1,0 +1,229 @@
+package mcpserver
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/jsonschema-go/jsonschema"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/tracekit/tracekit/server/store"
+)
+
+type getLLMStatsIn struct {
+	GroupBy string `json:"group_by,omitempty"`
+	Service string `json:"service,omitempty"`
+	Model   string `json:"model,omitempty"`
+	Window
+	Page
+}
+
+type llmTotals struct {
+	Calls            int64   `json:"calls"`
+	InputTokens      int64   `json:"input_tokens"`
+	OutputTokens     int64   `json:"output_tokens"`
+	CostUSD          float64 `json:"cost_usd"`
+	UnknownCostCalls int64   `json:"unknown_cost_calls"` // calls whose price is unknown: not in cost_usd
+	Errors           int64   `json:"errors"`
+}
+
+type llmGroupRow struct {
+	Key string `json:"key"`
+	llmTotals
+	CostPct      float64 `json:"cost_pct"`
+	TokensPct    float64 `json:"tokens_pct"`
+	AvgLatencyMS float64 `json:"avg_latency_ms"`
+}
+
+// llmLeader names who leads a measure along a dimension, e.g. the service using the most tokens.
+type llmLeader struct {
+	Measure string  `json:"measure"` // "cost by model", "tokens by service", "cost by service"
+	Key     string  `json:"key"`
+	Value   float64 `json:"value"`
+	Pct     float64 `json:"pct"`
+}
+
+type getLLMStatsOut struct {
+	GroupBy string        `json:"group_by"`
+	Totals  llmTotals     `json:"totals"`
+	Leaders []llmLeader   `json:"leaders"`
+	Groups  []llmGroupRow `json:"groups"`
+	List
+}
+
+func (tl *tools) addGetLLMStats(s *mcp.Server) {
+	addTool(s, tl, &mcp.Tool{
+		Name: "get_llm_stats",
+		Description: "LLM spend over a window: totals, the model and service leading cost and tokens, and a breakdown by model, provider, " +
+			"service or day (calls, tokens, cost, share, latency, errors). For \"how much do I spend on LLMs?\".",
+	}, func(p map[string]*jsonschema.Schema) {
+		enum(p["group_by"], store.LLMByModel, store.LLMByProvider, store.LLMByService, store.LLMByDay)
+		def(p["group_by"], store.LLMByModel)
+		windowSchema(p, "24h")
+		pageSchema(p, 20, 100)
+	}, tl.getLLMStats)
+}
+
+func (tl *tools) getLLMStats(ctx context.Context, tn *store.Tenant, in getLLMStatsIn) (getLLMStatsOut, string, error) {
+	var out getLLMStatsOut
+	var offset int
+	from, to, _, err := pageWindow(in.Window, in.Page, in, &offset, tl.now(), 24*time.Hour)
+	if err != nil {
+		return out, "", err
+	}
+	groupBy := in.GroupBy
+	if groupBy == "" {
+		groupBy = store.LLMByModel
+	}
+	q := store.LLMQuery{From: from.UnixNano(), To: to.UnixNano(), Service: in.Service, Model: in.Model}
+	by := map[string][]store.LLMGroup{}
+	for _, g := range []string{groupBy, store.LLMByModel, store.LLMByService} {
+		if by[g] != nil {
+			continue
+		}
+		if by[g], err = tn.LLMStats(ctx, q, g); err != nil {
+			return out, "", err
+		}
+	}
+	groups := by[groupBy]
+	for _, g := range groups {
+		out.Totals.add(g)
+	}
+	out.GroupBy = groupBy
+	out.Leaders = []llmLeader{}
+	if out.Totals.Calls > 0 {
+		out.Leaders = append(out.Leaders, leader("cost by model", by[store.LLMByModel], out.Totals, cost),
+			leader("tokens by service", by[store.LLMByService], out.Totals, tokens),
+			leader("cost by service", by[store.LLMByService], out.Totals, cost))
+	}
+	if groupBy == store.LLMByDay {
+		for i := range groups {
+			ns, _ := strconv.ParseInt(groups[i].Key, 10, 64)
+			groups[i].Key = time.Unix(0, ns).UTC().Format(time.DateOnly)
+		}
+	} else {
+		sort.SliceStable(groups, func(i, j int) bool {
+			if groups[i].CostUSD != groups[j].CostUSD {
+				return groups[i].CostUSD > groups[j].CostUSD
+			}
+			return tokens(groups[i]) > tokens(groups[j])
+		})
+	}
+	out.Groups = []llmGroupRow{}
+	out.Window, out.Total = timeRange(from, to), len(groups)
+	b := newBudget(in.MaxTokens)
+	b.fit(out.Leaders, "")
+	limit := clamp(in.Limit, 1, 100, 20)
+	var lines strings.Builder
+	for i := offset; i < len(groups); i++ {
+		row := newLLMGroupRow(groups[i], out.Totals)
+		line := row.line()
+		if len(out.Groups) == limit || !b.fit(row, line) {
+			out.Truncated, out.NextCursor = true, encodeCursor(in, from, to, i)
+			break
+		}
+		out.Groups = append(out.Groups, row)
+		lines.WriteString(line)
+	}
+	out.Returned = len(out.Groups)
+	out.Note, out.Next = llmStatsSuggestions(out, fmtStep(to.Sub(from)))
+	return out, out.text(lines.String()), nil
+}
+
+func (t *llmTotals) add(g store.LLMGroup) {
+	t.Calls += g.Calls
+	t.InputTokens += g.InputTokens
+	t.OutputTokens += g.OutputTokens
+	t.CostUSD += g.CostUSD
+	t.UnknownCostCalls += g.UnknownCostCalls
+	t.Errors += g.Errors
+}
+
+func cost(g store.LLMGroup) float64   { return g.CostUSD }
+func tokens(g store.LLMGroup) float64 { return float64(g.InputTokens + g.OutputTokens) }
+
+func leader(measure string, groups []store.LLMGroup, totals llmTotals, value func(store.LLMGroup) float64) llmLeader {
+	var best store.LLMGroup
+	for _, g := range groups {
+		if value(g) > value(best) {
+			best = g
+		}
+	}
+	total := totals.CostUSD
+	if strings.HasPrefix(measure, "tokens") {
+		total = float64(totals.InputTokens + totals.OutputTokens)
+	}
+	l := llmLeader{Measure: measure, Key: best.Key, Value: round(value(best), 4)}
+	if total > 0 {
+		l.Pct = round(100*value(best)/total, 1)
+	}
+	return l
+}
+
+func newLLMGroupRow(g store.LLMGroup, t llmTotals) llmGroupRow {
+	r := llmGroupRow{Key: g.Key, llmTotals: llmTotals{Calls: g.Calls, InputTokens: g.InputTokens, OutputTokens: g.OutputTokens,
+		CostUSD: round(g.CostUSD, 4), UnknownCostCalls: g.UnknownCostCalls, Errors: g.Errors}}
+	if t.CostUSD > 0 {
+		r.CostPct = round(100*g.CostUSD/t.CostUSD, 1)
+	}
+	if tt := t.InputTokens + t.OutputTokens; tt > 0 {
+		r.TokensPct = round(100*tokens(g)/float64(tt), 1)
+	}
+	if g.Calls > 0 {
+		r.AvgLatencyMS = msOf(g.DurationNS / g.Calls)
+	}
+	return r
+}
+
+func (r llmGroupRow) line() string {
+	s := fmt.Sprintf("- %s: %s (%.1f%%), %d calls, %d in + %d out tokens (%.1f%%), avg %s", r.Key, usd(r.CostUSD), r.CostPct,
+		r.Calls, r.InputTokens, r.OutputTokens, r.TokensPct, ms(r.AvgLatencyMS))
+	if r.Errors > 0 {
+		s += fmt.Sprintf(", %d errors", r.Errors)
+	}
+	if r.UnknownCostCalls > 0 {
+		s += fmt.Sprintf(", %d calls of unknown price", r.UnknownCostCalls)
+	}
+	return s + "\n"
+}
+
+func llmStatsSuggestions(out getLLMStatsOut, since string) (string, []Call) {
+	if out.Totals.Calls == 0 {
+		return "no LLM call in this window. Widen it (e.g. since=7d); LLM calls come from GenAI spans (gen_ai.* attributes).",
+			[]Call{{Tool: "get_llm_stats", Args: map[string]any{"since": "30d"}}}
+	}
+	note := ""
+	if out.Totals.UnknownCostCalls > 0 {
+		note = fmt.Sprintf("%d calls use models without a known price: their cost is not in cost_usd (unknown is not free).", out.Totals.UnknownCostCalls)
+	}
+	var next []Call
+	if out.GroupBy != store.LLMByService {
+		next = append(next, Call{Tool: "get_llm_stats", Args: map[string]any{"group_by": "service", "since": since}, Why: "spend per service"})
+	}
+	if out.GroupBy != store.LLMByDay {
+		next = append(next, Call{Tool: "get_llm_stats", Args: map[string]any{"group_by": "day", "since": "7d"}, Why: "the trend"})
+	}
+	next = append(next, Call{Tool: "search_llm_calls", Args: map[string]any{"sort": "cost", "since": since}, Why: "the costliest calls"})
+	return note, next
+}
+
+func (o getLLMStatsOut) text(lines string) string {
+	var b strings.Builder
+	t := o.Totals
+	fmt.Fprintf(&b, "LLM usage %s: %s over %d calls, %d input + %d output tokens, %d errors\n", o.Window, usd(t.CostUSD), t.Calls,
+		t.InputTokens, t.OutputTokens, t.Errors)
+	for _, l := range o.Leaders {
+		v := usd(l.Value)
+		if strings.HasPrefix(l.Measure, "tokens") {
+			v = strconv.FormatFloat(l.Value, 'f', 0, 64) + " tokens"
+		}
+		fmt.Fprintf(&b, "Most %s: %s, %s (%.1f%%)\n", l.Measure, l.Key, v, l.Pct)
+	}
+	b.WriteString(listHeader("groups by "+o.GroupBy, o.List))
+	b.WriteString(lines)
+	return b.String() + footer(o.Note, o.Next)
+}

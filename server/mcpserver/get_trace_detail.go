@@ -1,0 +1,538 @@
+package mcpserver
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/google/jsonschema-go/jsonschema"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/tracekit/tracekit/server/store"
+)
+
+type getTraceDetailIn struct {
+	TraceID     string `json:"trace_id"`
+	FocusSpanID string `json:"focus_span_id,omitempty" jsonschema:"show only this span's subtree"`
+	MaxTokens   int    `json:"max_tokens,omitempty"`
+}
+
+// step is a span named in the critical path or the self-time ranking.
+type step struct {
+	SpanID     string  `json:"span_id"`
+	Service    string  `json:"service"`
+	Operation  string  `json:"operation"`
+	DurationMS float64 `json:"duration_ms"`
+	SelfMS     float64 `json:"self_ms"`
+	Statement  any     `json:"statement,omitempty"` // captured
+}
+
+type spanError struct {
+	SpanID     string `json:"span_id"`
+	Service    string `json:"service"`
+	Operation  string `json:"operation"`
+	HTTPStatus int32  `json:"http_status,omitempty"`
+	Message    any    `json:"message,omitempty"`    // captured status message
+	Exceptions any    `json:"exceptions,omitempty"` // captured exception events
+}
+
+// spanRow is one line of the waterfall. A row with Count > 1 stands for that many sibling calls to
+// the same operation, represented by the slowest of them.
+type spanRow struct {
+	SpanID     string  `json:"span_id"`
+	Depth      int     `json:"depth"`
+	Service    string  `json:"service"`
+	Operation  string  `json:"operation"`
+	OffsetMS   float64 `json:"offset_ms"`
+	DurationMS float64 `json:"duration_ms"`
+	SelfMS     float64 `json:"self_ms"`
+	Error      bool    `json:"error,omitempty"`
+	Critical   bool    `json:"critical,omitempty"`
+	Count      int     `json:"count,omitempty"`
+	TotalMS    float64 `json:"total_ms,omitempty"`
+	NPlusOne   bool    `json:"n_plus_one,omitempty"`
+	Hidden     int     `json:"hidden,omitempty"` // descendants not shown as rows
+	Statement  any     `json:"statement,omitempty"`
+}
+
+type getTraceDetailOut struct {
+	TraceID      string      `json:"trace_id"`
+	Window       TimeRange   `json:"window"`
+	Root         string      `json:"root"`
+	DurationMS   float64     `json:"duration_ms"`
+	Spans        int         `json:"spans"`
+	Services     []string    `json:"services"`
+	FailedSpans  int         `json:"failed_spans"`
+	CriticalPath []step      `json:"critical_path"`
+	Errors       []spanError `json:"errors"`
+	SelfTime     []step      `json:"top_self_time"`
+	Waterfall    []spanRow   `json:"waterfall"`
+	Returned     int         `json:"returned"`
+	Truncated    bool        `json:"truncated"`
+	Omitted      int         `json:"omitted"` // spans neither shown nor collapsed into a row
+	Note         string      `json:"note,omitempty"`
+	Next         []Call      `json:"next,omitempty"`
+}
+
+// Limits of a trace answer. maxTraceSpans bounds memory for a runaway trace; the others keep the
+// fixed parts of the answer small so the waterfall gets most of the budget.
+const (
+	maxTraceSpans   = 100000
+	maxPathSteps    = 25
+	maxErrors       = 8
+	topSelfTime     = 5
+	collapseAt      = 3 // siblings with the same operation collapse from this many
+	nPlusOneAt      = 5 // …and are flagged N+1 from this many, when they call out (DB, RPC, HTTP)
+	maxIndentDepth  = 24
+	statementInText = 160
+)
+
+func (tl *tools) addGetTraceDetail(s *mcp.Server) {
+	addTool(s, tl, &mcp.Tool{
+		Name: "get_trace_detail",
+		Description: "Explain one trace: critical path, failed spans with exceptions, top self-time spans, and a waterfall " +
+			"with repeated sibling calls collapsed (N+1 flagged). Large traces are summarised; focus_span_id opens one subtree.",
+	}, func(p map[string]*jsonschema.Schema) {
+		p["trace_id"].MinLength = new(1)
+		def(p["max_tokens"], defaultMaxTokens)
+		bounds(p["max_tokens"], minMaxTokens, hardMaxTokens)
+	}, tl.getTraceDetail)
+}
+
+// node is a span in the trace tree.
+type node struct {
+	*store.TraceSpan
+	children []*node
+	selfNS   int64
+	size     int // spans in the subtree, this one included
+	critical bool
+}
+
+func (n *node) end() int64 { return n.StartNS + n.DurationNS }
+
+func (tl *tools) getTraceDetail(ctx context.Context, tn *store.Tenant, in getTraceDetailIn) (getTraceDetailOut, string, error) {
+	var out getTraceDetailOut
+	in.TraceID = strings.TrimSpace(in.TraceID)
+	spans, total, err := tn.TraceSpans(ctx, in.TraceID, maxTraceSpans)
+	if err != nil {
+		return out, "", err
+	}
+	if len(spans) == 0 {
+		return out, "", badArg("trace %q has no stored spans: take a trace_id from search_traces (ids are hex, 32 characters)", in.TraceID)
+	}
+	roots, byID := buildTree(spans)
+	top := roots[0]
+	if in.FocusSpanID != "" {
+		if top = byID[in.FocusSpanID]; top == nil {
+			return out, "", badArg("span %q is not in trace %s: use a span_id from this trace's waterfall", in.FocusSpanID, in.TraceID)
+		}
+		roots = []*node{top}
+	}
+	start, end := top.StartNS, top.end()
+	for _, r := range roots {
+		start, end = min(start, r.StartNS), max(end, r.end())
+	}
+	services := map[string]int{}
+	var subtree []*node
+	for _, r := range roots {
+		walk(r, func(n *node) { subtree = append(subtree, n); services[n.Service]++ })
+	}
+
+	out.TraceID, out.Spans = in.TraceID, total
+	out.Window = TimeRange{From: at(start), To: at(end)}
+	out.Root = top.Service + " " + top.Operation
+	out.DurationMS = msOf(end - start)
+	out.Services = sortedByCount(services)
+	out.CriticalPath = criticalPath(top)
+	out.SelfTime = topBySelfTime(subtree)
+	failed := []*node{}
+	for _, n := range subtree {
+		if n.Error {
+			failed = append(failed, n)
+		}
+	}
+	out.FailedSpans = len(failed)
+	if out.Errors, err = tl.spanErrors(ctx, tn, in.TraceID, failed); err != nil {
+		return out, "", err
+	}
+
+	b := newBudget(in.MaxTokens)
+	for _, fixed := range []any{out.CriticalPath, out.Errors, out.SelfTime, out.Services} {
+		b.fit(fixed, "")
+	}
+	w := waterfall{start: start, budget: b}
+	for _, r := range roots {
+		w.add(r, 0)
+	}
+	out.Waterfall, out.Returned, out.Truncated = w.rows, len(w.rows), w.cut != nil
+	out.Omitted = len(subtree) - w.covered
+	if total > len(spans) {
+		out.Truncated = true
+		out.Omitted += total - len(spans)
+		out.Note = fmt.Sprintf("this trace has %d spans; the first %d by start time were analysed.", total, len(spans))
+	}
+	out.Next = traceDetailSuggestions(in, out, w.cut)
+	return out, out.text(w.lines.String()), nil
+}
+
+func buildTree(spans []store.TraceSpan) ([]*node, map[string]*node) {
+	byID := make(map[string]*node, len(spans))
+	nodes := make([]*node, len(spans))
+	for i := range spans {
+		nodes[i] = &node{TraceSpan: &spans[i]}
+		byID[spans[i].SpanID] = nodes[i]
+	}
+	var roots []*node
+	for _, n := range nodes { // spans come ordered by start, so children lists are too
+		if p := byID[n.ParentSpanID]; p != nil && p != n {
+			p.children = append(p.children, n)
+		} else {
+			roots = append(roots, n) // the root, or an orphan whose parent was not received
+		}
+	}
+	// The longest root first: a trace missing its real root shows its biggest fragment.
+	sort.SliceStable(roots, func(i, j int) bool { return roots[i].DurationNS > roots[j].DurationNS })
+	for _, r := range roots {
+		measure(r)
+	}
+	return roots, byID
+}
+
+// measure computes self time (duration not covered by children) and subtree sizes, iteratively so
+// that a pathological deep trace cannot exhaust the stack.
+func measure(root *node) {
+	var order []*node
+	walk(root, func(n *node) { order = append(order, n) })
+	for i := len(order) - 1; i >= 0; i-- {
+		n := order[i]
+		n.size = 1
+		covered, curStart, curEnd := int64(0), int64(0), int64(-1)
+		for _, c := range n.children {
+			n.size += c.size
+			s, e := max(c.StartNS, n.StartNS), min(c.end(), n.end())
+			if e <= s {
+				continue
+			}
+			if s > curEnd {
+				if curEnd > curStart {
+					covered += curEnd - curStart
+				}
+				curStart, curEnd = s, e
+			} else {
+				curEnd = max(curEnd, e)
+			}
+		}
+		if curEnd > curStart {
+			covered += curEnd - curStart
+		}
+		n.selfNS = max(n.DurationNS-covered, 0)
+	}
+}
+
+// walk visits the subtree of n depth-first in start order without recursion.
+func walk(n *node, visit func(*node)) {
+	stack := []*node{n}
+	for len(stack) > 0 {
+		n := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		visit(n)
+		for i := len(n.children) - 1; i >= 0; i-- {
+			stack = append(stack, n.children[i])
+		}
+	}
+}
+
+// criticalPath follows, from top, the child that finishes last: the chain of calls the request
+// waited for.
+func criticalPath(top *node) []step {
+	var path []step
+	for n := top; n != nil && len(path) < maxPathSteps; {
+		n.critical = true
+		path = append(path, stepOf(n))
+		var next *node
+		for _, c := range n.children {
+			if next == nil || c.end() > next.end() {
+				next = c
+			}
+		}
+		n = next
+	}
+	return path
+}
+
+func topBySelfTime(nodes []*node) []step {
+	sorted := append([]*node(nil), nodes...)
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].selfNS > sorted[j].selfNS })
+	var out []step
+	for _, n := range sorted[:min(len(sorted), topSelfTime)] {
+		out = append(out, stepOf(n))
+	}
+	return out
+}
+
+func stepOf(n *node) step {
+	s := step{SpanID: n.SpanID, Service: n.Service, Operation: n.Operation, DurationMS: msOf(n.DurationNS), SelfMS: msOf(n.selfNS)}
+	if n.DBStatement != "" {
+		s.Statement = capString(n.DBStatement)
+	}
+	return s
+}
+
+// spanErrors describes the failed spans, with the exception events read for the first few.
+func (tl *tools) spanErrors(ctx context.Context, tn *store.Tenant, traceID string, failed []*node) ([]spanError, error) {
+	out := []spanError{}
+	if len(failed) == 0 {
+		return out, nil
+	}
+	failed = failed[:min(len(failed), maxErrors)]
+	ids := make([]string, len(failed))
+	for i, n := range failed {
+		ids[i] = n.SpanID
+	}
+	data, err := tn.SpansData(ctx, traceID, ids)
+	if err != nil {
+		return nil, err
+	}
+	events := map[string][]byte{}
+	for _, d := range data {
+		events[d.SpanID] = d.Events
+	}
+	for _, n := range failed {
+		e := spanError{SpanID: n.SpanID, Service: n.Service, Operation: n.Operation, HTTPStatus: n.HTTPStatusCode,
+			Exceptions: exceptions(events[n.SpanID])}
+		if n.StatusMessage != "" {
+			e.Message = capString(n.StatusMessage)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// exceptions extracts the exception events of a span's events JSON (OpenTelemetry semantic
+// conventions), capped.
+func exceptions(raw []byte) any {
+	var events []struct {
+		Name       string         `json:"name"`
+		Attributes map[string]any `json:"attributes"`
+	}
+	if json.Unmarshal(raw, &events) != nil {
+		return nil
+	}
+	var out []any
+	for _, e := range events {
+		if e.Name != "exception" || len(out) == 3 {
+			continue
+		}
+		x := map[string]any{}
+		for _, k := range []string{"exception.type", "exception.message", "exception.stacktrace"} {
+			if v, ok := e.Attributes[k]; ok {
+				x[strings.TrimPrefix(k, "exception.")] = v
+			}
+		}
+		out = append(out, capValue(x, 1))
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// waterfall renders the tree depth-first within a budget, collapsing repeated siblings.
+type waterfall struct {
+	start   int64
+	budget  *budget
+	rows    []spanRow
+	lines   strings.Builder
+	covered int   // spans shown as a row or collapsed into one
+	cut     *node // first subtree that did not fit
+}
+
+func (w *waterfall) add(n *node, depth int) {
+	if w.cut != nil {
+		return
+	}
+	row := w.row(n, depth)
+	if !w.emit(row, n) {
+		return
+	}
+	w.covered++
+	// Group the children by operation; a group of collapseAt or more becomes one row placed where
+	// its first member starts.
+	type group struct{ members []*node }
+	groups := map[string]*group{}
+	for _, c := range n.children {
+		k := c.Service + "\x00" + c.Operation
+		if groups[k] == nil {
+			groups[k] = &group{}
+		}
+		groups[k].members = append(groups[k].members, c)
+	}
+	done := map[string]bool{}
+	for _, c := range n.children {
+		k := c.Service + "\x00" + c.Operation
+		g := groups[k]
+		if len(g.members) < collapseAt {
+			w.add(c, depth+1)
+			continue
+		}
+		if done[k] {
+			continue
+		}
+		done[k] = true
+		if !w.collapse(g.members, depth+1) {
+			return
+		}
+	}
+}
+
+func (w *waterfall) collapse(members []*node, depth int) bool {
+	slowest, totalNS, hidden := members[0], int64(0), 0
+	callsOut := false
+	for _, m := range members {
+		if m.DurationNS > slowest.DurationNS {
+			slowest = m
+		}
+		totalNS += m.DurationNS
+		hidden += m.size - 1
+		callsOut = callsOut || m.DBSystem != "" || m.Kind == store.KindClient
+	}
+	row := w.row(slowest, depth)
+	row.Count, row.TotalMS, row.Hidden = len(members), msOf(totalNS), hidden
+	row.OffsetMS = msOf(members[0].StartNS - w.start)
+	row.NPlusOne = callsOut && len(members) >= nPlusOneAt
+	if !w.emit(row, slowest) {
+		return false
+	}
+	w.covered += len(members)
+	return true
+}
+
+func (w *waterfall) row(n *node, depth int) spanRow {
+	r := spanRow{SpanID: n.SpanID, Depth: depth, Service: n.Service, Operation: n.Operation,
+		OffsetMS: msOf(n.StartNS - w.start), DurationMS: msOf(n.DurationNS), SelfMS: msOf(n.selfNS),
+		Error: n.Error, Critical: n.critical}
+	if n.DBStatement != "" {
+		r.Statement = capString(n.DBStatement)
+	}
+	return r
+}
+
+func (w *waterfall) emit(r spanRow, n *node) bool {
+	if w.cut != nil {
+		return false
+	}
+	line := r.line()
+	if !w.budget.fit(r, line) {
+		w.cut = n
+		return false
+	}
+	w.rows = append(w.rows, r)
+	w.lines.WriteString(line)
+	return true
+}
+
+func (r spanRow) line() string {
+	var b strings.Builder
+	b.WriteString(strings.Repeat("  ", min(r.Depth, maxIndentDepth)))
+	if r.Count > 1 {
+		fmt.Fprintf(&b, "×%d %s %s +%s total %s, slowest %s", r.Count, r.Service, r.Operation, ms(r.OffsetMS), ms(r.TotalMS), ms(r.DurationMS))
+		if r.NPlusOne {
+			b.WriteString(" N+1?")
+		}
+		if r.Hidden > 0 {
+			fmt.Fprintf(&b, " (+%d nested)", r.Hidden)
+		}
+	} else {
+		fmt.Fprintf(&b, "%s %s +%s %s self %s", r.Service, r.Operation, ms(r.OffsetMS), ms(r.DurationMS), ms(r.SelfMS))
+	}
+	if r.Error {
+		b.WriteString(" ERROR")
+	}
+	if r.Critical {
+		b.WriteString(" *")
+	}
+	fmt.Fprintf(&b, " span=%s", r.SpanID)
+	if s, ok := r.Statement.(string); ok {
+		if len(s) > statementInText {
+			s = capValue(s[:statementInText], 0).(string) + "…"
+		}
+		b.WriteString(" " + quoted(s))
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
+func sortedByCount(m map[string]int) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return m[out[i]] > m[out[j]] || (m[out[i]] == m[out[j]] && out[i] < out[j]) })
+	return out
+}
+
+func traceDetailSuggestions(in getTraceDetailIn, out getTraceDetailOut, cut *node) []Call {
+	var next []Call
+	if cut != nil {
+		next = append(next, Call{Tool: "get_trace_detail", Args: map[string]any{"trace_id": in.TraceID, "focus_span_id": cut.SpanID},
+			Why: "the first part of the waterfall that did not fit"})
+	}
+	if len(out.SelfTime) > 0 {
+		s := out.SelfTime[0]
+		next = append(next, Call{Tool: "search_traces", Args: map[string]any{"service": s.Service, "operation": s.Operation, "sort": "duration", "since": "24h"},
+			Why: "is the top self-time operation slow in other requests too"})
+	}
+	next = append(next, Call{Tool: "search_snapshots", Args: map[string]any{"trace_id": in.TraceID}, Why: "variables captured in this trace"})
+	return next[:min(len(next), 3)]
+}
+
+func (o getTraceDetailOut) text(waterfall string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Trace %s: %s, %s, %d spans, %d services, %d failed spans; %s\n", o.TraceID, o.Root, ms(o.DurationMS),
+		o.Spans, len(o.Services), o.FailedSpans, o.Window)
+	b.WriteString("Services: " + strings.Join(o.Services, ", ") + "\n")
+	b.WriteString("Critical path:")
+	for i, s := range o.CriticalPath {
+		if i > 0 {
+			b.WriteString(" ›")
+		}
+		fmt.Fprintf(&b, " %s %s %s (self %s)", s.Service, s.Operation, ms(s.DurationMS), ms(s.SelfMS))
+	}
+	b.WriteString("\n")
+	if len(o.Errors) > 0 {
+		fmt.Fprintf(&b, "Failed spans (%d):\n", o.FailedSpans)
+		for _, e := range o.Errors {
+			fmt.Fprintf(&b, "- %s %s span=%s", e.Service, e.Operation, e.SpanID)
+			if e.HTTPStatus != 0 {
+				fmt.Fprintf(&b, " http=%d", e.HTTPStatus)
+			}
+			if e.Message != nil {
+				b.WriteString(" message=" + quoted(e.Message))
+			}
+			if e.Exceptions != nil {
+				b.WriteString(" exceptions=" + quoted(e.Exceptions))
+			}
+			b.WriteString("\n")
+		}
+	}
+	b.WriteString("Most self time:\n")
+	for _, s := range o.SelfTime {
+		fmt.Fprintf(&b, "- %s self of %s %s %s span=%s", ms(s.SelfMS), ms(s.DurationMS), s.Service, s.Operation, s.SpanID)
+		if s.Statement != nil {
+			b.WriteString(" " + quoted(s.Statement))
+		}
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(&b, "Waterfall (+offset, duration, self; * critical path; %d rows", o.Returned)
+	if o.Truncated {
+		fmt.Fprintf(&b, ", truncated: %d spans not shown", o.Omitted)
+	}
+	b.WriteString("):\n" + waterfall)
+	if strings.Contains(b.String(), "«") {
+		b.WriteString(capturedLegend + "\n")
+	}
+	b.WriteString(footer(o.Note, o.Next))
+	return b.String()
+}

@@ -1,0 +1,256 @@
+package mcpserver
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/jsonschema-go/jsonschema"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/tracekit/tracekit/server/store"
+)
+
+type listServicesIn struct {
+	Window
+	Page
+}
+
+type serviceRow struct {
+	Name     string         `json:"name"`
+	Version  string         `json:"version,omitempty"`
+	Health   string         `json:"health"`
+	Reason   string         `json:"reason"`
+	Requests int64          `json:"requests"`
+	PerMin   float64        `json:"per_min"`
+	ErrorPct float64        `json:"error_pct"`
+	P50MS    float64        `json:"p50_ms"`
+	P95MS    float64        `json:"p95_ms"`
+	P99MS    float64        `json:"p99_ms"`
+	Change   *serviceChange `json:"change,omitempty"`
+}
+
+// serviceChange compares with the previous window of the same length.
+type serviceChange struct {
+	RequestsPct    float64 `json:"requests_pct"`
+	P95Pct         float64 `json:"p95_pct"`
+	ErrorPctPoints float64 `json:"error_pct_points"`
+}
+
+type listServicesOut struct {
+	Services []serviceRow `json:"services"`
+	List
+}
+
+// Health verdicts, worst first.
+var healthOrder = map[string]int{"critical": 0, "degraded": 1, "no_traffic": 2, "ok": 3, "idle": 4}
+
+// Verdict thresholds. Small samples are not judged on rates: minRequests guards against a single
+// failed request making a quiet service critical.
+const (
+	minRequests      = 20
+	criticalErrorPct = 5.0
+	degradedErrorPct = 1.0
+	criticalP95Rise  = 100.0 // percent
+	degradedP95Rise  = 50.0
+	trafficDropPct   = -80.0
+)
+
+func (tl *tools) addListServices(s *mcp.Server) {
+	addTool(s, tl, &mcp.Tool{
+		Name: "list_services",
+		Description: "Health of every service over a window: requests/min, error %, p50/p95/p99 latency, change vs the previous window, " +
+			"and a verdict (critical, degraded, ok…) with its reason, worst first. Start here for \"how are my services doing?\".",
+	}, func(p map[string]*jsonschema.Schema) {
+		windowSchema(p, "1h")
+		pageSchema(p, 50, 200)
+	}, tl.listServices)
+}
+
+func (tl *tools) listServices(ctx context.Context, tn *store.Tenant, in listServicesIn) (listServicesOut, string, error) {
+	var out listServicesOut
+	var offset int
+	from, to, _, err := pageWindow(in.Window, in.Page, in, &offset, tl.now(), time.Hour)
+	if err != nil {
+		return out, "", err
+	}
+	prevFrom := from.Add(-to.Sub(from))
+	cur, err := tn.ServiceStats(ctx, from.UnixNano(), to.UnixNano())
+	if err != nil {
+		return out, "", err
+	}
+	prev, err := tn.ServiceStats(ctx, prevFrom.UnixNano(), from.UnixNano())
+	if err != nil {
+		return out, "", err
+	}
+	known, err := tn.Services(ctx)
+	if err != nil {
+		return out, "", err
+	}
+	rows := serviceRows(cur, prev, known, prevFrom.UnixNano(), to.Sub(from))
+	out.Window, out.Total = timeRange(from, to), len(rows)
+	out.Services = []serviceRow{}
+	b := newBudget(in.MaxTokens)
+	limit := clamp(in.Limit, 1, 200, 50)
+	var lines strings.Builder
+	for i := offset; i < len(rows); i++ {
+		line := rows[i].line()
+		if len(out.Services) == limit || !b.fit(rows[i], line) {
+			out.Truncated = true
+			out.NextCursor = encodeCursor(in, from, to, i)
+			break
+		}
+		out.Services = append(out.Services, rows[i])
+		lines.WriteString(line)
+	}
+	out.Returned = len(out.Services)
+	out.Note, out.Next = serviceSuggestions(out, in.Since)
+	text := listHeader("services, worst first", out.List) + lines.String()
+	return out, text + footer(out.Note, out.Next), nil
+}
+
+func serviceRows(cur, prev []store.RequestStats, known []store.Service, prevFrom int64, window time.Duration) []serviceRow {
+	prevBy := map[string]store.RequestStats{}
+	for _, p := range prev {
+		prevBy[p.Key] = p
+	}
+	version := map[string]string{}
+	names := map[string]bool{}
+	for _, k := range known {
+		version[k.Name] = k.Version
+		if k.LastSeenNS >= prevFrom {
+			names[k.Name] = true
+		}
+	}
+	curBy := map[string]store.RequestStats{}
+	for _, c := range cur {
+		curBy[c.Key], names[c.Key] = c, true
+	}
+	for _, p := range prev {
+		names[p.Key] = true
+	}
+	rows := make([]serviceRow, 0, len(names))
+	for name := range names {
+		rows = append(rows, verdict(name, version[name], curBy[name], prevBy[name], window))
+	}
+	sort.Slice(rows, func(i, j int) bool {
+		a, b := rows[i], rows[j]
+		if healthOrder[a.Health] != healthOrder[b.Health] {
+			return healthOrder[a.Health] < healthOrder[b.Health]
+		}
+		if a.Requests != b.Requests {
+			return a.Requests > b.Requests
+		}
+		return a.Name < b.Name
+	})
+	return rows
+}
+
+func errorPct(s store.RequestStats) float64 {
+	if s.Requests == 0 {
+		return 0
+	}
+	return 100 * float64(s.Errors) / float64(s.Requests)
+}
+
+func changePct(now, before float64) float64 {
+	if before == 0 {
+		return 0
+	}
+	return round(100*(now-before)/before, 1)
+}
+
+// verdict judges a service from its requests in the window and the one before.
+func verdict(name, version string, c, p store.RequestStats, window time.Duration) serviceRow {
+	r := serviceRow{Name: name, Version: version, Requests: c.Requests, PerMin: round(float64(c.Requests)/window.Minutes(), 2),
+		ErrorPct: round(errorPct(c), 2), P50MS: msOf(c.P50NS), P95MS: msOf(c.P95NS), P99MS: msOf(c.P99NS)}
+	if c.Requests == 0 {
+		if p.Requests > 0 {
+			r.Health, r.Reason = "no_traffic", fmt.Sprintf("no requests in this window, %d in the previous one", p.Requests)
+		} else {
+			r.Health, r.Reason = "idle", "no incoming requests recorded (it only calls out, or is quiet)"
+		}
+		return r
+	}
+	var ch *serviceChange
+	if p.Requests >= minRequests {
+		ch = &serviceChange{RequestsPct: changePct(float64(c.Requests), float64(p.Requests)),
+			P95Pct:         changePct(float64(c.P95NS), float64(p.P95NS)),
+			ErrorPctPoints: round(errorPct(c)-errorPct(p), 2)}
+		r.Change = ch
+	}
+	var critical, degraded []string
+	judged := c.Requests >= minRequests
+	switch ep := errorPct(c); {
+	case judged && ep >= criticalErrorPct:
+		critical = append(critical, fmt.Sprintf("%s errors (%d of %d)", pct(ep), c.Errors, c.Requests))
+	case judged && ep >= degradedErrorPct:
+		degraded = append(degraded, fmt.Sprintf("%s errors (%d of %d)", pct(ep), c.Errors, c.Requests))
+	}
+	if ch != nil && judged {
+		rise := fmt.Sprintf("p95 %s, up %.0f%% from %s", ms(r.P95MS), ch.P95Pct, ms(msOf(p.P95NS)))
+		switch {
+		case ch.P95Pct >= criticalP95Rise:
+			critical = append(critical, rise)
+		case ch.P95Pct >= degradedP95Rise:
+			degraded = append(degraded, rise)
+		}
+		if ch.ErrorPctPoints >= 2*degradedErrorPct && errorPct(c) < degradedErrorPct {
+			degraded = append(degraded, fmt.Sprintf("errors up %.1f points", ch.ErrorPctPoints))
+		}
+		if ch.RequestsPct <= trafficDropPct {
+			degraded = append(degraded, fmt.Sprintf("traffic down %.0f%%", -ch.RequestsPct))
+		}
+	}
+	switch {
+	case len(critical) > 0:
+		r.Health, r.Reason = "critical", strings.Join(append(critical, degraded...), "; ")
+	case len(degraded) > 0:
+		r.Health, r.Reason = "degraded", strings.Join(degraded, "; ")
+	default:
+		r.Health = "ok"
+		r.Reason = fmt.Sprintf("p95 %s, %s errors", ms(r.P95MS), pct(errorPct(c)))
+		if ch != nil {
+			r.Reason += fmt.Sprintf(", p95 %+.0f%% vs previous window", ch.P95Pct)
+		} else if !judged {
+			r.Reason += fmt.Sprintf(", too few requests (%d) to judge", c.Requests)
+		}
+	}
+	return r
+}
+
+func (r serviceRow) line() string {
+	v := ""
+	if r.Version != "" {
+		v = " v" + strings.TrimPrefix(r.Version, "v")
+	}
+	return fmt.Sprintf("- %s%s [%s] %s | %d req (%.1f/min) err %s p50 %s p95 %s p99 %s\n", r.Name, v, strings.ToUpper(r.Health),
+		r.Reason, r.Requests, r.PerMin, pct(r.ErrorPct), ms(r.P50MS), ms(r.P95MS), ms(r.P99MS))
+}
+
+func serviceSuggestions(out listServicesOut, since string) (string, []Call) {
+	if since == "" {
+		since = "1h"
+	}
+	if out.Total == 0 {
+		return "no service sent requests in this window or the previous one. Widen it (since=24h or 7d), or check that applications export traces to this tenant.",
+			[]Call{{Tool: "list_services", Args: map[string]any{"since": "7d"}}}
+	}
+	var next []Call
+	for _, s := range out.Services {
+		if len(next) == 2 || (s.Health != "critical" && s.Health != "degraded") {
+			break
+		}
+		if strings.Contains(s.Reason, "errors") {
+			next = append(next, Call{Tool: "search_traces", Args: map[string]any{"service": s.Name, "status": "error", "since": since},
+				Why: "failed requests of " + s.Name})
+			continue
+		}
+		next = append(next, Call{Tool: "search_traces", Args: map[string]any{"service": s.Name, "sort": "duration", "since": since},
+			Why: "slowest requests of " + s.Name})
+	}
+	next = append(next, Call{Tool: "search_anomalies", Args: map[string]any{"since": "24h"}, Why: "detected anomalies and their root causes"})
+	return "", next
+}

@@ -1,0 +1,243 @@
+package mcpserver
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/jsonschema-go/jsonschema"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/tracekit/tracekit/server/store"
+)
+
+type searchTracesIn struct {
+	Service       string         `json:"service,omitempty" jsonschema:"match this service's incoming requests; default: root requests"`
+	Operation     string         `json:"operation,omitempty"`
+	Status        string         `json:"status,omitempty"`
+	MinDurationMS float64        `json:"min_duration_ms,omitempty"`
+	MaxDurationMS float64        `json:"max_duration_ms,omitempty"`
+	Attributes    map[string]any `json:"attributes,omitempty" jsonschema:"equality filters, e.g. {\"http.route\":\"/pay\",\"http.response.status_code\":500}"`
+	Sort          string         `json:"sort,omitempty"`
+	Window
+	Page
+}
+
+type traceRow struct {
+	TraceID    string   `json:"trace_id"`
+	SpanID     string   `json:"span_id"`
+	Service    string   `json:"service"`
+	Version    string   `json:"version,omitempty"`
+	Operation  string   `json:"operation"`
+	Start      string   `json:"start"`
+	DurationMS float64  `json:"duration_ms"`
+	Error      bool     `json:"error"`
+	Status     any      `json:"status,omitempty"` // captured status message
+	HTTPStatus int32    `json:"http_status,omitempty"`
+	Root       string   `json:"root,omitempty"` // "service operation" of the trace's root when it is another span
+	Services   []string `json:"services,omitempty"`
+	Spans      int      `json:"spans,omitempty"`
+	Errors     int      `json:"errors,omitempty"` // failed spans in the whole trace
+}
+
+type searchTracesOut struct {
+	Traces []traceRow `json:"traces"`
+	List
+}
+
+func (tl *tools) addSearchTraces(s *mcp.Server) {
+	addTool(s, tl, &mcp.Tool{
+		Name: "search_traces",
+		Description: "Find requests by service, operation, status, duration, attributes and time; newest or slowest first. " +
+			"Each row: trace_id, duration, error, services touched, span count. Then get_trace_detail explains a slow or failed one.",
+	}, func(p map[string]*jsonschema.Schema) {
+		enum(p["status"], "error", "ok")
+		enum(p["sort"], "start", "duration")
+		def(p["sort"], "start")
+		p["attributes"].AdditionalProperties = &jsonschema.Schema{Types: []string{"string", "number", "boolean"}}
+		windowSchema(p, "1h")
+		pageSchema(p, 20, 100)
+	}, tl.searchTraces)
+}
+
+func (tl *tools) searchTraces(ctx context.Context, tn *store.Tenant, in searchTracesIn) (searchTracesOut, string, error) {
+	var out searchTracesOut
+	byDuration := in.Sort == "duration"
+	var pos store.TraceKey
+	from, to, paging, err := pageWindow(in.Window, in.Page, in, &pos, tl.now(), time.Hour)
+	if err != nil {
+		return out, "", err
+	}
+	q := store.TraceQuery{From: from.UnixNano(), To: to.UnixNano(), Service: in.Service, Operation: in.Operation,
+		ErrorsOnly: in.Status == "error", OKOnly: in.Status == "ok", SortByDuration: byDuration,
+		MinDurationNS: int64(in.MinDurationMS * 1e6), MaxDurationNS: int64(in.MaxDurationMS * 1e6)}
+	if in.MaxDurationMS > 0 && in.MaxDurationMS < in.MinDurationMS {
+		return out, "", badArg("max_duration_ms %v is below min_duration_ms %v", in.MaxDurationMS, in.MinDurationMS)
+	}
+	if q.Attributes, err = attributeFilters(in.Attributes); err != nil {
+		return out, "", err
+	}
+	if paging {
+		q.After = &pos
+	}
+	limit := clamp(in.Limit, 1, 100, 20)
+	q.Limit = limit + 1
+	hits, err := tn.SearchTraces(ctx, q)
+	if err != nil {
+		return out, "", err
+	}
+	ids := make([]string, 0, len(hits))
+	for _, h := range hits {
+		ids = append(ids, h.TraceID)
+	}
+	overviews, err := tn.TraceOverviews(ctx, ids)
+	if err != nil {
+		return out, "", err
+	}
+	b := newBudget(in.MaxTokens)
+	var lines strings.Builder
+	out.Traces = []traceRow{}
+	for i, h := range hits {
+		if i == limit {
+			out.Truncated = true
+			break
+		}
+		row := newTraceRow(h, overviews[h.TraceID])
+		line := row.line()
+		if !b.fit(row, line) {
+			out.Truncated = true
+			break
+		}
+		out.Traces = append(out.Traces, row)
+		lines.WriteString(line)
+	}
+	out.Window, out.Returned = timeRange(from, to), len(out.Traces)
+	if out.Truncated {
+		last := hits[len(out.Traces)-1].Key(byDuration)
+		out.NextCursor = encodeCursor(in, from, to, last)
+	}
+	if out.Total, err = tn.CountTraces(ctx, q, countCap); err != nil {
+		return out, "", err
+	}
+	out.TotalAtLeast = out.Total == countCap
+	out.Note, out.Next = traceSuggestions(in, out)
+
+	what := "requests"
+	if in.Service != "" {
+		what = in.Service + " requests"
+	}
+	if byDuration {
+		what += ", slowest first"
+	} else {
+		what += ", newest first"
+	}
+	text := listHeader(what, out.List) + lines.String()
+	if strings.Contains(text, "«") {
+		text += capturedLegend + "\n"
+	}
+	return out, text + footer(out.Note, out.Next), nil
+}
+
+// attributeFilters turns attribute arguments into the store's string equality filters.
+func attributeFilters(attrs map[string]any) (map[string]string, error) {
+	if len(attrs) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]string, len(attrs))
+	for k, v := range attrs {
+		var s string
+		switch x := v.(type) {
+		case string:
+			s = x
+		case float64:
+			s = strconv.FormatFloat(x, 'f', -1, 64)
+		case bool:
+			s = strconv.FormatBool(x)
+		default:
+			return nil, badArg("attribute %q: give a string, number or boolean to compare with, not %T", k, v)
+		}
+		if store.IntegerAttribute(k) {
+			if _, err := strconv.Atoi(s); err != nil {
+				return nil, badArg("attribute %q compares whole numbers: got %q", k, s)
+			}
+		}
+		out[k] = s
+	}
+	return out, nil
+}
+
+func newTraceRow(h store.TraceHit, o *store.TraceOverview) traceRow {
+	r := traceRow{TraceID: h.TraceID, SpanID: h.SpanID, Service: h.Service, Version: h.ServiceVersion,
+		Operation: h.Operation, Start: at(h.StartNS), DurationMS: msOf(h.DurationNS), Error: h.Error,
+		HTTPStatus: h.HTTPStatusCode}
+	if h.Error && h.StatusMessage != "" {
+		r.Status = capString(h.StatusMessage)
+	}
+	if o != nil {
+		r.Services, r.Spans, r.Errors = o.Services, o.SpanCount, o.ErrorCount
+		if len(r.Services) > 8 {
+			r.Services = append(r.Services[:8:8], fmt.Sprintf("+%d more", len(o.Services)-8))
+		}
+		if o.RootService != "" && (o.RootService != h.Service || o.RootOperation != h.Operation) {
+			r.Root = o.RootService + " " + o.RootOperation
+		}
+	}
+	return r
+}
+
+func (r traceRow) line() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "- %s %s %s %s", ms(r.DurationMS), r.Service, r.Operation, r.Start)
+	if r.Version != "" {
+		b.WriteString(" v" + strings.TrimPrefix(r.Version, "v"))
+	}
+	if r.Error {
+		b.WriteString(" ERROR")
+		if r.HTTPStatus != 0 {
+			fmt.Fprintf(&b, " %d", r.HTTPStatus)
+		}
+		if r.Status != nil {
+			b.WriteString(" " + quoted(r.Status))
+		}
+	}
+	fmt.Fprintf(&b, " trace=%s", r.TraceID)
+	if r.Spans > 0 {
+		fmt.Fprintf(&b, " spans=%d services=%s", r.Spans, strings.Join(r.Services, ","))
+	}
+	if r.Errors > 0 && !r.Error {
+		fmt.Fprintf(&b, " failed_spans=%d", r.Errors)
+	}
+	if r.Root != "" {
+		b.WriteString(" root=" + r.Root)
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
+func traceSuggestions(in searchTracesIn, out searchTracesOut) (string, []Call) {
+	if len(out.Traces) == 0 {
+		note := "no request matched in this window. Widen it (e.g. since=24h or 7d) or drop filters"
+		if in.Service != "" {
+			note += "; list_services shows the exact service names"
+		}
+		return note + ".", []Call{{Tool: "list_services", Args: map[string]any{"since": "24h"}, Why: "which services have traffic"}}
+	}
+	first := out.Traces[0]
+	why := "newest request"
+	if in.Sort == "duration" {
+		why = "why the slowest request was slow"
+	}
+	next := []Call{{Tool: "get_trace_detail", Args: map[string]any{"trace_id": first.TraceID}, Why: why}}
+	for _, t := range out.Traces {
+		if t.Error && t.TraceID != first.TraceID {
+			next = append(next, Call{Tool: "get_trace_detail", Args: map[string]any{"trace_id": t.TraceID}, Why: "a failed request"})
+			break
+		}
+	}
+	if in.Service != "" {
+		next = append(next, Call{Tool: "get_service_metrics", Args: map[string]any{"service": in.Service, "since": "24h"}, Why: "latency and errors over time"})
+	}
+	return "", next
+}
