@@ -45,7 +45,11 @@ func runDev(ctx context.Context, args []string) error {
 		return fmt.Errorf("listen on %s: %w (is another tracekit running? choose another --addr)", *addr, err)
 	}
 	base := "http://" + ln.Addr().String()
-	h := app.New(app.Config{DB: db, PublicURL: base, Logger: logger})
+	auth, err := startDevAuth(ctx, db, *dataDir, base, logger)
+	if err != nil {
+		return err
+	}
+	h := auth.mount(app.New(app.Config{DB: db, PublicURL: base, Logger: logger, OAuth: auth.facade}))
 	errc := make(chan error, 1)
 	go func() { errc <- serve(ctx, ln, h) }()
 

@@ -20,6 +20,7 @@ func runServer(ctx context.Context, args []string) error {
 	dbURL := databaseFlag(fs)
 	tenant := fs.String("tenant", os.Getenv("TRACEKIT_TENANT"), "serve only this tenant ($TRACEKIT_TENANT); empty serves every tenant whose API key is presented")
 	publicURL := fs.String("public-url", os.Getenv("TRACEKIT_PUBLIC_URL"), "external base URL clients use, e.g. https://acme.tracekit.example.com ($TRACEKIT_PUBLIC_URL); default http://<addr>")
+	oauthFlags := registerOAuthFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -39,7 +40,11 @@ func runServer(ctx context.Context, args []string) error {
 	if *publicURL == "" {
 		*publicURL = "http://" + *addr
 	}
-	h := app.New(app.Config{DB: db, Tenant: *tenant, PublicURL: *publicURL, Logger: logger})
+	facade, err := oauthFlags.facade(*publicURL, *tenant, logger)
+	if err != nil {
+		return err
+	}
+	h := app.New(app.Config{DB: db, Tenant: *tenant, PublicURL: *publicURL, Logger: logger, OAuth: facade})
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err

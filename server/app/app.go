@@ -16,6 +16,7 @@ import (
 	"github.com/tracekit/tracekit/server/debugger"
 	"github.com/tracekit/tracekit/server/ingest"
 	"github.com/tracekit/tracekit/server/mcpserver"
+	"github.com/tracekit/tracekit/server/oauth"
 	"github.com/tracekit/tracekit/server/store"
 )
 
@@ -33,6 +34,9 @@ type Config struct {
 	Auth auth.Authenticator
 	// Registry receives the server's Prometheus metrics; nil means a new registry.
 	Registry *prometheus.Registry
+	// OAuth, when set, is the authorization server MCP clients sign in through (server/oauth); its
+	// access tokens are accepted besides API keys.
+	OAuth *oauth.Facade
 }
 
 // New returns the server's HTTP handler.
@@ -50,6 +54,10 @@ func New(cfg Config) http.Handler {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.Use(gin.Recovery())
+	if cfg.OAuth != nil {
+		cfg.Auth = auth.Chain{cfg.Auth, cfg.OAuth.Tokens()}
+		cfg.OAuth.Register(r)
+	}
 
 	r.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok") })
 	r.GET("/readyz", func(c *gin.Context) {
