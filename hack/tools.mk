@@ -14,7 +14,7 @@ HELM := $(TOOLS_BIN)/helm
 
 # GOWORK=off keeps a developer's go.work from changing which versions the tool modules resolve.
 TOOLS_GO := GOWORK=off GOFLAGS=-mod=readonly go
-TOOLS_BUILD := build -trimpath -ldflags='-s -w $(TOOLS_LDFLAGS)'
+TOOLS_BUILD = build -trimpath -ldflags='-s -w $(TOOLS_LDFLAGS)'
 
 .PHONY: envtest-assets controller-gen helm manifests generate test-operator
 

@@ -1,0 +1,63 @@
+package controllers
+
+import (
+	"context"
+	"net/url"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	networkingv1ac "k8s.io/client-go/applyconfigurations/networking/v1"
+
+	tracekitv1alpha1 "github.com/tracekit/tracekit/api/v1alpha1"
+)
+
+func (r *TenantReconciler) reconcileService(ctx context.Context, t *tracekitv1alpha1.TraceKitTenant) error {
+	_, err := apply(ctx, r, t, &corev1.Service{}, desiredService(t), corev1ac.ExtractService)
+	return err
+}
+
+func desiredService(t *tracekitv1alpha1.TraceKitTenant) *corev1ac.ServiceApplyConfiguration {
+	return corev1ac.Service(serverName(t), t.Namespace).
+		WithLabels(objectLabels(t)).
+		WithOwnerReferences(ownerRef(t)).
+		WithSpec(corev1ac.ServiceSpec().
+			WithType(corev1.ServiceTypeClusterIP).
+			WithSelector(selectorLabels(t)).
+			WithPorts(corev1ac.ServicePort().WithName("http").WithPort(80).
+				WithTargetPort(intstr.FromString("http")).WithProtocol(corev1.ProtocolTCP)))
+}
+
+func (r *TenantReconciler) reconcileIngress(ctx context.Context, t *tracekitv1alpha1.TraceKitTenant, base *url.URL) error {
+	_, err := apply(ctx, r, t, &networkingv1.Ingress{}, desiredIngress(t, base), networkingv1ac.ExtractIngress)
+	return err
+}
+
+// desiredIngress routes the tenant's host, or its path prefix on a shared host, to its Service. The
+// prefix is passed on unchanged: the server serves under the path of its public URL, which keeps
+// discovery documents and redirects consistent with what the client connected to.
+func desiredIngress(t *tracekitv1alpha1.TraceKitTenant, base *url.URL) *networkingv1ac.IngressApplyConfiguration {
+	path := base.Path
+	if path == "" {
+		path = "/"
+	}
+	spec := networkingv1ac.IngressSpec().WithRules(networkingv1ac.IngressRule().
+		WithHost(base.Hostname()).
+		WithHTTP(networkingv1ac.HTTPIngressRuleValue().WithPaths(networkingv1ac.HTTPIngressPath().
+			WithPath(path).
+			WithPathType(networkingv1.PathTypePrefix).
+			WithBackend(networkingv1ac.IngressBackend().WithService(networkingv1ac.IngressServiceBackend().
+				WithName(serverName(t)).
+				WithPort(networkingv1ac.ServiceBackendPort().WithName("http")))))))
+	if c := t.Spec.URL.IngressClassName; c != "" {
+		spec.WithIngressClassName(c)
+	}
+	if s := t.Spec.URL.TLSSecretName; s != "" {
+		spec.WithTLS(networkingv1ac.IngressTLS().WithHosts(base.Hostname()).WithSecretName(s))
+	}
+	return networkingv1ac.Ingress(serverName(t), t.Namespace).
+		WithLabels(objectLabels(t)).
+		WithOwnerReferences(ownerRef(t)).
+		WithSpec(spec)
+}

@@ -1,0 +1,60 @@
+package controllers
+
+import (
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	tracekitv1alpha1 "github.com/tracekit/tracekit/api/v1alpha1"
+)
+
+// status collects the conditions one reconcile finds, on the tenant it reconciles.
+type status struct {
+	t *tracekitv1alpha1.TraceKitTenant
+}
+
+func newStatus(t *tracekitv1alpha1.TraceKitTenant) *status { return &status{t: t} }
+
+// set records a condition. meta.SetStatusCondition keeps lastTransitionTime unless the status flips,
+// so setting the same condition again changes nothing.
+func (s *status) set(condition string, ok bool, reason, format string, args ...any) {
+	st := metav1.ConditionFalse
+	if ok {
+		st = metav1.ConditionTrue
+	}
+	meta.SetStatusCondition(&s.t.Status.Conditions, metav1.Condition{
+		Type:               condition,
+		Status:             st,
+		Reason:             reason,
+		Message:            fmt.Sprintf(format, args...),
+		ObservedGeneration: s.t.Generation,
+	})
+}
+
+// blocked marks the tenant not Ready for a reason that stops every step.
+func (s *status) blocked(reason, format string, args ...any) {
+	s.t.Status.MCPURL = ""
+	s.set(tracekitv1alpha1.ConditionReady, false, reason, format, args...)
+}
+
+// summarize derives Ready from the other conditions: the first one that is not true says why.
+func (s *status) summarize() {
+	if s.t.Spec.Suspend {
+		s.set(tracekitv1alpha1.ConditionReady, false, "Suspended",
+			"spec.suspend is true: the MCP server runs no pods; set it to false to resume")
+		return
+	}
+	for _, c := range []string{tracekitv1alpha1.ConditionDatabaseReady, tracekitv1alpha1.ConditionAuthClientReady, tracekitv1alpha1.ConditionAvailable} {
+		cond := meta.FindStatusCondition(s.t.Status.Conditions, c)
+		if cond == nil {
+			s.set(tracekitv1alpha1.ConditionReady, false, "Reconciling", "waiting for %s", c)
+			return
+		}
+		if cond.Status != metav1.ConditionTrue {
+			s.set(tracekitv1alpha1.ConditionReady, false, cond.Reason, "%s: %s", c, cond.Message)
+			return
+		}
+	}
+	s.set(tracekitv1alpha1.ConditionReady, true, "Ready", "the MCP server answers at %s", s.t.Status.MCPURL)
+}
