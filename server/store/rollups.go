@@ -310,3 +310,19 @@ func (t *Tenant) insertRollups(ctx context.Context, tx *sqlx.Tx, rows []Rollup) 
 	}
 	return nil
 }
+
+// FirstRollup returns the start of the oldest rollup bucket of the tenant, or 0 when there is none.
+func (t *Tenant) FirstRollup(ctx context.Context) (int64, error) {
+	first := int64(0)
+	for _, res := range []int64{Minute, Hour} {
+		var b *int64
+		err := t.db.x.GetContext(ctx, &b, t.rebind(`SELECT MIN(bucket_ns) FROM metric_rollups WHERE tenant_id = ? AND res_ns = ?`), t.id, res)
+		if err != nil {
+			return 0, fmt.Errorf("find oldest rollup: %w", err)
+		}
+		if b != nil && (first == 0 || *b < first) {
+			first = *b
+		}
+	}
+	return first, nil
+}

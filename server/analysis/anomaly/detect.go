@@ -1,0 +1,285 @@
+package anomaly
+
+import (
+	"math"
+	"time"
+
+	"github.com/tracekit/tracekit/server/analysis/metrics"
+	"github.com/tracekit/tracekit/server/store"
+)
+
+// Metrics an anomaly can be about (the anomalies.metric column).
+const (
+	LatencyP95 = "latency_p95_ms" // baseline and observed: p95 in milliseconds
+	ErrorRate  = "error_rate"     // failed share of requests
+	Throughput = "throughput_rpm" // requests per minute
+	LLMCost    = "llm_cost_usd"   // spend in the window; baseline: the same calls at the usual cost per call
+	LLMTokens  = "llm_tokens"     // tokens in the window; baseline: the same calls at the usual tokens per call
+)
+
+// Config tunes detection; zero values take the defaults.
+type Config struct {
+	Window   time.Duration // evaluated window, default 15m
+	Step     time.Duration // a window ends every Step, default 5m
+	Baseline time.Duration // history baselines are drawn from, default 24h
+	// Lag is how long after a window ends it is evaluated, so that spans exported late are in.
+	Lag time.Duration // default 2m
+	// MaxBackfill bounds how far back the first run reaches.
+	MaxBackfill time.Duration // default 48h
+	// Significance is the tail probability below which a count deviates: with thousands of tests a
+	// day (services × metrics × windows) it must be tiny to keep false alarms under one a day.
+	Significance float64 // default 1e-7
+}
+
+func (c Config) withDefaults() Config {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&c.Window, 15*time.Minute)
+	def(&c.Step, 5*time.Minute)
+	def(&c.Baseline, 24*time.Hour)
+	def(&c.Lag, 2*time.Minute)
+	def(&c.MaxBackfill, 48*time.Hour)
+	if c.Significance == 0 {
+		c.Significance = 1e-7
+	}
+	return c
+}
+
+// Minimum evidence before a baseline or a window is judged.
+const (
+	minBaselineRequests = 100
+	minBaselineHours    = 2
+	minBad              = 3 // slow or failed requests in a window
+	minLLMCalls         = 5
+	minLLMHours         = 4 // hours with at least minLLMCalls calls
+)
+
+// finding is one metric of one service deviating in one window.
+type finding struct {
+	Metric    string  `json:"metric"`
+	Operation string  `json:"operation,omitempty"` // the operation (or model) contributing most
+	Baseline  float64 `json:"baseline"`
+	Observed  float64 `json:"observed"`
+	Score     float64 `json:"score"` // -log10 of the tail probability, or a robust z-score
+	Severity  int     `json:"severity"`
+	// ThresholdNS is, for latency, the baseline p95 that "slow" requests exceed; root-cause analysis
+	// compares traces on either side of it.
+	ThresholdNS int64 `json:"threshold_ns,omitempty"`
+	// first and last minute of the window that show the deviation
+	onset, last int64
+}
+
+// baseline is a service's normal behaviour: whole hours of history outside known anomalies.
+type baseline struct {
+	req, llm metrics.Agg
+	hours    int
+	others   int64 // requests of every other service in the same hours
+	// per hour with enough LLM calls: cost and tokens per call, and the number of calls
+	costPerCall, tokensPerCall, llmCalls []float64
+	// per hour: the service's requests and every other service's, for the spread of its share
+	hourReq, hourOthers []float64
+}
+
+func severityOf(ratio float64, levels [3]float64) int {
+	s := 0
+	for i, l := range levels {
+		if ratio >= l {
+			s = i + 1
+		}
+	}
+	return s
+}
+
+// detectLatency: are more of the window's requests slower than the baseline p95 than chance allows?
+// Counting exceedances of a fixed threshold (a binomial test) stays sound for a handful of requests,
+// where a window's own p95 would be noise.
+func (c Config) detectLatency(s *serviceData, b *baseline, win metrics.Agg, ops map[string]*metrics.Agg, ws, we int64) (finding, bool, error) {
+	if b.req.N < minBaselineRequests || b.hours < minBaselineHours || win.N == 0 {
+		return finding{}, false, nil
+	}
+	tau := b.req.QuantileNS(0.95)
+	p0 := math.Max(float64(b.req.Hist.CountAbove(tau))/float64(b.req.N), 0.01)
+	k, n := int64(win.Hist.CountAbove(tau)), win.N
+	pval := binomialUpper(k, n, p0)
+	basP95, obsP95 := float64(tau)/1e6, float64(win.QuantileNS(0.95))/1e6
+	if pval >= c.Significance || k < minBad || float64(k) < math.Max(3*p0, 0.15)*float64(n) || obsP95 < 1.5*basP95 {
+		return finding{}, false, nil
+	}
+	f := finding{Metric: LatencyP95, Baseline: basP95, Observed: obsP95, Score: surprise(pval),
+		Severity: severityOf(obsP95/basP95, [3]float64{2, 4, 10}), ThresholdNS: tau}
+	best := math.Inf(-1)
+	for name, a := range ops {
+		if excess := float64(a.Hist.CountAbove(tau)) - float64(a.N)*p0; excess > best {
+			best, f.Operation = excess, name
+		}
+	}
+	var err error
+	f.onset, f.last, err = deviantMinutes(s, ws, we, false, func(a metrics.Agg) (float64, float64) {
+		return float64(a.Hist.CountAbove(tau)), float64(a.N)
+	}, (p0+float64(k)/float64(n))/2)
+	return f, true, err
+}
+
+// detectErrors: a binomial test of the window's failures against the baseline error rate.
+func (c Config) detectErrors(s *serviceData, b *baseline, win metrics.Agg, ops map[string]*metrics.Agg, ws, we int64) (finding, bool, error) {
+	if b.req.N < minBaselineRequests || b.hours < minBaselineHours || win.N == 0 {
+		return finding{}, false, nil
+	}
+	// Smoothed, and floored: a service that never failed must not alarm at its first few errors.
+	p0 := math.Max((float64(b.req.Errors)+1)/(float64(b.req.N)+2), 0.002)
+	k, n := win.Errors, win.N
+	rate := float64(k) / float64(n)
+	pval := binomialUpper(k, n, p0)
+	if pval >= c.Significance || k < minBad || rate < math.Max(3*p0, p0+0.05) {
+		return finding{}, false, nil
+	}
+	f := finding{Metric: ErrorRate, Baseline: p0, Observed: rate, Score: surprise(pval),
+		Severity: severityOf(rate, [3]float64{0.05, 0.2, 0.5})}
+	best := math.Inf(-1)
+	for name, a := range ops {
+		if excess := float64(a.Errors) - float64(a.N)*p0; excess > best {
+			best, f.Operation = excess, name
+		}
+	}
+	var err error
+	f.onset, f.last, err = deviantMinutes(s, ws, we, false, func(a metrics.Agg) (float64, float64) {
+		return float64(a.Errors), float64(a.N)
+	}, (p0+rate)/2)
+	return f, true, err
+}
+
+// detectThroughput: did the service's share of all requests jump or collapse? A share, not a rate,
+// so that the daily rhythm of traffic is not an anomaly; a retry storm or a lost caller is.
+func (c Config) detectThroughput(b *baseline, win metrics.Agg, others int64, ops map[string]*metrics.Agg, window time.Duration) (finding, bool) {
+	if b.req.N < minBaselineRequests || b.hours < minBaselineHours || b.others == 0 {
+		return finding{}, false
+	}
+	share := float64(b.req.N) / float64(b.others)
+	// Requests come in clusters (one page load calls a service several times), so counts vary more
+	// than Poisson; measure by how much, from the hours of the baseline.
+	var disp []float64
+	for i, k := range b.hourReq {
+		if e := share * b.hourOthers[i]; e >= 5 {
+			disp = append(disp, (k-e)*(k-e)/e)
+		}
+	}
+	phi := 1.0
+	if len(disp) >= minBaselineHours {
+		med, _ := medianMAD(disp)
+		phi = math.Max(1, med/0.4549) // the median of chi-square with one degree of freedom
+	}
+	expected := share * float64(others)
+	k := float64(win.N)
+	perMin := func(x float64) float64 { return x / window.Minutes() }
+	f := finding{Metric: Throughput, Baseline: perMin(expected), Observed: perMin(k)}
+	z := (k - expected) / math.Sqrt(phi*math.Max(expected, 1))
+	p := 0.5 * math.Erfc(math.Abs(z)/math.Sqrt2)
+	switch {
+	case p >= c.Significance:
+		return finding{}, false
+	case k >= 3*expected && k-expected >= 20:
+		f.Severity = severityOf(k/math.Max(expected, 1), [3]float64{3, 5, 10})
+	case k <= expected/4 && expected >= 20:
+		f.Severity = severityOf(expected/math.Max(k, 1), [3]float64{8, 16, 50})
+	default:
+		return finding{}, false
+	}
+	f.Score = surprise(p)
+	best := int64(-1)
+	for name, a := range ops {
+		if a.N > best {
+			best, f.Operation = a.N, name
+		}
+	}
+	return f, true
+}
+
+// detectLLM: cost and tokens per call against the hourly values of the baseline (median and MAD:
+// robust to the odd expensive hour). Per call, so that the daily rhythm of traffic does not matter.
+func (c Config) detectLLM(s *serviceData, b *baseline, win metrics.Agg, models map[string]*metrics.Agg, ws, we int64) ([]finding, error) {
+	if win.N < minLLMCalls || len(b.costPerCall) < minLLMHours {
+		return nil, nil
+	}
+	var out []finding
+	for _, m := range []struct {
+		metric string
+		values []float64
+		total  func(a metrics.Agg) float64
+		levels [3]float64
+		ratio  float64
+	}{
+		{LLMCost, b.costPerCall, func(a metrics.Agg) float64 { return a.CostUSD }, [3]float64{2, 4, 10}, 2},
+		{LLMTokens, b.tokensPerCall, func(a metrics.Agg) float64 { return float64(a.InputTokens + a.OutputTokens) }, [3]float64{2, 4, 10}, 1.5},
+	} {
+		// Hourly means of n calls vary as sigma/sqrt(n); recover the per-call sigma from them so a
+		// window of a few calls is judged by its own (larger) uncertainty.
+		med, _ := medianMAD(m.values)
+		if !(med > 0) {
+			continue
+		}
+		scaled := make([]float64, len(m.values))
+		for i, v := range m.values {
+			scaled[i] = (v - med) * math.Sqrt(b.llmCalls[i])
+		}
+		_, mad := medianMAD(scaled)
+		// Per-call usage is never steady (prompt sizes, a mix of models): a floor of half the
+		// median keeps a few unusual hours from making every busy window look significant.
+		sigma := math.Max(1.4826*mad, 0.5*med)
+		perCall := m.total(win) / float64(win.N)
+		z := (perCall - med) * math.Sqrt(float64(win.N)) / sigma
+		if z < 8 || perCall < m.ratio*med {
+			continue
+		}
+		f := finding{Metric: m.metric, Baseline: med * float64(win.N), Observed: m.total(win), Score: z,
+			Severity: severityOf(perCall/med, m.levels)}
+		best := math.Inf(-1)
+		for name, a := range models {
+			if excess := m.total(*a) - med*float64(a.N); excess > best {
+				best, f.Operation = excess, name
+			}
+		}
+		var err error
+		f.onset, f.last, err = deviantMinutes(s, ws, we, true, func(a metrics.Agg) (float64, float64) {
+			return m.total(a), float64(a.N)
+		}, (med+perCall)/2)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// deviantMinutes locates the change inside [ws, we): the start that maximises the excess of bad
+// over expected in the rest of the window, and the end that maximises it before (a CUSUM estimate,
+// robust to a single unlucky minute). bad and total count one minute; rate separates normal from
+// deviant minutes.
+func deviantMinutes(s *serviceData, ws, we int64, llm bool, count func(metrics.Agg) (bad, total float64), rate float64) (int64, int64, error) {
+	var excess []float64
+	for m := ws; m < we; m += store.Minute {
+		a, err := s.minute(m, llm)
+		if err != nil {
+			return 0, 0, err
+		}
+		bad, total := count(a)
+		excess = append(excess, bad-rate*total)
+	}
+	onset, best, sum := 0, math.Inf(-1), 0.0
+	for i := len(excess) - 1; i >= 0; i-- {
+		sum += excess[i]
+		if sum > best {
+			best, onset = sum, i
+		}
+	}
+	end, best, sum := len(excess), math.Inf(-1), 0.0
+	for i := range excess {
+		sum += excess[i]
+		if sum > best {
+			best, end = sum, i+1
+		}
+	}
+	return ws + int64(onset)*store.Minute, ws + int64(end)*store.Minute, nil
+}

@@ -1,0 +1,375 @@
+// Package anomaly finds deviations of service metrics from their baselines in the metric rollups:
+// latency (slow-request counts against the baseline p95), error rate, throughput share and LLM cost
+// and tokens per call. Windows of a few minutes are tested against whole hours of history outside
+// earlier anomalies; deviations of one service that overlap in time are one anomaly, stored with its
+// start, end and severity.
+package anomaly
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/tracekit/tracekit/server/store"
+)
+
+// Job is the name under which detection ticks are claimed.
+const Job = "anomalies"
+
+// Result says what one detection tick did.
+type Result struct {
+	Ran     bool    // false when another replica had the tick
+	Windows int     // windows evaluated
+	Changed []int64 // anomalies created or updated
+}
+
+// details is what the detector keeps in anomalies.details.
+type details struct {
+	WindowNS int64                   `json:"window_ns"`
+	Metrics  map[string]*metricState `json:"metrics"`
+}
+
+type metricState struct {
+	finding
+	FirstSeenNS int64 `json:"first_seen_ns"`
+	LastSeenNS  int64 `json:"last_seen_ns"`
+}
+
+// Details are the per-metric figures of an anomaly, as root-cause analysis reads them.
+type Details struct {
+	Metric      string  `json:"metric"`
+	Operation   string  `json:"operation"`
+	Baseline    float64 `json:"baseline"`
+	Observed    float64 `json:"observed"`
+	ThresholdNS int64   `json:"threshold_ns"`
+	FirstSeenNS int64   `json:"first_seen_ns"`
+	LastSeenNS  int64   `json:"last_seen_ns"`
+}
+
+// ParseDetails reads the per-metric figures the detector stored with an anomaly.
+func ParseDetails(b []byte) (map[string]Details, error) {
+	var d details
+	if err := json.Unmarshal(b, &d); err != nil {
+		return nil, fmt.Errorf("anomaly details: %w", err)
+	}
+	out := map[string]Details{}
+	for name, m := range d.Metrics {
+		out[name] = Details{Metric: name, Operation: m.Operation, Baseline: m.Baseline, Observed: m.Observed,
+			ThresholdNS: m.ThresholdNS, FirstSeenNS: m.FirstSeenNS, LastSeenNS: m.LastSeenNS}
+	}
+	return out, nil
+}
+
+type episode struct {
+	rec     store.AnomalyRecord
+	d       details
+	changed bool
+}
+
+func (e *episode) open() bool { return e.rec.EndedNS == 0 }
+
+// overlaps reports whether the episode covers part of [from, to); an open one extends to the future.
+func (e *episode) overlaps(from, to int64) bool {
+	end := e.rec.EndedNS
+	if e.open() {
+		end = 1<<63 - 1
+	}
+	return e.rec.StartedNS < to && end > from
+}
+
+// detector is one run over a timeline.
+type detector struct {
+	cfg      Config
+	tl       *timeline
+	episodes map[string][]*episode // by service, oldest first
+	// baselines cached per service for the hour they end at; version counts episode changes that
+	// alter which hours are excluded.
+	cache   map[string]cachedBaseline
+	version map[string]int
+}
+
+type cachedBaseline struct {
+	end     int64
+	version int
+	b       *baseline
+}
+
+// Detect runs one detection tick for tenant t at now: it claims the tick, evaluates every window
+// that ended since the last run (a first run backfills up to MaxBackfill), and commits new and
+// changed anomalies only if no later tick was claimed meanwhile.
+func Detect(ctx context.Context, t *store.Tenant, now time.Time, cfg Config) (Result, error) {
+	cfg = cfg.withDefaults()
+	step, window := int64(cfg.Step), int64(cfg.Window)
+	tick := now.Add(-cfg.Lag).UnixNano()
+	tick -= tick % step
+	var res Result
+	claimed, err := t.ClaimTick(ctx, Job, tick)
+	if err != nil || !claimed {
+		return res, err
+	}
+	res.Ran = true
+	st, err := t.JobState(ctx, Job)
+	if err != nil {
+		return res, err
+	}
+	last := st.ProgressNS
+	if last == 0 {
+		first, err := t.FirstRollup(ctx)
+		if err != nil {
+			return res, err
+		}
+		if first == 0 {
+			_, err := t.CommitTick(ctx, Job, tick, 0, func(*store.TickTx) error { return nil })
+			return res, err
+		}
+		start := max(first+window+minBaselineHours*store.Hour, tick-int64(cfg.MaxBackfill))
+		start += (step - start%step) % step
+		last = start - step
+	}
+	last = max(last, tick-int64(cfg.MaxBackfill))
+	if last >= tick {
+		_, err := t.CommitTick(ctx, Job, tick, last, func(*store.TickTx) error { return nil })
+		return res, err
+	}
+
+	firstEnd := last + step
+	from := firstEnd - window - int64(cfg.Baseline)
+	from -= from % store.Hour
+	split := firstEnd - window
+	split -= split % store.Hour
+	tl, err := loadTimeline(ctx, t, from, split, tick)
+	if err != nil {
+		return res, err
+	}
+	recs, err := t.AnomalyRecords(ctx, from)
+	if err != nil {
+		return res, err
+	}
+	d := &detector{cfg: cfg, tl: tl, episodes: map[string][]*episode{}, cache: map[string]cachedBaseline{}, version: map[string]int{}}
+	for _, r := range recs {
+		e := &episode{rec: r}
+		if err := json.Unmarshal(r.Details, &e.d); err != nil || e.d.Metrics == nil {
+			e.d = details{WindowNS: window, Metrics: map[string]*metricState{}}
+		}
+		d.episodes[r.Service] = append(d.episodes[r.Service], e)
+	}
+	names := make([]string, 0, len(tl.services))
+	for name := range tl.services {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for end := firstEnd; end <= tick; end += step {
+		for _, name := range names {
+			if err := d.evaluate(tl.services[name], end-window, end); err != nil {
+				return res, fmt.Errorf("anomaly detection for %s at %s: %w", name, time.Unix(0, end).UTC().Format(time.RFC3339), err)
+			}
+		}
+		res.Windows++
+	}
+	current, err := t.CommitTick(ctx, Job, tick, tick, func(tx *store.TickTx) error {
+		for _, eps := range d.episodes {
+			for _, e := range eps {
+				if !e.changed {
+					continue
+				}
+				e.rec.Details, _ = json.Marshal(e.d)
+				id, err := tx.SaveAnomaly(e.rec)
+				if err != nil {
+					return err
+				}
+				e.rec.ID = id
+				res.Changed = append(res.Changed, id)
+			}
+		}
+		return nil
+	})
+	if err != nil || !current {
+		return Result{Ran: false}, err
+	}
+	return res, nil
+}
+
+// baseline sums the whole hours of the Baseline before ws that overlap no anomaly of the service.
+func (d *detector) baseline(s *serviceData, ws int64) *baseline {
+	end := ws - ws%store.Hour
+	if c, ok := d.cache[s.name]; ok && c.end == end && c.version == d.version[s.name] {
+		return c.b
+	}
+	b := &baseline{}
+	for h := end - store.Hour; h >= ws-int64(d.cfg.Baseline); h -= store.Hour {
+		hd := s.hours[h]
+		if hd == nil || hd.req.N+hd.llm.N == 0 || d.anomalous(s.name, h, h+store.Hour) {
+			continue
+		}
+		b.req.Merge(&hd.req)
+		b.llm.Merge(&hd.llm)
+		b.others += d.tl.hourTotals[h] - hd.req.N
+		if hd.req.N > 0 {
+			b.hours++
+		}
+		if hd.llm.N >= minLLMCalls {
+			n := float64(hd.llm.N)
+			b.costPerCall = append(b.costPerCall, hd.llm.CostUSD/n)
+			b.tokensPerCall = append(b.tokensPerCall, float64(hd.llm.InputTokens+hd.llm.OutputTokens)/n)
+			b.llmCalls = append(b.llmCalls, n)
+		}
+		b.hourReq = append(b.hourReq, float64(hd.req.N))
+		b.hourOthers = append(b.hourOthers, float64(d.tl.hourTotals[h]-hd.req.N))
+	}
+	d.cache[s.name] = cachedBaseline{end: end, version: d.version[s.name], b: b}
+	return b
+}
+
+func (d *detector) anomalous(service string, from, to int64) bool {
+	for _, e := range d.episodes[service] {
+		if e.overlaps(from, to) {
+			return true
+		}
+	}
+	return false
+}
+
+// evaluate tests one service's window [ws, we) and folds what it finds into the service's episodes.
+func (d *detector) evaluate(s *serviceData, ws, we int64) error {
+	b := d.baseline(s, ws)
+	req, ops, err := s.window(ws, we, false)
+	if err != nil {
+		return err
+	}
+	var found []finding
+	if f, ok, err := d.cfg.detectLatency(s, b, req, ops, ws, we); err != nil {
+		return err
+	} else if ok {
+		found = append(found, f)
+	}
+	if f, ok, err := d.cfg.detectErrors(s, b, req, ops, ws, we); err != nil {
+		return err
+	} else if ok {
+		found = append(found, f)
+	}
+	var others int64
+	for m := ws; m < we; m += store.Minute {
+		others += d.tl.totals[m]
+	}
+	if f, ok := d.cfg.detectThroughput(b, req, others-req.N, ops, d.cfg.Window); ok {
+		f.onset, f.last = ws, we
+		found = append(found, f)
+	}
+	llm, models, err := s.window(ws, we, true)
+	if err != nil {
+		return err
+	}
+	fs, err := d.cfg.detectLLM(s, b, llm, models, ws, we)
+	if err != nil {
+		return err
+	}
+	found = append(found, fs...)
+
+	var cur *episode
+	if eps := d.episodes[s.name]; len(eps) > 0 && eps[len(eps)-1].open() {
+		cur = eps[len(eps)-1]
+	}
+	if len(found) == 0 {
+		// A full clean window after the last deviant minute ends the episode there.
+		if cur != nil && we-cur.rec.LastSeenNS >= int64(d.cfg.Window) {
+			cur.rec.EndedNS = cur.rec.LastSeenNS
+			cur.changed = true
+			d.version[s.name]++
+		}
+		return nil
+	}
+	if cur == nil {
+		cur = &episode{rec: store.AnomalyRecord{Anomaly: store.Anomaly{Service: s.name, StartedNS: found[0].onset}},
+			d: details{WindowNS: int64(d.cfg.Window), Metrics: map[string]*metricState{}}}
+		d.episodes[s.name] = append(d.episodes[s.name], cur)
+		d.version[s.name]++
+	}
+	for _, f := range found {
+		cur.rec.StartedNS = min(cur.rec.StartedNS, f.onset)
+		cur.rec.LastSeenNS = max(cur.rec.LastSeenNS, f.last)
+		m := cur.d.Metrics[f.Metric]
+		if m == nil {
+			cur.d.Metrics[f.Metric] = &metricState{finding: f, FirstSeenNS: f.onset, LastSeenNS: f.last}
+			continue
+		}
+		// Report the peak: the most severe window's figures.
+		m.LastSeenNS = max(m.LastSeenNS, f.last)
+		if f.Severity > m.Severity || f.Severity == m.Severity && f.Score > m.Score {
+			m.Severity, m.Score, m.Baseline, m.Observed, m.Operation = f.Severity, f.Score, f.Baseline, f.Observed, f.Operation
+		}
+	}
+	cur.summarise()
+	cur.changed = true
+	return nil
+}
+
+// summarise sets the row's headline fields from its most severe metric and writes the summary.
+func (e *episode) summarise() {
+	names := make([]string, 0, len(e.d.Metrics))
+	for n := range e.d.Metrics {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		a, b := e.d.Metrics[names[i]], e.d.Metrics[names[j]]
+		if a.Severity != b.Severity {
+			return a.Severity > b.Severity
+		}
+		return a.Score > b.Score
+	})
+	top := e.d.Metrics[names[0]]
+	e.rec.Metric, e.rec.Operation = names[0], top.Operation
+	e.rec.Baseline, e.rec.Observed, e.rec.Score = top.Baseline, top.Observed, top.Score
+	e.rec.Severity = store.Severities[top.Severity]
+	var parts []string
+	for i, n := range names {
+		s := describe(n, e.d.Metrics[n], human(time.Duration(e.d.WindowNS)))
+		if i > 0 {
+			s = "also " + s
+		}
+		parts = append(parts, s)
+	}
+	e.rec.Summary = e.rec.Service + ": " + strings.Join(parts, "; ") + "."
+}
+
+func describe(metric string, m *metricState, window string) string {
+	ratio := func(a, b float64) string {
+		if b <= 0 {
+			return ""
+		}
+		return fmt.Sprintf(" (%.1f×)", a/b)
+	}
+	where := ""
+	if m.Operation != "" {
+		where = ", mostly " + m.Operation
+	}
+	switch metric {
+	case LatencyP95:
+		return fmt.Sprintf("p95 latency %s against %s normally%s%s", ms(m.Observed), ms(m.Baseline), ratio(m.Observed, m.Baseline), where)
+	case ErrorRate:
+		return fmt.Sprintf("error rate %.1f%% against %.1f%% normally%s", 100*m.Observed, 100*m.Baseline, where)
+	case Throughput:
+		return fmt.Sprintf("throughput %.1f/min where %.1f/min is usual%s", m.Observed, m.Baseline, where)
+	case LLMCost:
+		return fmt.Sprintf("LLM spend $%.2f per %s where $%.2f is usual for as many calls%s%s", m.Observed,
+			window, m.Baseline, ratio(m.Observed, m.Baseline), where)
+	case LLMTokens:
+		return fmt.Sprintf("LLM tokens %.0f per %s where %.0f are usual for as many calls%s%s", m.Observed, window,
+			m.Baseline, ratio(m.Observed, m.Baseline), where)
+	}
+	return metric
+}
+
+// human formats whole minutes and hours without trailing zero units: 15m, 1h, 1h30m.
+func human(d time.Duration) string {
+	return strings.TrimSuffix(strings.TrimSuffix(d.String(), "0s"), "0m")
+}
+
+func ms(v float64) string {
+	if v >= 1000 {
+		return fmt.Sprintf("%.2f s", v/1000)
+	}
+	return fmt.Sprintf("%.0f ms", v)
+}

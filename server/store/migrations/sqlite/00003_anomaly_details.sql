@@ -1,0 +1,10 @@
+-- +goose Up
+-- See the PostgreSQL migration.
+ALTER TABLE anomalies ADD COLUMN last_seen_ns bigint NOT NULL DEFAULT 0;
+ALTER TABLE anomalies ADD COLUMN details text NOT NULL DEFAULT '{}';
+CREATE INDEX anomalies_open ON anomalies (tenant_id) WHERE ended_ns = 0;
+
+-- +goose Down
+DROP INDEX anomalies_open;
+ALTER TABLE anomalies DROP COLUMN details;
+ALTER TABLE anomalies DROP COLUMN last_seen_ns;
