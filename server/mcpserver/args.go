@@ -63,6 +63,7 @@ func parseTime(name, s string) (time.Time, error) {
 // resolve turns the arguments into [from, to). Explicit start and end win over since; since measures
 // back from end when only end is given. def applies when since is empty.
 func (w Window) resolve(now time.Time, def time.Duration) (from, to time.Time, err error) {
+	defer func() { from, to = from.Truncate(time.Second), to.Truncate(time.Second) }() // windows are stated to the second
 	to = now.UTC()
 	if w.End != "" {
 		if to, err = parseTime("end", w.End); err != nil {
@@ -197,9 +198,9 @@ func clamp(v, lo, hi, def int) int {
 	return v
 }
 
-// cursor is the opaque next_cursor: the window of the first page (so later pages cover the same
-// rows), a hash of the filters (so it is not replayed with other ones), and the position after the
-// last returned row.
+// cursor is the opaque next_cursor: the window of the first page in unix seconds (so later pages
+// cover the same rows), a hash of the filters (so it is not replayed with other ones), and the
+// position after the last returned row.
 type cursor struct {
 	Q   uint32          `json:"q"`
 	F   int64           `json:"f"`
@@ -225,7 +226,7 @@ func filterHash(args any) uint32 {
 
 func encodeCursor(args any, from, to time.Time, pos any) string {
 	p, _ := json.Marshal(pos)
-	b, _ := json.Marshal(cursor{Q: filterHash(args), F: from.UnixNano(), T: to.UnixNano(), Pos: p})
+	b, _ := json.Marshal(cursor{Q: filterHash(args), F: from.Unix(), T: to.Unix(), Pos: p})
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
@@ -248,7 +249,7 @@ func decodeCursor(s string, args any, pos any) (from, to time.Time, ok bool, err
 	if c.Q != filterHash(args) {
 		return from, to, false, badArg("cursor belongs to a query with other filters: repeat the previous call's arguments with the cursor, or omit cursor to start over")
 	}
-	return time.Unix(0, c.F).UTC(), time.Unix(0, c.T).UTC(), true, nil
+	return time.Unix(c.F, 0).UTC(), time.Unix(c.T, 0).UTC(), true, nil
 }
 
 // pageWindow resolves the window of a list call: the cursor's when paging on, else the arguments'.

@@ -180,13 +180,13 @@ func newLLMGroupRow(g store.LLMGroup, t llmTotals) llmGroupRow {
 }
 
 func (r llmGroupRow) line() string {
-	s := fmt.Sprintf("- %s: %s (%.1f%%), %d calls, %d in + %d out tokens (%.1f%%), avg %s", r.Key, usd(r.CostUSD), r.CostPct,
+	s := fmt.Sprintf("- %s: %s (%.1f%%), calls %d, tokens %d in + %d out (%.1f%%), avg %s", r.Key, usd(r.CostUSD), r.CostPct,
 		r.Calls, r.InputTokens, r.OutputTokens, r.TokensPct, ms(r.AvgLatencyMS))
 	if r.Errors > 0 {
-		s += fmt.Sprintf(", %d errors", r.Errors)
+		s += fmt.Sprintf(", failed %d", r.Errors)
 	}
 	if r.UnknownCostCalls > 0 {
-		s += fmt.Sprintf(", %d calls of unknown price", r.UnknownCostCalls)
+		s += fmt.Sprintf(", of unknown price %d", r.UnknownCostCalls)
 	}
 	return s + "\n"
 }
@@ -198,7 +198,7 @@ func llmStatsSuggestions(out getLLMStatsOut, since string) (string, []Call) {
 	}
 	note := ""
 	if out.Totals.UnknownCostCalls > 0 {
-		note = fmt.Sprintf("%d calls use models without a known price: their cost is not in cost_usd (unknown is not free).", out.Totals.UnknownCostCalls)
+		note = fmt.Sprintf("calls of models without a known price: %d; their cost is not in cost_usd (unknown is not free).", out.Totals.UnknownCostCalls)
 	}
 	var next []Call
 	if out.GroupBy != store.LLMByService {
@@ -214,8 +214,8 @@ func llmStatsSuggestions(out getLLMStatsOut, since string) (string, []Call) {
 func (o getLLMStatsOut) text(lines string) string {
 	var b strings.Builder
 	t := o.Totals
-	fmt.Fprintf(&b, "LLM usage %s: %s over %d calls, %d input + %d output tokens, %d errors\n", o.Window, usd(t.CostUSD), t.Calls,
-		t.InputTokens, t.OutputTokens, t.Errors)
+	fmt.Fprintf(&b, "LLM usage %s: %s; calls %d (failed %d); tokens %d input + %d output\n", o.Window, usd(t.CostUSD), t.Calls,
+		t.Errors, t.InputTokens, t.OutputTokens)
 	for _, l := range o.Leaders {
 		v := usd(l.Value)
 		if strings.HasPrefix(l.Measure, "tokens") {

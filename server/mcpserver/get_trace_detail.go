@@ -26,6 +26,7 @@ type step struct {
 	Operation  string  `json:"operation"`
 	DurationMS float64 `json:"duration_ms"`
 	SelfMS     float64 `json:"self_ms"`
+	Count      int     `json:"count,omitempty"`     // consecutive calls to the same operation, counted in this step
 	Statement  any     `json:"statement,omitempty"` // captured
 }
 
@@ -244,21 +245,41 @@ func walk(n *node, visit func(*node)) {
 	}
 }
 
-// criticalPath follows, from top, the child that finishes last: the chain of calls the request
-// waited for.
+// criticalPath returns, in start order, the spans the request waited for: from the end of a span,
+// the child that finished last, then the one that finished before that child started, and so on,
+// recursively (sequential calls all count; of parallel ones, the longest).
 func criticalPath(top *node) []step {
-	var path []step
-	for n := top; n != nil && len(path) < maxPathSteps; {
+	var mark func(n *node)
+	mark = func(n *node) {
 		n.critical = true
-		path = append(path, stepOf(n))
-		var next *node
-		for _, c := range n.children {
-			if next == nil || c.end() > next.end() {
-				next = c
+		kids := append([]*node(nil), n.children...)
+		sort.SliceStable(kids, func(i, j int) bool { return kids[i].end() > kids[j].end() })
+		cursor := n.end()
+		for i, c := range kids {
+			if i == 0 || c.end() <= cursor { // the last to finish counts even if clocks make it outlive its parent
+				mark(c)
+				cursor = c.StartNS
 			}
 		}
-		n = next
 	}
+	mark(top)
+	var path []step
+	var last *node
+	walk(top, func(n *node) {
+		if !n.critical || len(path) == maxPathSteps {
+			return
+		}
+		// Sequential sibling calls to one operation are one step: the waterfall shows them collapsed.
+		if last != nil && last.ParentSpanID == n.ParentSpanID && last.Service == n.Service && last.Operation == n.Operation {
+			p := &path[len(path)-1]
+			p.Count = max(p.Count, 1) + 1
+			p.DurationMS = round(p.DurationMS+msOf(n.DurationNS), 1)
+			p.SelfMS = round(p.SelfMS+msOf(n.selfNS), 1)
+			return
+		}
+		path = append(path, stepOf(n))
+		last = n
+	})
 	return path
 }
 
@@ -498,7 +519,11 @@ func (o getTraceDetailOut) text(waterfall string) string {
 		if i > 0 {
 			b.WriteString(" ›")
 		}
-		fmt.Fprintf(&b, " %s %s %s (self %s)", s.Service, s.Operation, ms(s.DurationMS), ms(s.SelfMS))
+		count := ""
+		if s.Count > 1 {
+			count = fmt.Sprintf(" ×%d", s.Count)
+		}
+		fmt.Fprintf(&b, " %s %s%s %s (self %s)", s.Service, s.Operation, count, ms(s.DurationMS), ms(s.SelfMS))
 	}
 	b.WriteString("\n")
 	if len(o.Errors) > 0 {

@@ -125,7 +125,9 @@ func (tl *tools) searchLLMCalls(ctx context.Context, tn *store.Tenant, in search
 		out.Next = []Call{{Tool: "get_trace_detail", Args: map[string]any{"trace_id": out.Calls[0].TraceID}, Why: "the request that made the first call"},
 			{Tool: "get_llm_stats", Args: map[string]any{"group_by": "model", "since": fmtStep(to.Sub(from))}, Why: "totals by model"}}
 	}
-	text := listHeader("LLM calls by "+sortBy+", highest first", out.List) + lines.String()
+	order := map[string]string{store.LLMByStart: "newest first", store.LLMByCost: "costliest first",
+		store.LLMByLatency: "slowest first", store.LLMByTokens: "most tokens first"}[sortBy]
+	text := listHeader("LLM calls, "+order, out.List) + lines.String()
 	return out, text + footer(out.Note, out.Next), nil
 }
 

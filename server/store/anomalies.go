@@ -55,8 +55,8 @@ type AnomalyQuery struct {
 
 // AnomalyKey is a position in the newest-first order of anomalies.
 type AnomalyKey struct {
-	StartedNS int64
-	ID        int64
+	StartedNS int64 `json:"k"`
+	ID        int64 `json:"i"`
 }
 
 func (t *Tenant) anomalyWhere(q AnomalyQuery) (where, error) {

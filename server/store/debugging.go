@@ -88,8 +88,8 @@ type SnapshotQuery struct {
 
 // SnapshotKey is a position in the newest-first order of snapshots.
 type SnapshotKey struct {
-	CapturedNS int64
-	ID         int64
+	CapturedNS int64 `json:"k"`
+	ID         int64 `json:"i"`
 }
 
 func (t *Tenant) snapshotWhere(q SnapshotQuery) where {

@@ -27,11 +27,11 @@ type TraceQuery struct {
 	Limit          int
 }
 
-// TraceKey is a position in a TraceQuery's order.
+// TraceKey is a position in a TraceQuery's order. Its short JSON names keep cursors short.
 type TraceKey struct {
-	Key     int64 // start_ns or duration_ns, following the sort
-	TraceID string
-	SpanID  string
+	Key     int64  `json:"k"` // start_ns or duration_ns, following the sort
+	TraceID string `json:"t"`
+	SpanID  string `json:"s"`
 }
 
 // TraceHit is one matching request.
