@@ -46,6 +46,10 @@ type Config struct {
 	// WrongKeysPerIP and WrongKeysPerClient throttle the API-key page; nil means 10 wrong keys then one
 	// a minute per IP, and 20 then one a minute per client.
 	WrongKeysPerIP, WrongKeysPerClient *oauth.KeyedLimiter
+	// RefreshReuseInterval is how long after a refresh the same refresh token may be presented again
+	// and get the same answer, without asking the connector: concurrent requests of one client then
+	// do not end its grant. Zero means 3 seconds.
+	RefreshReuseInterval time.Duration
 	// Now is Dex's clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -89,9 +93,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := ensureConnector(ctx, cfg.Storage, cfg.Issuer); err != nil {
 		return nil, err
 	}
-	// Rotate refresh tokens on every use (public clients hold them), tolerating a retry within
-	// seconds; a month unused or three months old ends the grant.
-	refresh, err := server.NewRefreshTokenPolicy(cfg.Logger, true, "720h", "2160h", "3s")
+	// Rotate refresh tokens on every use (public clients hold them); a month unused or three months
+	// old ends the grant.
+	if cfg.RefreshReuseInterval == 0 {
+		cfg.RefreshReuseInterval = 3 * time.Second
+	}
+	// The second argument disables rotation (Dex's disableRotation).
+	refresh, err := server.NewRefreshTokenPolicy(cfg.Logger, false, "720h", "2160h", cfg.RefreshReuseInterval.String())
 	if err != nil {
 		return nil, err
 	}
