@@ -63,13 +63,25 @@ func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 	return http.DefaultTransport.RoundTrip(r)
 }
 
+// protocol is the revision the tests speak unless they say otherwise: the one issue 3 names. The
+// SDK client would otherwise use its latest (2026-07-28, sessionless discovery).
+const protocol = "2025-06-18"
+
 // connect opens an MCP session with the SDK's own client, authenticated with key.
 func (e *env) connect(t *testing.T, key string) *mcp.ClientSession {
 	t.Helper()
+	return e.connectVersion(t, key, protocol, nil)
+}
+
+func (e *env) connectVersion(t *testing.T, key, version string, rt http.RoundTripper) *mcp.ClientSession {
+	t.Helper()
+	if rt == nil {
+		rt = bearer{key}
+	}
 	client := mcp.NewClient(&mcp.Implementation{Name: "tracekit-test", Version: "1"}, nil)
 	s, err := client.Connect(context.Background(), &mcp.StreamableClientTransport{
-		Endpoint: e.url + "/mcp", HTTPClient: &http.Client{Transport: bearer{key}}, MaxRetries: -1,
-	}, nil)
+		Endpoint: e.url + "/mcp", HTTPClient: &http.Client{Transport: rt}, MaxRetries: -1,
+	}, &mcp.ClientSessionOptions{ProtocolVersion: version})
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
