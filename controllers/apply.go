@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -11,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	tracekitv1alpha1 "github.com/tracekit/tracekit/api/v1alpha1"
 )
@@ -57,6 +59,7 @@ func apply[O client.Object, A applyConfig](ctx context.Context, r *TenantReconci
 		action = "Updated"
 	}
 	r.Recorder.Eventf(t, nil, "Normal", action+kind, action, "%s %s %s", action, kind, name)
+	log.FromContext(ctx).Info(strings.ToLower(action)+" "+kind, "name", name)
 	return true, nil
 }
 
@@ -72,6 +75,7 @@ func remove(ctx context.Context, r *TenantReconciler, t *tracekitv1alpha1.TraceK
 		return client.IgnoreNotFound(err)
 	}
 	r.Recorder.Eventf(t, nil, "Normal", "Deleted"+kind, "Deleted", "Deleted %s %s", kind, obj.GetName())
+	log.FromContext(ctx).Info("deleted "+kind, "name", obj.GetName())
 	return nil
 }
 

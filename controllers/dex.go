@@ -21,39 +21,41 @@ func NewDexClients(conn grpc.ClientConnInterface) *DexClients {
 	return &DexClients{api: dexapi.NewDexClient(conn)}
 }
 
-// Ensure creates the client, updates its name, redirect URIs and trusted peers, or replaces it when
-// its secret differs (Dex's UpdateClient cannot change a secret). An unchanged client costs one read.
+// Ensure creates the client, updates its name and redirect URIs, or replaces it when its secret
+// differs (Dex's UpdateClient cannot change a secret). Trusted peers are kept as they are. An
+// unchanged client costs one read.
 func (d *DexClients) Ensure(ctx context.Context, c OAuthClient) (bool, error) {
 	resp, err := d.api.GetClient(ctx, &dexapi.GetClientReq{Id: c.ID})
 	if err != nil && !dexNotFound(err) {
 		return false, fmt.Errorf("get client %s: %w", c.ID, err)
 	}
 	if err != nil || resp.Client == nil {
-		return true, d.create(ctx, c)
+		return true, d.create(ctx, c, nil)
 	}
 	cur := resp.Client
 	if cur.Secret != c.Secret || cur.Public {
 		if err := d.Delete(ctx, c.ID); err != nil {
 			return false, err
 		}
-		return true, d.create(ctx, c)
+		return true, d.create(ctx, c, cur.TrustedPeers)
 	}
-	if cur.Name == c.Name && slices.Equal(cur.RedirectUris, c.RedirectURIs) && slices.Equal(cur.TrustedPeers, c.TrustedPeers) {
+	if cur.Name == c.Name && slices.Equal(cur.RedirectUris, c.RedirectURIs) {
 		return false, nil
 	}
-	up, err := d.api.UpdateClient(ctx, &dexapi.UpdateClientReq{Id: c.ID, Name: c.Name, RedirectUris: c.RedirectURIs, TrustedPeers: c.TrustedPeers})
+	// Without TrustedPeers in the request Dex keeps them, so peers added meanwhile are not lost.
+	up, err := d.api.UpdateClient(ctx, &dexapi.UpdateClientReq{Id: c.ID, Name: c.Name, RedirectUris: c.RedirectURIs})
 	if err != nil {
 		return false, fmt.Errorf("update client %s: %w", c.ID, err)
 	}
 	if up.NotFound {
-		return true, d.create(ctx, c)
+		return true, d.create(ctx, c, nil)
 	}
 	return true, nil
 }
 
-func (d *DexClients) create(ctx context.Context, c OAuthClient) error {
+func (d *DexClients) create(ctx context.Context, c OAuthClient, trustedPeers []string) error {
 	resp, err := d.api.CreateClient(ctx, &dexapi.CreateClientReq{Client: &dexapi.Client{
-		Id: c.ID, Secret: c.Secret, Name: c.Name, RedirectUris: c.RedirectURIs, TrustedPeers: c.TrustedPeers,
+		Id: c.ID, Secret: c.Secret, Name: c.Name, RedirectUris: c.RedirectURIs, TrustedPeers: trustedPeers,
 	}})
 	if err != nil {
 		return fmt.Errorf("create client %s: %w", c.ID, err)

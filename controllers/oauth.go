@@ -16,13 +16,14 @@ import (
 	tracekitv1alpha1 "github.com/tracekit/tracekit/api/v1alpha1"
 )
 
-// OAuthClient is a confidential OAuth client in the authorization server.
+// OAuthClient is a confidential OAuth client in the authorization server. Its trusted peers are not
+// here: the authorization server adds each MCP client registered for the tenant to them, and the
+// operator leaves them alone.
 type OAuthClient struct {
 	ID           string
 	Secret       string
 	Name         string
 	RedirectURIs []string
-	TrustedPeers []string
 }
 
 // OAuthClients manages OAuth clients in the authorization server, so the reconciler needs no
@@ -55,7 +56,7 @@ func (r *TenantReconciler) reconcileOAuthClient(ctx context.Context, t *tracekit
 
 	ctx, cancel := context.WithTimeout(ctx, oauthTimeout)
 	defer cancel()
-	client := desiredOAuthClient(t, base, secret, r.Options.TrustedPeers)
+	client := desiredOAuthClient(t, base, secret)
 	changed, err := r.OAuth.Ensure(ctx, client)
 	if err != nil {
 		st.set(tracekitv1alpha1.ConditionAuthClientReady, false, "DexUnreachable",
@@ -74,13 +75,12 @@ func (r *TenantReconciler) reconcileOAuthClient(ctx context.Context, t *tracekit
 
 // desiredOAuthClient is the tenant's client: confidential, redirecting only to the tenant's own
 // OAuth callback.
-func desiredOAuthClient(t *tracekitv1alpha1.TraceKitTenant, base *url.URL, secret string, trustedPeers []string) OAuthClient {
+func desiredOAuthClient(t *tracekitv1alpha1.TraceKitTenant, base *url.URL, secret string) OAuthClient {
 	return OAuthClient{
 		ID:           oauthClientID(t),
 		Secret:       secret,
 		Name:         t.Spec.DisplayName,
 		RedirectURIs: []string{base.String() + "/mcp/callback"},
-		TrustedPeers: trustedPeers,
 	}
 }
 

@@ -121,7 +121,6 @@ func runSuite(m *testing.M) int {
 			ServerImage:             testImage,
 			TenantURL:               "https://tracekit.example.com/t/{tenant}",
 			AuthIssuer:              testIssuer,
-			TrustedPeers:            []string{"tracekit-facade"},
 			Recheck:                 time.Second,
 			MaxBackoff:              2 * time.Second,
 			MaxConcurrentReconciles: 8,

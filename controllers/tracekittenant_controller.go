@@ -41,9 +41,6 @@ type Options struct {
 	TenantURL string
 	// AuthIssuer is Dex's issuer URL, given to tenant servers to verify tokens.
 	AuthIssuer string
-	// TrustedPeers are Dex clients (e.g. the MCP authorization facade) allowed to obtain tokens whose
-	// audience is a tenant's client.
-	TrustedPeers []string
 	// Recheck is how often a Ready tenant's database and Dex client are checked again (reads only),
 	// so that an outage shows in its conditions. Zero means 5 minutes.
 	Recheck time.Duration

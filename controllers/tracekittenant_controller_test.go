@@ -219,7 +219,7 @@ func TestTenant_CreateMakesEveryObjectAndRecord(t *testing.T) {
 	dc := dexClient(g, "tenant-"+name)
 	g.Expect(dc.Secret).To(Equal(string(oauthSecret.Data["client-secret"])))
 	g.Expect(dc.RedirectUris).To(Equal([]string{wantURL + "/mcp/callback"}))
-	g.Expect(dc.TrustedPeers).To(Equal([]string{"tracekit-facade"}))
+	g.Expect(dc.TrustedPeers).To(BeEmpty())
 	g.Expect(dc.Public).To(BeFalse())
 
 	asTenant, err := store.Open(ctx, tenantURL)
@@ -244,13 +244,19 @@ func TestTenant_UpdatesAreReflected(t *testing.T) {
 	newAdminSecret(t, ns, "platform-db")
 	g.Expect(k8s.Create(context.Background(), newTenant(ns, name, "platform-db"))).To(Succeed())
 	before := eventuallyReady(g, ns, name)
-	g.Expect(before.Status.MCPURL).To(Equal("https://tracekit.example.com/t/" + name + "/mcp"), "the operator's template")
+	g.Expect(before.Status.MCPURL).To(Equal("https://tracekit.example.com/t/"+name+"/mcp"), "the operator's template")
 	server := "tracekit-" + name
 	dep := &appsv1.Deployment{}
 	getObject(g, ns, server, dep)
 	hashBefore := dep.Spec.Template.Annotations[configHashAnnotation]
 	g.Expect(k8s.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: server}, &policyv1.PodDisruptionBudget{})).
 		To(WithTransform(apierrors.IsNotFound, BeTrue()), "no PodDisruptionBudget for one replica")
+
+	// The authorization server trusts each MCP client registered for the tenant; the operator's
+	// updates must keep that.
+	mcpClient := "tenant-" + name + ".mcp.abc.def"
+	_, err := dex.UpdateClient(context.Background(), &dexapi.UpdateClientReq{Id: "tenant-" + name, TrustedPeers: []string{mcpClient}})
+	g.Expect(err).NotTo(HaveOccurred())
 
 	update(g, ns, name, func(tt *tracekitv1alpha1.TraceKitTenant) {
 		tt.Spec.Replicas = ptr.To[int32](3)
@@ -284,7 +290,9 @@ func TestTenant_UpdatesAreReflected(t *testing.T) {
 		g.Expect(cm.Data[alertRulesFile]).To(ContainSubstring(`"metric": "latency_p99"`))
 
 		getObject(g, ns, server, &policyv1.PodDisruptionBudget{})
-		g.Expect(dexClient(g, "tenant-"+name).RedirectUris).To(Equal([]string{wantURL + "/mcp/callback"}))
+		dc := dexClient(g, "tenant-"+name)
+		g.Expect(dc.RedirectUris).To(Equal([]string{wantURL + "/mcp/callback"}))
+		g.Expect(dc.TrustedPeers).To(Equal([]string{mcpClient}))
 	}).Should(Succeed())
 
 	update(g, ns, name, func(tt *tracekitv1alpha1.TraceKitTenant) { tt.Spec.Replicas = ptr.To[int32](1) })
