@@ -7,7 +7,7 @@ BIN := $(CURDIR)/bin
 
 include hack/tools.mk
 
-.PHONY: run build test lint bench-ingest clean help
+.PHONY: run build test test-deps lint bench-ingest clean help
 
 ## run: start tracekit on SQLite with demo data (tracekit dev); state in ./.tracekit
 run: build
@@ -18,8 +18,19 @@ build:
 	$(GO) build -o $(BIN)/tracekit ./cmd/tracekit
 
 ## test: every test, against the real PostgreSQL and a real kube-apiserver (envtest)
-test: envtest-assets lint
+test: envtest-assets test-deps lint
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO) test -count=1 ./...
+
+TSCLIENT := server/oauth/testdata/tsclient
+
+## test-deps: what the sign-in tests drive: Debian's chromium (apt-get, needs root or sudo) and the
+## TypeScript MCP SDK (npm ci into the git-ignored node_modules of $(TSCLIENT))
+test-deps: $(TSCLIENT)/node_modules/.package-lock.json
+	@command -v chromium >/dev/null 2>&1 || { sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
+
+$(TSCLIENT)/node_modules/.package-lock.json: $(TSCLIENT)/package.json $(TSCLIENT)/package-lock.json
+	npm ci --prefix $(TSCLIENT) --no-audit --no-fund
 
 ## lint: gofmt and go vet must be clean
 lint:
