@@ -1,0 +1,116 @@
+package rca
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/tracekit/tracekit/server/store"
+)
+
+// failures ranks where the failures of failed requests originate: the deepest failing span under the
+// entry span, by service, operation and exception type.
+func (an *analysis) failures(ctx context.Context) ([]Cause, error) {
+	svc := an.a.Service
+	reqs, err := loadRequests(ctx, an.t,
+		store.SampleQuery{Service: svc, From: an.r.FromNS, To: an.r.ToNS, ErrorsOnly: true, Slices: sampleSlices, PerSlice: samplePerSlice},
+		store.SampleQuery{Service: svc, From: an.r.BaselineFromNS, To: an.r.BaselineToNS, Slices: sampleSlices, PerSlice: samplePerSlice})
+	if err != nil {
+		return nil, err
+	}
+	bad, good := split(reqs)
+	an.note(len(bad), len(good))
+	if len(bad) == 0 || len(good) == 0 {
+		return nil, nil
+	}
+	type origin struct{ service, operation, exception, message string }
+	type acc struct {
+		bad, good float64
+		traces    map[string]float64
+	}
+	origins := map[origin]*acc{}
+	ops := map[origin][]string{} // operations raising each origin in bad requests
+	for _, r := range reqs {
+		seen := map[origin]bool{}
+		for _, n := range errorOrigins(r.entry) {
+			// One exception type is one cause wherever it is raised; without one, the operation
+			// and message identify it.
+			o := origin{service: n.s.Service, exception: n.exceptionType()}
+			if o.exception == "" {
+				o.operation, o.message = n.s.Operation, short(n.s.StatusMessage, 160)
+			}
+			seen[o] = true
+			if r.bad {
+				ops[o] = append(ops[o], n.s.Operation)
+			}
+		}
+		for o := range seen {
+			a := origins[o]
+			if a == nil {
+				a = &acc{traces: map[string]float64{}}
+				origins[o] = a
+			}
+			if r.bad {
+				a.bad += 1 / float64(len(bad))
+				a.traces[r.traceID] = 1
+			} else {
+				a.good += 1 / float64(len(good))
+			}
+		}
+	}
+	keys := make([]origin, 0, len(origins))
+	for o := range origins {
+		keys = append(keys, o)
+	}
+	sort.Slice(keys, func(i, j int) bool { return origins[keys[i]].bad > origins[keys[j]].bad })
+	var causes []Cause
+	share := map[string]float64{}
+	for _, o := range keys {
+		a := origins[o]
+		if a.bad-a.good <= 0 {
+			continue
+		}
+		share[o.service] += a.bad - a.good
+		c := Cause{Kind: KindErrorOrigin, Service: o.service, Operation: mostCommon(ops[o]), Confidence: a.bad - a.good,
+			TraceIDs: examples(a.traces),
+			Figures:  []Figure{{Name: "share of failed requests failing here", Baseline: a.good, Anomalous: a.bad}}}
+		if o.service != svc {
+			c.Kind = KindDependency
+		}
+		what := fmt.Sprintf("%s %q", o.service, c.Operation)
+		switch {
+		case o.exception != "":
+			c.Attribute, c.Value = "exception.type", o.exception
+			what += " raising " + o.exception
+		case o.message != "":
+			c.Attribute, c.Value = "status.message", o.message
+			what += fmt.Sprintf(" failing with %q", o.message)
+		}
+		c.Description = fmt.Sprintf("failures start at %s in %s of the failed requests (%s of requests before).", what, pct(a.bad), pct(a.good))
+		causes = append(causes, c)
+	}
+	// A bad deployment or host of the failing service is the cause behind its exceptions.
+	for _, p := range overRepresented(reqs, []string{"service.version", "host.name"}) {
+		if share[p.service] <= 0 {
+			continue
+		}
+		c := p.cause(share[p.service])
+		if p.bad-p.good >= 0.5 {
+			c.Confidence = max(c.Confidence, share[p.service]+0.05)
+		}
+		causes = append(causes, c)
+	}
+	return preferVersionOverHost(causes), nil
+}
+
+func mostCommon(xs []string) string {
+	counts := map[string]int{}
+	best := ""
+	for _, x := range xs {
+		counts[x]++
+		if counts[x] > counts[best] || counts[x] == counts[best] && x < best {
+			best = x
+		}
+	}
+	return best
+}
