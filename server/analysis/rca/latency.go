@@ -86,8 +86,8 @@ func (an *analysis) latency(ctx context.Context, d anomaly.Details) ([]Cause, er
 		return nil, nil
 	}
 	var causes []Cause
-	ownShare := map[string]float64{}  // per service: share of the added time in its own code
-	specific := map[string]bool{}     // services whose top unit is a statement, model or peer
+	ownShare := map[string]float64{} // per service: share of the added time in its own code
+	specific := map[string]bool{}    // services whose top unit is a statement, model or peer
 	serviceShare := map[string]float64{}
 	type scored struct {
 		u     unit
