@@ -1,0 +1,218 @@
+package controllers
+
+import (
+	"errors"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	grpcstatus "google.golang.org/grpc/status"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	tracekitv1alpha1 "github.com/tracekit/tracekit/api/v1alpha1"
+)
+
+// These tests cover the pure functions that build desired objects; the suite covers the cluster.
+
+func tenantFor(name string, mutate func(*tracekitv1alpha1.TraceKitTenantSpec)) *tracekitv1alpha1.TraceKitTenant {
+	t := &tracekitv1alpha1.TraceKitTenant{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "team", UID: "uid-1"}}
+	t.Spec.DisplayName = "Team"
+	if mutate != nil {
+		mutate(&t.Spec)
+	}
+	return t
+}
+
+func TestPublicURL_CombinesTemplateWithSpec(t *testing.T) {
+	for _, tc := range []struct {
+		name, template string
+		url            tracekitv1alpha1.TenantURL
+		want, wantErr  string
+	}{
+		{name: "host template", template: "https://{tenant}.tracekit.example.com", want: "https://acme.tracekit.example.com"},
+		{name: "path template", template: "https://tracekit.example.com/t/{tenant}/", want: "https://tracekit.example.com/t/acme"},
+		{name: "spec host replaces template host and path", template: "https://tracekit.example.com/t/{tenant}",
+			url: tracekitv1alpha1.TenantURL{Host: "obs.acme.io"}, want: "https://obs.acme.io"},
+		{name: "spec path on template host", template: "https://tracekit.example.com/t/{tenant}",
+			url: tracekitv1alpha1.TenantURL{PathPrefix: "/teams/acme"}, want: "https://tracekit.example.com/teams/acme"},
+		{name: "TLS secret means https", template: "http://{tenant}.localhost:8080",
+			url: tracekitv1alpha1.TenantURL{TLSSecretName: "tls"}, want: "https://acme.localhost:8080"},
+		{name: "no template, spec host", url: tracekitv1alpha1.TenantURL{Host: "acme.example.com"}, want: "https://acme.example.com"},
+		{name: "no template, no host", wantErr: "set spec.url.host, or start the operator with --tenant-url"},
+		{name: "bad template", template: "tracekit.example.com", wantErr: "is not an http(s) URL template"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := publicURL(tenantFor("acme", func(s *tracekitv1alpha1.TraceKitTenantSpec) { s.URL = tc.url }), tc.template)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("want error containing %q, got %v", tc.wantErr, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.String() != tc.want {
+				t.Errorf("got %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestDesiredIngress_RoutesHostOrPathPrefix(t *testing.T) {
+	tenant := tenantFor("acme", nil)
+	for _, tc := range []struct{ url, host, path string }{
+		{"https://acme.tracekit.example.com", "acme.tracekit.example.com", "/"},
+		{"https://tracekit.example.com/t/acme", "tracekit.example.com", "/t/acme"},
+		{"http://acme.localhost:8080", "acme.localhost", "/"},
+	} {
+		u, _ := url.Parse(tc.url)
+		rule := desiredIngress(tenant, u).Spec.Rules[0]
+		if *rule.Host != tc.host || *rule.HTTP.Paths[0].Path != tc.path {
+			t.Errorf("%s: host %s path %s, want %s %s", tc.url, *rule.Host, *rule.HTTP.Paths[0].Path, tc.host, tc.path)
+		}
+		if *rule.HTTP.Paths[0].Backend.Service.Name != "tracekit-acme" {
+			t.Errorf("backend %s", *rule.HTTP.Paths[0].Backend.Service.Name)
+		}
+	}
+}
+
+func TestDesiredDeployment_SuspendAndResources(t *testing.T) {
+	p := deploymentParams{image: "img", publicURL: "https://x", configHash: "h"}
+	suspended := desiredDeployment(tenantFor("acme", func(s *tracekitv1alpha1.TraceKitTenantSpec) {
+		s.Replicas = ptr.To[int32](3)
+		s.Suspend = true
+	}), p)
+	if *suspended.Spec.Replicas != 0 {
+		t.Errorf("suspended tenant runs %d replicas", *suspended.Spec.Replicas)
+	}
+
+	custom := desiredDeployment(tenantFor("acme", func(s *tracekitv1alpha1.TraceKitTenantSpec) {
+		s.Resources = &corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")}}
+		s.Retention = &metav1.Duration{Duration: 48 * time.Hour}
+	}), p)
+	c := custom.Spec.Template.Spec.Containers[0]
+	if c.Resources.Requests != nil {
+		t.Errorf("requests %v: the spec set none, so the default must not be mixed in", *c.Resources.Requests)
+	}
+	if got := (*c.Resources.Limits)[corev1.ResourceMemory]; got.String() != "1Gi" {
+		t.Errorf("memory limit %s", got.String())
+	}
+	env := map[string]string{}
+	for _, e := range c.Env {
+		if e.Value != nil {
+			env[*e.Name] = *e.Value
+		}
+	}
+	if env["TRACEKIT_RETENTION"] != "48h0m0s" {
+		t.Errorf("retention env %q", env["TRACEKIT_RETENTION"])
+	}
+	if _, ok := env["TRACEKIT_AUTH_ISSUER"]; ok {
+		t.Error("no issuer configured, yet TRACEKIT_AUTH_ISSUER is set")
+	}
+	if custom.Spec.Template.Annotations[configHashAnnotation] != "h" {
+		t.Error("config hash annotation missing from the pod template")
+	}
+}
+
+func TestConfigHash_ChangesWithAnyInput(t *testing.T) {
+	base := configHash(map[string][]byte{"url": []byte("a")}, map[string][]byte{"client-secret": []byte("s")}, map[string]string{"r": "[]"})
+	for name, h := range map[string]string{
+		"db url":      configHash(map[string][]byte{"url": []byte("b")}, map[string][]byte{"client-secret": []byte("s")}, map[string]string{"r": "[]"}),
+		"secret":      configHash(map[string][]byte{"url": []byte("a")}, map[string][]byte{"client-secret": []byte("t")}, map[string]string{"r": "[]"}),
+		"rules":       configHash(map[string][]byte{"url": []byte("a")}, map[string][]byte{"client-secret": []byte("s")}, map[string]string{"r": "[{}]"}),
+		"moved bytes": configHash(map[string][]byte{"url": []byte("as")}, map[string][]byte{"client-secret": []byte("")}, map[string]string{"r": "[]"}),
+	} {
+		if h == base {
+			t.Errorf("%s changed but the hash did not", name)
+		}
+	}
+	if base != configHash(map[string][]byte{"url": []byte("a")}, map[string][]byte{"client-secret": []byte("s")}, map[string]string{"r": "[]"}) {
+		t.Error("hash is not stable")
+	}
+}
+
+func TestPriceOverrides_DefaultsCachedInputToInput(t *testing.T) {
+	got, err := priceOverrides(map[string]tracekitv1alpha1.LLMPrice{
+		"gpt-4o":          {Input: "2.5", Output: "10"},
+		"claude-sonnet-4": {Input: "3", Output: "15", CachedInput: "0.30"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"claude-sonnet-4":{"input":3,"output":15,"cached_input":0.3},"gpt-4o":{"input":2.5,"output":10,"cached_input":2.5}}`
+	if string(got) != want {
+		t.Errorf("got %s\nwant %s", got, want)
+	}
+	if _, err := priceOverrides(map[string]tracekitv1alpha1.LLMPrice{"m": {Input: "x", Output: "1"}}); err == nil {
+		t.Error("a non-number price was accepted")
+	}
+}
+
+func TestDesiredAlertRules_DefaultsWindowAndSeverity(t *testing.T) {
+	cm, err := desiredAlertRules(tenantFor("acme", func(s *tracekitv1alpha1.TraceKitTenantSpec) {
+		s.AlertRules = []tracekitv1alpha1.AlertRule{{Name: "tput", Service: "api", Metric: tracekitv1alpha1.MetricThroughput, Comparison: "lt", Threshold: "1.5"}}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `[
+  {
+    "id": "tput",
+    "service": "api",
+    "metric": "throughput",
+    "comparison": "lt",
+    "threshold": 1.5,
+    "window_seconds": 300,
+    "severity": "warning",
+    "enabled": true
+  }
+]`
+	if got := cm.Data[alertRulesFile]; got != want {
+		t.Errorf("got %s", got)
+	}
+}
+
+func TestDesiredNetworkPolicy_OpensOnlyWhatTheServerUses(t *testing.T) {
+	np := desiredNetworkPolicy(tenantFor("acme", nil), 6432, "http://dex.auth:5556/dex")
+	if len(np.Spec.Ingress) != 1 || len(np.Spec.Ingress[0].Ports) != 1 || np.Spec.Ingress[0].Ports[0].Port.IntValue() != serverPort {
+		t.Errorf("ingress %+v: want the server port only", np.Spec.Ingress)
+	}
+	var ports []int
+	for _, p := range np.Spec.Egress[0].Ports {
+		ports = append(ports, p.Port.IntValue())
+	}
+	if want := []int{53, 53, 6432, 5556}; !slices.Equal(ports, want) {
+		t.Errorf("egress ports %v, want %v", ports, want)
+	}
+}
+
+func TestPostgresPort(t *testing.T) {
+	for raw, want := range map[string]int32{
+		"postgres://u:p@db:6543/x": 6543, "postgresql://db/x": 5432,
+	} {
+		if got, err := postgresPort(raw); err != nil || got != want {
+			t.Errorf("%s: %d, %v", raw, got, err)
+		}
+	}
+	for _, raw := range []string{"mysql://db/x", "sqlite:/tmp/x.db", "postgres://db:abc/x"} {
+		if _, err := postgresPort(raw); err == nil {
+			t.Errorf("%s accepted", raw)
+		}
+	}
+}
+
+func TestDexNotFound_RecognisesDexStorageError(t *testing.T) {
+	if !dexNotFound(grpcstatus.Error(codes.Unknown, "not found")) || !dexNotFound(grpcstatus.Error(codes.NotFound, "x")) {
+		t.Error("Dex's not-found answers were not recognised")
+	}
+	if dexNotFound(grpcstatus.Error(codes.Unavailable, "connection refused")) || dexNotFound(errors.New("not found?")) {
+		t.Error("other errors taken for not found")
+	}
+}
