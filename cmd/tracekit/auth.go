@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,6 +14,8 @@ import (
 
 	"github.com/dexidp/dex/api/v2"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/tracekit/tracekit/server/dexauth"
 )
@@ -23,6 +27,9 @@ func runAuth(ctx context.Context, args []string) error {
 	issuer := fs.String("issuer", os.Getenv("TRACEKIT_AUTH_ISSUER"), "external issuer URL, e.g. https://auth.tracekit.example.com/dex ($TRACEKIT_AUTH_ISSUER)")
 	dbURL := databaseFlag(fs)
 	storageURL := fs.String("storage", os.Getenv("TRACEKIT_AUTH_STORAGE"), "Dex's storage: a postgres:// URL, sqlite:<path> or memory ($TRACEKIT_AUTH_STORAGE); default: the database URL when it is PostgreSQL, else memory")
+	grpcCert := fs.String("grpc-tls-cert", "", "PEM certificate of the gRPC API; empty serves it without TLS (inside the cluster network only)")
+	grpcKey := fs.String("grpc-tls-key", "", "PEM key of --grpc-tls-cert")
+	grpcClientCA := fs.String("grpc-client-ca", "", "PEM CA that must have signed the certificates of gRPC clients (mutual TLS); needs --grpc-tls-cert")
 	tokenTTL := fs.Duration("access-token-ttl", 0, "access token lifetime, hence how long a revoked key's token lingers (default 15m)")
 	maxClients := fs.Int("max-clients-per-tenant", 0, "registered MCP clients per tenant (default 500)")
 	if err := fs.Parse(args); err != nil {
@@ -54,11 +61,15 @@ func runAuth(ctx context.Context, args []string) error {
 		return err
 	}
 
+	creds, err := grpcServerCredentials(*grpcCert, *grpcKey, *grpcClientCA)
+	if err != nil {
+		return err
+	}
 	gl, err := net.Listen("tcp", *grpcAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s for the gRPC API: %w", *grpcAddr, err)
 	}
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(grpc.Creds(creds))
 	api.RegisterDexServer(gs, srv.API())
 	go func() {
 		<-ctx.Done()
@@ -76,4 +87,31 @@ func runAuth(ctx context.Context, args []string) error {
 	}
 	logger.Info("serving", "addr", ln.Addr().String(), "grpc_addr", gl.Addr().String(), "issuer", *issuer, "storage", strings.SplitN(*storageURL, ":", 2)[0])
 	return serve(ctx, ln, srv.Handler())
+}
+
+// grpcServerCredentials is TLS when a certificate is given, mutual when a client CA is too, else none.
+func grpcServerCredentials(certFile, keyFile, clientCAFile string) (credentials.TransportCredentials, error) {
+	if certFile == "" {
+		if clientCAFile != "" {
+			return nil, errors.New("--grpc-client-ca needs --grpc-tls-cert")
+		}
+		return insecure.NewCredentials(), nil
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--grpc-tls-cert/--grpc-tls-key: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if clientCAFile != "" {
+		pem, err := os.ReadFile(clientCAFile)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--grpc-client-ca %s: no PEM certificate found", clientCAFile)
+		}
+		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return credentials.NewTLS(cfg), nil
 }
