@@ -77,11 +77,12 @@ TraceKit is running.
 MCP URL: %[1]s
 API key: %[2]s
 
-Connect an assistant:
-  Claude Code:  claude mcp add --transport http tracekit %[1]s --header "Authorization: Bearer %[2]s"
-  Cursor (~/.cursor/mcp.json) and other clients' JSON configs:
-    {"mcpServers": {"tracekit": {"url": "%[1]s", "headers": {"Authorization": "Bearer %[2]s"}}}}
-  Any MCP client: Streamable HTTP at the MCP URL, header "Authorization: Bearer <API key>".
+Connect an assistant (it signs in through your browser: paste the API key on the TraceKit page):
+  Claude Code:  claude mcp add --transport http tracekit %[1]s
+  Cursor (~/.cursor/mcp.json), Windsurf, Cline and other JSON configs:
+    {"mcpServers": {"tracekit": {"url": "%[1]s"}}}
+  Claude (Settings > Connectors > Add custom connector): the MCP URL.
+  Headless agents and scripts can skip the browser with the header "Authorization: Bearer <API key>".
 
 Send OpenTelemetry traces (OTLP/HTTP, protobuf or JSON):
   OTEL_EXPORTER_OTLP_ENDPOINT=%[3]s
