@@ -114,6 +114,9 @@ func (g *generator) pod(svc *service, at int64) *resource {
 	if svc == payment && g.sched.payment.has(at) {
 		version = paymentBadVersion
 	}
+	if svc == search && g.sched.more.search.has(at) {
+		version = searchBadVersion
+	}
 	return g.res.get(svc, version, g.rng.IntN(svc.pods))
 }
 

@@ -12,7 +12,7 @@ import (
 // Metric, window) and why it happened (Cause).
 type Incident struct {
 	ID          string    `json:"id"`
-	Kind        string    `json:"kind"` // latency, error_rate or llm_cost
+	Kind        string    `json:"kind"` // latency, error_rate, llm_cost or throughput
 	Service     string    `json:"service"`
 	Operation   string    `json:"operation"`
 	Metric      string    `json:"metric"`
@@ -57,6 +57,7 @@ type schedule struct {
 	payment   window // payment-service 2.4.0 with the slow query
 	inventory window // inventory-service primary pool exhausted
 	llm       window // recommendation-service on gpt-4o
+	more      moreSchedule
 }
 
 // newSchedule places the incidents in the last 24 hours before end (the whole run when shorter),
@@ -77,6 +78,7 @@ func newSchedule(end time.Time, d time.Duration) schedule {
 	s.inventory = place(40 * hour / 60)
 	s.payment = place(2 * hour)
 	s.llm = place(3 * hour)
+	s.more = s.placeMore(end, d)
 	return s
 }
 
@@ -171,6 +173,7 @@ func (s schedule) incidents() []Incident {
 		},
 		Description: "LLM spend of recommendation-service rose more than tenfold, and total LLM spend several times, until the change was reverted.",
 	}}
+	incs = append(incs, s.more.incidents()...)
 	slices.SortFunc(incs, func(a, b Incident) int { return a.Start.Compare(b.Start) })
 	return incs
 }

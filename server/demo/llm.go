@@ -58,6 +58,7 @@ func (t *trace) genai(parent *span, c llmCall, at int64, viaGateway bool) (int64
 		dur = g.lognorm(m.firstToken/3, m.firstToken)
 		code, excType, msg = providerError(m)
 	}
+	dur += t.providerDelay(m)
 
 	end := at + dur
 	if viaGateway {

@@ -461,7 +461,7 @@ func (t *trace) searchAPI(gw *span, at int64, _ string) reply {
 			return r
 		}
 		at = t.db(s, catalogDB, "SELECT", "products", stmt, at, g.lognorm(25, 120)).done()
-		at = t.work(s, "search.rerank", at, g.lognorm(3, 9)).done()
+		at = t.work(s, "search.rerank", at, t.rerankTime()).done()
 		at = t.db(s, cacheRedis, "SETEX", "", "SETEX search:? 300 ?", at, g.lognorm(0.3, 1.2)).done()
 		return ok(at+g.lognorm(0.5, 2), 200)
 	}))
@@ -473,7 +473,7 @@ func (t *trace) recommendationsAPI(gw *span, at int64, user string) reply {
 	return t.pass(t.call(gw, recommendation, "GET", "/v1/recommendations", "/v1/recommendations", at, func(s *span, at int64) reply {
 		g := t.g
 		if user != "" {
-			at = t.history(s, at, user).end // without history the recommendations are just less personal
+			at = t.recommendationHistory(s, at, user) // without history the recommendations are just less personal
 		}
 		at = t.db(s, cacheRedis, "GET", "", "GET recs:?", at, g.lognorm(0.3, 1.2)).done()
 		if g.chance(0.25) {

@@ -113,6 +113,7 @@ func (t *trace) call(from *span, to *service, method, route, path string, at int
 		str("url.scheme", "http"),
 		str("network.protocol.version", "1.1"))
 	r := handle(srv, arrive+t.g.lognorm(0.05, 0.3))
+	r.end += t.neighbourDelay(srv)
 	srv.set(i64("http.response.status_code", int64(r.code)))
 	if r.code >= 500 {
 		// Server spans count only 5xx as errors: a 4xx is the client's fault.

@@ -1,0 +1,160 @@
+package demo
+
+import (
+	"time"
+
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+)
+
+// Four more incidents, so that anomaly detection and root-cause analysis are scored on every kind
+// of cause the analysis is meant to find: a slow external dependency, a regression in a service's
+// own code shipped by a deployment, a noisy neighbour on one host, and a retry storm.
+type moreSchedule struct {
+	provider  window // Anthropic's API slow behind the llm-gateway
+	search    window // search-service 2.1.0 with a slow re-ranker
+	neighbour window // one inventory-service pod starved of CPU
+	retries   window // recommendation-service retrying user-service history calls
+}
+
+const (
+	searchBadVersion = "2.1.0"
+	noisyPod         = 2
+	// historyTimeout is the timeout recommendation-service's history client used during the retry
+	// storm: a configuration meant in seconds, read as milliseconds.
+	historyTimeout = int64(3 * time.Millisecond)
+	maxResends     = 9
+)
+
+// noisyHost is the inventory-service pod that shares its node with a CPU-hungry neighbour.
+var noisyHost = resources{}.get(inventory, inventory.version, noisyPod).host
+
+// placeMore puts the four incidents, an "hour" each, at the busiest times left free by the first
+// three, half an "hour" apart from any other.
+func (s schedule) placeMore(end time.Time, d time.Duration) moreSchedule {
+	span := min(d, 24*time.Hour)
+	hour := span / 24
+	lo, hi := end.Add(-span+hour), end.Add(-hour)
+	taken := []window{s.payment, s.inventory, s.llm}
+	place := func() window {
+		w := busiest(lo, hi, hour, hour/2, taken, end.Location())
+		taken = append(taken, w)
+		return w
+	}
+	// The incidents of low-traffic services take the busiest slots.
+	var m moreSchedule
+	m.provider = place()
+	m.retries = place()
+	m.search = place()
+	m.neighbour = place()
+	return m
+}
+
+func (m moreSchedule) incidents() []Incident {
+	at := func(w window) (time.Time, time.Time) { return w.times() }
+	ps, pe := at(m.provider)
+	qs, qe := at(m.search)
+	ns, ne := at(m.neighbour)
+	rs, re := at(m.retries)
+	return []Incident{{
+		ID: "llm-provider-slow", Kind: "latency", Service: "support-assistant", Operation: "POST /v1/chat", Metric: "p95_duration",
+		Start: ps, End: pe,
+		Cause: Cause{Type: "dependency", Service: "llm-gateway", Attribute: "peer.service", Value: sonnet.provider,
+			Description: "Anthropic's API was overloaded and queued requests for about fifteen seconds before answering."},
+		Description: "p95 of support-assistant POST /v1/chat (and of the llm-gateway) rose several times; the assistant's own code was unchanged.",
+	}, {
+		ID: "search-rerank-regression", Kind: "latency", Service: "search-service", Operation: "GET /v1/search", Metric: "p95_duration",
+		Start: qs, End: qe,
+		Cause: Cause{Type: "version", Service: "search-service", Attribute: "service.version", Value: searchBadVersion,
+			Description: "search-service " + searchBadVersion + " re-ranks results with a new model in-process (search.rerank ~3 ms to ~400 ms); rolled back after an hour."},
+		Description: "p95 of search-service GET /v1/search rose about tenfold while " + searchBadVersion + " was deployed.",
+	}, {
+		ID: "inventory-noisy-neighbour", Kind: "latency", Service: "inventory-service", Metric: "p95_duration",
+		Start: ns, End: ne,
+		Cause: Cause{Type: "host", Service: "inventory-service", Attribute: "host.name", Value: noisyHost,
+			Description: "A batch job on the node of pod " + noisyHost + " starved it of CPU: every request it served took ~60 ms longer."},
+		Description: "A third of inventory-service requests, those served by one pod, became several times slower.",
+	}, {
+		ID: "user-service-retry-storm", Kind: "throughput", Service: "user-service", Operation: "GET /v1/users/{id}/history", Metric: "throughput",
+		Start: rs, End: re,
+		Cause: Cause{Type: "retry_storm", Service: "recommendation-service", Attribute: "http.request.resend_count",
+			Description: "A configuration change set recommendation-service's history client timeout to 3 ms (meant as seconds): every call timed out and was retried up to nine times."},
+		Description: "user-service received several times its usual share of requests, nearly all GET /v1/users/{id}/history from recommendation-service.",
+	}}
+}
+
+// providerDelay is how much longer a model of m's provider takes to answer at the trace's time.
+func (t *trace) providerDelay(m *model) int64 {
+	if m.provider != sonnet.provider || !t.g.sched.more.provider.has(t.at) {
+		return 0
+	}
+	return t.g.lognorm(15000, 25000)
+}
+
+// rerankTime is how long search-service's re-ranking takes: the new model of the bad version is
+// slow. Outside the incident it draws exactly what the baseline always did.
+func (t *trace) rerankTime() int64 {
+	if t.g.sched.more.search.has(t.at) {
+		return t.g.lognorm(350, 800)
+	}
+	return t.g.lognorm(3, 9)
+}
+
+// neighbourDelay is the extra time a request spends on the CPU-starved inventory pod.
+func (t *trace) neighbourDelay(srv *span) int64 {
+	if srv.res.svc != inventory || srv.res.host != noisyHost || !t.g.sched.more.neighbour.has(t.at) {
+		return 0
+	}
+	return t.g.lognorm(60, 150)
+}
+
+// recommendationHistory fetches the user's history for recommendation-service and returns when it
+// is done. During the retry storm the client gives up after historyTimeout, long before user-service
+// can answer, and resends up to maxResends times; user-service sees the client go and cancels the
+// request (answering 499, a client error). Recommendations then go on without history.
+func (t *trace) recommendationHistory(s *span, at int64, user string) int64 {
+	if !t.g.sched.more.retries.has(t.at) {
+		return t.history(s, at, user).end
+	}
+	for attempt := 0; attempt <= maxResends; attempt++ {
+		first := len(t.spans)
+		r := t.history(s, at, user)
+		if r.end-at <= historyTimeout {
+			return r.end
+		}
+		giveUp := at + historyTimeout
+		// Cut the attempt short: what had not started did not happen, what ran stopped.
+		kept := t.spans[:first]
+		for _, sp := range t.spans[first:] {
+			if int64(sp.pb.StartTimeUnixNano) < giveUp {
+				sp.pb.EndTimeUnixNano = min(sp.pb.EndTimeUnixNano, uint64(giveUp))
+				kept = append(kept, sp)
+			}
+		}
+		t.spans = kept
+		cl := t.spans[first] // history's first span is the client's
+		cl.pb.Attributes = withoutKey(cl.pb.Attributes, "http.response.status_code")
+		cl.set(str("error.type", "timeout"))
+		if attempt > 0 {
+			cl.set(i64("http.request.resend_count", int64(attempt)))
+		}
+		cl.pb.Status = &tracepb.Status{Code: tracepb.Status_STATUS_CODE_ERROR, Message: "context deadline exceeded"}
+		if len(t.spans) > first+1 {
+			srv := t.spans[first+1]
+			srv.pb.Attributes = append(withoutKey(srv.pb.Attributes, "http.response.status_code"), i64("http.response.status_code", 499))
+			srv.pb.Status = nil
+		}
+		at = giveUp
+	}
+	return at
+}
+
+func withoutKey(attrs []*commonpb.KeyValue, key string) []*commonpb.KeyValue {
+	out := attrs[:0]
+	for _, kv := range attrs {
+		if kv.Key != key {
+			out = append(out, kv)
+		}
+	}
+	return out
+}

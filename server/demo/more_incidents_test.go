@@ -1,0 +1,90 @@
+package demo
+
+import (
+	"testing"
+
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+)
+
+func TestRun_MoreIncidentsAreVisibleInTheData(t *testing.T) {
+	res, spans := sendDay(t)
+	byID := map[string]Incident{}
+	for _, inc := range res.Incidents {
+		byID[inc.ID] = inc
+	}
+	if len(res.Incidents) != 7 {
+		t.Fatalf("%d incidents, want 7", len(res.Incidents))
+	}
+	tests := []struct {
+		incident string
+		check    func(t *testing.T, inc Incident)
+	}{
+		{"llm-provider-slow", func(t *testing.T, inc Incident) {
+			in, out := inWindow(spans, inc, serverSpan("support-assistant", inc.Operation))
+			if r := p95(in) / p95(out); r < 1.5 {
+				t.Errorf("support-assistant p95 in the window is %.1fx outside, want much higher", r)
+			}
+			slow, _ := inWindow(spans, inc, func(s received) bool {
+				return s.service() == "llm-gateway" && s.attr("peer.service") == inc.Cause.Value
+			})
+			if len(slow) == 0 || p95(slow) < 10e9 {
+				t.Errorf("llm-gateway calls to %s are not slow in the window", inc.Cause.Value)
+			}
+		}},
+		{"search-rerank-regression", func(t *testing.T, inc Incident) {
+			in, out := inWindow(spans, inc, serverSpan("search-service", "GET /v1/search"))
+			for _, s := range in {
+				if v := s.resource["service.version"]; v != searchBadVersion {
+					t.Fatalf("search-service runs %s in the window, want %s", v, searchBadVersion)
+				}
+			}
+			for _, s := range out {
+				if v := s.resource["service.version"]; v == searchBadVersion {
+					t.Fatalf("search-service runs %s outside the window", v)
+				}
+			}
+			if r := p95(in) / p95(out); r < 3 {
+				t.Errorf("search p95 in the window is %.1fx outside, want several times", r)
+			}
+		}},
+		{"inventory-noisy-neighbour", func(t *testing.T, inc Incident) {
+			onHost := func(want bool) func(received) bool {
+				return func(s received) bool {
+					return serverSpan("inventory-service", "")(s) && (s.resource["host.name"] == inc.Cause.Value) == want
+				}
+			}
+			noisy, _ := inWindow(spans, inc, onHost(true))
+			others, _ := inWindow(spans, inc, onHost(false))
+			if len(noisy) == 0 || p95(noisy) < 3*p95(others) {
+				t.Errorf("inventory requests on %s are not much slower than on the other pods in the window", inc.Cause.Value)
+			}
+		}},
+		{"user-service-retry-storm", func(t *testing.T, inc Incident) {
+			hours := inc.End.Sub(inc.Start).Hours()
+			in, out := inWindow(spans, inc, serverSpan("user-service", inc.Operation))
+			if r := (float64(len(in)) / hours) / (float64(len(out)) / (24 - hours)); r < 2.5 {
+				t.Errorf("user-service history calls per hour are %.1fx in the window, want several times", r)
+			}
+			resent, _ := inWindow(spans, inc, func(s received) bool {
+				return s.service() == "recommendation-service" && s.span.Kind == tracepb.Span_SPAN_KIND_CLIENT && hasInt(s, "http.request.resend_count")
+			})
+			if len(resent) < 50 {
+				t.Errorf("only %d resent history calls in the window", len(resent))
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.incident, func(t *testing.T) {
+			inc, ok := byID[tt.incident]
+			if !ok {
+				t.Fatalf("no incident %s in %v", tt.incident, res.Incidents)
+			}
+			tt.check(t, inc)
+		})
+	}
+}
+
+func hasInt(s received, key string) bool {
+	_, ok := s.intAttr(key)
+	return ok
+}
