@@ -46,7 +46,8 @@ type Options struct {
 	Recheck time.Duration
 	// MaxBackoff caps the retry delay after a failure. Zero means 5 minutes.
 	MaxBackoff time.Duration
-	// MaxConcurrentReconciles is the number of tenants reconciled at once. Zero means 4.
+	// MaxConcurrentReconciles is the number of tenants reconciled at once. Zero means 16: a reconcile
+	// mostly waits on round trips to the API server, PostgreSQL and Dex.
 	MaxConcurrentReconciles int
 }
 
@@ -208,7 +209,7 @@ func (r *TenantReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	workers := r.Options.MaxConcurrentReconciles
 	if workers == 0 {
-		workers = 4
+		workers = 16
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		// Status writes do not bump the generation, so the operator's own status patches do not loop;

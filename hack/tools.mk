@@ -16,7 +16,7 @@ HELM := $(TOOLS_BIN)/helm
 TOOLS_GO := GOWORK=off GOFLAGS=-mod=readonly go
 TOOLS_BUILD = build -trimpath -ldflags='-s -w $(TOOLS_LDFLAGS)'
 
-.PHONY: envtest-assets controller-gen helm manifests generate test-operator
+.PHONY: envtest-assets controller-gen helm manifests generate test-operator bench-operator
 
 # Without these the binaries report v0.0.0-master to clients asking /version.
 $(ENVTEST_ASSETS)/kube-apiserver $(ENVTEST_ASSETS)/kubectl: TOOLS_LDFLAGS = \
@@ -60,3 +60,7 @@ generate: $(CONTROLLER_GEN)
 ## test-operator: the API and controller tests against envtest, PostgreSQL and in-process Dex
 test-operator: envtest-assets controller-gen
 	cd $(TOOLS_ROOT) && KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) CONTROLLER_GEN=$(CONTROLLER_GEN) go test -count=1 ./api/... ./controllers/...
+
+## bench-operator: 200 tenants applied at once on envtest: time to Ready, writes on resync (docs/benchmarks.md)
+bench-operator: envtest-assets
+	cd $(TOOLS_ROOT) && KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go test -count=1 -run '^$$' -bench BenchmarkTenants200 ./controllers/

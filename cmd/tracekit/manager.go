@@ -37,7 +37,7 @@ func runManager(ctx context.Context, args []string) error {
 	image := fs.String("server-image", "ghcr.io/tracekit/tracekit:latest", "image that runs 'tracekit server' for tenants without spec.image; pin a version or digest in production")
 	tenantURL := fs.String("tenant-url", os.Getenv("TRACEKIT_TENANT_URL"), "template of tenant URLs, {tenant} standing for the tenant's name: https://{tenant}.tracekit.example.com (host-based) or https://tracekit.example.com/t/{tenant} (path-based); tenants may override host and path ($TRACEKIT_TENANT_URL)")
 	issuer := fs.String("auth-issuer", os.Getenv("TRACEKIT_AUTH_ISSUER"), "Dex's issuer URL, given to tenant servers to verify tokens ($TRACEKIT_AUTH_ISSUER)")
-	workers := fs.Int("max-concurrent-reconciles", 4, "tenants reconciled at once")
+	workers := fs.Int("max-concurrent-reconciles", 16, "tenants reconciled at once; reconciles mostly wait on the API server, PostgreSQL and Dex")
 	recheck := fs.Duration("recheck", 5*time.Minute, "how often a Ready tenant's database and Dex client are checked again (reads only)")
 	debug := fs.Bool("debug", false, "human-readable debug logs instead of JSON")
 	if err := fs.Parse(args); err != nil {
