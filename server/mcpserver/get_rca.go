@@ -215,11 +215,16 @@ func rcaSuggestions(a store.Anomaly, causes []any) []Call {
 		}
 	}
 	start := stamp(time.Unix(0, a.StartedNS).Add(-time.Hour))
-	traces := Call{Tool: "search_traces", Args: map[string]any{"service": a.Service, "sort": "duration", "start": stamp(time.Unix(0, a.StartedNS))},
-		Why: "slowest requests since it started"}
+	during := map[string]any{"service": a.Service, "start": stamp(time.Unix(0, a.StartedNS))}
+	if a.EndedNS != 0 {
+		during["end"] = stamp(time.Unix(0, a.EndedNS))
+	}
+	traces := Call{Tool: "search_traces", Args: during, Why: "slowest requests during the anomaly"}
+	during["sort"] = "duration"
 	if strings.Contains(a.Metric, "error") {
-		traces.Args = map[string]any{"service": a.Service, "status": "error", "start": stamp(time.Unix(0, a.StartedNS))}
-		traces.Why = "failed requests since it started"
+		delete(during, "sort")
+		during["status"] = "error"
+		traces.Why = "failed requests during the anomaly"
 	}
 	if strings.Contains(a.Metric, "cost") || strings.Contains(a.Metric, "token") {
 		traces = Call{Tool: "get_llm_stats", Args: map[string]any{"service": a.Service, "group_by": "model", "start": start}, Why: "which model drives the cost"}

@@ -59,22 +59,25 @@ type spanRow struct {
 }
 
 type getTraceDetailOut struct {
-	TraceID      string      `json:"trace_id"`
-	Window       TimeRange   `json:"window"`
-	Root         string      `json:"root"`
-	DurationMS   float64     `json:"duration_ms"`
-	Spans        int         `json:"spans"`
-	Services     []string    `json:"services"`
-	FailedSpans  int         `json:"failed_spans"`
-	CriticalPath []step      `json:"critical_path"`
-	Errors       []spanError `json:"errors"`
-	SelfTime     []step      `json:"top_self_time"`
-	Waterfall    []spanRow   `json:"waterfall"`
-	Returned     int         `json:"returned"`
-	Truncated    bool        `json:"truncated"`
-	Omitted      int         `json:"omitted"` // spans neither shown nor collapsed into a row
-	Note         string      `json:"note,omitempty"`
-	Next         []Call      `json:"next,omitempty"`
+	TraceID     string    `json:"trace_id"`
+	Window      TimeRange `json:"window"`
+	Root        string    `json:"root"`
+	DurationMS  float64   `json:"duration_ms"`
+	Spans       int       `json:"spans"`
+	Services    []string  `json:"services"`
+	FailedSpans int       `json:"failed_spans"`
+	// CriticalPath holds the critical-path spans with at least 1% of the time as self time: where the
+	// request's time went. CriticalSteps counts every span on the path.
+	CriticalPath  []step      `json:"critical_path"`
+	CriticalSteps int         `json:"critical_steps"`
+	Errors        []spanError `json:"errors"`
+	SelfTime      []step      `json:"top_self_time"`
+	Waterfall     []spanRow   `json:"waterfall"`
+	Returned      int         `json:"returned"`
+	Truncated     bool        `json:"truncated"`
+	Omitted       int         `json:"omitted"` // spans neither shown nor collapsed into a row
+	Note          string      `json:"note,omitempty"`
+	Next          []Call      `json:"next,omitempty"`
 }
 
 // Limits of a trace answer. maxTraceSpans bounds memory for a runaway trace; the others keep the
@@ -146,7 +149,7 @@ func (tl *tools) getTraceDetail(ctx context.Context, tn *store.Tenant, in getTra
 	out.Root = top.Service + " " + top.Operation
 	out.DurationMS = msOf(end - start)
 	out.Services = sortedByCount(services)
-	out.CriticalPath = criticalPath(top)
+	out.CriticalPath, out.CriticalSteps = criticalPath(top)
 	out.SelfTime = topBySelfTime(subtree)
 	failed := []*node{}
 	for _, n := range subtree {
@@ -248,7 +251,7 @@ func walk(n *node, visit func(*node)) {
 // criticalPath returns, in start order, the spans the request waited for: from the end of a span,
 // the child that finished last, then the one that finished before that child started, and so on,
 // recursively (sequential calls all count; of parallel ones, the longest).
-func criticalPath(top *node) []step {
+func criticalPath(top *node) ([]step, int) {
 	var mark func(n *node)
 	mark = func(n *node) {
 		n.critical = true
@@ -265,10 +268,12 @@ func criticalPath(top *node) []step {
 	mark(top)
 	var path []step
 	var last *node
+	steps, minSelf := 0, top.DurationNS/100
 	walk(top, func(n *node) {
-		if !n.critical || len(path) == maxPathSteps {
+		if !n.critical {
 			return
 		}
+		steps++
 		// Sequential sibling calls to one operation are one step: the waterfall shows them collapsed.
 		if last != nil && last.ParentSpanID == n.ParentSpanID && last.Service == n.Service && last.Operation == n.Operation {
 			p := &path[len(path)-1]
@@ -277,10 +282,22 @@ func criticalPath(top *node) []step {
 			p.SelfMS = round(p.SelfMS+msOf(n.selfNS), 1)
 			return
 		}
-		path = append(path, stepOf(n))
 		last = n
+		if len(path) < maxPathSteps {
+			path = append(path, stepOf(n))
+		}
 	})
-	return path
+	// Keep the steps that explain time; the waterfall marks every critical span.
+	significant := path[:0:0]
+	for _, p := range path {
+		if p.SelfMS*1e6 >= float64(minSelf) {
+			significant = append(significant, p)
+		}
+	}
+	if len(significant) == 0 && len(path) > 0 {
+		significant = path[len(path)-1:]
+	}
+	return significant, steps
 }
 
 func topBySelfTime(nodes []*node) []step {
@@ -514,7 +531,7 @@ func (o getTraceDetailOut) text(waterfall string) string {
 	fmt.Fprintf(&b, "Trace %s: %s, %s, %d spans, %d services, %d failed spans; %s\n", o.TraceID, o.Root, ms(o.DurationMS),
 		o.Spans, len(o.Services), o.FailedSpans, o.Window)
 	b.WriteString("Services: " + strings.Join(o.Services, ", ") + "\n")
-	b.WriteString("Critical path:")
+	fmt.Fprintf(&b, "Critical path, %d spans; those with ≥1%% of the time as self time:", o.CriticalSteps)
 	for i, s := range o.CriticalPath {
 		if i > 0 {
 			b.WriteString(" ›")

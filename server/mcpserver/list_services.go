@@ -30,6 +30,8 @@ type serviceRow struct {
 	P95MS    float64        `json:"p95_ms"`
 	P99MS    float64        `json:"p99_ms"`
 	Change   *serviceChange `json:"change,omitempty"`
+	// Anomalies counts the anomalies detected in the window; search_anomalies lists them.
+	Anomalies int `json:"anomalies,omitempty"`
 }
 
 // serviceChange compares with the previous window of the same length.
@@ -48,11 +50,13 @@ type listServicesOut struct {
 var healthOrder = map[string]int{"critical": 0, "degraded": 1, "no_traffic": 2, "ok": 3, "idle": 4}
 
 // Verdict thresholds. Small samples are not judged on rates: minRequests guards against a single
-// failed request making a quiet service critical.
+// failed request making a quiet service critical. A service's usual error level (the previous
+// window's) is not news: degraded needs a rise above it.
 const (
 	minRequests      = 20
+	minErrors        = 5 // a couple of failures is not a trend, whatever the rate
 	criticalErrorPct = 5.0
-	degradedErrorPct = 1.0
+	degradedErrorPct = 2.0
 	criticalP95Rise  = 100.0 // percent
 	degradedP95Rise  = 50.0
 	trafficDropPct   = -80.0
@@ -89,7 +93,11 @@ func (tl *tools) listServices(ctx context.Context, tn *store.Tenant, in listServ
 	if err != nil {
 		return out, "", err
 	}
-	rows := serviceRows(cur, prev, known, prevFrom.UnixNano(), to.Sub(from))
+	anomalies, err := tn.SearchAnomalies(ctx, store.AnomalyQuery{From: from.UnixNano(), To: to.UnixNano(), Limit: 500})
+	if err != nil {
+		return out, "", err
+	}
+	rows := serviceRows(cur, prev, known, anomalies, prevFrom.UnixNano(), to.Sub(from))
 	out.Window, out.Total = timeRange(from, to), len(rows)
 	out.Services = []serviceRow{}
 	b := newBudget(in.MaxTokens)
@@ -111,7 +119,11 @@ func (tl *tools) listServices(ctx context.Context, tn *store.Tenant, in listServ
 	return out, text + footer(out.Note, out.Next), nil
 }
 
-func serviceRows(cur, prev []store.RequestStats, known []store.Service, prevFrom int64, window time.Duration) []serviceRow {
+func serviceRows(cur, prev []store.RequestStats, known []store.Service, anomalies []store.Anomaly, prevFrom int64, window time.Duration) []serviceRow {
+	byService := map[string][]store.Anomaly{}
+	for _, a := range anomalies {
+		byService[a.Service] = append(byService[a.Service], a)
+	}
 	prevBy := map[string]store.RequestStats{}
 	for _, p := range prev {
 		prevBy[p.Key] = p
@@ -133,7 +145,7 @@ func serviceRows(cur, prev []store.RequestStats, known []store.Service, prevFrom
 	}
 	rows := make([]serviceRow, 0, len(names))
 	for name := range names {
-		rows = append(rows, verdict(name, version[name], curBy[name], prevBy[name], window))
+		rows = append(rows, verdict(name, version[name], curBy[name], prevBy[name], byService[name], window))
 	}
 	sort.Slice(rows, func(i, j int) bool {
 		a, b := rows[i], rows[j]
@@ -162,14 +174,31 @@ func changePct(now, before float64) float64 {
 	return round(100*(now-before)/before, 1)
 }
 
-// verdict judges a service from its requests in the window and the one before.
-func verdict(name, version string, c, p store.RequestStats, window time.Duration) serviceRow {
+// verdict judges a service from its requests in the window and the one before, and from the
+// anomalies detected in the window.
+func verdict(name, version string, c, p store.RequestStats, anomalies []store.Anomaly, window time.Duration) serviceRow {
 	r := serviceRow{Name: name, Version: version, Requests: c.Requests, PerMin: round(float64(c.Requests)/window.Minutes(), 2),
-		ErrorPct: round(errorPct(c), 2), P50MS: msOf(c.P50NS), P95MS: msOf(c.P95NS), P99MS: msOf(c.P99NS)}
-	if c.Requests == 0 {
-		if p.Requests > 0 {
-			r.Health, r.Reason = "no_traffic", fmt.Sprintf("no requests in this window, %d in the previous one", p.Requests)
+		ErrorPct: round(errorPct(c), 2), P50MS: msOf(c.P50NS), P95MS: msOf(c.P95NS), P99MS: msOf(c.P99NS), Anomalies: len(anomalies)}
+	var critical, degraded []string
+	for _, a := range anomalies { // newest first
+		if a.EndedNS != 0 {
+			continue
+		}
+		why := fmt.Sprintf("ongoing anomaly #%d: %s %g vs usual %g", a.ID, a.Metric, round(a.Observed, 3), round(a.Baseline, 3))
+		if severityRank(a.Severity) >= severityRank("high") {
+			critical = append(critical, why)
 		} else {
+			degraded = append(degraded, why)
+		}
+		break
+	}
+	if c.Requests == 0 {
+		switch {
+		case len(critical)+len(degraded) > 0:
+			r.Health, r.Reason = "degraded", strings.Join(append(critical, degraded...), "; ")+"; no requests in this window"
+		case p.Requests > 0:
+			r.Health, r.Reason = "no_traffic", fmt.Sprintf("no requests in this window, %d in the previous one", p.Requests)
+		default:
 			r.Health, r.Reason = "idle", "no incoming requests recorded (it only calls out, or is quiet)"
 		}
 		return r
@@ -181,13 +210,21 @@ func verdict(name, version string, c, p store.RequestStats, window time.Duration
 			ErrorPctPoints: round(errorPct(c)-errorPct(p), 2)}
 		r.Change = ch
 	}
-	var critical, degraded []string
 	judged := c.Requests >= minRequests
-	switch ep := errorPct(c); {
-	case judged && ep >= criticalErrorPct:
-		critical = append(critical, fmt.Sprintf("%s errors (%d of %d)", pct(ep), c.Errors, c.Requests))
-	case judged && ep >= degradedErrorPct:
-		degraded = append(degraded, fmt.Sprintf("%s errors (%d of %d)", pct(ep), c.Errors, c.Requests))
+	ep, usual := errorPct(c), 0.0
+	if ch != nil {
+		usual = errorPct(p)
+	}
+	errs := fmt.Sprintf("%s errors (%d of %d)", pct(ep), c.Errors, c.Requests)
+	if ch != nil {
+		errs += fmt.Sprintf(", %s before", pct(usual))
+	}
+	switch {
+	case !judged || c.Errors < minErrors:
+	case ep >= criticalErrorPct:
+		critical = append(critical, errs)
+	case ep >= degradedErrorPct && ep >= 1.5*usual+0.5:
+		degraded = append(degraded, errs)
 	}
 	if ch != nil && judged {
 		rise := fmt.Sprintf("p95 %s, up %.0f%% from %s", ms(r.P95MS), ch.P95Pct, ms(msOf(p.P95NS)))
@@ -196,9 +233,6 @@ func verdict(name, version string, c, p store.RequestStats, window time.Duration
 			critical = append(critical, rise)
 		case ch.P95Pct >= degradedP95Rise:
 			degraded = append(degraded, rise)
-		}
-		if ch.ErrorPctPoints >= 2*degradedErrorPct && errorPct(c) < degradedErrorPct {
-			degraded = append(degraded, fmt.Sprintf("errors up %.1f points", ch.ErrorPctPoints))
 		}
 		if ch.RequestsPct <= trafficDropPct {
 			degraded = append(degraded, fmt.Sprintf("traffic down %.0f%%", -ch.RequestsPct))
@@ -211,12 +245,15 @@ func verdict(name, version string, c, p store.RequestStats, window time.Duration
 		r.Health, r.Reason = "degraded", strings.Join(degraded, "; ")
 	default:
 		r.Health = "ok"
-		r.Reason = fmt.Sprintf("p95 %s, %s errors", ms(r.P95MS), pct(errorPct(c)))
+		r.Reason = fmt.Sprintf("p95 %s, %s errors", ms(r.P95MS), pct(ep))
 		if ch != nil {
 			r.Reason += fmt.Sprintf(", p95 %+.0f%% vs previous window", ch.P95Pct)
 		} else if !judged {
 			r.Reason += fmt.Sprintf(", too few requests (%d) to judge", c.Requests)
 		}
+	}
+	if n := len(anomalies); n > 0 && !strings.Contains(r.Reason, "ongoing anomaly") {
+		r.Reason += fmt.Sprintf("; %d anomalies in this window (search_anomalies)", n)
 	}
 	return r
 }

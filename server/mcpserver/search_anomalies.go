@@ -118,8 +118,11 @@ func (tl *tools) searchAnomalies(ctx context.Context, tn *store.Tenant, in searc
 			out.Next = append(out.Next, Call{Tool: "get_rca", Args: map[string]any{"anomaly_id": a.ID}, Why: "root cause of " + a.Service + " " + a.Metric})
 		}
 		a := out.Anomalies[0]
-		out.Next = append(out.Next, Call{Tool: "search_traces", Args: map[string]any{"service": a.Service, "sort": "duration", "start": a.Started},
-			Why: "requests of " + a.Service + " since it started"})
+		during := map[string]any{"service": a.Service, "sort": "duration", "start": a.Started}
+		if a.Ended != "" {
+			during["end"] = a.Ended
+		}
+		out.Next = append(out.Next, Call{Tool: "search_traces", Args: during, Why: "requests of " + a.Service + " during it"})
 	}
 	text := listHeader("anomalies, newest first", out.List) + lines.String()
 	return out, text + footer(out.Note, out.Next), nil

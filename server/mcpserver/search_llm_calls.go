@@ -151,11 +151,11 @@ func llmPosOf(c store.LLMCall, sortBy string) llmPos {
 }
 
 func newLLMCallRow(c store.LLMCall) llmCallRow {
-	r := llmCallRow{ID: c.ID, Start: at(c.StartNS), Service: c.Service, Provider: c.Provider, Model: c.ResponseModel,
+	r := llmCallRow{ID: c.ID, Start: at(c.StartNS), Service: c.Service, Provider: c.Provider, Model: c.RequestModel,
 		InputTokens: c.InputTokens, OutputTokens: c.OutputTokens, CachedTokens: c.CachedInputTokens, CostUSD: c.CostUSD,
 		DurationMS: msOf(c.DurationNS), TraceID: c.TraceID, SpanID: c.SpanID}
 	if r.Model == "" {
-		r.Model = c.RequestModel
+		r.Model = c.ResponseModel
 	}
 	if c.StatusCode == store.StatusError || c.ErrorType != "" {
 		r.Error = capString(c.ErrorType)

@@ -40,10 +40,36 @@ type traceRow struct {
 	Services   []string `json:"services,omitempty"`
 	Spans      int      `json:"spans,omitempty"`
 	Errors     int      `json:"errors,omitempty"` // failed spans in the whole trace
+
+	nServices int // before Services was cut
+}
+
+// versionRow compares a service's versions in the window (first page of a service search only).
+type versionRow struct {
+	Version      string  `json:"version"`
+	Requests     int64   `json:"requests"`
+	ErrorPct     float64 `json:"error_pct"`
+	P50MS        float64 `json:"p50_ms"`
+	P95MS        float64 `json:"p95_ms"`
+	First        string  `json:"first"`
+	Last         string  `json:"last"`
+	P95Trace     string  `json:"p95_trace"` // a request at the version's p95
+	p50NS, p95NS int64
+}
+
+// anomalyRef names an anomaly of the searched service that overlaps the window.
+type anomalyRef struct {
+	ID       int64  `json:"id"`
+	Metric   string `json:"metric"`
+	Severity string `json:"severity"`
+	Started  string `json:"started"`
+	Ended    string `json:"ended,omitempty"`
 }
 
 type searchTracesOut struct {
-	Traces []traceRow `json:"traces"`
+	Traces    []traceRow   `json:"traces"`
+	Versions  []versionRow `json:"versions,omitempty"`
+	Anomalies []anomalyRef `json:"anomalies,omitempty"`
 	List
 }
 
@@ -58,7 +84,7 @@ func (tl *tools) addSearchTraces(s *mcp.Server) {
 		def(p["sort"], "start")
 		p["attributes"].AdditionalProperties = &jsonschema.Schema{Types: []string{"string", "number", "boolean"}}
 		windowSchema(p, "1h")
-		pageSchema(p, 20, 100)
+		pageSchema(p, 10, 100)
 	}, tl.searchTraces)
 }
 
@@ -82,7 +108,7 @@ func (tl *tools) searchTraces(ctx context.Context, tn *store.Tenant, in searchTr
 	if paging {
 		q.After = &pos
 	}
-	limit := clamp(in.Limit, 1, 100, 20)
+	limit := clamp(in.Limit, 1, 100, 10)
 	q.Limit = limit + 1
 	hits, err := tn.SearchTraces(ctx, q)
 	if err != nil {
@@ -122,6 +148,11 @@ func (tl *tools) searchTraces(ctx context.Context, tn *store.Tenant, in searchTr
 		return out, "", err
 	}
 	out.TotalAtLeast = out.Total == countCap
+	if in.Service != "" && !paging {
+		if err := serviceContext(ctx, tn, in.Service, from, to, &out); err != nil {
+			return out, "", err
+		}
+	}
 	out.Note, out.Next = traceSuggestions(in, out)
 
 	what := "requests"
@@ -133,7 +164,7 @@ func (tl *tools) searchTraces(ctx context.Context, tn *store.Tenant, in searchTr
 	} else {
 		what += ", newest first"
 	}
-	text := listHeader(what, out.List) + lines.String()
+	text := listHeader(what, out.List) + lines.String() + contextText(out)
 	if strings.Contains(text, "«") {
 		text += capturedLegend + "\n"
 	}
@@ -176,7 +207,7 @@ func newTraceRow(h store.TraceHit, o *store.TraceOverview) traceRow {
 		r.Status = capString(h.StatusMessage)
 	}
 	if o != nil {
-		r.Services, r.Spans, r.Errors = o.Services, o.SpanCount, o.ErrorCount
+		r.Services, r.Spans, r.Errors, r.nServices = o.Services, o.SpanCount, o.ErrorCount, len(o.Services)
 		if len(r.Services) > 8 {
 			r.Services = append(r.Services[:8:8], fmt.Sprintf("+%d more", len(o.Services)-8))
 		}
@@ -204,7 +235,7 @@ func (r traceRow) line() string {
 	}
 	fmt.Fprintf(&b, " trace=%s", r.TraceID)
 	if r.Spans > 0 {
-		fmt.Fprintf(&b, " spans=%d services=%s", r.Spans, strings.Join(r.Services, ","))
+		fmt.Fprintf(&b, " spans=%d services=%d", r.Spans, r.nServices)
 	}
 	if r.Errors > 0 && !r.Error {
 		fmt.Fprintf(&b, " failed_spans=%d", r.Errors)
@@ -216,6 +247,75 @@ func (r traceRow) line() string {
 	return b.String()
 }
 
+// serviceContext adds what explains a service's latency beyond single requests: how its versions
+// compare, and the anomalies detected on it.
+func serviceContext(ctx context.Context, tn *store.Tenant, service string, from, to time.Time, out *searchTracesOut) error {
+	versions, err := tn.ServiceVersions(ctx, service, from.UnixNano(), to.UnixNano())
+	if err != nil {
+		return err
+	}
+	if len(versions) > 1 {
+		for _, v := range versions {
+			out.Versions = append(out.Versions, versionRow{Version: v.Key, Requests: v.Requests, ErrorPct: round(errorPct(v.RequestStats), 2),
+				P50MS: msOf(v.P50NS), P95MS: msOf(v.P95NS), First: at(v.FirstNS), Last: at(v.LastNS), P95Trace: v.P95TraceID,
+				p50NS: v.P50NS, p95NS: v.P95NS})
+		}
+	}
+	anomalies, err := tn.SearchAnomalies(ctx, store.AnomalyQuery{From: from.UnixNano(), To: to.UnixNano(), Service: service, Limit: 3})
+	if err != nil {
+		return err
+	}
+	for _, a := range anomalies {
+		r := anomalyRef{ID: a.ID, Metric: a.Metric, Severity: a.Severity, Started: at(a.StartedNS)}
+		if a.EndedNS != 0 {
+			r.Ended = at(a.EndedNS)
+		}
+		out.Anomalies = append(out.Anomalies, r)
+	}
+	return nil
+}
+
+// slowVersion returns the version that is at least twice as slow as another, at the median or at
+// p95, if any. The median resists the tail noise (timeouts) that every version shares.
+func slowVersion(vs []versionRow) *versionRow {
+	var slow *versionRow
+	for i := range vs {
+		if vs[i].Requests >= minRequests/2 && (slow == nil || vs[i].p50NS > slow.p50NS) {
+			slow = &vs[i]
+		}
+	}
+	for i := range vs {
+		v := &vs[i]
+		if slow != nil && v != slow && v.Requests >= minRequests/2 && (slow.p50NS >= 2*v.p50NS || slow.p95NS >= 2*v.p95NS) {
+			return slow
+		}
+	}
+	return nil
+}
+
+func contextText(out searchTracesOut) string {
+	var b strings.Builder
+	if len(out.Versions) > 0 {
+		b.WriteString("Versions in this window:\n")
+		for _, v := range out.Versions {
+			fmt.Fprintf(&b, "- %s: %d req, p50 %s p95 %s, err %s, %s – %s, p95 request trace=%s\n", v.Version, v.Requests, ms(v.P50MS), ms(v.P95MS),
+				pct(v.ErrorPct), v.First, v.Last, v.P95Trace)
+		}
+	}
+	if len(out.Anomalies) > 0 {
+		b.WriteString("Anomalies of this service in the window:")
+		for _, a := range out.Anomalies {
+			end := "ongoing"
+			if a.Ended != "" {
+				end = "to " + a.Ended
+			}
+			fmt.Fprintf(&b, " #%d [%s] %s from %s %s;", a.ID, a.Severity, a.Metric, a.Started, end)
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
 func traceSuggestions(in searchTracesIn, out searchTracesOut) (string, []Call) {
 	if len(out.Traces) == 0 {
 		note := "no request matched in this window. Widen it (e.g. since=24h or 7d) or drop filters"
@@ -224,12 +324,23 @@ func traceSuggestions(in searchTracesIn, out searchTracesOut) (string, []Call) {
 		}
 		return note + ".", []Call{{Tool: "list_services", Args: map[string]any{"since": "24h"}, Why: "which services have traffic"}}
 	}
+	var next []Call
+	note := ""
+	if v := slowVersion(out.Versions); v != nil {
+		note = fmt.Sprintf("version %s is much slower (p50 %s, p95 %s) than another: a regression with that deploy is likely.", v.Version, ms(v.P50MS), ms(v.P95MS))
+		next = append(next, Call{Tool: "get_trace_detail", Args: map[string]any{"trace_id": v.P95Trace}, Why: "a typical slow request (p95) of version " + v.Version})
+	}
 	first := out.Traces[0]
 	why := "newest request"
 	if in.Sort == "duration" {
 		why = "why the slowest request was slow"
 	}
-	next := []Call{{Tool: "get_trace_detail", Args: map[string]any{"trace_id": first.TraceID}, Why: why}}
+	if len(next) == 0 || next[0].Args["trace_id"] != first.TraceID {
+		next = append(next, Call{Tool: "get_trace_detail", Args: map[string]any{"trace_id": first.TraceID}, Why: why})
+	}
+	if len(out.Anomalies) > 0 {
+		next = append(next, Call{Tool: "get_rca", Args: map[string]any{"anomaly_id": out.Anomalies[0].ID}, Why: "root cause of its anomaly"})
+	}
 	for _, t := range out.Traces {
 		if t.Error && t.TraceID != first.TraceID {
 			next = append(next, Call{Tool: "get_trace_detail", Args: map[string]any{"trace_id": t.TraceID}, Why: "a failed request"})
@@ -239,5 +350,5 @@ func traceSuggestions(in searchTracesIn, out searchTracesOut) (string, []Call) {
 	if in.Service != "" {
 		next = append(next, Call{Tool: "get_service_metrics", Args: map[string]any{"service": in.Service, "since": "24h"}, Why: "latency and errors over time"})
 	}
-	return "", next
+	return note, next[:min(len(next), 3)]
 }

@@ -243,11 +243,12 @@ func TestGetTraceDetail_ShowsCriticalPathErrorsAndCollapsedNPlusOne(t *testing.T
 			Statement string `json:"statement"`
 		}
 		var out struct {
-			Root         string `json:"root"`
-			Spans        int    `json:"spans"`
-			CriticalPath []step `json:"critical_path"`
-			SelfTime     []step `json:"top_self_time"`
-			Errors       []struct {
+			Root          string `json:"root"`
+			Spans         int    `json:"spans"`
+			CriticalPath  []step `json:"critical_path"`
+			CriticalSteps int    `json:"critical_steps"`
+			SelfTime      []step `json:"top_self_time"`
+			Errors        []struct {
 				Service    string `json:"service"`
 				Message    string `json:"message"`
 				Exceptions []any  `json:"exceptions"`
@@ -270,10 +271,11 @@ func TestGetTraceDetail_ShowsCriticalPathErrorsAndCollapsedNPlusOne(t *testing.T
 		for _, st := range out.CriticalPath {
 			path = append(path, st.Operation)
 		}
-		// Inventory is called after payment, so the request waited for both; of the stock queries,
-		// each ran alone, so all are on the path.
-		if want := "GET /checkout,POST /checkout,POST /charge,SELECT payments,GET /stock,SELECT stock"; !strings.HasPrefix(strings.Join(path, ","), want) {
-			t.Errorf("critical path %v, want it to start %s", path, want)
+		// Inventory is called after payment, so the request waited for both, and for each of the
+		// sequential stock queries: every span is on the path. The time went to the payments query
+		// and the stock queries.
+		if got := strings.Join(path, ","); got != "SELECT payments,SELECT stock" || out.CriticalSteps != 5+stockQueries {
+			t.Errorf("critical path %s over %d steps, want SELECT payments,SELECT stock over %d", got, out.CriticalSteps, 5+stockQueries)
 		}
 		if top := out.SelfTime[0]; top.Operation != "SELECT payments" || top.Statement != slowSQL {
 			t.Errorf("top self time is not the slow statement: %+v", top)

@@ -24,8 +24,9 @@ var llmSortKeys = map[string]string{
 // llmErrorCond is what makes an LLM call a failure.
 const llmErrorCond = "(status_code = 2 OR error_type <> '')"
 
-// llmModel is the model a call used: the one the provider reported, else the one requested.
-const llmModel = "COALESCE(NULLIF(response_model, ''), request_model)"
+// llmModel names a call's model as the application chose it (the requested model), else as the
+// provider reported it: providers answer with dated snapshots, and failed calls report none.
+const llmModel = "COALESCE(NULLIF(request_model, ''), response_model)"
 
 // LLMQuery selects LLM calls.
 type LLMQuery struct {

@@ -171,7 +171,7 @@ func TestLLMCalls_SearchSortsByCostAndStatsGroupByModel(t *testing.T) {
 			t.Fatalf("page 2 by cost: %+v, %v", next, err)
 		}
 		groups, err := tn.LLMStats(ctx, store.LLMQuery{To: 100}, store.LLMByModel)
-		if err != nil || len(groups) != 3 || groups[0].Key != "gpt-4o-2024" || groups[0].CostUSD != 0.5 ||
+		if err != nil || len(groups) != 3 || groups[0].Key != "gpt-4o" || groups[0].CostUSD != 0.5 ||
 			groups[2].Key != "mystery" || groups[2].UnknownCostCalls != 1 || groups[2].Errors != 1 {
 			t.Errorf("by model: %+v, %v", groups, err)
 		}

@@ -61,6 +61,9 @@ type RequestStats struct {
 	Requests int64  `db:"requests"`
 	Errors   int64  `db:"errors"`
 	Percentiles
+	// FirstNS and LastNS are the start times of the group's first and last requests.
+	FirstNS int64 `db:"first_ns"`
+	LastNS  int64 `db:"last_ns"`
 }
 
 // requestStats groups the entry spans selected by w by the SQL expression key and returns counts and
@@ -72,8 +75,9 @@ func (t *Tenant) requestStats(ctx context.Context, key string, w where) ([]Reque
 		return "MIN(CASE WHEN rn >= (n * " + strconv.Itoa(p) + " + 99) / 100 THEN duration_ns END)"
 	}
 	q := `SELECT k, COUNT(*) AS requests, SUM(err) AS errors, ` +
-		rank(50) + ` AS p50_ns, ` + rank(90) + ` AS p90_ns, ` + rank(95) + ` AS p95_ns, ` + rank(99) + ` AS p99_ns
-		FROM (SELECT ` + key + ` AS k, duration_ns, CASE WHEN ` + errorCond + ` THEN 1 ELSE 0 END AS err,
+		rank(50) + ` AS p50_ns, ` + rank(90) + ` AS p90_ns, ` + rank(95) + ` AS p95_ns, ` + rank(99) + ` AS p99_ns,
+			MIN(start_ns) AS first_ns, MAX(start_ns) AS last_ns
+		FROM (SELECT ` + key + ` AS k, start_ns, duration_ns, CASE WHEN ` + errorCond + ` THEN 1 ELSE 0 END AS err,
 				ROW_NUMBER() OVER (PARTITION BY ` + key + ` ORDER BY duration_ns) AS rn,
 				COUNT(*) OVER (PARTITION BY ` + key + `) AS n
 			FROM spans` + w.sql() + `) d

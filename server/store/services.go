@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strconv"
 )
 
@@ -81,4 +82,39 @@ func (t *Tenant) ServiceMetrics(ctx context.Context, q MetricsQuery) (ServiceMet
 		}
 	}
 	return m, nil
+}
+
+// VersionStats are a service's requests per deployed version over a window.
+type VersionStats struct {
+	RequestStats // Key is the version
+	// P95TraceID is the trace of a request at the version's p95: typical of its slow requests, where
+	// the very slowest is often an outlier that every version has (a timeout).
+	P95TraceID string
+}
+
+// maxVersions bounds the versions examined: a window rarely spans more than a couple of deploys.
+const maxVersions = 8
+
+// ServiceVersions compares the versions of service that served requests in [from, to), most
+// requests first, each with a trace at its p95: a latency regression after a deploy shows here.
+func (t *Tenant) ServiceVersions(ctx context.Context, service string, from, to int64) ([]VersionStats, error) {
+	w := t.entrySpans(from, to)
+	w.add("service = ?", service)
+	stats, err := t.requestStats(ctx, "service_version", w)
+	if err != nil {
+		return nil, fmt.Errorf("versions of %s: %w", service, err)
+	}
+	sort.Slice(stats, func(i, j int) bool { return stats[i].Requests > stats[j].Requests })
+	out := make([]VersionStats, 0, min(len(stats), maxVersions))
+	for _, s := range stats[:min(len(stats), maxVersions)] {
+		v := VersionStats{RequestStats: s}
+		err := t.db.x.GetContext(ctx, &v.P95TraceID, t.rebind(`SELECT trace_id FROM spans
+			WHERE tenant_id = ? AND is_entry = true AND service = ? AND service_version = ? AND start_ns >= ? AND start_ns < ?
+				AND duration_ns >= ? ORDER BY duration_ns LIMIT 1`), t.id, service, s.Key, from, to, s.P95NS)
+		if err != nil {
+			return nil, fmt.Errorf("p95 request of %s %s: %w", service, s.Key, err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }
