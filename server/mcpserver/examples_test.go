@@ -101,9 +101,9 @@ func TestExampleQuestions_AreAnsweredFromTheDemoInAtMostThreeCalls(t *testing.T)
 			inc := incident(t, e.res, "payment-latency-regression")
 			var found struct {
 				Versions []struct {
-					Version      string `json:"version"`
-					First, Last  string
-					P95Trace     string `json:"p95_trace"`
+					Version     string `json:"version"`
+					First, Last string
+					P95Trace    string `json:"p95_trace"`
 				} `json:"versions"`
 				page
 			}
