@@ -180,7 +180,7 @@ func (c Config) detectThroughput(b *baseline, win metrics.Agg, others int64, ops
 	switch {
 	case p >= c.Significance:
 		return finding{}, false
-	case k >= 3*expected && k-expected >= 20:
+	case k >= 2*expected && k-expected >= 20:
 		f.Severity = severityOf(k/math.Max(expected, 1), [3]float64{3, 5, 10})
 	case k <= expected/4 && expected >= 20:
 		f.Severity = severityOf(expected/math.Max(k, 1), [3]float64{8, 16, 50})
@@ -267,6 +267,13 @@ func deviantMinutes(s *serviceData, ws, we int64, llm bool, count func(metrics.A
 		bad, total := count(a)
 		excess = append(excess, bad-rate*total)
 	}
+	first, last := changeSpan(excess)
+	return ws + int64(first)*store.Minute, ws + int64(last)*store.Minute, nil
+}
+
+// changeSpan returns the start and end (exclusive) indexes that maximise the summed excess after
+// the start and before the end.
+func changeSpan(excess []float64) (int, int) {
 	onset, best, sum := 0, math.Inf(-1), 0.0
 	for i := len(excess) - 1; i >= 0; i-- {
 		sum += excess[i]
@@ -281,5 +288,5 @@ func deviantMinutes(s *serviceData, ws, we int64, llm bool, count func(metrics.A
 			best, end = sum, i+1
 		}
 	}
-	return ws + int64(onset)*store.Minute, ws + int64(end)*store.Minute, nil
+	return onset, end
 }

@@ -255,7 +255,24 @@ func (d *detector) evaluate(s *serviceData, ws, we int64) error {
 		others += d.tl.totals[m]
 	}
 	if f, ok := d.cfg.detectThroughput(b, req, others-req.N, ops, d.cfg.Window); ok {
-		f.onset, f.last = ws, we
+		// Where in the window the share changed: minutes whose count exceeds the midpoint between
+		// the expected and the observed share of the other services' requests.
+		share := (f.Baseline + f.Observed) / 2 / (float64(others-req.N) / d.cfg.Window.Minutes())
+		var excess []float64
+		for m := ws; m < we; m += store.Minute {
+			a, err := s.minute(m, false)
+			if err != nil {
+				return err
+			}
+			excess = append(excess, float64(a.N)-share*float64(d.tl.totals[m]-a.N))
+		}
+		if f.Observed < f.Baseline {
+			for i := range excess {
+				excess[i] = -excess[i]
+			}
+		}
+		first, last := changeSpan(excess)
+		f.onset, f.last = ws+int64(first)*store.Minute, ws+int64(last)*store.Minute
 		found = append(found, f)
 	}
 	llm, models, err := s.window(ws, we, true)
@@ -273,8 +290,9 @@ func (d *detector) evaluate(s *serviceData, ws, we int64) error {
 		cur = eps[len(eps)-1]
 	}
 	if len(found) == 0 {
-		// A full clean window after the last deviant minute ends the episode there.
-		if cur != nil && we-cur.rec.LastSeenNS >= int64(d.cfg.Window) {
+		// Two clean windows after the last deviant minute end the episode there; a shorter lull (a
+		// few unlucky quiet minutes of a sparse service) keeps one incident one anomaly.
+		if cur != nil && we-cur.rec.LastSeenNS >= 2*int64(d.cfg.Window) {
 			cur.rec.EndedNS = cur.rec.LastSeenNS
 			cur.changed = true
 			d.version[s.name]++

@@ -71,7 +71,7 @@ func (an *analysis) failures(ctx context.Context) ([]Cause, error) {
 			continue
 		}
 		share[o.service] += a.bad - a.good
-		c := Cause{Kind: KindErrorOrigin, Service: o.service, Operation: mostCommon(ops[o]), Confidence: a.bad - a.good,
+		c := Cause{Kind: KindErrorOrigin, Service: o.service, Operation: mostCommon(ops[o]), Confidence: symptom * (a.bad - a.good),
 			TraceIDs: examples(a.traces),
 			Figures:  []Figure{{Name: "share of failed requests failing here", Baseline: a.good, Anomalous: a.bad}}}
 		if o.service != svc {
@@ -96,7 +96,7 @@ func (an *analysis) failures(ctx context.Context) ([]Cause, error) {
 		}
 		c := p.cause(share[p.service])
 		if p.bad-p.good >= 0.5 {
-			c.Confidence = max(c.Confidence, share[p.service]+0.05)
+			c.Confidence = max(c.Confidence, min(share[p.service], 1)+0.04)
 		}
 		causes = append(causes, c)
 	}

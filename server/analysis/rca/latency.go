@@ -9,6 +9,10 @@ import (
 	"github.com/tracekit/tracekit/server/store"
 )
 
+// symptom scales the confidence of "this span got slower": it is what the other causes explain, so
+// a version or host that explains it must be able to rank above it.
+const symptom = 0.95
+
 // unit is what critical-path time is attributed to: one operation of one service, split by what it
 // talks to when that is what changes (a statement, a model, a remote peer).
 type unit struct {
@@ -112,7 +116,7 @@ func (an *analysis) latency(ctx context.Context, d anomaly.Details) ([]Cause, er
 			specific[s.u.service] = true
 		}
 		c := Cause{Kind: s.u.kind, Service: s.u.service, Operation: s.u.operation, Attribute: s.u.attribute, Value: s.u.value,
-			Confidence: s.share, TraceIDs: examples(s.a.traces),
+			Confidence: symptom * min(s.share, 1), TraceIDs: examples(s.a.traces),
 			Figures: []Figure{{Name: "self time on the critical path per request", Baseline: s.a.good / 1e6, Anomalous: s.a.bad / 1e6, Unit: "ms"}}}
 		c.Description = describeUnit(s.u, s.a.good, s.a.bad, s.share)
 		causes = append(causes, c)
@@ -129,7 +133,7 @@ func (an *analysis) latency(ctx context.Context, d anomaly.Details) ([]Cause, er
 		case specific[o.service]:
 			c.Confidence *= 0.8
 		case ownShare[o.service] > 0.3:
-			c.Confidence = max(c.Confidence, ownShare[o.service]+0.05)
+			c.Confidence = max(c.Confidence, min(ownShare[o.service], 1)*symptom+0.04)
 		}
 		causes = append(causes, c)
 	}
@@ -160,9 +164,9 @@ func describeUnit(u unit, good, bad, share float64) string {
 	case KindLLMModel:
 		where = fmt.Sprintf("the %s call to model %s in %s", u.operation, u.value, u.service)
 	case KindDependency:
-		where = fmt.Sprintf("calls from %s to %s (%s)", u.service, u.value, u.operation)
+		where = fmt.Sprintf("%s's calls to %s (%s)", u.service, u.value, u.operation)
 	}
-	return fmt.Sprintf("%s takes %s of a slow request's critical path instead of %s, %s of the added latency.",
+	return fmt.Sprintf("%s: %s of a slow request's critical path instead of %s, %s of the added latency.",
 		where, ms(bad), ms(good), pct(min(share, 1)))
 }
 

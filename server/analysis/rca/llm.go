@@ -74,7 +74,8 @@ func (an *analysis) llm(ctx context.Context, metric string) ([]Cause, error) {
 			continue
 		}
 		c := Cause{Kind: KindLLMModel, Service: svc, Operation: "", Attribute: "gen_ai.request.model", Value: m,
-			Confidence: part * (shareNow - shareBefore),
+			// A model new to the service (a switch) is a cause; one whose share merely grew, less so.
+			Confidence: part * (shareNow - shareBefore) / shareNow,
 			Figures: []Figure{
 				{Name: "share of LLM calls", Baseline: shareBefore, Anomalous: shareNow},
 				{Name: what + " per call", Baseline: value(&base) / float64(base.N), Anomalous: value(a) / float64(a.N), Unit: unit},

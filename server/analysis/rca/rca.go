@@ -116,8 +116,9 @@ func Compute(ctx context.Context, t *store.Tenant, anomalyID int64, now time.Tim
 	// The baseline: up to three times the anomaly's length (one to six hours) before it, with a gap
 	// for an imprecise start.
 	length := min(max(3*(r.ToNS-r.FromNS), int64(time.Hour)), int64(6*time.Hour))
-	r.BaselineToNS = r.FromNS - int64(5*time.Minute)
-	r.BaselineFromNS = r.BaselineToNS - length
+	if err := r.baselineBefore(ctx, t, a, length); err != nil {
+		return r, err
+	}
 
 	an := &analysis{t: t, a: a, r: &r}
 	for _, m := range []string{anomaly.LatencyP95, anomaly.ErrorRate, anomaly.Throughput, anomaly.LLMCost, anomaly.LLMTokens} {
@@ -152,6 +153,30 @@ func Compute(ctx context.Context, t *store.Tenant, anomalyID int64, now time.Tim
 	r.Causes = rank(an.causes)
 	r.Summary = summary(a, figures, &r)
 	return r, nil
+}
+
+// baselineBefore places the baseline window of length before the anomaly and before any earlier
+// anomaly of the same service that would overlap it: an incident detected as two episodes must not
+// serve as the baseline of its second half.
+func (r *Report) baselineBefore(ctx context.Context, t *store.Tenant, a store.AnomalyRecord, length int64) error {
+	gap := int64(5 * time.Minute)
+	r.BaselineToNS = r.FromNS - gap
+	earlier, err := t.AnomalyRecords(ctx, r.BaselineToNS-length-int64(24*time.Hour))
+	if err != nil {
+		return err
+	}
+	sort.Slice(earlier, func(i, j int) bool { return earlier[i].StartedNS > earlier[j].StartedNS })
+	for _, e := range earlier {
+		end := e.EndedNS
+		if end == 0 {
+			end = e.LastSeenNS
+		}
+		if e.Service == a.Service && e.ID != a.ID && e.StartedNS < r.BaselineToNS && end > r.BaselineToNS-length {
+			r.BaselineToNS = e.StartedNS - gap
+		}
+	}
+	r.BaselineFromNS = r.BaselineToNS - length
+	return nil
 }
 
 type analysis struct {
@@ -206,9 +231,9 @@ func summary(a store.AnomalyRecord, figures map[string]anomaly.Details, r *Repor
 	if len(r.Causes) > 1 {
 		var others []string
 		for _, c := range r.Causes[1:min(len(r.Causes), 3)] {
-			others = append(others, fmt.Sprintf("%s (%.0f%%)", c.Description, 100*c.Confidence))
+			others = append(others, fmt.Sprintf("%s (%.0f%%)", strings.TrimSuffix(c.Description, "."), 100*c.Confidence))
 		}
-		fmt.Fprintf(&b, " Also consider: %s", strings.Join(others, "; "))
+		fmt.Fprintf(&b, " Also consider: %s.", strings.Join(others, "; "))
 	}
 	if len(top.TraceIDs) > 0 {
 		fmt.Fprintf(&b, " Example traces: %s.", strings.Join(top.TraceIDs, ", "))

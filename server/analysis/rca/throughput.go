@@ -24,8 +24,14 @@ func (an *analysis) throughput(ctx context.Context, d anomaly.Details) ([]Cause,
 	}
 	bad, good := split(reqs)
 	an.note(len(bad), len(good))
-	if len(bad) == 0 || len(good) == 0 {
+	if len(bad) == 0 || len(good) == 0 || d.Baseline <= 0 {
 		return nil, nil
+	}
+	// ratio is how many times the usual traffic arrived; a caller explains the part of the surplus
+	// its own requests make up.
+	ratio := d.Observed / d.Baseline
+	explained := func(nowShare, beforeShare float64) float64 {
+		return min(1, max(0, (nowShare*ratio-beforeShare)/(ratio-1)))
 	}
 	type caller struct{ service, operation string }
 	type acc struct {
@@ -81,18 +87,19 @@ func (an *analysis) throughput(ctx context.Context, d anomaly.Details) ([]Cause,
 		switch {
 		case a.good > 0 && perBad >= 1.5*perGood:
 			c := Cause{Kind: KindRetryStorm, Service: k.service, Operation: k.operation,
-				Confidence: a.bad * min(1, (perBad-perGood)/perBad), TraceIDs: examples(a.traces),
+				Confidence: 0.8 * explained(a.bad, a.good), TraceIDs: examples(a.traces),
 				Figures: []Figure{{Name: "calls into " + svc + " per request of the caller", Baseline: perGood, Anomalous: perBad},
 					{Name: "share of requests to " + svc, Baseline: a.good, Anomalous: a.bad}}}
 			if a.resent >= 0.2 {
+				// The calls say themselves that they are resends.
 				c.Attribute = "http.request.resend_count"
-				c.Confidence = max(c.Confidence, 0.9*a.bad)
+				c.Confidence = 0.95 * explained(a.bad, a.good)
 			}
 			c.Description = fmt.Sprintf("%s %q calls %s %.1f times per request instead of %.1f (%s of them resends): a retry storm.",
 				k.service, k.operation, svc, perBad, perGood, pct(a.resent/max(a.bad, 1e-9)))
 			causes = append(causes, c)
 		case a.bad-a.good >= 0.2:
-			c := Cause{Kind: KindTrafficSource, Service: k.service, Operation: k.operation, Confidence: a.bad - a.good,
+			c := Cause{Kind: KindTrafficSource, Service: k.service, Operation: k.operation, Confidence: 0.8 * explained(a.bad, a.good),
 				TraceIDs: examples(a.traces),
 				Figures:  []Figure{{Name: "share of requests to " + svc, Baseline: a.good, Anomalous: a.bad}}}
 			c.Description = fmt.Sprintf("%s %q sends %s of the requests to %s, against %s before.", k.service, k.operation, pct(a.bad), svc, pct(a.good))
