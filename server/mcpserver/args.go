@@ -163,6 +163,7 @@ const countCap = 1000
 // budget is what is left of an answer's size, in characters. Items are admitted while they fit;
 // the first item always is, so paging progresses (items are capped well below the smallest budget).
 type budget struct {
+	max   int // characters
 	left  int
 	items int
 }
@@ -171,7 +172,17 @@ type budget struct {
 const overhead = 1600
 
 func newBudget(maxTokens int) *budget {
-	return &budget{left: clamp(maxTokens, minMaxTokens, hardMaxTokens, defaultMaxTokens)*4 - overhead}
+	max := clamp(maxTokens, minMaxTokens, hardMaxTokens, defaultMaxTokens) * 4
+	return &budget{max: max, left: max - overhead}
+}
+
+// limit is the size the whole answer must keep to, in characters.
+func (b *budget) limit() int { return b.max }
+
+// answerSize is what an answer costs an assistant: its text and its structured content.
+func answerSize(out any, text string) int {
+	j, _ := json.Marshal(out)
+	return len(j) + len(text)
 }
 
 // fit admits an item whose structured form is v and whose text line is line.

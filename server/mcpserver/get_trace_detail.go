@@ -170,7 +170,7 @@ func (tl *tools) getTraceDetail(ctx context.Context, tn *store.Tenant, in getTra
 	for _, r := range roots {
 		w.add(r, 0)
 	}
-	out.Waterfall, out.Returned, out.Truncated = w.rows, len(w.rows), w.cut != nil
+	out.Waterfall, out.Returned, out.Truncated = w.rows, len(w.rows), w.cut != ""
 	out.Omitted = len(subtree) - w.covered
 	if total > len(spans) {
 		out.Truncated = true
@@ -178,7 +178,18 @@ func (tl *tools) getTraceDetail(ctx context.Context, tn *store.Tenant, in getTra
 		out.Note = fmt.Sprintf("this trace has %d spans; the first %d by start time were analysed.", total, len(spans))
 	}
 	out.Next = traceDetailSuggestions(in, out, w.cut)
-	return out, out.text(w.lines.String()), nil
+	text := out.text(strings.Join(w.lines, ""))
+	// The fixed parts were charged by estimate; drop waterfall rows from the end until all fits.
+	for limit := b.limit(); answerSize(out, text) > limit && len(out.Waterfall) > 1; {
+		n := len(out.Waterfall) - 1
+		w.cut = out.Waterfall[n].SpanID
+		out.Omitted += w.spans[n]
+		out.Waterfall, w.lines, w.spans = out.Waterfall[:n], w.lines[:n], w.spans[:n]
+		out.Returned, out.Truncated = n, true
+		out.Next = traceDetailSuggestions(in, out, w.cut)
+		text = out.text(strings.Join(w.lines, ""))
+	}
+	return out, text, nil
 }
 
 func buildTree(spans []store.TraceSpan) ([]*node, map[string]*node) {
@@ -382,20 +393,20 @@ type waterfall struct {
 	start   int64
 	budget  *budget
 	rows    []spanRow
-	lines   strings.Builder
-	covered int   // spans shown as a row or collapsed into one
-	cut     *node // first subtree that did not fit
+	lines   []string // per row
+	spans   []int    // spans each row stands for
+	covered int      // spans shown as a row or collapsed into one
+	cut     string   // the span whose subtree was the first not to fit
 }
 
 func (w *waterfall) add(n *node, depth int) {
-	if w.cut != nil {
+	if w.cut != "" {
 		return
 	}
 	row := w.row(n, depth)
-	if !w.emit(row, n) {
+	if !w.emit(row, n, 1) {
 		return
 	}
-	w.covered++
 	// Group the children by operation; a group of collapseAt or more becomes one row placed where
 	// its first member starts.
 	type group struct{ members []*node }
@@ -440,11 +451,7 @@ func (w *waterfall) collapse(members []*node, depth int) bool {
 	row.Count, row.TotalMS, row.Hidden = len(members), msOf(totalNS), hidden
 	row.OffsetMS = msOf(members[0].StartNS - w.start)
 	row.NPlusOne = callsOut && len(members) >= nPlusOneAt
-	if !w.emit(row, slowest) {
-		return false
-	}
-	w.covered += len(members)
-	return true
+	return w.emit(row, slowest, len(members))
 }
 
 func (w *waterfall) row(n *node, depth int) spanRow {
@@ -457,17 +464,18 @@ func (w *waterfall) row(n *node, depth int) spanRow {
 	return r
 }
 
-func (w *waterfall) emit(r spanRow, n *node) bool {
-	if w.cut != nil {
+// emit adds a row standing for spans spans, or records n as the cut when the budget is spent.
+func (w *waterfall) emit(r spanRow, n *node, spans int) bool {
+	if w.cut != "" {
 		return false
 	}
 	line := r.line()
 	if !w.budget.fit(r, line) {
-		w.cut = n
+		w.cut = n.SpanID
 		return false
 	}
-	w.rows = append(w.rows, r)
-	w.lines.WriteString(line)
+	w.rows, w.lines, w.spans = append(w.rows, r), append(w.lines, line), append(w.spans, spans)
+	w.covered += spans
 	return true
 }
 
@@ -511,10 +519,10 @@ func sortedByCount(m map[string]int) []string {
 	return out
 }
 
-func traceDetailSuggestions(in getTraceDetailIn, out getTraceDetailOut, cut *node) []Call {
+func traceDetailSuggestions(in getTraceDetailIn, out getTraceDetailOut, cut string) []Call {
 	var next []Call
-	if cut != nil {
-		next = append(next, Call{Tool: "get_trace_detail", Args: map[string]any{"trace_id": in.TraceID, "focus_span_id": cut.SpanID},
+	if cut != "" {
+		next = append(next, Call{Tool: "get_trace_detail", Args: map[string]any{"trace_id": in.TraceID, "focus_span_id": cut},
 			Why: "the first part of the waterfall that did not fit"})
 	}
 	if len(out.SelfTime) > 0 {

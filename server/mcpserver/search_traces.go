@@ -123,6 +123,13 @@ func (tl *tools) searchTraces(ctx context.Context, tn *store.Tenant, in searchTr
 		return out, "", err
 	}
 	b := newBudget(in.MaxTokens)
+	if in.Service != "" && !paging {
+		if err := serviceContext(ctx, tn, in.Service, from, to, &out); err != nil {
+			return out, "", err
+		}
+		b.fit(out.Versions, contextText(out))
+		b.fit(out.Anomalies, "")
+	}
 	var lines strings.Builder
 	out.Traces = []traceRow{}
 	for i, h := range hits {
@@ -148,11 +155,6 @@ func (tl *tools) searchTraces(ctx context.Context, tn *store.Tenant, in searchTr
 		return out, "", err
 	}
 	out.TotalAtLeast = out.Total == countCap
-	if in.Service != "" && !paging {
-		if err := serviceContext(ctx, tn, in.Service, from, to, &out); err != nil {
-			return out, "", err
-		}
-	}
 	out.Note, out.Next = traceSuggestions(in, out)
 
 	what := "requests"

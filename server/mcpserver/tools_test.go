@@ -1,6 +1,7 @@
 package mcpserver_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -8,6 +9,8 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/tracekit/tracekit/server/store"
 )
 
 // page is the paging part of every list answer.
@@ -552,6 +555,90 @@ func TestLLMTools_NameTheCostliestModelAndServiceAndPageByCost(t *testing.T) {
 		mustOK(t, "search_llm_calls", call(t, s, "search_llm_calls", map[string]any{"status": "error"}, &calls))
 		if len(calls.Calls) != 1 || calls.Calls[0].CostUSD != nil {
 			t.Errorf("failed calls: %+v", calls.Calls)
+		}
+	})
+}
+
+func TestListTools_PageThroughEveryRowExactlyOnce(t *testing.T) {
+	dialects(t, func(t *testing.T, e *env) {
+		sh := seedShop(t, e.acme, time.Now())
+		s := e.connect(t, e.keyA)
+		for _, tc := range []struct {
+			tool, field, id string
+			args            map[string]any
+			want            int
+		}{
+			{"search_traces", "traces", "trace_id", map[string]any{"since": "3h"}, shopTraces},
+			{"list_services", "services", "name", nil, 4},
+			{"get_active_alerts", "alerts", "id", nil, 1},
+			{"search_anomalies", "anomalies", "id", nil, 2},
+			{"list_breakpoints", "breakpoints", "id", nil, 1},
+			{"search_snapshots", "snapshots", "id", nil, 8},
+			{"search_llm_calls", "calls", "id", nil, sh.llmCalls},
+			{"get_llm_stats", "groups", "key", nil, 3},
+		} {
+			for _, paging := range []map[string]any{{"limit": 1}, {"limit": 7}, {"limit": 50, "max_tokens": 1000}} {
+				args := map[string]any{}
+				for k, v := range paging {
+					args[k] = v
+				}
+				for k, v := range tc.args {
+					args[k] = v
+				}
+				if ids := pageAll(t, s, tc.tool, args, tc.field, tc.id); len(ids) != tc.want {
+					t.Errorf("%s %v: %d rows, want %d", tc.tool, paging, len(ids), tc.want)
+				}
+			}
+		}
+	})
+}
+
+func TestGetTraceDetail_SummarisesAHugeTraceWithinTheBudget(t *testing.T) {
+	dialects(t, func(t *testing.T, e *env) {
+		// One request fanning out to 50 workers, each running 999 queries one after another: 50,001 spans.
+		const workers, queries = 50, 999
+		start := time.Now().Add(-time.Minute).UnixNano()
+		id := traceID(9999)
+		spans := []store.Span{{TraceID: id, SpanID: "root", Service: "batch", Operation: "POST /import", Kind: store.KindServer,
+			IsEntry: true, StartNS: start, DurationNS: int64(30 * time.Second)}}
+		for w := 0; w < workers; w++ {
+			ws := fmt.Sprintf("w%03d", w)
+			spans = append(spans, store.Span{TraceID: id, SpanID: ws, ParentSpanID: "root", Service: "batch", Operation: fmt.Sprintf("worker %d", w),
+				StartNS: start + int64(w)*int64(time.Millisecond), DurationNS: int64(20 * time.Second)})
+			for q := 0; q < queries; q++ {
+				spans = append(spans, store.Span{TraceID: id, SpanID: fmt.Sprintf("%s-%04d", ws, q), ParentSpanID: ws, Service: "batch",
+					Operation: "INSERT rows", Kind: store.KindClient, DBSystem: "postgresql", DBStatement: "INSERT INTO rows VALUES ($1)",
+					StartNS: start + int64(w)*int64(time.Millisecond) + int64(q)*int64(20*time.Millisecond), DurationNS: int64(15 * time.Millisecond)})
+			}
+		}
+		if err := e.acme.InsertBatch(context.Background(), store.Batch{Spans: spans}); err != nil {
+			t.Fatal(err)
+		}
+		s := e.connect(t, e.keyA)
+		for _, budget := range []int{1000, 4000} {
+			var out struct {
+				Spans     int  `json:"spans"`
+				Truncated bool `json:"truncated"`
+				Omitted   int  `json:"omitted"`
+				Waterfall []struct {
+					Count    int  `json:"count"`
+					NPlusOne bool `json:"n_plus_one"`
+				} `json:"waterfall"`
+				Next []struct {
+					Args map[string]any `json:"args"`
+				} `json:"next"`
+			}
+			res := call(t, s, "get_trace_detail", map[string]any{"trace_id": id, "max_tokens": budget}, &out)
+			mustOK(t, "get_trace_detail", res)
+			if n := answerTokens(res); n > budget {
+				t.Errorf("max_tokens %d: answer of %d tokens", budget, n)
+			}
+			if out.Spans != len(spans) || len(out.Waterfall) < 3 || out.Waterfall[2].Count != queries || !out.Waterfall[2].NPlusOne {
+				t.Errorf("max_tokens %d: %d spans, waterfall %+v", budget, out.Spans, out.Waterfall[:min(3, len(out.Waterfall))])
+			}
+			if budget == 1000 && (!out.Truncated || out.Omitted == 0 || out.Next[0].Args["focus_span_id"] == nil) {
+				t.Errorf("a cut waterfall does not say so or suggest where to look: truncated=%v omitted=%d next=%+v", out.Truncated, out.Omitted, out.Next)
+			}
 		}
 	})
 }
