@@ -326,3 +326,13 @@ func (t *Tenant) FirstRollup(ctx context.Context) (int64, error) {
 	}
 	return first, nil
 }
+
+// LastRollup returns the start of the newest minute with data of the tenant, or 0 when there is none.
+func (t *Tenant) LastRollup(ctx context.Context) (int64, error) {
+	var b *int64
+	err := t.db.x.GetContext(ctx, &b, t.rebind(`SELECT MAX(bucket_ns) FROM metric_rollups WHERE tenant_id = ? AND res_ns = ?`), t.id, Minute)
+	if err != nil || b == nil {
+		return 0, err
+	}
+	return *b, nil
+}

@@ -103,8 +103,9 @@ type cachedBaseline struct {
 func Detect(ctx context.Context, t *store.Tenant, now time.Time, cfg Config) (Result, error) {
 	cfg = cfg.withDefaults()
 	step, window := int64(cfg.Step), int64(cfg.Window)
-	tick := now.Add(-cfg.Lag).UnixNano()
-	tick -= tick % step
+	// Ticks are claimed every minute, so a backlog (a first run, or data loaded from the past) is
+	// worked off soon; windows still end every Step.
+	tick := now.Add(-cfg.Lag).Truncate(time.Minute).UnixNano()
 	var res Result
 	claimed, err := t.ClaimTick(ctx, Job, tick)
 	if err != nil || !claimed {
@@ -115,23 +116,27 @@ func Detect(ctx context.Context, t *store.Tenant, now time.Time, cfg Config) (Re
 	if err != nil {
 		return res, err
 	}
+	first, err := t.FirstRollup(ctx)
+	if err != nil {
+		return res, err
+	}
+	newest, err := t.LastRollup(ctx)
+	if err != nil {
+		return res, err
+	}
+	// Evaluate only windows the data has moved past: loading a day of history (the demo) is then
+	// analysed as it arrives rather than skipped as empty.
+	limit := min(tick, newest-int64(cfg.Lag))
+	limit -= limit % step
 	last := st.ProgressNS
-	if last == 0 {
-		first, err := t.FirstRollup(ctx)
-		if err != nil {
-			return res, err
-		}
-		if first == 0 {
-			_, err := t.CommitTick(ctx, Job, tick, 0, func(*store.TickTx) error { return nil })
-			return res, err
-		}
+	if last == 0 && first != 0 {
 		start := max(first+window+minBaselineHours*store.Hour, tick-int64(cfg.MaxBackfill))
 		start += (step - start%step) % step
 		last = start - step
 	}
 	last = max(last, tick-int64(cfg.MaxBackfill))
-	if last >= tick {
-		_, err := t.CommitTick(ctx, Job, tick, last, func(*store.TickTx) error { return nil })
+	if first == 0 || last >= limit {
+		_, err := t.CommitTick(ctx, Job, tick, st.ProgressNS, func(*store.TickTx) error { return nil })
 		return res, err
 	}
 
@@ -140,7 +145,7 @@ func Detect(ctx context.Context, t *store.Tenant, now time.Time, cfg Config) (Re
 	from -= from % store.Hour
 	split := firstEnd - window
 	split -= split % store.Hour
-	tl, err := loadTimeline(ctx, t, from, split, tick)
+	tl, err := loadTimeline(ctx, t, from, split, limit)
 	if err != nil {
 		return res, err
 	}
@@ -161,7 +166,7 @@ func Detect(ctx context.Context, t *store.Tenant, now time.Time, cfg Config) (Re
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	for end := firstEnd; end <= tick; end += step {
+	for end := firstEnd; end <= limit; end += step {
 		for _, name := range names {
 			if err := d.evaluate(tl.services[name], end-window, end); err != nil {
 				return res, fmt.Errorf("anomaly detection for %s at %s: %w", name, time.Unix(0, end).UTC().Format(time.RFC3339), err)
@@ -169,7 +174,7 @@ func Detect(ctx context.Context, t *store.Tenant, now time.Time, cfg Config) (Re
 		}
 		res.Windows++
 	}
-	current, err := t.CommitTick(ctx, Job, tick, tick, func(tx *store.TickTx) error {
+	current, err := t.CommitTick(ctx, Job, tick, limit, func(tx *store.TickTx) error {
 		for _, eps := range d.episodes {
 			for _, e := range eps {
 				if !e.changed {

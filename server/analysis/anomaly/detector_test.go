@@ -19,9 +19,15 @@ var start = time.Date(2025, 3, 3, 0, 0, 0, 0, time.UTC)
 // change alters the requests of service "api" in chosen minutes.
 func traffic(t *testing.T, tn *store.Tenant, hours int, change func(minute int, s *store.Span, rng *rand.Rand)) {
 	t.Helper()
-	rng := rand.New(rand.NewPCG(7, 7))
+	trafficBetween(t, tn, 0, hours*60, change)
+}
+
+// trafficBetween writes the traffic of minutes [from, to).
+func trafficBetween(t *testing.T, tn *store.Tenant, from, to int, change func(minute int, s *store.Span, rng *rand.Rand)) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(7, uint64(from)))
 	var b store.Batch
-	for m := 0; m < hours*60; m++ {
+	for m := from; m < to; m++ {
 		for _, svc := range []string{"api", "db-proxy"} {
 			for i := 0; i < 20; i++ {
 				s := store.Span{TraceID: fmt.Sprintf("%s-%d-%d", svc, m, i), SpanID: "1", Service: svc, Operation: "GET /items",
@@ -141,5 +147,32 @@ func TestDetect_SteadyTrafficRaisesNothing(t *testing.T) {
 		if recs, _ := tn.AnomalyRecords(ctx, 0); len(recs) != 0 {
 			t.Fatalf("false anomalies: %+v", recs)
 		}
+	})
+}
+
+func TestDetect_AnalysesHistoryAsItIsLoaded(t *testing.T) {
+	storetest.Dialects(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		tn := db.ForTenant("acme")
+		burst := func(m int, s *store.Span, rng *rand.Rand) {
+			if m >= 400 && m < 430 && rng.Float64() < 0.5 {
+				s.StatusCode = store.StatusError
+			}
+		}
+		// A day of history arrives over two minutes of wall-clock time, long after it happened.
+		now := minute(24 * 60)
+		trafficBetween(t, tn, 0, 300, burst)
+		if _, err := anomaly.Detect(ctx, tn, now, anomaly.Config{}); err != nil {
+			t.Fatal(err)
+		}
+		trafficBetween(t, tn, 300, 600, burst)
+		if _, err := anomaly.Detect(ctx, tn, now.Add(time.Minute), anomaly.Config{}); err != nil {
+			t.Fatal(err)
+		}
+		recs, err := tn.AnomalyRecords(ctx, 0)
+		if err != nil || len(recs) != 1 || recs[0].Metric != anomaly.ErrorRate {
+			t.Fatalf("anomalies %+v (%v), want the error burst of minutes 400-430", recs, err)
+		}
+		near(t, "started", recs[0].StartedNS, minute(400))
 	})
 }
