@@ -1,0 +1,636 @@
+package chart
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	dexapi "github.com/dexidp/dex/api/v2"
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	tracekitv1alpha1 "github.com/tracekit/tracekit/api/v1alpha1"
+	"github.com/tracekit/tracekit/server/store/storetest"
+)
+
+// cluster is envtest's kube-apiserver and etcd with helm pointed at them.
+type cluster struct {
+	env        *envtest.Environment
+	cfg        *rest.Config
+	k8s        client.Client
+	kubeconfig string   // cluster admin, for helm and kubectl
+	helmEnv    []string // KUBECONFIG and helm's own directories, kept out of $HOME
+	kubectlDir string
+}
+
+func startCluster(t *testing.T) *cluster {
+	t.Helper()
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		t.Fatal("KUBEBUILDER_ASSETS is not set: run `make chart-test` (or `make envtest-assets` and set KUBEBUILDER_ASSETS=bin/k8s/<version>)")
+	}
+	if _, err := os.Stat(filepath.Join(assets, "kubectl")); err != nil {
+		t.Fatalf("kubectl not in KUBEBUILDER_ASSETS (%v): run `make envtest-assets`", err)
+	}
+	// HTTPRoute and ServiceMonitor are not in a bare API server; the chart can create them.
+	thirdParty := os.Getenv("CHART_TEST_CRDS")
+	if thirdParty == "" {
+		thirdParty = filepath.Join(repoRoot, "bin", "chart-test-crds")
+	}
+	if _, err := os.Stat(filepath.Join(thirdParty, ".stamp")); err != nil {
+		t.Fatalf("CRDs of the Gateway API and Prometheus Operator not found in %s: run `make chart-test-crds`", thirdParty)
+	}
+	ctrl.SetLogger(zap.New(zap.WriteTo(io.Discard)))
+
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := tracekitv1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	// The TraceKit CRD is not preloaded: helm installs it from the chart's crds/.
+	env := &envtest.Environment{CRDDirectoryPaths: []string{thirdParty}, ErrorIfCRDPathMissing: true, Scheme: scheme}
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatalf("start envtest (KUBEBUILDER_ASSETS=%s): %v", assets, err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	c := &cluster{env: env, cfg: cfg, kubectlDir: assets}
+	if c.k8s, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	c.kubeconfig = c.writeKubeconfig(t, dir, envtest.User{Name: "chart-test-admin", Groups: []string{"system:masters"}})
+	c.helmEnv = []string{"KUBECONFIG=" + c.kubeconfig,
+		"HELM_CACHE_HOME=" + filepath.Join(dir, "helm-cache"),
+		"HELM_CONFIG_HOME=" + filepath.Join(dir, "helm-config"),
+		"HELM_DATA_HOME=" + filepath.Join(dir, "helm-data")}
+	return c
+}
+
+func (c *cluster) writeKubeconfig(t *testing.T, dir string, u envtest.User) string {
+	t.Helper()
+	user, err := c.env.AddUser(u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := user.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, strings.NewReplacer(":", "-").Replace(u.Name)+".kubeconfig")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func (c *cluster) helm(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := runHelm(t, c.helmEnv, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// manifestKeys are the objects helm says the release has, as kind/namespace/name.
+func (c *cluster) manifestKeys(t *testing.T, release, ns string) []string {
+	t.Helper()
+	var keys []string
+	for _, o := range objects(t, c.helm(t, "get", "manifest", release, "-n", ns)) {
+		keys = append(keys, o.GetKind()+"/"+o.GetNamespace()+"/"+o.GetName())
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// labelled sweeps every listable resource of the API server for objects carrying the release's
+// labels, so objects a release left behind are found whatever their kind.
+func (c *cluster) labelled(t *testing.T, release string) []string {
+	t.Helper()
+	cfg := rest.CopyConfig(c.cfg)
+	cfg.WarningHandler = rest.NoWarnings{} // listing deprecated kinds is the point
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lists, err := dc.ServerPreferredResources()
+	if err != nil {
+		t.Fatal(err)
+	}
+	selector := "app.kubernetes.io/managed-by=Helm,app.kubernetes.io/instance=" + release
+	var keys []string
+	for _, l := range lists {
+		gv, err := schema.ParseGroupVersion(l.GroupVersion)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range l.APIResources {
+			if strings.Contains(r.Name, "/") || !slices.Contains(r.Verbs, "list") {
+				continue
+			}
+			items, err := dyn.Resource(gv.WithResource(r.Name)).List(context.Background(), metav1.ListOptions{LabelSelector: selector})
+			if err != nil {
+				t.Fatalf("list %s: %v", r.Name, err)
+			}
+			for _, o := range items.Items {
+				if o.GetLabels()["app.kubernetes.io/instance"] == release {
+					keys = append(keys, r.Kind+"/"+o.GetNamespace()+"/"+o.GetName())
+				}
+			}
+		}
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// The chart installs into a real API server with default and production values (so every object
+// passes server-side validation, CEL included), upgrades between them without leaving what the new
+// values no longer render, keeps the generated database password, and uninstalls without orphans.
+func TestInstall_UpgradeAndUninstallLeaveNoOrphans(t *testing.T) {
+	c := startCluster(t)
+	const release, ns = "eval", "tk-eval"
+	ctx := context.Background()
+
+	c.helm(t, "install", release, ".", "-n", ns, "--create-namespace", "-f", "testdata/values/default.yaml")
+	installed := c.manifestKeys(t, release, ns)
+	if len(installed) == 0 {
+		t.Fatal("helm get manifest lists no objects")
+	}
+	t.Logf("installed %d objects", len(installed))
+	if got := c.labelled(t, release); !slices.Equal(got, installed) {
+		t.Fatalf("after install the cluster has\n%v\nhelm's manifest has\n%v", got, installed)
+	}
+	crd := &metav1.PartialObjectMetadata{}
+	crd.SetGroupVersionKind(schema.GroupVersionKind{Group: "apiextensions.k8s.io", Version: "v1", Kind: "CustomResourceDefinition"})
+	if err := c.k8s.Get(ctx, client.ObjectKey{Name: "tracekittenants.tracekit.dev"}, crd); err != nil {
+		t.Fatalf("the chart's CRD was not installed: %v", err)
+	}
+	password := func() string {
+		s := &corev1.Secret{}
+		if err := c.k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "eval-tracekit-database"}, s); err != nil {
+			t.Fatal(err)
+		}
+		return string(s.Data["password"])
+	}
+	generated := password()
+
+	c.helm(t, "upgrade", release, ".", "-n", ns, "--reuse-values", "--set", "auth.replicas=2")
+	if got := password(); got != generated {
+		t.Error("helm upgrade generated a new database password: the bundled PostgreSQL would no longer accept it")
+	}
+	pdb := &metav1.PartialObjectMetadata{}
+	pdb.SetGroupVersionKind(schema.GroupVersionKind{Group: "policy", Version: "v1", Kind: "PodDisruptionBudget"})
+	if err := c.k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "eval-tracekit-auth"}, pdb); err != nil {
+		t.Errorf("auth.replicas=2 made no PodDisruptionBudget: %v", err)
+	}
+
+	// Production values rename everything, drop the bundled PostgreSQL and add the HTTPRoute and the
+	// ServiceMonitor: what the old values rendered must be gone.
+	c.helm(t, "upgrade", release, ".", "-n", ns, "--reset-values", "-f", "testdata/values/production.yaml")
+	upgraded := c.manifestKeys(t, release, ns)
+	if got := c.labelled(t, release); !slices.Equal(got, upgraded) {
+		t.Fatalf("after upgrade the cluster has\n%v\nhelm's manifest has\n%v", got, upgraded)
+	}
+	for _, kind := range []string{"HTTPRoute/", "ServiceMonitor/"} {
+		if !slices.ContainsFunc(upgraded, func(k string) bool { return strings.HasPrefix(k, kind) }) {
+			t.Errorf("production values installed no %s", strings.TrimSuffix(kind, "/"))
+		}
+	}
+
+	c.helm(t, "uninstall", release, "-n", ns, "--wait")
+	if got := c.labelled(t, release); len(got) > 0 {
+		t.Errorf("helm uninstall left %v", got)
+	}
+}
+
+// The path a platform team follows: install, run the NOTES' next step verbatim, and the operator and
+// sign-in server, started from exactly what the chart configured, make the tenant Ready; an upgrade
+// reaches the tenant; deleting tenants as the NOTES say removes their records; uninstall leaves
+// nothing.
+func TestInstall_NotesNextStepMakesATenantReady(t *testing.T) {
+	tracekit := buildTracekit(t) // meanwhile
+	c := startCluster(t)
+	const release, ns = "tracekit", "tracekit"
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+
+	dbURL := storetest.PostgresDSN(t)
+	if err := c.k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "platform-db"},
+		StringData: map[string]string{"url": dbURL}}); err != nil {
+		t.Fatal(err)
+	}
+	c.helm(t, "install", release, ".", "-n", ns, "-f", "testdata/values/default.yaml",
+		"--set", "postgresql.enabled=false", "--set", "database.existingSecret.name=platform-db")
+	fakeDeploymentController(t, ctx, c.cfg, c.k8s.Scheme())
+
+	auth := c.startDeployment(t, ctx, tracekit(), ns, "tracekit-auth", nil, "http")
+	// The operator runs as the chart's ServiceAccount, so the chart's RBAC is what it gets.
+	sa := c.writeKubeconfig(t, t.TempDir(), envtest.User{Name: "system:serviceaccount:" + ns + ":tracekit-operator",
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"}})
+	operatorEnv := []string{"KUBECONFIG=" + sa}
+	operatorAddrs := map[string]string{"--dex-grpc-addr": auth.addrs["--grpc-addr"]}
+	operator := c.startDeployment(t, ctx, tracekit(), ns, "tracekit-operator", operatorEnv, "health", operatorAddrs)
+
+	notes := c.helm(t, "get", "notes", release, "-n", ns)
+	script := nextStep(t, notes)
+	c.kubectlScript(t, ctx, script)
+
+	tenant := &tracekitv1alpha1.TraceKitTenant{}
+	if err := c.k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "my-team"}, tenant); err != nil {
+		t.Fatal(err)
+	}
+	if want := "https://my-team.tracekit.example.com/mcp"; tenant.Status.MCPURL != want {
+		t.Errorf("mcpURL = %q, want %q (the chart's operator.tenantURL)", tenant.Status.MCPURL, want)
+	}
+	c.expectServerImage(t, ctx, ns, "tracekit-my-team", "ghcr.io/tracekit/tracekit:0.1.0")
+	conn, err := grpc.NewClient(auth.addrs["--grpc-addr"], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	dex := dexapi.NewDexClient(conn)
+	if _, err := dex.GetClient(ctx, &dexapi.GetClientReq{Id: tenant.Status.OAuthClientID}); err != nil {
+		t.Errorf("tenant's OAuth client %q is not in Dex: %v", tenant.Status.OAuthClientID, err)
+	}
+	db, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
+	var keys int
+	if err := db.QueryRow(ctx, "SELECT count(*) FROM api_keys WHERE tenant_id = 'my-team'").Scan(&keys); err != nil || keys != 1 {
+		t.Errorf("the NOTES' API key was not imported: %d keys, %v", keys, err)
+	}
+	dbSecret := &corev1.Secret{}
+	if err := c.k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "tracekit-my-team-db"}, dbSecret); err != nil {
+		t.Fatal(err)
+	}
+	role := string(dbSecret.Data["role"])
+
+	// An upgrade with other values rolls the operator; the tenant follows its new settings.
+	c.helm(t, "upgrade", release, ".", "-n", ns, "--reuse-values",
+		"--set", "operator.tenantURL=https://tracekit.example.com/t/{tenant}", "--set", "image.tag=0.1.1")
+	operator.stop(t)
+	operator = c.startDeployment(t, ctx, tracekit(), ns, "tracekit-operator", operatorEnv, "health", operatorAddrs)
+	eventually(t, ctx, "the tenant's URL follows the upgraded operator.tenantURL", func() error {
+		if err := c.k8s.Get(ctx, client.ObjectKeyFromObject(tenant), tenant); err != nil {
+			return err
+		}
+		if want := "https://tracekit.example.com/t/my-team/mcp"; tenant.Status.MCPURL != want {
+			return fmt.Errorf("mcpURL %q, want %q", tenant.Status.MCPURL, want)
+		}
+		return nil
+	})
+	c.expectServerImage(t, ctx, ns, "tracekit-my-team", "ghcr.io/tracekit/tracekit:0.1.1")
+
+	// Before uninstalling, the NOTES say to delete the tenants while the operator runs.
+	del := regexp.MustCompile(`kubectl delete tracekittenants [^\n]*`).FindString(notes)
+	if del == "" {
+		t.Fatalf("the NOTES do not say how to delete tenants before uninstalling:\n%s", notes)
+	}
+	c.kubectlScript(t, ctx, del+" --wait")
+	if err := c.k8s.Get(ctx, client.ObjectKeyFromObject(tenant), tenant); !apierrors.IsNotFound(err) {
+		t.Errorf("tenant still there after deletion: %v", err)
+	}
+	if _, err := dex.GetClient(ctx, &dexapi.GetClientReq{Id: tenant.Status.OAuthClientID}); err == nil {
+		t.Error("the tenant's OAuth client is still in Dex")
+	}
+	var roles int
+	if err := db.QueryRow(ctx, "SELECT count(*) FROM pg_roles WHERE rolname = $1", role).Scan(&roles); err != nil || roles != 0 {
+		t.Errorf("the tenant's database role %s is still there (%d, %v)", role, roles, err)
+	}
+
+	operator.stop(t)
+	auth.stop(t)
+	c.helm(t, "uninstall", release, "-n", ns, "--wait")
+	if got := c.labelled(t, release); len(got) > 0 {
+		t.Errorf("helm uninstall left %v", got)
+	}
+}
+
+// nextStep is the shell block of the NOTES: the lines after "Copy and run:" up to the next blank
+// line.
+func nextStep(t *testing.T, notes string) string {
+	t.Helper()
+	_, rest, ok := strings.Cut(notes, "Copy and run:\n\n")
+	if !ok {
+		t.Fatalf("the NOTES have no \"Copy and run:\" block:\n%s", notes)
+	}
+	block, _, _ := strings.Cut(rest, "\n\n")
+	return block
+}
+
+// kubectlScript runs a shell script as a user would, with envtest's kubectl on the PATH.
+func (c *cluster) kubectlScript(t *testing.T, ctx context.Context, script string) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-c", script)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+c.kubeconfig, "PATH="+c.kubectlDir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n--- script:\n%s\n--- output:\n%s", err, script, out)
+	}
+	t.Logf("$ %s\n%s", script, out)
+}
+
+func (c *cluster) expectServerImage(t *testing.T, ctx context.Context, ns, name, want string) {
+	t.Helper()
+	eventually(t, ctx, "tenant server image "+want, func() error {
+		d := &appsv1.Deployment{}
+		if err := c.k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, d); err != nil {
+			return err
+		}
+		if got := d.Spec.Template.Spec.Containers[0].Image; got != want {
+			return fmt.Errorf("image %s", got)
+		}
+		return nil
+	})
+}
+
+// buildTracekit starts building the binary the image runs; the function it returns waits for it.
+func buildTracekit(t *testing.T) func() string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "tracekit")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/tracekit")
+	cmd.Dir = repoRoot
+	var out []byte
+	var err error
+	done := make(chan struct{})
+	go func() {
+		out, err = cmd.CombinedOutput()
+		close(done)
+	}()
+	t.Cleanup(func() { <-done })
+	return func() string {
+		t.Helper()
+		<-done
+		if err != nil {
+			t.Fatalf("go build ./cmd/tracekit: %v\n%s", err, out)
+		}
+		return bin
+	}
+}
+
+// process is a Deployment's container run on this machine.
+type process struct {
+	name   string
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when the process has ended, err then set
+	err    error
+	once   sync.Once
+	addrs  map[string]string // listen flag → the loopback address it got
+	logs   *syncBuffer
+}
+
+// listenFlags are the chart's listen-address flags. Pods have their own network; here each gets a
+// free loopback port instead, the only change to the chart's arguments.
+var listenFlags = []string{"--addr", "--grpc-addr", "--metrics-bind-address", "--health-probe-bind-address"}
+
+// startDeployment runs the first container of an installed Deployment with its arguments and
+// environment (Secret references resolved), listen addresses moved to free loopback ports and the
+// given flags overridden, then waits until its readiness probe answers on the port named probePort.
+func (c *cluster) startDeployment(t *testing.T, ctx context.Context, bin, ns, name string, env []string, probePort string, overrides ...map[string]string) *process {
+	t.Helper()
+	d := &appsv1.Deployment{}
+	if err := c.k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, d); err != nil {
+		t.Fatal(err)
+	}
+	ctr := d.Spec.Template.Spec.Containers[0]
+	p := &process{name: name, exited: make(chan struct{}), addrs: map[string]string{}, logs: &syncBuffer{}}
+	set := map[string]string{}
+	for _, o := range overrides {
+		for k, v := range o {
+			set[k] = v
+		}
+	}
+	args := slices.Clone(ctr.Args)
+	listen := map[string]string{} // listen flag → the chart's address
+	for i, a := range args {
+		flag, value, ok := strings.Cut(a, "=")
+		if !ok {
+			continue
+		}
+		if slices.Contains(listenFlags, flag) {
+			listen[flag] = value
+			p.addrs[flag] = freeAddr(t)
+			args[i] = flag + "=" + p.addrs[flag]
+		}
+		if v, ok := set[flag]; ok {
+			args[i] = flag + "=" + v
+			delete(set, flag)
+		}
+	}
+	if len(set) > 0 {
+		t.Fatalf("%s: the chart no longer passes %v", name, set)
+	}
+	for _, e := range ctr.Env {
+		v := e.Value
+		if ref := e.ValueFrom; ref != nil && ref.SecretKeyRef != nil {
+			s := &corev1.Secret{}
+			if err := c.k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: ref.SecretKeyRef.Name}, s); err != nil {
+				t.Fatalf("%s: env %s: %v", name, e.Name, err)
+			}
+			v = string(s.Data[ref.SecretKeyRef.Key])
+		}
+		env = append(env, e.Name+"="+v)
+	}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		p.stop(t)
+		if t.Failed() {
+			t.Logf("--- %s log:\n%s", name, p.logs.String())
+		}
+	})
+
+	probe := ctr.ReadinessProbe.HTTPGet
+	var addr string
+	for _, port := range ctr.Ports {
+		for flag, value := range listen {
+			if port.Name == probePort && strings.HasSuffix(value, fmt.Sprintf(":%d", port.ContainerPort)) {
+				addr = p.addrs[flag]
+			}
+		}
+	}
+	if addr == "" || probe == nil || probe.Port.String() != probePort {
+		t.Fatalf("%s: no readiness probe on a listen flag's port %q", name, probePort)
+	}
+	url := "http://" + addr + probe.Path
+	eventually(t, ctx, name+" ready at "+url, func() error {
+		select {
+		case <-p.exited:
+			return backoffStop{fmt.Errorf("%s exited: %v\n%s", name, p.err, p.logs.String())}
+		default:
+		}
+		resp, err := http.Get(url)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s", resp.Status)
+		}
+		return nil
+	})
+	return p
+}
+
+// stop sends SIGTERM, as the kubelet does, and waits for the process to end.
+func (p *process) stop(t *testing.T) {
+	p.once.Do(func() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.exited:
+		case <-time.After(15 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.exited
+			t.Errorf("%s did not stop within 15s of SIGTERM", p.name)
+		}
+	})
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// backoffStop ends eventually at once.
+type backoffStop struct{ error }
+
+// eventually polls check until it returns nil, failing the test when ctx ends first.
+func eventually(t *testing.T, ctx context.Context, what string, check func() error) {
+	t.Helper()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		var stop backoffStop
+		if errors.As(err, &stop) {
+			t.Fatalf("%s: %v", what, stop.error)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s: %v", what, err)
+		case <-tick.C:
+		}
+	}
+}
+
+// fakeDeploymentController stands in for kube-controller-manager and kubelets, which envtest does
+// not run: it reports every replica of a Deployment available.
+func fakeDeploymentController(t *testing.T, ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme) {
+	t.Helper()
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := mgr.GetClient()
+	err = ctrl.NewControllerManagedBy(mgr).Named("fake-deployment-controller").For(&appsv1.Deployment{}).
+		Complete(reconcileFunc(func(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+			d := &appsv1.Deployment{}
+			if err := k.Get(ctx, req.NamespacedName, d); err != nil {
+				return ctrl.Result{}, client.IgnoreNotFound(err)
+			}
+			n := int32(1)
+			if d.Spec.Replicas != nil {
+				n = *d.Spec.Replicas
+			}
+			if d.Status.ObservedGeneration == d.Generation && d.Status.AvailableReplicas == n {
+				return ctrl.Result{}, nil
+			}
+			d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n}
+			return ctrl.Result{}, client.IgnoreNotFound(k.Status().Update(ctx, d))
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := mgr.Start(ctx); err != nil {
+			t.Errorf("fake deployment controller: %v", err)
+		}
+	}()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+}
+
+type reconcileFunc func(context.Context, ctrl.Request) (ctrl.Result, error)
+
+func (f reconcileFunc) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	return f(ctx, req)
+}
+
+// syncBuffer collects a process's output while it runs.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
