@@ -29,12 +29,12 @@ type alertRuleJSON struct {
 }
 
 // reconcileAlertRules writes the ConfigMap of alert rules and returns its data.
-func (r *TenantReconciler) reconcileAlertRules(ctx context.Context, t *tracekitv1alpha1.TraceKitTenant) (map[string]string, error) {
+func (r *TenantReconciler) reconcileAlertRules(ctx context.Context, t *tracekitv1alpha1.TraceKitTenant, st *status) (map[string]string, error) {
 	cm, err := desiredAlertRules(t)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := apply(ctx, r, t, &corev1.ConfigMap{}, cm, corev1ac.ExtractConfigMap); err != nil {
+	if err := apply(ctx, r, st, &corev1.ConfigMap{}, cm, corev1ac.ExtractConfigMap); err != nil {
 		return nil, err
 	}
 	return cm.Data, nil

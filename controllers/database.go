@@ -157,7 +157,7 @@ func (r *TenantReconciler) reconcileDatabase(ctx context.Context, t *tracekitv1a
 		return res, err
 	}
 	secret := desiredDBSecret(t, creds, tenantURL, hash)
-	if _, err := apply(ctx, r, t, &corev1.Secret{}, secret, corev1ac.ExtractSecret); err != nil {
+	if err := apply(ctx, r, st, &corev1.Secret{}, secret, corev1ac.ExtractSecret); err != nil {
 		return res, err
 	}
 	if !provisioned {

@@ -52,7 +52,7 @@ func (r *TenantReconciler) reconcileDeployment(ctx context.Context, t *tracekitv
 		}
 		p := deploymentParams{image: image, publicURL: base.String(), authIssuer: r.Options.AuthIssuer,
 			configHash: configHash(db.secret, oauth, rules)}
-		if _, err := apply(ctx, r, t, &appsv1.Deployment{}, desiredDeployment(t, p), appsv1ac.ExtractDeployment); err != nil {
+		if err := apply(ctx, r, st, &appsv1.Deployment{}, desiredDeployment(t, p), appsv1ac.ExtractDeployment); err != nil {
 			return err
 		}
 	}

@@ -14,9 +14,8 @@ import (
 	tracekitv1alpha1 "github.com/tracekit/tracekit/api/v1alpha1"
 )
 
-func (r *TenantReconciler) reconcileNetworkPolicy(ctx context.Context, t *tracekitv1alpha1.TraceKitTenant, db dbResult) error {
-	_, err := apply(ctx, r, t, &networkingv1.NetworkPolicy{}, desiredNetworkPolicy(t, db.port, r.Options.AuthIssuer), networkingv1ac.ExtractNetworkPolicy)
-	return err
+func (r *TenantReconciler) reconcileNetworkPolicy(ctx context.Context, t *tracekitv1alpha1.TraceKitTenant, db dbResult, st *status) error {
+	return apply(ctx, r, st, &networkingv1.NetworkPolicy{}, desiredNetworkPolicy(t, db.port, r.Options.AuthIssuer), networkingv1ac.ExtractNetworkPolicy)
 }
 
 // desiredNetworkPolicy lets traffic reach the server's HTTP port only, and lets the server reach only

@@ -50,7 +50,7 @@ func (r *TenantReconciler) reconcileOAuthClient(ctx context.Context, t *tracekit
 		secret = randomSecret()
 	}
 	desired := desiredOAuthSecret(t, secret)
-	if _, err := apply(ctx, r, t, &corev1.Secret{}, desired, corev1ac.ExtractSecret); err != nil {
+	if err := apply(ctx, r, st, &corev1.Secret{}, desired, corev1ac.ExtractSecret); err != nil {
 		return nil, err
 	}
 

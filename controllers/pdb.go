@@ -14,13 +14,12 @@ import (
 
 // reconcilePodDisruptionBudget keeps a PodDisruptionBudget while the tenant runs more than one pod;
 // with one pod a budget would block node drains forever.
-func (r *TenantReconciler) reconcilePodDisruptionBudget(ctx context.Context, t *tracekitv1alpha1.TraceKitTenant) error {
+func (r *TenantReconciler) reconcilePodDisruptionBudget(ctx context.Context, t *tracekitv1alpha1.TraceKitTenant, st *status) error {
 	if replicas(t) <= 1 {
 		pdb := &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Namespace: t.Namespace, Name: serverName(t)}}
-		return remove(ctx, r, t, pdb, "PodDisruptionBudget")
+		return remove(ctx, r, st, pdb, "PodDisruptionBudget")
 	}
-	_, err := apply(ctx, r, t, &policyv1.PodDisruptionBudget{}, desiredPodDisruptionBudget(t), policyv1ac.ExtractPodDisruptionBudget)
-	return err
+	return apply(ctx, r, st, &policyv1.PodDisruptionBudget{}, desiredPodDisruptionBudget(t), policyv1ac.ExtractPodDisruptionBudget)
 }
 
 func desiredPodDisruptionBudget(t *tracekitv1alpha1.TraceKitTenant) *policyv1ac.PodDisruptionBudgetApplyConfiguration {

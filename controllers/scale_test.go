@@ -34,7 +34,7 @@ func scaleRun(b *testing.B, n int) {
 	for i := range names {
 		names[i] = fmt.Sprintf("%s-%03d", prefix, i)
 	}
-	writesBefore, dexBefore := managerWrites.writes.Load(), managerOAuth.writes.Load()
+	writesBefore, eventsBefore, dexBefore := managerWrites.writes.Load(), managerEvents.n.Load(), managerOAuth.writes.Load()
 
 	start := time.Now()
 	parallel(b, names, func(name string) error {
@@ -54,6 +54,7 @@ func scaleRun(b *testing.B, n int) {
 	})
 	toReady := time.Since(start)
 	createWrites := managerWrites.writes.Load() - writesBefore
+	createEvents := managerEvents.n.Load() - eventsBefore
 	createDex := managerOAuth.writes.Load() - dexBefore
 
 	// A resync: every tenant reconciled once more with nothing changed, through a reconciler whose
@@ -83,6 +84,7 @@ func scaleRun(b *testing.B, n int) {
 
 	b.ReportMetric(toReady.Seconds(), "s-to-ready")
 	b.ReportMetric(float64(createWrites)/float64(n), "api-writes/tenant-created")
+	b.ReportMetric(float64(createEvents)/float64(n), "events/tenant-created")
 	b.ReportMetric(float64(createDex)/float64(n), "dex-writes/tenant-created")
 	b.ReportMetric(float64(resyncWrites), "writes/resync")
 	b.ReportMetric(float64(managerResync), "manager-writes-during-resync")

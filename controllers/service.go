@@ -13,9 +13,8 @@ import (
 	tracekitv1alpha1 "github.com/tracekit/tracekit/api/v1alpha1"
 )
 
-func (r *TenantReconciler) reconcileService(ctx context.Context, t *tracekitv1alpha1.TraceKitTenant) error {
-	_, err := apply(ctx, r, t, &corev1.Service{}, desiredService(t), corev1ac.ExtractService)
-	return err
+func (r *TenantReconciler) reconcileService(ctx context.Context, t *tracekitv1alpha1.TraceKitTenant, st *status) error {
+	return apply(ctx, r, st, &corev1.Service{}, desiredService(t), corev1ac.ExtractService)
 }
 
 func desiredService(t *tracekitv1alpha1.TraceKitTenant) *corev1ac.ServiceApplyConfiguration {
@@ -29,9 +28,8 @@ func desiredService(t *tracekitv1alpha1.TraceKitTenant) *corev1ac.ServiceApplyCo
 				WithTargetPort(intstr.FromString("http")).WithProtocol(corev1.ProtocolTCP)))
 }
 
-func (r *TenantReconciler) reconcileIngress(ctx context.Context, t *tracekitv1alpha1.TraceKitTenant, base *url.URL) error {
-	_, err := apply(ctx, r, t, &networkingv1.Ingress{}, desiredIngress(t, base), networkingv1ac.ExtractIngress)
-	return err
+func (r *TenantReconciler) reconcileIngress(ctx context.Context, t *tracekitv1alpha1.TraceKitTenant, base *url.URL, st *status) error {
+	return apply(ctx, r, st, &networkingv1.Ingress{}, desiredIngress(t, base), networkingv1ac.ExtractIngress)
 }
 
 // desiredIngress routes the tenant's host, or its path prefix on a shared host, to its Service. The

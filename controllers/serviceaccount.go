@@ -9,9 +9,8 @@ import (
 	tracekitv1alpha1 "github.com/tracekit/tracekit/api/v1alpha1"
 )
 
-func (r *TenantReconciler) reconcileServiceAccount(ctx context.Context, t *tracekitv1alpha1.TraceKitTenant) error {
-	_, err := apply(ctx, r, t, &corev1.ServiceAccount{}, desiredServiceAccount(t), corev1ac.ExtractServiceAccount)
-	return err
+func (r *TenantReconciler) reconcileServiceAccount(ctx context.Context, t *tracekitv1alpha1.TraceKitTenant, st *status) error {
+	return apply(ctx, r, st, &corev1.ServiceAccount{}, desiredServiceAccount(t), corev1ac.ExtractServiceAccount)
 }
 
 // desiredServiceAccount gives the tenant's pods an identity of their own. They never call the

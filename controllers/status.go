@@ -9,12 +9,21 @@ import (
 	tracekitv1alpha1 "github.com/tracekit/tracekit/api/v1alpha1"
 )
 
-// status collects the conditions one reconcile finds, on the tenant it reconciles.
+// status collects what one reconcile finds (the conditions, on the tenant it reconciles) and does
+// (the owned objects it wrote, by action).
 type status struct {
-	t *tracekitv1alpha1.TraceKitTenant
+	t       *tracekitv1alpha1.TraceKitTenant
+	changes map[string][]string
 }
 
-func newStatus(t *tracekitv1alpha1.TraceKitTenant) *status { return &status{t: t} }
+func newStatus(t *tracekitv1alpha1.TraceKitTenant) *status {
+	return &status{t: t, changes: map[string][]string{}}
+}
+
+// changed records that action (Created, Updated, Deleted) was done to an owned object.
+func (s *status) changed(action, kind, name string) {
+	s.changes[action] = append(s.changes[action], kind+" "+name)
+}
 
 // set records a condition. meta.SetStatusCondition keeps lastTransitionTime unless the status flips,
 // so setting the same condition again changes nothing.

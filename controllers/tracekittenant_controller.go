@@ -108,18 +108,19 @@ func (r *TenantReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	// does not stop the others; transient failures are returned together and retried with backoff.
 	var errs []error
 	step := func(err error) { errs = append(errs, err) }
-	step(r.reconcileServiceAccount(ctx, t))
+	step(r.reconcileServiceAccount(ctx, t, st))
 	db, err := r.reconcileDatabase(ctx, t, st)
 	step(err)
 	oauth, err := r.reconcileOAuthClient(ctx, t, base, st)
 	step(err)
-	rules, err := r.reconcileAlertRules(ctx, t)
+	rules, err := r.reconcileAlertRules(ctx, t, st)
 	step(err)
 	step(r.reconcileDeployment(ctx, t, base, db, oauth, rules, st))
-	step(r.reconcileService(ctx, t))
-	step(r.reconcileIngress(ctx, t, base))
-	step(r.reconcileNetworkPolicy(ctx, t, db))
-	step(r.reconcilePodDisruptionBudget(ctx, t))
+	step(r.reconcileService(ctx, t, st))
+	step(r.reconcileIngress(ctx, t, base, st))
+	step(r.reconcileNetworkPolicy(ctx, t, db, st))
+	step(r.reconcilePodDisruptionBudget(ctx, t, st))
+	r.announce(ctx, st)
 	st.summarize()
 	step(r.patchStatus(ctx, t, before, st))
 
