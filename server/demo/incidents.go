@@ -61,13 +61,14 @@ type schedule struct {
 }
 
 // newSchedule places the incidents in the last 24 hours before end (the whole run when shorter),
-// ending at least an "hour" (a 24th of that span) before end and two apart, at the busiest free times
+// starting at least three "hours" (24ths of that span) into it, so that anomaly detection has a
+// baseline, ending at least an "hour" before end and two apart, at the busiest free times
 // of day so each has enough traffic to be seen: the short checkout outage first, as it needs the
 // busiest slot most. Lengths scale with the span so a short run still shows them.
 func newSchedule(end time.Time, d time.Duration) schedule {
 	span := min(d, 24*time.Hour)
 	hour := span / 24
-	lo, hi := end.Add(-span+hour), end.Add(-hour)
+	lo, hi := end.Add(-span+3*hour), end.Add(-hour)
 	var placed []window
 	place := func(length time.Duration) window {
 		w := busiest(lo, hi, length, 2*hour, placed, end.Location())

@@ -34,7 +34,7 @@ var noisyHost = resources{}.get(inventory, inventory.version, noisyPod).host
 func (s schedule) placeMore(end time.Time, d time.Duration) moreSchedule {
 	span := min(d, 24*time.Hour)
 	hour := span / 24
-	lo, hi := end.Add(-span+hour), end.Add(-hour)
+	lo, hi := end.Add(-span+3*hour), end.Add(-hour)
 	taken := []window{s.payment, s.inventory, s.llm}
 	place := func() window {
 		w := busiest(lo, hi, hour, hour/2, taken, end.Location())

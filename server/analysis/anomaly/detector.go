@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tracekit/tracekit/server/analysis/metrics"
 	"github.com/tracekit/tracekit/server/store"
 )
 
@@ -348,7 +349,7 @@ func (e *episode) summarise() {
 	e.rec.Severity = store.Severities[top.Severity]
 	var parts []string
 	for i, n := range names {
-		s := describe(n, e.d.Metrics[n], human(time.Duration(e.d.WindowNS)))
+		s := describe(n, e.d.Metrics[n], metrics.Human(time.Duration(e.d.WindowNS)))
 		if i > 0 {
 			s = "also " + s
 		}
@@ -383,11 +384,6 @@ func describe(metric string, m *metricState, window string) string {
 			m.Baseline, ratio(m.Observed, m.Baseline), where)
 	}
 	return metric
-}
-
-// human formats whole minutes and hours without trailing zero units: 15m, 1h, 1h30m.
-func human(d time.Duration) string {
-	return strings.TrimSuffix(strings.TrimSuffix(d.String(), "0s"), "0m")
 }
 
 func ms(v float64) string {

@@ -8,6 +8,7 @@ import (
 	"math"
 	"sort"
 	"strconv"
+	"time"
 
 	"github.com/tracekit/tracekit/server/sketch"
 	"github.com/tracekit/tracekit/server/store"
@@ -188,4 +189,18 @@ func sorted[K comparable](by map[K]*Agg, less func(a, b K) bool, str func(K) str
 		}
 	}
 	return out
+}
+
+// Human writes a duration of whole minutes as people do: 10m, 1h, 1h30m.
+func Human(d time.Duration) string {
+	h, m := int(d/time.Hour), int(d%time.Hour/time.Minute)
+	switch {
+	case d%time.Minute != 0:
+		return d.String()
+	case m == 0:
+		return strconv.Itoa(h) + "h"
+	case h == 0:
+		return strconv.Itoa(m) + "m"
+	}
+	return strconv.Itoa(h) + "h" + strconv.Itoa(m) + "m"
 }

@@ -111,3 +111,12 @@ func TestServiceMetrics_SeriesBucketsAreStepAlignedAndSumToTotal(t *testing.T) {
 		}
 	})
 }
+
+func TestHuman_WritesDurationsWithoutZeroUnits(t *testing.T) {
+	for d, want := range map[time.Duration]string{10 * time.Minute: "10m", time.Hour: "1h", 90 * time.Minute: "1h30m",
+		20 * time.Minute: "20m", 24 * time.Hour: "24h", 90 * time.Second: "1m30s"} {
+		if got := metrics.Human(d); got != want {
+			t.Errorf("Human(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
