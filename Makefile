@@ -6,6 +6,7 @@ GO ?= go
 BIN := $(CURDIR)/bin
 
 include hack/tools.mk
+include hack/chart.mk
 
 .PHONY: run build test test-deps lint bench-ingest clean help
 
@@ -17,8 +18,8 @@ run: build
 build:
 	$(GO) build -o $(BIN)/tracekit ./cmd/tracekit
 
-## test: every test, against the real PostgreSQL and a real kube-apiserver (envtest)
-test: envtest-assets test-deps lint
+## test: every test, against the real PostgreSQL, a real kube-apiserver (envtest), helm, Dex and Chromium
+test: chart-test-deps test-deps lint
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO) test -count=1 ./...
 
 TSCLIENT := server/oauth/testdata/tsclient
