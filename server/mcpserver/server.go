@@ -4,17 +4,20 @@
 package mcpserver
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/google/jsonschema-go/jsonschema"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -94,6 +97,7 @@ func NewServer(cfg Config) *mcp.Server {
 	if cfg.Registry != nil {
 		s.AddReceivingMiddleware(tl.toolMetrics(cfg.Registry))
 	}
+	s.AddReceivingMiddleware(tl.guard) // added last: the outermost
 	return s
 }
 
@@ -190,6 +194,26 @@ func pageSchema(p map[string]*jsonschema.Schema, defLimit, maxLimit int) {
 
 func windowSchema(p map[string]*jsonschema.Schema, defSince string) {
 	def(p["since"], defSince)
+}
+
+// guard keeps one request from taking the process down. The SDK runs handlers outside the HTTP
+// handler's goroutine, where gin's recovery cannot help, and its schema defaulting panics on
+// "arguments": null (go-sdk v1.8.0), so null arguments become {} and panics become errors.
+func (tl *tools) guard(next mcp.MethodHandler) mcp.MethodHandler {
+	return func(ctx context.Context, method string, req mcp.Request) (res mcp.Result, err error) {
+		if call, ok := req.(*mcp.CallToolRequest); ok && call.Params != nil {
+			if a := bytes.TrimSpace(call.Params.Arguments); len(a) == 0 || bytes.Equal(a, []byte("null")) {
+				call.Params.Arguments = json.RawMessage("{}")
+			}
+		}
+		defer func() {
+			if p := recover(); p != nil {
+				tl.log.Error("MCP request panicked", "method", method, "panic", p, "stack", string(debug.Stack()))
+				res, err = nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "internal error; it has been logged"}
+			}
+		}()
+		return next(ctx, method, req)
+	}
 }
 
 // explainArgumentErrors completes the SDK's schema-validation message with the accepted arguments, so

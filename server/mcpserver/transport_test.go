@@ -197,3 +197,14 @@ func TestMCP_AnyReplicaServesAnyRequestOfASession(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func TestMCP_NullArgumentsAreNoArgumentsAndDoNotCrashTheServer(t *testing.T) {
+	e := newEnv(t, storetest.Open(t, storetest.SQLiteDSN(t)))
+	for _, params := range []string{`"arguments":null`, `"arguments":{}`, `"_meta":{}`} {
+		body := `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"list_services",` + params + `}}`
+		resp, b := e.post(t, e.keyA, body, nil)
+		if resp.StatusCode != http.StatusOK || strings.Contains(string(b), `"isError":true`) || !strings.Contains(string(b), "0 of 0 services") {
+			t.Errorf("%s: %d %s", params, resp.StatusCode, b)
+		}
+	}
+}

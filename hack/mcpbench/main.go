@@ -1,0 +1,361 @@
+// Command mcpbench measures the MCP tools as assistants use them: it starts `tracekit server` on a
+// PostgreSQL database holding a day of demo traffic (loaded through OTLP, anomalies detected), then
+// drives /mcp with concurrent Go SDK clients calling the tools at their default limits, and reports
+// per-tool latency, answer sizes in tokens (characters/4) and calls per second.
+//
+// Loading 5 million spans takes a while, so -keep leaves the database in place and -database-url
+// measures an already loaded one:
+//
+//	go run ./hack/mcpbench -spans 5000000 -keep          # prints the database URL
+//	go run ./hack/mcpbench -database-url postgres://…    # measure again
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/tracekit/tracekit/server/analysis/anomaly"
+	"github.com/tracekit/tracekit/server/demo"
+	"github.com/tracekit/tracekit/server/store"
+)
+
+const tenant = "bench"
+
+func main() {
+	bin := flag.String("tracekit", "bin/tracekit", "tracekit binary to benchmark")
+	admin := flag.String("postgres", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "PostgreSQL admin URL; a scratch database is created")
+	dbURL := flag.String("database-url", "", "measure this already loaded database instead of creating one")
+	spans := flag.Int("spans", 5_000_000, "spans of demo traffic to load into a new database")
+	keep := flag.Bool("keep", false, "keep the new database for later runs")
+	clients := flag.Int("clients", 32, "concurrent MCP clients")
+	dur := flag.Duration("duration", 30*time.Second, "measurement time")
+	flag.Parse()
+	if err := run(*bin, *admin, *dbURL, *spans, *keep, *clients, *dur); err != nil {
+		fmt.Fprintln(os.Stderr, "mcpbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(bin, admin, dsn string, spans int, keep bool, clients int, dur time.Duration) error {
+	ctx := context.Background()
+	load := dsn == ""
+	if load {
+		var drop func()
+		var err error
+		if dsn, drop, err = scratchDB(ctx, admin); err != nil {
+			return err
+		}
+		if keep {
+			fmt.Printf("database: %s\n", dsn)
+		} else {
+			defer drop()
+		}
+	}
+	db, err := store.Open(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := db.Migrate(ctx); err != nil {
+		return err
+	}
+	if _, err := db.ProvisionTenant(ctx, store.TenantSpec{ID: tenant}); err != nil {
+		return err
+	}
+	key, _, err := db.CreateAPIKey(ctx, tenant, "mcpbench", nil)
+	if err != nil {
+		return err
+	}
+
+	srv := exec.Command(bin, "server", "--addr", "127.0.0.1:0", "--database-url", dsn)
+	stderr, _ := srv.StderrPipe()
+	if err := srv.Start(); err != nil {
+		return err
+	}
+	defer srv.Process.Kill()
+	addr, err := listenAddr(stderr)
+	if err != nil {
+		return err
+	}
+	base := "http://" + addr
+
+	if load {
+		start := time.Now()
+		res, err := demo.Run(ctx, demo.Options{Traces: spans / 9, Seed: 1}, demo.Sender{URL: base, APIKey: key}, func(done, total int) {
+			if done%500_000 < demo.DefaultBatchSpans {
+				fmt.Fprintf(os.Stderr, "loaded %d of ~%d spans\n", done, total)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Printf("loaded %d spans, %d LLM calls in %s\n", res.Spans, res.LLMCalls, time.Since(start).Round(time.Second))
+		if _, err := anomaly.Detect(ctx, db.ForTenant(tenant), time.Now(), anomaly.Config{}); err != nil {
+			return err
+		}
+		if conn, err := pgx.Connect(ctx, dsn); err == nil {
+			_, _ = conn.Exec(ctx, "VACUUM ANALYZE")
+			conn.Close(ctx)
+		}
+	}
+
+	mix, err := callMix(ctx, base, key)
+	if err != nil {
+		return err
+	}
+	return measure(ctx, base, key, mix, clients, dur)
+}
+
+// call is one tool call of the mix.
+type call struct {
+	tool string
+	args map[string]any
+}
+
+// callMix builds the calls an assistant makes, with arguments taken from the data: every tool but
+// get_rca (which may compute), at its default limits.
+func callMix(ctx context.Context, base, key string) ([]call, error) {
+	s, err := connect(ctx, base, key)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	var services struct {
+		Services []struct{ Name string } `json:"services"`
+	}
+	if err := callInto(ctx, s, "list_services", map[string]any{"since": "24h"}, &services); err != nil {
+		return nil, err
+	}
+	var traces struct {
+		Traces []struct {
+			TraceID string `json:"trace_id"`
+		} `json:"traces"`
+	}
+	if err := callInto(ctx, s, "search_traces", map[string]any{"since": "24h", "limit": 100}, &traces); err != nil {
+		return nil, err
+	}
+	if len(services.Services) == 0 || len(traces.Traces) == 0 {
+		return nil, fmt.Errorf("the database holds no demo data: load it first")
+	}
+	mix := []call{
+		{"list_services", nil},
+		{"get_active_alerts", nil},
+		{"search_anomalies", nil},
+		{"list_breakpoints", nil},
+		{"search_snapshots", nil},
+		{"search_llm_calls", nil},
+		{"search_llm_calls", map[string]any{"sort": "cost"}},
+		{"get_llm_stats", nil},
+		{"get_llm_stats", map[string]any{"group_by": "service"}},
+		{"search_traces", nil},
+		{"search_traces", map[string]any{"status": "error"}},
+	}
+	for _, svc := range services.Services {
+		mix = append(mix,
+			call{"search_traces", map[string]any{"service": svc.Name, "sort": "duration"}},
+			call{"get_service_metrics", map[string]any{"service": svc.Name}})
+	}
+	for _, t := range traces.Traces[:min(20, len(traces.Traces))] {
+		mix = append(mix, call{"get_trace_detail", map[string]any{"trace_id": t.TraceID}})
+	}
+	return mix, nil
+}
+
+type callError struct {
+	call call
+	err  error
+	res  *mcp.CallToolResult
+}
+
+type sample struct {
+	tool    string
+	latency time.Duration
+	tokens  int
+	failed  bool
+}
+
+func measure(ctx context.Context, base, key string, mix []call, clients int, dur time.Duration) error {
+	sessions := make([]*mcp.ClientSession, clients)
+	for i := range sessions {
+		s, err := connect(ctx, base, key)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		sessions[i] = s
+	}
+	var (
+		mu       sync.Mutex
+		samples  []sample
+		calls    atomic.Int64
+		firstErr atomic.Pointer[callError]
+	)
+	deadline := time.Now().Add(dur)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for c, s := range sessions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(c), 1))
+			var local []sample
+			for time.Now().Before(deadline) {
+				m := mix[rng.IntN(len(mix))]
+				t0 := time.Now()
+				res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: m.tool, Arguments: m.args})
+				sm := sample{tool: m.tool, latency: time.Since(t0), failed: err != nil || res.IsError}
+				if err == nil {
+					sm.tokens = tokens(res)
+				}
+				if sm.failed && firstErr.CompareAndSwap(nil, &callError{m, err, res}) {
+					fmt.Fprintf(os.Stderr, "first failure: %s %v: %v %v\n", m.tool, m.args, err, res)
+				}
+				local = append(local, sm)
+				calls.Add(1)
+			}
+			mu.Lock()
+			samples = append(samples, local...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	report(samples, clients, elapsed)
+	return nil
+}
+
+func report(samples []sample, clients int, elapsed time.Duration) {
+	by := map[string][]sample{}
+	var all []sample
+	for _, s := range samples {
+		by[s.tool] = append(by[s.tool], s)
+		all = append(all, s)
+	}
+	tools := make([]string, 0, len(by))
+	for t := range by {
+		tools = append(tools, t)
+	}
+	sort.Strings(tools)
+	fmt.Printf("\n%d clients, %s: %d calls, %.0f calls/s\n\n", clients, elapsed.Round(time.Second), len(samples), float64(len(samples))/elapsed.Seconds())
+	fmt.Println("| tool | calls | p50 ms | p95 ms | max ms | median tokens | max tokens | errors |")
+	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- |")
+	for _, t := range append(tools, "all") {
+		ss := by[t]
+		if t == "all" {
+			ss = all
+		}
+		lat := make([]time.Duration, len(ss))
+		tok := make([]int, len(ss))
+		failed := 0
+		for i, s := range ss {
+			lat[i], tok[i] = s.latency, s.tokens
+			if s.failed {
+				failed++
+			}
+		}
+		slices.Sort(lat)
+		slices.Sort(tok)
+		ms := func(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d.Microseconds())/1000) }
+		fmt.Printf("| %s | %d | %s | %s | %s | %d | %d | %d |\n", t, len(ss), ms(lat[len(lat)/2]), ms(lat[len(lat)*95/100]),
+			ms(lat[len(lat)-1]), tok[len(tok)/2], tok[len(tok)-1], failed)
+	}
+}
+
+// tokens is what an answer costs an assistant: text and structured content, in characters/4.
+func tokens(res *mcp.CallToolResult) int {
+	n := 0
+	for _, c := range res.Content {
+		if t, ok := c.(*mcp.TextContent); ok {
+			n += len(t.Text)
+		}
+	}
+	b, _ := json.Marshal(res.StructuredContent)
+	return (n + len(b)) / 4
+}
+
+type bearer struct {
+	key string
+	rt  http.RoundTripper
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.key)
+	return b.rt.RoundTrip(r)
+}
+
+var transport = &http.Transport{MaxIdleConnsPerHost: 256}
+
+func connect(ctx context.Context, base, key string) (*mcp.ClientSession, error) {
+	client := mcp.NewClient(&mcp.Implementation{Name: "mcpbench", Version: "1"}, nil)
+	return client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: base + "/mcp",
+		HTTPClient: &http.Client{Transport: bearer{key, transport}}, MaxRetries: -1, DisableStandaloneSSE: true},
+		&mcp.ClientSessionOptions{ProtocolVersion: "2025-06-18"})
+}
+
+func callInto(ctx context.Context, s *mcp.ClientSession, tool string, args map[string]any, out any) error {
+	res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: args})
+	if err != nil {
+		return err
+	}
+	if res.IsError {
+		return fmt.Errorf("%s: %v", tool, res.Content)
+	}
+	b, _ := json.Marshal(res.StructuredContent)
+	return json.Unmarshal(b, out)
+}
+
+func scratchDB(ctx context.Context, admin string) (string, func(), error) {
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		return "", nil, fmt.Errorf("PostgreSQL: %w", err)
+	}
+	defer conn.Close(ctx)
+	name := fmt.Sprintf("tracekit_mcpbench_%d", time.Now().UnixNano())
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		return "", nil, err
+	}
+	dsn := strings.Replace(admin, "/postgres?", "/"+name+"?", 1)
+	return dsn, func() {
+		if c, err := pgx.Connect(ctx, admin); err == nil {
+			c.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)")
+			c.Close(ctx)
+		}
+	}, nil
+}
+
+// listenAddr reads the server's JSON log until it says where it listens, then passes on its errors.
+func listenAddr(r interface{ Read([]byte) (int, error) }) (string, error) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Text()
+		if i := strings.Index(line, `"addr":"`); i >= 0 {
+			rest := line[i+8:]
+			go func() {
+				for sc.Scan() {
+					if l := sc.Text(); strings.Contains(l, `"level":"ERROR"`) || !strings.HasPrefix(l, "{") {
+						fmt.Fprintln(os.Stderr, "server:", l)
+					}
+				}
+			}()
+			return rest[:strings.IndexByte(rest, '"')], nil
+		}
+	}
+	return "", fmt.Errorf("tracekit server exited before listening")
+}
