@@ -55,7 +55,10 @@ func helmPath(t testing.TB) string {
 func runHelm(t testing.TB, env []string, args ...string) (string, error) {
 	t.Helper()
 	cmd := exec.Command(helmPath(t), args...)
-	cmd.Env = append(os.Environ(), env...)
+	home := t.TempDir() // helm's cache, config and data stay out of $HOME
+	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+filepath.Join(home, "cache"),
+		"HELM_CONFIG_HOME="+filepath.Join(home, "config"), "HELM_DATA_HOME="+filepath.Join(home, "data"))
+	cmd.Env = append(cmd.Env, env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

@@ -49,7 +49,7 @@ type cluster struct {
 	cfg        *rest.Config
 	k8s        client.Client
 	kubeconfig string   // cluster admin, for helm and kubectl
-	helmEnv    []string // KUBECONFIG and helm's own directories, kept out of $HOME
+	helmEnv    []string // KUBECONFIG=kubeconfig
 	kubectlDir string
 }
 
@@ -92,10 +92,7 @@ func startCluster(t *testing.T) *cluster {
 	}
 	dir := t.TempDir()
 	c.kubeconfig = c.writeKubeconfig(t, dir, envtest.User{Name: "chart-test-admin", Groups: []string{"system:masters"}})
-	c.helmEnv = []string{"KUBECONFIG=" + c.kubeconfig,
-		"HELM_CACHE_HOME=" + filepath.Join(dir, "helm-cache"),
-		"HELM_CONFIG_HOME=" + filepath.Join(dir, "helm-config"),
-		"HELM_DATA_HOME=" + filepath.Join(dir, "helm-data")}
+	c.helmEnv = []string{"KUBECONFIG=" + c.kubeconfig}
 	return c
 }
 
