@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/tracekit/tracekit/server/analysis"
 	"github.com/tracekit/tracekit/server/app"
 	"github.com/tracekit/tracekit/server/demo"
 	"github.com/tracekit/tracekit/server/store"
@@ -52,6 +53,7 @@ func runDev(ctx context.Context, args []string) error {
 	h := auth.mount(app.New(app.Config{DB: db, PublicURL: base, Logger: logger, OAuth: auth.facade}))
 	errc := make(chan error, 1)
 	go func() { errc <- serve(ctx, ln, h) }()
+	go analysis.Run(ctx, analysis.Config{DB: db, Logger: logger, DemoRules: true}) //nolint:errcheck // returns only when ctx ends
 
 	marker := filepath.Join(*dataDir, "demo-loaded")
 	if _, err := os.Stat(marker); os.IsNotExist(err) && !*noDemo {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/tracekit/tracekit/server/analysis"
 	"github.com/tracekit/tracekit/server/app"
 )
 
@@ -45,6 +46,7 @@ func runServer(ctx context.Context, args []string) error {
 		return err
 	}
 	h := app.New(app.Config{DB: db, Tenant: *tenant, PublicURL: *publicURL, Logger: logger, OAuth: facade})
+	go analysis.Run(ctx, analysis.Config{DB: db, Tenant: *tenant, Logger: logger}) //nolint:errcheck // returns only when ctx ends
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
