@@ -17,6 +17,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 	"github.com/jmoiron/sqlx"
 	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
@@ -111,11 +112,19 @@ func (db *DB) Migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	gd := goose.DialectPostgres
-	if db.dialect == SQLite {
-		gd = goose.DialectSQLite3
+	gd := goose.DialectSQLite3
+	var opts []goose.ProviderOption
+	if db.dialect == Postgres {
+		gd = goose.DialectPostgres
+		// Several processes (auth server replicas, the operator) may migrate one database at once;
+		// an advisory lock makes them take turns instead of failing on each other's DDL.
+		locker, err := lock.NewPostgresSessionLocker()
+		if err != nil {
+			return err
+		}
+		opts = append(opts, goose.WithSessionLocker(locker))
 	}
-	p, err := goose.NewProvider(gd, db.x.DB, sub)
+	p, err := goose.NewProvider(gd, db.x.DB, sub, opts...)
 	if err != nil {
 		return fmt.Errorf("load migrations: %w", err)
 	}

@@ -202,3 +202,24 @@ func TestAPIKeys(t *testing.T) {
 		}
 	})
 }
+
+func TestMigrate_ConcurrentMigrationsOfOneDatabaseAllSucceed(t *testing.T) {
+	dsn := storetest.PostgresDSN(t)
+	errs := make(chan error, 4)
+	for i := 0; i < 4; i++ {
+		go func() {
+			db, err := store.Open(context.Background(), dsn)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer db.Close()
+			errs <- db.Migrate(context.Background())
+		}()
+	}
+	for i := 0; i < 4; i++ {
+		if err := <-errs; err != nil {
+			t.Errorf("migration %d: %v", i, err)
+		}
+	}
+}
