@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/tracekit/tracekit/server/analysis/rca"
 	"github.com/tracekit/tracekit/server/auth"
 	"github.com/tracekit/tracekit/server/debugger"
 	"github.com/tracekit/tracekit/server/ingest"
@@ -72,6 +73,7 @@ func New(cfg Config) http.Handler {
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))
 	ingest.Register(r, ingest.Config{DB: cfg.DB, Auth: cfg.Auth, Logger: cfg.Logger, Registry: cfg.Registry})
 	debugger.Register(r, cfg.DB, cfg.Auth)
-	mcpserver.Register(r, mcpserver.Config{DB: cfg.DB, Auth: cfg.Auth, PublicURL: cfg.PublicURL, Logger: cfg.Logger, Registry: cfg.Registry})
+	mcpserver.Register(r, mcpserver.Config{DB: cfg.DB, Auth: cfg.Auth, PublicURL: cfg.PublicURL, Logger: cfg.Logger, Registry: cfg.Registry,
+		RCA: mcpserver.RCAFunc(rca.Analyze)})
 	return r
 }

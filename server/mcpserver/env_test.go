@@ -10,9 +10,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gin-gonic/gin"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/tracekit/tracekit/server/app"
+	"github.com/tracekit/tracekit/server/mcpserver"
 	"github.com/tracekit/tracekit/server/store"
 	"github.com/tracekit/tracekit/server/store/storetest"
 )
@@ -48,6 +50,19 @@ func newEnv(t *testing.T, db *store.DB) *env {
 	t.Cleanup(srv.Close)
 	e.url = srv.URL
 	return e
+}
+
+// serve runs an MCP endpoint configured by cfg alone (no other routes) and returns its URL.
+func serve(t *testing.T, cfg mcpserver.Config) string {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	r := gin.New()
+	mcpserver.Register(r, cfg)
+	srv := httptest.NewServer(r)
+	t.Cleanup(srv.Close)
+	return srv.URL
 }
 
 // dialects runs fn against PostgreSQL and SQLite, each behind its own server.

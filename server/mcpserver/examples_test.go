@@ -2,18 +2,14 @@ package mcpserver_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/gin-gonic/gin"
-
 	"github.com/tracekit/tracekit/server/analysis/analysistest"
 	"github.com/tracekit/tracekit/server/analysis/anomaly"
+	"github.com/tracekit/tracekit/server/analysis/rca"
 	"github.com/tracekit/tracekit/server/auth"
 	"github.com/tracekit/tracekit/server/demo"
 	"github.com/tracekit/tracekit/server/mcpserver"
@@ -42,12 +38,9 @@ func newDemoEnv(t *testing.T, db *store.DB) *demoEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := gin.New()
-	mcpserver.Register(r, mcpserver.Config{DB: db, Auth: &auth.APIKeys{DB: db}, PublicURL: publicURL,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return now }})
-	srv := httptest.NewServer(r)
-	t.Cleanup(srv.Close)
-	return &demoEnv{env: &env{url: srv.URL, db: db}, res: res, key: key}
+	url := serve(t, mcpserver.Config{DB: db, Auth: &auth.APIKeys{DB: db}, PublicURL: publicURL, Now: func() time.Time { return now },
+		RCA: mcpserver.RCAFunc(rca.Analyze)})
+	return &demoEnv{env: &env{url: url, db: db}, res: res, key: key}
 }
 
 // TestExampleQuestions_AreAnsweredFromTheDemoInAtMostThreeCalls asks the four questions of issue 3 as
@@ -171,27 +164,19 @@ func TestExampleQuestions_AreAnsweredFromTheDemoInAtMostThreeCalls(t *testing.T)
 				t.Fatalf("the %s error burst of %s is not among the anomalies: %+v", inc.Service, inc.Start, found.Anomalies)
 			}
 			var rca struct {
-				Status string `json:"status"`
+				Status string           `json:"status"`
+				Causes []map[string]any `json:"causes"`
 				page
 			}
-			ask(t, "get_rca", map[string]any{"anomaly_id": id}, &rca)
-			if rca.Status != "not_computed" || len(rca.Next) == 0 || rca.Next[0].Args["status"] != "error" {
-				t.Fatalf("get_rca without an engine: %+v", rca)
+			txt := ask(t, "get_rca", map[string]any{"anomaly_id": id}, &rca)
+			if rca.Status != "computed" || len(rca.Causes) == 0 {
+				t.Fatalf("get_rca: %s\n%s", rca.Status, txt)
 			}
-			var failed struct {
-				Traces []struct {
-					Status string `json:"status"`
-				} `json:"traces"`
+			if top := rca.Causes[0]; top["service"] != inc.Cause.Service || top["value"] != inc.Cause.Value {
+				t.Errorf("top cause %v, want %s %s=%s\n%s", top, inc.Cause.Service, inc.Cause.Attribute, inc.Cause.Value, txt)
 			}
-			ask(t, rca.Next[0].Tool, rca.Next[0].Args, &failed)
-			blamed := 0
-			for _, tr := range failed.Traces {
-				if strings.Contains(tr.Status, inc.Cause.Service) {
-					blamed++
-				}
-			}
-			if len(failed.Traces) == 0 || blamed*2 < len(failed.Traces) {
-				t.Errorf("%d of %d failed requests during the anomaly name %s: %+v", blamed, len(failed.Traces), inc.Cause.Service, failed.Traces)
+			if len(rca.Next) == 0 || rca.Next[0].Tool != "get_trace_detail" {
+				t.Errorf("no example trace suggested: %+v", rca.Next)
 			}
 		})
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -69,17 +70,13 @@ func (tl *tools) getRCA(ctx context.Context, tn *store.Tenant, in getRCAIn) (get
 		out.Status = "not_computed"
 		out.Note = fmt.Sprintf("no root-cause analysis of anomaly #%d yet: the analysis engine is not enabled on this server. The calls below gather the evidence.", a.ID)
 	default:
-		if report, err = tl.rca.ComputeRCA(ctx, tn, a); err != nil {
+		if report, err = tl.rca.ComputeRCA(ctx, tn, a.ID); err != nil {
 			tl.log.Error("root-cause analysis failed", "tenant", tn.ID(), "anomaly", a.ID, "err", err)
 			out.Status = "failed"
 			out.Note = fmt.Sprintf("the root-cause analysis of anomaly #%d failed; the calls below gather the evidence.", a.ID)
 			break
 		}
 		out.Status = "computed"
-		report.AnomalyID = a.ID
-		if err := tn.SaveRCAReport(ctx, report); err != nil {
-			tl.log.Warn("could not store a computed root-cause analysis", "tenant", tn.ID(), "anomaly", a.ID, "err", err)
-		}
 	}
 	var lines strings.Builder
 	if out.Status == "ready" || out.Status == "computed" {
@@ -168,6 +165,9 @@ func causeLine(rank int, c any) string {
 		for _, k := range keys {
 			if v, ok := rest[k]; ok {
 				delete(rest, k)
+				if f, ok := v.(float64); ok {
+					return strconv.FormatFloat(round(f, 2), 'f', -1, 64)
+				}
 				return fmt.Sprint(v)
 			}
 		}
@@ -175,6 +175,7 @@ func causeLine(rank int, c any) string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d.", rank)
+	delete(rest, "rank") // the list is numbered
 	for _, part := range []struct{ label, val string }{
 		{"", take("description", "summary", "title")},
 		{"service", take("service")},
@@ -182,6 +183,7 @@ func causeLine(rank int, c any) string {
 		{"kind", take("kind", "type")},
 		{"confidence", take("confidence", "score")},
 		{"trace", take("trace_id", "example_trace_id")},
+		{"traces", strings.Trim(take("trace_ids"), "[]")},
 		{"span", take("span_id")},
 	} {
 		switch {
@@ -202,15 +204,8 @@ func causeLine(rank int, c any) string {
 func rcaSuggestions(a store.Anomaly, causes []any) []Call {
 	var next []Call
 	for _, c := range causes {
-		if m, ok := c.(map[string]any); ok {
-			for _, k := range []string{"trace_id", "example_trace_id"} {
-				if id, ok := m[k].(string); ok && id != "" {
-					next = append(next, Call{Tool: "get_trace_detail", Args: map[string]any{"trace_id": id}, Why: "example trace of the top cause"})
-					break
-				}
-			}
-		}
-		if len(next) > 0 {
+		if id := exampleTrace(c); id != "" {
+			next = append(next, Call{Tool: "get_trace_detail", Args: map[string]any{"trace_id": id}, Why: "example trace of the top cause"})
 			break
 		}
 	}
@@ -232,6 +227,21 @@ func rcaSuggestions(a store.Anomaly, causes []any) []Call {
 	next = append(next, traces,
 		Call{Tool: "get_service_metrics", Args: map[string]any{"service": a.Service, "start": start}, Why: "before and after it started"})
 	return next[:min(len(next), 3)]
+}
+
+// exampleTrace returns a trace id a cause gives as evidence, if any.
+func exampleTrace(c any) string {
+	m, _ := c.(map[string]any)
+	for _, k := range []string{"trace_id", "example_trace_id"} {
+		if id, ok := m[k].(string); ok && id != "" {
+			return id
+		}
+	}
+	if ids, ok := m["trace_ids"].([]any); ok && len(ids) > 0 {
+		id, _ := ids[0].(string)
+		return id
+	}
+	return ""
 }
 
 func (o getRCAOut) text(causes string) string {

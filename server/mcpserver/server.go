@@ -45,9 +45,17 @@ type Config struct {
 	Now func() time.Time
 }
 
-// RCAComputer computes the root-cause analysis of an anomaly. The analysis engine implements it.
+// RCAComputer computes the root-cause analysis of an anomaly and stores it, so the next call reads it.
 type RCAComputer interface {
-	ComputeRCA(ctx context.Context, t *store.Tenant, a store.Anomaly) (store.RCAReport, error)
+	ComputeRCA(ctx context.Context, t *store.Tenant, anomalyID int64) (store.RCAReport, error)
+}
+
+// RCAFunc adapts a function, such as the analysis engine's rca.Analyze, to RCAComputer.
+type RCAFunc func(ctx context.Context, t *store.Tenant, anomalyID int64) (store.RCAReport, error)
+
+// ComputeRCA implements RCAComputer.
+func (f RCAFunc) ComputeRCA(ctx context.Context, t *store.Tenant, anomalyID int64) (store.RCAReport, error) {
+	return f(ctx, t, anomalyID)
 }
 
 // instructions are sent once at initialisation: the conventions every tool shares, so that tool

@@ -10,7 +10,10 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/tracekit/tracekit/server/auth"
+	"github.com/tracekit/tracekit/server/mcpserver"
 	"github.com/tracekit/tracekit/server/store"
+	"github.com/tracekit/tracekit/server/store/storetest"
 )
 
 // page is the paging part of every list answer.
@@ -453,11 +456,39 @@ func TestAlertsAnomaliesAndRCA_LinkFromAnomalyToCause(t *testing.T) {
 		if !strings.Contains(txt, "1. slow DB statement after deploy service=payment-service") || !strings.Contains(txt, "evidence «") {
 			t.Errorf("rca text:\n%s", txt)
 		}
-		mustOK(t, "get_rca", call(t, s, "get_rca", map[string]any{"anomaly_id": sh.errorAnomaly}, &rca))
-		if rca.Status != "not_computed" || len(rca.Causes) != 0 || rca.Next[0].Tool != "search_traces" || rca.Next[0].Args["status"] != "error" {
-			t.Errorf("rca without a report nor an engine: %+v", rca)
+		// No report stored: the server's analysis engine computes one on demand.
+		var computed struct {
+			Status string           `json:"status"`
+			Causes []map[string]any `json:"causes"`
+			page
+		}
+		txt = mustOK(t, "get_rca", call(t, s, "get_rca", map[string]any{"anomaly_id": sh.errorAnomaly}, &computed))
+		if computed.Status != "computed" || len(computed.Causes) == 0 || computed.Causes[0]["service"] != "inventory-service" || computed.Next[0].Tool != "get_trace_detail" {
+			t.Errorf("rca computed on demand: %+v\n%s", computed, txt)
+		}
+		var again struct{ Status string }
+		mustOK(t, "get_rca", call(t, s, "get_rca", map[string]any{"anomaly_id": sh.errorAnomaly}, &again))
+		if again.Status != "ready" {
+			t.Errorf("a computed analysis was not stored: status %s", again.Status)
 		}
 	})
+}
+
+func TestGetRCA_WithoutAnEngineSaysNotComputedAndSuggestsTheEvidence(t *testing.T) {
+	db := storetest.Open(t, storetest.SQLiteDSN(t))
+	e := newEnv(t, db)
+	sh := seedShop(t, e.acme, time.Now())
+	e.url = serve(t, mcpserver.Config{DB: db, Auth: &auth.APIKeys{DB: db}, PublicURL: publicURL})
+	var rca struct {
+		Status string `json:"status"`
+		Causes []any  `json:"causes"`
+		page
+	}
+	mustOK(t, "get_rca", call(t, e.connect(t, e.keyA), "get_rca", map[string]any{"anomaly_id": sh.errorAnomaly}, &rca))
+	if rca.Status != "not_computed" || len(rca.Causes) != 0 || rca.Next[0].Tool != "search_traces" || rca.Next[0].Args["status"] != "error" ||
+		rca.Next[0].Args["start"] == nil {
+		t.Errorf("rca without a report nor an engine: %+v", rca)
+	}
 }
 
 func TestDebugTools_ListActiveBreakpointsAndCapCapturedData(t *testing.T) {
