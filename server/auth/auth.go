@@ -16,6 +16,9 @@ type Principal struct {
 	// Subject identifies the credential: an API key id, or an OAuth token's subject.
 	Subject string
 	Scopes  []string
+	// ToolGroups are the MCP tool groups (ToolGroups) an OAuth sign-in granted; nil means every tool,
+	// as for API keys.
+	ToolGroups []string
 	// Method is "api_key" or "oauth".
 	Method string
 }

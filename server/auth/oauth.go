@@ -151,6 +151,9 @@ func (o *OAuthTokens) verify(ctx context.Context, token string) (verifiedToken, 
 		if s, ok := strings.CutPrefix(g, scopeGroupPrefix); ok {
 			p.Scopes = append(p.Scopes, s)
 		}
+		if id, ok := strings.CutPrefix(g, toolGroupPrefix); ok {
+			p.ToolGroups = append(p.ToolGroups, id)
+		}
 	}
 	return verifiedToken{principal: p, expiry: c.Expiry}, nil
 }
