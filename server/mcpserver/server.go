@@ -101,6 +101,7 @@ func NewServer(cfg Config) *mcp.Server {
 	tl.addSearchLLMCalls(s)
 	tl.addGetLLMStats(s)
 	tl.addGetRCA(s)
+	s.AddReceivingMiddleware(toolGroups)
 	s.AddReceivingMiddleware(tl.explainArgumentErrors)
 	if cfg.Registry != nil {
 		s.AddReceivingMiddleware(tl.toolMetrics(cfg.Registry))
