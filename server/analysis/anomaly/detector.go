@@ -175,6 +175,12 @@ func Detect(ctx context.Context, t *store.Tenant, now time.Time, cfg Config) (Re
 		}
 		res.Windows++
 	}
+	// A service that stopped sending has no windows left to end its anomaly.
+	for name, eps := range d.episodes {
+		if e := eps[len(eps)-1]; tl.services[name] == nil && e.open() && limit-e.rec.LastSeenNS >= 2*window {
+			e.rec.EndedNS, e.changed = e.rec.LastSeenNS, true
+		}
+	}
 	current, err := t.CommitTick(ctx, Job, tick, limit, func(tx *store.TickTx) error {
 		for _, eps := range d.episodes {
 			for _, e := range eps {

@@ -151,8 +151,40 @@ func Compute(ctx context.Context, t *store.Tenant, anomalyID int64, now time.Tim
 		}
 	}
 	r.Causes = rank(an.causes)
-	r.Summary = summary(a, figures, &r)
+	r.Summary = summary(a, &r)
+	if len(r.Causes) > 0 {
+		same, err := sameIncident(ctx, t, a, r.Causes[0], r.FromNS, r.ToNS)
+		if err != nil {
+			return r, err
+		}
+		if same != nil {
+			r.Summary += fmt.Sprintf(" The same incident shows as anomaly #%d of %s, where the cause lies.", same.ID, same.Service)
+		}
+	}
 	return r, nil
+}
+
+// sameIncident finds an anomaly, overlapping [from, to), of the service the top cause lies in when
+// that is another service: an incident that propagated to callers shows as several anomalies, and
+// this one points at the one closest to the cause.
+func sameIncident(ctx context.Context, t *store.Tenant, a store.AnomalyRecord, top Cause, from, to int64) (*store.AnomalyRecord, error) {
+	if top.Service == a.Service {
+		return nil, nil
+	}
+	recs, err := t.AnomalyRecords(ctx, from)
+	if err != nil {
+		return nil, err
+	}
+	for i, e := range recs {
+		end := e.EndedNS
+		if end == 0 {
+			end = max(e.LastSeenNS, to)
+		}
+		if e.Service == top.Service && e.ID != a.ID && e.StartedNS < to && end > from {
+			return &recs[i], nil
+		}
+	}
+	return nil, nil
 }
 
 // baselineBefore places the baseline window of length before the anomaly and before any earlier
@@ -213,7 +245,7 @@ func rank(cs []Cause) []Cause {
 }
 
 // summary is the paragraph an assistant quotes.
-func summary(a store.AnomalyRecord, figures map[string]anomaly.Details, r *Report) string {
+func summary(a store.AnomalyRecord, r *Report) string {
 	var b strings.Builder
 	at := func(ns int64) string { return time.Unix(0, ns).UTC().Format("2006-01-02 15:04 UTC") }
 	fmt.Fprintf(&b, "%s", strings.TrimSuffix(a.Summary, "."))

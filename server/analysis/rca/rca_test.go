@@ -138,9 +138,14 @@ func TestAnalyze_TracesErrorsToTheDependencyThatRaisesThem(t *testing.T) {
 				s[0].StatusCode, s[0].HTTPStatusCode = store.StatusError, 502
 			}
 		})
-		top := causes(t, analyse(t, tn, "api"))[0]
+		rep := analyse(t, tn, "api")
+		top := causes(t, rep)[0]
 		if top.Kind != rca.KindDependency || top.Service != "stock-service" || top.Attribute != "exception.type" || top.Value != "RedisTimeout" {
 			t.Fatalf("top cause %+v; want stock-service raising RedisTimeout", top)
+		}
+		// stock-service's own failures are an anomaly too: the caller's report points at it.
+		if !strings.Contains(rep.Summary, "of stock-service, where the cause lies") {
+			t.Errorf("summary does not point at stock-service's anomaly: %s", rep.Summary)
 		}
 	})
 }
