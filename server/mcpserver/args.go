@@ -92,6 +92,16 @@ func (w Window) resolve(now time.Time, def time.Duration) (from, to time.Time, e
 	return
 }
 
+// minuteWindow narrows a window to whole minutes, the resolution of the metric rollups that service
+// statistics come from; the partial minute at the end is left out rather than undercounted.
+func minuteWindow(from, to time.Time) (time.Time, time.Time, error) {
+	from, to = from.Truncate(time.Minute), to.Truncate(time.Minute)
+	if !from.Before(to) {
+		return from, to, badArg("service statistics are kept per minute: use a window of at least one whole minute (e.g. since=15m)")
+	}
+	return from, to, nil
+}
+
 // TimeRange is the resolved UTC window an answer covers.
 type TimeRange struct {
 	From string `json:"from,omitempty"`

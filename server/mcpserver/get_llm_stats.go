@@ -80,12 +80,18 @@ func (tl *tools) getLLMStats(ctx context.Context, tn *store.Tenant, in getLLMSta
 		groupBy = store.LLMByModel
 	}
 	q := store.LLMQuery{From: from.UnixNano(), To: to.UnixNano(), Service: in.Service, Model: in.Model}
-	by := map[string][]store.LLMGroup{}
-	for _, g := range []string{groupBy, store.LLMByModel, store.LLMByService} {
-		if by[g] != nil {
-			continue
-		}
-		if by[g], err = tn.LLMStats(ctx, q, g); err != nil {
+	// One scan by model and service gives both breakdowns and the leaders; provider and day need
+	// their own.
+	pairs, err := tn.LLMStats(ctx, q, store.LLMByModelAndService)
+	if err != nil {
+		return out, "", err
+	}
+	by := map[string][]store.LLMGroup{
+		store.LLMByModel:   sumBy(pairs, func(g store.LLMGroup) string { return g.Key }),
+		store.LLMByService: sumBy(pairs, func(g store.LLMGroup) string { return g.Sub }),
+	}
+	if by[groupBy] == nil {
+		if by[groupBy], err = tn.LLMStats(ctx, q, groupBy); err != nil {
 			return out, "", err
 		}
 	}
@@ -132,6 +138,35 @@ func (tl *tools) getLLMStats(ctx context.Context, tn *store.Tenant, in getLLMSta
 	out.Returned = len(out.Groups)
 	out.Note, out.Next = llmStatsSuggestions(out, fmtStep(to.Sub(from)))
 	return out, out.text(lines.String()), nil
+}
+
+// sumBy merges groups by key, in key order.
+func sumBy(groups []store.LLMGroup, key func(store.LLMGroup) string) []store.LLMGroup {
+	by := map[string]*store.LLMGroup{}
+	var keys []string
+	for _, g := range groups {
+		k := key(g)
+		s := by[k]
+		if s == nil {
+			s = &store.LLMGroup{Key: k}
+			by[k] = s
+			keys = append(keys, k)
+		}
+		s.Calls += g.Calls
+		s.Errors += g.Errors
+		s.InputTokens += g.InputTokens
+		s.OutputTokens += g.OutputTokens
+		s.CachedInputTokens += g.CachedInputTokens
+		s.CostUSD += g.CostUSD
+		s.UnknownCostCalls += g.UnknownCostCalls
+		s.DurationNS += g.DurationNS
+	}
+	sort.Strings(keys)
+	out := make([]store.LLMGroup, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, *by[k])
+	}
+	return out
 }
 
 func (t *llmTotals) add(g store.LLMGroup) {

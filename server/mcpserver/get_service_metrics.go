@@ -11,6 +11,7 @@ import (
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/tracekit/tracekit/server/analysis/metrics"
 	"github.com/tracekit/tracekit/server/store"
 )
 
@@ -97,7 +98,14 @@ func (tl *tools) getServiceMetrics(ctx context.Context, tn *store.Tenant, in get
 	if err != nil {
 		return out, "", err
 	}
-	m, err := tn.ServiceMetrics(ctx, store.MetricsQuery{Service: in.Service, Operation: in.Operation, From: from.UnixNano(),
+	// Rollups keep minutes; buckets are multiples of the step since the epoch, so the window starts
+	// on one and ends on a whole minute.
+	from = time.Unix(0, from.UnixNano()-from.UnixNano()%int64(step)).UTC()
+	if from, to, err = minuteWindow(from, to); err != nil {
+		return out, "", err
+	}
+	window = to.Sub(from)
+	m, err := metrics.ServiceMetrics(ctx, tn, store.MetricsQuery{Service: in.Service, Operation: in.Operation, From: from.UnixNano(),
 		To: to.UnixNano(), StepNS: int64(step), ByOperation: in.ByOperation})
 	if err != nil {
 		return out, "", err
@@ -174,9 +182,7 @@ func chooseStep(arg string, window time.Duration, maxPoints int) (time.Duration,
 		if err != nil {
 			return 0, "", badArg("step %q is not a duration: use e.g. 1m, 5m, 1h", arg)
 		}
-		if step < time.Minute {
-			step = time.Minute
-		}
+		step = max(step, time.Minute).Round(time.Minute) // rollups keep minutes
 		points := int((window + step - 1) / step)
 		if points <= maxPoints {
 			return step, "", nil

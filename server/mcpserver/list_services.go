@@ -10,6 +10,7 @@ import (
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/tracekit/tracekit/server/analysis/metrics"
 	"github.com/tracekit/tracekit/server/store"
 )
 
@@ -77,15 +78,18 @@ func (tl *tools) listServices(ctx context.Context, tn *store.Tenant, in listServ
 	var out listServicesOut
 	var offset int
 	from, to, _, err := pageWindow(in.Window, in.Page, in, &offset, tl.now(), time.Hour)
+	if err == nil {
+		from, to, err = minuteWindow(from, to)
+	}
 	if err != nil {
 		return out, "", err
 	}
 	prevFrom := from.Add(-to.Sub(from))
-	cur, err := tn.ServiceStats(ctx, from.UnixNano(), to.UnixNano())
+	cur, err := metrics.ServiceStats(ctx, tn, from.UnixNano(), to.UnixNano())
 	if err != nil {
 		return out, "", err
 	}
-	prev, err := tn.ServiceStats(ctx, prevFrom.UnixNano(), from.UnixNano())
+	prev, err := metrics.ServiceStats(ctx, tn, prevFrom.UnixNano(), from.UnixNano())
 	if err != nil {
 		return out, "", err
 	}

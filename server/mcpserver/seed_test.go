@@ -10,7 +10,7 @@ import (
 	"github.com/tracekit/tracekit/server/store"
 )
 
-// shop is a small checkout system seeded over the two hours before now: in the last hour
+// shop is a small checkout system seeded over the two hours before now's minute: in the last hour
 // payment-service v2 is slow because of one DB statement, and inventory-service fails every tenth
 // request; inventory reads stock with one query per item (N+1).
 type shop struct {
@@ -34,6 +34,8 @@ func traceID(i int) string { return fmt.Sprintf("%032x", i+1) }
 func seedShop(t *testing.T, tn *store.Tenant, now time.Time) shop {
 	t.Helper()
 	ctx := context.Background()
+	// Requests end before the current minute, which service statistics (kept per minute) leave out.
+	now = now.Truncate(time.Minute)
 	sh := shop{now: now, traces: shopTraces}
 	var b store.Batch
 	var slowest int64

@@ -111,6 +111,9 @@ const (
 	LLMByProvider = "provider"
 	LLMByService  = "service"
 	LLMByDay      = "day"
+	// LLMByModelAndService groups by both: Key is the model, Sub the service. One scan then serves
+	// the per-model and per-service figures.
+	LLMByModelAndService = "model,service"
 )
 
 var llmGroupKeys = map[string]string{
@@ -118,12 +121,14 @@ var llmGroupKeys = map[string]string{
 	LLMByProvider: "provider",
 	LLMByService:  "service",
 	// UTC day start in unix nanoseconds; both engines divide integers exactly.
-	LLMByDay: "((start_ns / 86400000000000) * 86400000000000)",
+	LLMByDay:             "((start_ns / 86400000000000) * 86400000000000)",
+	LLMByModelAndService: llmModel,
 }
 
 // LLMGroup aggregates the calls of one group.
 type LLMGroup struct {
 	Key               string  `db:"k"`
+	Sub               string  `db:"service"` // the second key of LLMByModelAndService
 	Calls             int64   `db:"calls"`
 	Errors            int64   `db:"errors"`
 	InputTokens       int64   `db:"input_tokens"`
@@ -143,12 +148,18 @@ func (t *Tenant) LLMStats(ctx context.Context, q LLMQuery, groupBy string) ([]LL
 		return nil, fmt.Errorf("LLM stats: unknown grouping %q", groupBy)
 	}
 	w := t.llmWhere(q)
-	query := `SELECT ` + key + ` AS k, COUNT(*) AS calls,
+	groups := "k"
+	if groupBy == LLMByModelAndService {
+		key, groups = llmModel+" AS k, service", "k, service"
+	} else {
+		key += " AS k"
+	}
+	query := `SELECT ` + key + `, COUNT(*) AS calls,
 			SUM(CASE WHEN ` + llmErrorCond + ` THEN 1 ELSE 0 END) AS errors,
 			SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens,
 			SUM(cached_input_tokens) AS cached_input_tokens, COALESCE(SUM(cost_usd), 0) AS cost_usd,
 			SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END) AS unknown_cost_calls, SUM(duration_ns) AS duration_ns
-		FROM llm_calls` + w.sql() + ` GROUP BY k ORDER BY k`
+		FROM llm_calls` + w.sql() + ` GROUP BY ` + groups + ` ORDER BY ` + groups
 	var out []LLMGroup
 	if err := t.db.x.SelectContext(ctx, &out, t.rebind(query), w.args...); err != nil {
 		return nil, fmt.Errorf("LLM stats by %s: %w", groupBy, err)

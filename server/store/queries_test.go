@@ -175,6 +175,10 @@ func TestLLMCalls_SearchSortsByCostAndStatsGroupByModel(t *testing.T) {
 			groups[2].Key != "mystery" || groups[2].UnknownCostCalls != 1 || groups[2].Errors != 1 {
 			t.Errorf("by model: %+v, %v", groups, err)
 		}
+		pairs, err := tn.LLMStats(ctx, store.LLMQuery{To: 100}, store.LLMByModelAndService)
+		if err != nil || len(pairs) != 3 || pairs[0].Key != "gpt-4o" || pairs[0].Sub != "reco" || pairs[2].Sub != "chat" {
+			t.Errorf("by model and service: %+v, %v", pairs, err)
+		}
 		days, err := tn.LLMStats(ctx, store.LLMQuery{To: 100}, store.LLMByDay)
 		if err != nil || len(days) != 1 || days[0].Key != "0" || days[0].Calls != 3 {
 			t.Errorf("by day: %+v, %v", days, err)
