@@ -31,7 +31,7 @@ func TenantOfClient(id string) (string, bool) {
 
 // tenantClients is the Registrar of one tenant, working on Dex's storage. An MCP client's id starts
 // with its tenant's client id and carries its creation time: "<tenant client>.mcp.<unix time in
-// base 36>.<random>". The tenant's client lists it among its trusted peers, which is what lets it
+// base 36>.<random>"; a metadata document's client has oauth.DocumentClientID instead. The tenant's client lists it among its trusted peers, which is what lets it
 // ask Dex for tokens whose audience is the tenant; that trust is restored whenever it is found
 // missing, because whoever manages the tenant's client (the operator) may rewrite its peers.
 type tenantClients struct {
@@ -44,6 +44,9 @@ type tenantClients struct {
 func (t *tenantClients) prefix() string { return t.tenantClient + ".mcp." }
 
 func (t *tenantClients) RegisterClient(ctx context.Context, c oauth.Client) (oauth.Client, error) {
+	if c.MetadataURL != "" {
+		return t.documentClient(ctx, c)
+	}
 	evict, err := t.makeRoom()
 	if err != nil {
 		return oauth.Client{}, err
@@ -59,6 +62,36 @@ func (t *tenantClients) RegisterClient(ctx context.Context, c oauth.Client) (oau
 	}
 	if err := t.trust(c.ID, evict); err != nil {
 		t.s.DeleteClient(c.ID)
+		return oauth.Client{}, err
+	}
+	for _, id := range evict {
+		t.s.DeleteClient(id)
+	}
+	return c, nil
+}
+
+// documentClient creates or updates the public client standing for a Client ID Metadata Document; the
+// facade calls it when the document's copy here is missing or out of date.
+func (t *tenantClients) documentClient(ctx context.Context, c oauth.Client) (oauth.Client, error) {
+	c.ID, c.Secret, c.Public = oauth.DocumentClientID(t.tenantClient, c.MetadataURL), "", true
+	err := t.s.UpdateClient(c.ID, func(old storage.Client) (storage.Client, error) {
+		old.RedirectURIs, old.Name, old.Public, old.Secret = c.RedirectURIs, c.Name, true, ""
+		return old, nil
+	})
+	var evict []string
+	if errors.Is(err, storage.ErrNotFound) {
+		if evict, err = t.makeRoom(); err != nil {
+			return oauth.Client{}, err
+		}
+		err = t.s.CreateClient(ctx, storage.Client{ID: c.ID, RedirectURIs: c.RedirectURIs, Public: true, Name: c.Name})
+		if errors.Is(err, storage.ErrAlreadyExists) {
+			err = nil // another replica created it at the same moment, from the same document
+		}
+	}
+	if err != nil {
+		return oauth.Client{}, fmt.Errorf("store the client of %s at Dex: %w", c.MetadataURL, err)
+	}
+	if err := t.trust(c.ID, evict); err != nil {
 		return oauth.Client{}, err
 	}
 	for _, id := range evict {
@@ -108,8 +141,13 @@ func (t *tenantClients) makeRoom() ([]string, error) {
 	return evict, nil
 }
 
+// created is when a registered client was created. A document's client counts as the oldest: it is
+// only a copy of what its URL serves, made again at its next sign-in.
 func (t *tenantClients) created(id string) int64 {
 	ts, _, _ := strings.Cut(strings.TrimPrefix(id, t.prefix()), ".")
+	if ts == oauth.DocumentClientMarker {
+		return 0
+	}
 	n, _ := strconv.ParseInt(ts, 36, 64)
 	return n
 }

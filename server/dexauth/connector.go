@@ -53,16 +53,23 @@ var (
 type connectorData struct {
 	Tenant string `json:"tenant"`
 	KeyID  string `json:"key_id"`
+	// Tools are the tool groups the person granted, which refreshed tokens keep carrying.
+	Tools []string `json:"tools,omitempty"`
 }
 
 func (a *apiKeyConnector) Prompt() string { return "API key" }
 
-// Login checks key against the hashed keys of the tenant the sign-in is for (put in ctx by the login
-// guard). A key of another tenant is as wrong as an unknown one.
+// Login checks key against the hashed keys of the tenant the sign-in is for, and grants the tool
+// groups the person chose (both put in ctx by the login guard). A key of another tenant is as wrong
+// as an unknown one.
 func (a *apiKeyConnector) Login(ctx context.Context, _ connector.Scopes, _, key string) (connector.Identity, bool, error) {
 	tenant, ok := ctx.Value(tenantKey{}).(string)
 	if !ok {
 		return connector.Identity{}, false, errors.New("this page signs in to one TraceKit tenant and needs to know which: connect your assistant to the tenant's MCP URL and start from there")
+	}
+	tools, ok := ctx.Value(toolsKey{}).([]string)
+	if !ok {
+		return connector.Identity{}, false, errors.New("choose the tools the assistant may use on the sign-in page")
 	}
 	k, err := a.db.LookupAPIKey(ctx, strings.TrimSpace(key))
 	switch {
@@ -75,7 +82,7 @@ func (a *apiKeyConnector) Login(ctx context.Context, _ connector.Scopes, _, key 
 	case !k.HasScope(store.ScopeRead):
 		return connector.Identity{}, false, fmt.Errorf("this API key lacks the %q scope that assistants need; create one with: tracekit apikey create --scopes read", store.ScopeRead)
 	}
-	return identity(k), true, nil
+	return identity(k, tools), true, nil
 }
 
 // Refresh lets a refresh proceed only while the key is active and may still read.
@@ -90,7 +97,7 @@ func (a *apiKeyConnector) Refresh(ctx context.Context, _ connector.Scopes, id co
 	}
 	for _, k := range keys {
 		if k.ID == d.KeyID && k.RevokedNS == 0 && k.HasScope(store.ScopeRead) {
-			return identity(k), nil
+			return identity(k, d.Tools), nil
 		}
 	}
 	if o, ok := ctx.Value(refreshKey{}).(*refreshOutcome); ok {
@@ -99,10 +106,14 @@ func (a *apiKeyConnector) Refresh(ctx context.Context, _ connector.Scopes, id co
 	return id, fmt.Errorf("refresh: API key %s of tenant %q was revoked", d.KeyID, d.Tenant)
 }
 
-// identity carries the tenant and the granted scope as groups, which Dex puts in the tokens and
-// auth.OAuthTokens reads back.
-func identity(k store.APIKey) connector.Identity {
-	data, _ := json.Marshal(connectorData{Tenant: k.TenantID, KeyID: k.ID})
+// identity carries the tenant, the granted scope and tool groups as groups, which Dex puts in the
+// tokens and auth.OAuthTokens reads back.
+func identity(k store.APIKey, tools []string) connector.Identity {
+	data, _ := json.Marshal(connectorData{Tenant: k.TenantID, KeyID: k.ID, Tools: tools})
+	groups := []string{auth.TenantGroup(k.TenantID), auth.ScopeGroup(store.ScopeRead)}
+	for _, g := range tools {
+		groups = append(groups, auth.ToolGroupClaim(g))
+	}
 	name := k.Name
 	if name == "" {
 		name = k.Prefix + "…"
@@ -111,7 +122,7 @@ func identity(k store.APIKey) connector.Identity {
 		UserID:            k.TenantID + "/" + k.ID,
 		Username:          name,
 		PreferredUsername: k.Prefix,
-		Groups:            []string{auth.TenantGroup(k.TenantID), auth.ScopeGroup(store.ScopeRead)},
+		Groups:            groups,
 		ConnectorData:     data,
 	}
 }

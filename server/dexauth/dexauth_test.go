@@ -136,6 +136,51 @@ func TestRegistrar_AtTheCapEvictsClientsThatNeverSignedIn(t *testing.T) {
 	}
 }
 
+func TestRegistrar_AMetadataDocumentHasOneClientPerTenantKeptUpToDate(t *testing.T) {
+	f := newFixture(t, 2)
+	ctx := t.Context()
+	acme, globex := f.srv.Registrar("tenant-acme"), f.srv.Registrar("tenant-globex")
+	const doc = "https://claude.ai/oauth/claude-code-client-metadata"
+	want := oauth.Client{Name: "Claude Code", MetadataURL: doc,
+		RedirectURIs: []string{"https://acme.example.com/mcp/callback", "http://localhost/callback"}}
+	c, err := acme.RegisterClient(ctx, want)
+	if err != nil || c.ID != oauth.DocumentClientID("tenant-acme", doc) || !c.Public || c.Secret != "" {
+		t.Fatalf("document client: %+v %v", c, err)
+	}
+	// The document changed: the same client, with the new redirect URIs.
+	want.RedirectURIs = append(want.RedirectURIs, "http://127.0.0.1/callback")
+	if again, err := acme.RegisterClient(ctx, want); err != nil || again.ID != c.ID {
+		t.Fatalf("update: %+v %v", again, err)
+	}
+	got, err := acme.Client(ctx, c.ID)
+	if err != nil || len(got.RedirectURIs) != 3 || !got.Public || got.Name != "Claude Code" {
+		t.Fatalf("read back: %+v %v", got, err)
+	}
+	tc, _ := f.srv.storage.GetClient("tenant-acme")
+	if !slices.Contains(tc.TrustedPeers, c.ID) {
+		t.Fatalf("acme does not trust the document's client: %v", tc.TrustedPeers)
+	}
+	// Another tenant gets its own client for the same document, and cannot read acme's.
+	g, err := globex.RegisterClient(ctx, oauth.Client{MetadataURL: doc, RedirectURIs: []string{"https://globex.example.com/mcp/callback", "http://localhost/callback"}})
+	if err != nil || g.ID == c.ID {
+		t.Fatalf("globex: %+v %v", g, err)
+	}
+	if _, err := globex.Client(ctx, c.ID); !errors.Is(err, oauth.ErrUnknownClient) {
+		t.Fatalf("globex reads acme's document client: %v", err)
+	}
+	// At the cap, a document's client that never signed in goes first: it is only a copy.
+	reg, _ := acme.RegisterClient(ctx, oauth.Client{Public: true, RedirectURIs: []string{"https://acme.example.com/mcp/callback"}})
+	if _, err := acme.RegisterClient(ctx, oauth.Client{Public: true, RedirectURIs: []string{"https://acme.example.com/mcp/callback"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := acme.Client(ctx, c.ID); !errors.Is(err, oauth.ErrUnknownClient) {
+		t.Fatalf("the document's client survived eviction: %v", err)
+	}
+	if _, err := acme.Client(ctx, reg.ID); err != nil {
+		t.Fatalf("the registered client was evicted instead: %v", err)
+	}
+}
+
 func TestClientAPI_OnlyATenantsOwnClientCredentials(t *testing.T) {
 	f := newFixture(t, 0)
 	h := f.srv.Handler()
@@ -174,10 +219,12 @@ func TestClientAPI_OnlyATenantsOwnClientCredentials(t *testing.T) {
 func TestConnector_KeyMustBelongToTheTenantSigningIn(t *testing.T) {
 	f := newFixture(t, 0)
 	conn := &apiKeyConnector{db: f.db}
-	forTenant := func(id string) context.Context { return context.WithValue(t.Context(), tenantKey{}, id) }
+	forTenant := func(id string) context.Context {
+		return context.WithValue(context.WithValue(t.Context(), tenantKey{}, id), toolsKey{}, []string{"traces", "llm"})
+	}
 
 	id, ok, err := conn.Login(forTenant("acme"), connector.Scopes{}, "api-key", " "+f.key+"\n")
-	if err != nil || !ok || !slices.Contains(id.Groups, "tenant:acme") || !slices.Contains(id.Groups, "scope:read") {
+	if err != nil || !ok || !slices.Equal(id.Groups, []string{"tenant:acme", "scope:read", "tools:traces", "tools:llm"}) {
 		t.Fatalf("acme's key for acme: %+v %v %v", id, ok, err)
 	}
 	if strings.Contains(string(id.ConnectorData), f.key) {
@@ -189,16 +236,19 @@ func TestConnector_KeyMustBelongToTheTenantSigningIn(t *testing.T) {
 	if _, ok, err := conn.Login(forTenant("acme"), connector.Scopes{}, "", "tk_unknown"); ok || err != nil {
 		t.Fatalf("unknown key: %v %v", ok, err)
 	}
-	if _, _, err := conn.Login(t.Context(), connector.Scopes{}, "", f.key); err == nil {
+	if _, _, err := conn.Login(context.WithValue(t.Context(), toolsKey{}, []string{"traces"}), connector.Scopes{}, "", f.key); err == nil {
 		t.Fatal("a sign-in for no tenant succeeded")
+	}
+	if _, _, err := conn.Login(context.WithValue(t.Context(), tenantKey{}, "acme"), connector.Scopes{}, "", f.key); err == nil {
+		t.Fatal("a sign-in without a choice of tools succeeded")
 	}
 	ingestOnly, _, _ := f.db.CreateAPIKey(t.Context(), "acme", "collector", []string{store.ScopeIngest})
 	if _, _, err := conn.Login(forTenant("acme"), connector.Scopes{}, "", ingestOnly); err == nil || !strings.Contains(err.Error(), "read") {
 		t.Fatalf("ingest-only key: %v", err)
 	}
 
-	if _, err := conn.Refresh(t.Context(), connector.Scopes{}, id); err != nil {
-		t.Fatalf("refresh with an active key: %v", err)
+	if refreshed, err := conn.Refresh(t.Context(), connector.Scopes{}, id); err != nil || !slices.Equal(refreshed.Groups, id.Groups) {
+		t.Fatalf("refresh with an active key: %+v %v", refreshed.Groups, err)
 	}
 	keys, _ := f.db.ForTenant("acme").APIKeys(t.Context())
 	for _, k := range keys {

@@ -7,16 +7,19 @@ import (
 	"html/template"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/dexidp/dex/storage"
 
+	"github.com/tracekit/tracekit/server/auth"
 	"github.com/tracekit/tracekit/server/oauth"
 )
 
 type (
 	tenantKey  struct{}
+	toolsKey   struct{}
 	refreshKey struct{}
 )
 
@@ -25,7 +28,8 @@ type refreshOutcome struct{ keyRevoked bool }
 
 // guard sits in front of Dex for what Dex does not do:
 //   - on the API-key page, it throttles wrong keys per client and per IP (a throttled attempt gets 429
-//     and is not checked at all), and tells the connector which tenant the sign-in is for;
+//     and is not checked at all), and tells the connector which tenant the sign-in is for and which
+//     tool groups the person ticked (Dex passes the connector only the key);
 //   - on the token endpoint, it turns a refresh refused because the key was revoked into RFC 6749's
 //     invalid_grant (Dex answers 500 server_error), so that clients sign in again instead of retrying.
 type guard struct {
@@ -67,7 +71,14 @@ func (g *guard) passwordLogin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	ctx := r.Context()
+	tools := chosenToolGroups(r)
+	if len(tools) == 0 {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.WriteHeader(http.StatusBadRequest)
+		noToolsPage.Execute(w, r.URL.RequestURI())
+		return
+	}
+	ctx := context.WithValue(r.Context(), toolsKey{}, tools)
 	if tenant, ok := tenantOf(authReq.Scopes); ok {
 		ctx = context.WithValue(ctx, tenantKey{}, tenant)
 	}
@@ -78,6 +89,29 @@ func (g *guard) passwordLogin(w http.ResponseWriter, r *http.Request) {
 		g.perClient.Allow(client)
 	}
 }
+
+// chosenToolGroups are the tool groups ticked on the API-key page, in auth.ToolGroups order. The form
+// is parsed here; Dex reads the key from the same parsed form.
+func chosenToolGroups(r *http.Request) []string {
+	if r.ParseForm() != nil {
+		return nil
+	}
+	var tools []string
+	for _, g := range auth.ToolGroups {
+		if slices.Contains(r.PostForm["tools"], g.ID) {
+			tools = append(tools, g.ID)
+		}
+	}
+	return tools
+}
+
+var noToolsPage = template.Must(template.New("notools").Parse(`<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>TraceKit sign-in</title></head>
+<body style="font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem">
+<h1 style="font-size:1.25rem">Choose at least one group of tools</h1>
+<p>The assistant needs to be allowed some tools. <a href="{{.}}">Go back</a>, tick what it may use, and enter your key again.</p>
+</body></html>
+`))
 
 // tenantOf finds the tenant a sign-in is for in the audience the facade asked for.
 func tenantOf(scopes []string) (string, bool) {

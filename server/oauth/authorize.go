@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -23,12 +24,26 @@ func (f *Facade) authorize(c *gin.Context) {
 		f.page(c, http.StatusBadRequest, "The sign-in request names no client (client_id is missing). Start again from your assistant.")
 		return
 	}
-	cl, err := f.client(c, clientID)
-	if errors.Is(err, ErrUnknownClient) {
+	cl, err := f.signInClient(c, clientID)
+	var de *DocumentError
+	switch {
+	case errors.Is(err, ErrUnknownClient):
 		f.page(c, http.StatusBadRequest, "This TraceKit does not know the client that sent you here. Remove and add the TraceKit connection in your assistant so that it registers again.")
 		return
-	}
-	if err != nil {
+	case errors.As(err, &de):
+		status := http.StatusBadRequest
+		if de.Unreachable {
+			status = http.StatusBadGateway
+		}
+		f.page(c, status, "The client that sent you here identifies itself with a metadata document that TraceKit cannot use: "+de.Error()+".")
+		return
+	case errors.Is(err, errDocumentThrottled):
+		f.page(c, http.StatusTooManyRequests, "Too many sign-ins started from this address. Try again in a minute.")
+		return
+	case errors.Is(err, ErrTooManyClients):
+		f.page(c, http.StatusServiceUnavailable, "This TraceKit has too many sign-in clients; an administrator can remove unused ones.")
+		return
+	case err != nil:
 		f.cfg.Logger.Error("read OAuth client", "client_id", clientID, "err", err)
 		f.page(c, http.StatusServiceUnavailable, "The authorization server is unavailable. Try again in a minute.")
 		return
@@ -65,7 +80,7 @@ func (f *Facade) authorize(c *gin.Context) {
 	case !f.resourceOK(q["resource"]):
 		fail("invalid_target", "resource must be this TraceKit's MCP URL, "+f.mcpURL)
 	default:
-		state := f.seal.seal(kindState, grant{ClientID: cl.ID, RedirectURI: redirectURI, RedirectExplicit: explicit,
+		state := f.seal.seal(kindState, grant{ClientID: clientID, RedirectURI: redirectURI, RedirectExplicit: explicit,
 			ClientState: q.Get("state")}, stateTTL, f.cfg.Now())
 		dex := url.Values{
 			"client_id":             {cl.ID},
@@ -123,6 +138,44 @@ func (f *Facade) dexCallback(c *gin.Context) {
 		return
 	}
 	c.Redirect(http.StatusSeeOther, withParams(g.RedirectURI, v))
+}
+
+// signInClient returns the client an authorization request names: a registered client, or the client
+// standing for a metadata document, which is fetched (or taken from the cache) and copied into Dex.
+func (f *Facade) signInClient(c *gin.Context, clientID string) (Client, error) {
+	if !isDocumentURL(clientID) {
+		return f.client(c, clientID)
+	}
+	doc, err := f.cfg.Documents.Document(c.Request.Context(), clientID, func() bool {
+		ok, _ := f.registrations.Allow(ClientIP(c.Request))
+		return ok
+	})
+	if err != nil {
+		return Client{}, err
+	}
+	want := Client{ID: DocumentClientID(f.cfg.ClientID, clientID), Public: true, Name: doc.ClientName,
+		RedirectURIs: append([]string{f.callback}, doc.RedirectURIs...), MetadataURL: clientID}
+	have, err := f.client(c, want.ID)
+	switch {
+	case err == nil && have.Public && have.Name == want.Name && slices.Equal(have.RedirectURIs, want.RedirectURIs):
+		return have, nil
+	case err != nil && !errors.Is(err, ErrUnknownClient):
+		return Client{}, err
+	}
+	cl, err := f.cfg.Registrar.RegisterClient(c.Request.Context(), want)
+	if err != nil {
+		return Client{}, err
+	}
+	f.cfg.Logger.Info("OAuth client from a metadata document", "client_id", clientID, "client_name", doc.ClientName, "redirect_uris", doc.RedirectURIs)
+	return cl, nil
+}
+
+// dexClientID is the Dex client a client_id stands for: itself, or the client of a metadata document.
+func (f *Facade) dexClientID(clientID string) string {
+	if isDocumentURL(clientID) {
+		return DocumentClientID(f.cfg.ClientID, clientID)
+	}
+	return clientID
 }
 
 // client reads a client of this tenant from Dex; every call, because reading also restores the

@@ -48,6 +48,8 @@ type envOptions struct {
 	maxClients int
 	// refreshReuse is Dex's refresh-token reuse interval (default 3 s).
 	refreshReuse time.Duration
+	// documents fetches clients' metadata documents (default: the production fetcher).
+	documents *oauth.DocumentFetcher
 }
 
 func newEnv(t *testing.T, opt envOptions, names ...string) *env {
@@ -97,7 +99,7 @@ func newEnv(t *testing.T, opt envOptions, names ...string) *env {
 			t.Fatal(err)
 		}
 		facade, err := oauth.New(oauth.Config{PublicURL: tn.url, Tenant: name, Issuer: e.issuer,
-			ClientID: dexauth.TenantClientID(name), ClientSecret: secret, Logger: logger,
+			ClientID: dexauth.TenantClientID(name), ClientSecret: secret, Logger: logger, Documents: opt.documents,
 			Now: func() time.Time { return time.Now().Add(time.Duration(e.skew.Load())) }})
 		if err != nil {
 			t.Fatal(err)
@@ -203,11 +205,14 @@ func (e *env) loginPage(t *testing.T, tn *tenant, q url.Values) (page string, ba
 	return "", nil
 }
 
-// submitKey posts key on the API-key page; on success it follows Dex's and the facade's redirects
-// and returns where the client is sent.
+// pageDefaults are the tool groups the API-key page ticks until the person changes them.
+var pageDefaults = []string{"traces", "metrics", "llm"}
+
+// submitKey posts key on the API-key page with the page's default tool groups; on success it follows
+// Dex's and the facade's redirects and returns where the client is sent.
 func (e *env) submitKey(t *testing.T, page, key string, header http.Header) (int, *url.URL) {
 	t.Helper()
-	res, body := postForm(t, page, url.Values{"login": {"api-key"}, "password": {key}}, header)
+	res, body := postForm(t, page, url.Values{"login": {"api-key"}, "password": {key}, "tools": pageDefaults}, header)
 	if res.StatusCode != http.StatusSeeOther {
 		if res.StatusCode == http.StatusUnauthorized && !strings.Contains(string(body), "not a valid API key") {
 			t.Fatalf("wrong-key page without its message: %s", body)

@@ -38,6 +38,9 @@ func (f *Facade) authorizationServerMetadata(c *gin.Context) {
 		"grant_types_supported":                 []string{"authorization_code", "refresh_token"},
 		"token_endpoint_auth_methods_supported": []string{"none", "client_secret_basic", "client_secret_post"},
 		"code_challenge_methods_supported":      []string{"S256"},
+		// Claude, Claude Code and VS Code use a metadata document as client_id when this is
+		// advertised together with the auth method "none"; others register.
+		"client_id_metadata_document_supported": true,
 		// Every redirect back to a client carries iss (RFC 9207), errors included.
 		"authorization_response_iss_parameter_supported": true,
 	})

@@ -1,8 +1,9 @@
 // Package oauth is the OAuth 2.1 authorization server that MCP clients see at a tenant's URL. Dex signs
 // the user in (with TraceKit's API-key connector, see server/dexauth) and issues the tokens; this
 // facade supplies what MCP clients need and Dex lacks: RFC 9728 and RFC 8414 metadata, RFC 7591
-// registration, mandatory PKCE S256, the RFC 8707 resource mapped to this tenant, loopback redirects
-// on any port, and tokens whose audience is this tenant. docs/auth.md shows the whole flow.
+// registration and Client ID Metadata Documents, mandatory PKCE S256, the RFC 8707 resource mapped to
+// this tenant, loopback redirects on any port, and tokens whose audience is this tenant. docs/auth.md
+// shows the whole flow.
 package oauth
 
 import (
@@ -36,7 +37,9 @@ type Config struct {
 	Registrar Registrar
 	// HTTPClient calls Dex; nil means a client with a 10 s timeout.
 	HTTPClient *http.Client
-	Logger     *slog.Logger
+	// Documents fetches Client ID Metadata Documents; nil means NewDocumentFetcher().
+	Documents *DocumentFetcher
+	Logger    *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -63,7 +66,8 @@ type Facade struct {
 	callback string // where Dex sends the browser back to
 	seal     *sealer
 	tokens   *auth.OAuthTokens
-	// registrations throttles client registration per IP: it is unauthenticated by design.
+	// registrations throttles client registration, and fetches of metadata documents, per IP: both
+	// are unauthenticated by design.
 	registrations *KeyedLimiter
 }
 
@@ -82,6 +86,9 @@ func New(cfg Config) (*Facade, error) {
 	}
 	if cfg.Registrar == nil {
 		cfg.Registrar = &RemoteRegistrar{Issuer: cfg.Issuer, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, HTTPClient: cfg.HTTPClient}
+	}
+	if cfg.Documents == nil {
+		cfg.Documents = NewDocumentFetcher()
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -89,6 +89,22 @@ func (f *Facade) register(c *gin.Context) {
 	c.JSON(http.StatusCreated, res)
 }
 
+// checkRedirectURIs applies the redirect URI rules to a registration or a metadata document.
+func checkRedirectURIs(uris []string) (code, desc string) {
+	if len(uris) == 0 {
+		return "invalid_redirect_uri", "redirect_uris is required: the authorization code flow redirects back to the client"
+	}
+	if len(uris) > maxRedirectURIs {
+		return "invalid_redirect_uri", fmt.Sprintf("at most %d redirect_uris", maxRedirectURIs)
+	}
+	for _, u := range uris {
+		if err := checkRedirectURI(u); err != nil {
+			return "invalid_redirect_uri", err.Error()
+		}
+	}
+	return "", ""
+}
+
 func regError(c *gin.Context, code, desc string) {
 	c.JSON(http.StatusBadRequest, APIError{code, desc})
 }
@@ -96,16 +112,8 @@ func regError(c *gin.Context, code, desc string) {
 // validateMetadata checks md and fills in defaults, returning an RFC 7591 §3.2.2 error code and
 // description when md cannot be registered.
 func validateMetadata(md *clientMetadata) (code, desc string) {
-	if len(md.RedirectURIs) == 0 {
-		return "invalid_redirect_uri", "redirect_uris is required: the authorization code flow redirects back to the client"
-	}
-	if len(md.RedirectURIs) > maxRedirectURIs {
-		return "invalid_redirect_uri", fmt.Sprintf("at most %d redirect_uris", maxRedirectURIs)
-	}
-	for _, u := range md.RedirectURIs {
-		if err := checkRedirectURI(u); err != nil {
-			return "invalid_redirect_uri", err.Error()
-		}
+	if code, desc := checkRedirectURIs(md.RedirectURIs); code != "" {
+		return code, desc
 	}
 	// RFC 7591's default is client_secret_basic, but MCP clients that omit the method are public
 	// clients; §3.2.1 lets the server choose, and the response tells the client.

@@ -20,13 +20,17 @@ type Client struct {
 	Name   string `json:"name,omitempty"`
 	// RedirectURIs are the facade's callback, which Dex redirects to, then the client's own.
 	RedirectURIs []string `json:"redirect_uris"`
+	// MetadataURL, in a RegisterClient request, makes the client the one standing for the Client ID
+	// Metadata Document at that URL: created with the id DocumentClientID, or updated if it exists.
+	MetadataURL string `json:"metadata_url,omitempty"`
 }
 
 // Registrar creates MCP clients at Dex, which has no dynamic registration of its own, and reads them
 // back. A registrar acts for one tenant: it makes the tenant's client trust each client it creates,
 // so the client may ask Dex for tokens whose audience is the tenant.
 type Registrar interface {
-	// RegisterClient creates c with a new id (and, unless c is public, a new secret) and returns it.
+	// RegisterClient creates c with a new id (and, unless c is public, a new secret) and returns it;
+	// with a MetadataURL, it creates or updates the document's public client.
 	RegisterClient(ctx context.Context, c Client) (Client, error)
 	// Client returns a client the tenant registered, or ErrUnknownClient.
 	Client(ctx context.Context, id string) (Client, error)

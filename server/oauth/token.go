@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/tracekit/tracekit/server/auth"
 )
 
 // token is the token endpoint. It checks what Dex cannot know (the sealed code's client and redirect
@@ -36,10 +38,11 @@ func (f *Facade) token(c *gin.Context) {
 		tokenError(c, http.StatusUnauthorized, "invalid_client", "send client_id (and client_secret for a confidential client)")
 		return
 	}
-	switch _, err := f.client(c, clientID); {
+	cl, err := f.client(c, f.dexClientID(clientID))
+	switch {
 	case errors.Is(err, ErrUnknownClient):
 		c.Header("WWW-Authenticate", `Basic realm="tracekit"`)
-		tokenError(c, http.StatusUnauthorized, "invalid_client", "this TraceKit does not know the client; register again")
+		tokenError(c, http.StatusUnauthorized, "invalid_client", "this TraceKit does not know the client; register or sign in again")
 		return
 	case err != nil:
 		f.cfg.Logger.Error("read OAuth client", "client_id", clientID, "err", err)
@@ -50,8 +53,8 @@ func (f *Facade) token(c *gin.Context) {
 		tokenError(c, http.StatusBadRequest, "invalid_target", "resource must be this TraceKit's MCP URL, "+f.mcpURL)
 		return
 	}
-	dex := url.Values{"client_id": {clientID}}
-	if secret != "" {
+	dex := url.Values{"client_id": {cl.ID}}
+	if secret != "" && !cl.Public {
 		dex.Set("client_secret", secret)
 	}
 	switch form.Get("grant_type") {
@@ -138,7 +141,23 @@ func (f *Facade) exchange(c *gin.Context, form url.Values) {
 		ExpiresIn    int    `json:"expires_in"`
 		RefreshToken string `json:"refresh_token,omitempty"`
 		Scope        string `json:"scope"`
-	}{t.AccessToken, "Bearer", t.ExpiresIn, t.RefreshToken, scopeRead})
+	}{t.AccessToken, "Bearer", t.ExpiresIn, t.RefreshToken, f.grantedScope(c, t.AccessToken)})
+}
+
+// grantedScope is the token's scope as RFC 6749 §5.1 reports it: read, and the tool groups the person
+// chose on the sign-in page. Verifying the token here also puts it in the verified-token cache the
+// first MCP request then hits.
+func (f *Facade) grantedScope(c *gin.Context, accessToken string) string {
+	p, err := f.tokens.Verify(c.Request.Context(), accessToken)
+	if err != nil {
+		f.cfg.Logger.Warn("cannot read the tool groups of a token Dex just issued", "err", err)
+		return scopeRead
+	}
+	scope := []string{scopeRead}
+	for _, g := range p.ToolGroups {
+		scope = append(scope, auth.ToolGroupClaim(g))
+	}
+	return strings.Join(scope, " ")
 }
 
 func tokenError(c *gin.Context, status int, code, desc string) {
