@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -377,4 +378,49 @@ func (b *browser) signIn(authURL, key string) error {
 		return fmt.Errorf("wrong-key message %q, %v", msg, err)
 	}
 	return chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("password"), key), chromedp.Click(chromedp.ID("submit-login")))
+}
+
+// signInChoosingTools opens an authorization URL, ticks exactly the tool groups in tools by clicking
+// them, submits a wrong key, checks that the page comes back with the same choice, then submits key.
+// It returns the tool groups the page offers.
+func (b *browser) signInChoosingTools(authURL, key string, tools []string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
+	defer cancel()
+	type box struct {
+		Value   string `json:"value"`
+		Checked bool   `json:"checked"`
+	}
+	readBoxes := chromedp.Evaluate[[]box](`Array.from(document.querySelectorAll('input[name=tools]')).map(b => ({value: b.value, checked: b.checked}))`)
+	if err := chromedp.Do(ctx, chromedp.Navigate(authURL), chromedp.WaitVisible(chromedp.ID("password"))); err != nil {
+		return nil, err
+	}
+	offered, err := chromedp.Run(ctx, readBoxes)
+	if err != nil {
+		return nil, err
+	}
+	var groups []string
+	for _, o := range offered {
+		groups = append(groups, o.Value)
+		if o.Checked != slices.Contains(tools, o.Value) {
+			if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`input[name=tools][value="`+o.Value+`"]`))); err != nil {
+				return nil, err
+			}
+		}
+	}
+	err = chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.ID("password"), "tk_not-a-key"),
+		chromedp.Click(chromedp.ID("submit-login")),
+		chromedp.WaitVisible(chromedp.ID("login-error")))
+	if err != nil {
+		return nil, err
+	}
+	if offered, err = chromedp.Run(ctx, readBoxes); err != nil {
+		return nil, err
+	}
+	for _, o := range offered {
+		if o.Checked != slices.Contains(tools, o.Value) {
+			return nil, fmt.Errorf("after a wrong key, %s is ticked=%v, not as chosen", o.Value, o.Checked)
+		}
+	}
+	return groups, chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("password"), key), chromedp.Click(chromedp.ID("submit-login")))
 }

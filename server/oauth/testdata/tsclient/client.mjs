@@ -1,7 +1,8 @@
 // The TypeScript SDK's MCP client signing in to TraceKit the way desktop clients built on it do:
-// discovery from the 401, dynamic registration, PKCE, a loopback redirect, then a tool call.
+// discovery from the 401, dynamic registration or a client metadata document, PKCE, a loopback
+// redirect, then a tool call.
 //
-// Usage: node client.mjs <MCP URL>
+// Usage: node client.mjs <MCP URL> [<client metadata document URL>]
 // It talks to the Go test on stdout: "AUTHORIZE <url>" when a user must sign in in a browser, then
 // "RESULT <json>" with what the test checks. The loopback redirect URI is served here.
 import { randomUUID } from 'node:crypto';
@@ -11,6 +12,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 
 const mcpURL = new URL(process.argv[2]);
+const clientMetadataUrl = process.argv[3];
 
 const listener = http.createServer();
 await new Promise((resolve) => listener.listen(0, '127.0.0.1', resolve));
@@ -25,6 +27,8 @@ const authorizationResponse = new Promise((resolve) => {
 // Keeps everything in memory, as a test needs; real clients persist it.
 class Provider {
   get redirectUrl() { return redirectUrl; }
+  // With a document URL, the SDK presents it as client_id where the server supports that.
+  get clientMetadataUrl() { return clientMetadataUrl; }
   get clientMetadata() {
     return {
       client_name: 'TypeScript SDK e2e',
