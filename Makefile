@@ -8,7 +8,7 @@ BIN := $(CURDIR)/bin
 include hack/tools.mk
 include hack/chart.mk
 
-.PHONY: run build test test-deps lint bench-ingest clean help
+.PHONY: run build test test-deps lint bench-ingest smoke-mcp clean help
 
 ## run: start tracekit on SQLite with demo data (tracekit dev); state in ./.tracekit
 run: build
@@ -41,6 +41,14 @@ lint:
 ## bench-ingest: durable OTLP ingest throughput and RSS against PostgreSQL (see docs/benchmarks.md)
 bench-ingest: build
 	$(GO) run ./hack/ingestbench -tracekit $(BIN)/tracekit $(ARGS)
+
+## smoke-mcp: a first session with the TypeScript MCP SDK against a running server:
+##   make smoke-mcp MCP_URL=http://127.0.0.1:8080/mcp API_KEY=tk_…   (the two lines make run prints)
+smoke-mcp: hack/mcpsmoke/node_modules/.package-lock.json
+	node hack/mcpsmoke/smoke.mjs $(MCP_URL) $(API_KEY)
+
+hack/mcpsmoke/node_modules/.package-lock.json: hack/mcpsmoke/package.json hack/mcpsmoke/package-lock.json
+	npm ci --prefix hack/mcpsmoke --no-audit --no-fund
 
 clean:
 	rm -rf $(BIN)
