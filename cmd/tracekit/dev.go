@@ -53,7 +53,6 @@ func runDev(ctx context.Context, args []string) error {
 	h := auth.mount(app.New(app.Config{DB: db, PublicURL: base, Logger: logger, OAuth: auth.facade}))
 	errc := make(chan error, 1)
 	go func() { errc <- serve(ctx, ln, h) }()
-	go analysis.Run(ctx, analysis.Config{DB: db, Logger: logger, DemoRules: true}) //nolint:errcheck // returns only when ctx ends
 
 	marker := filepath.Join(*dataDir, "demo-loaded")
 	if _, err := os.Stat(marker); os.IsNotExist(err) && !*noDemo {
@@ -68,6 +67,9 @@ func runDev(ctx context.Context, args []string) error {
 		fmt.Fprintf(os.Stderr, "Demo data: %d spans, %d LLM calls, %d labelled incidents (%s)\n",
 			res.Spans, res.LLMCalls, len(res.Incidents), filepath.Join(*dataDir, "demo-incidents.json"))
 	}
+	// Analysis starts once the demo day is in: it would otherwise compete with the load for SQLite's
+	// single writer and judge a day that is still arriving.
+	go analysis.Run(ctx, analysis.Config{DB: db, Logger: logger, DemoRules: true}) //nolint:errcheck // returns only when ctx ends
 	printConnectionHelp(base, key)
 	return <-errc
 }
