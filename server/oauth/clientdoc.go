@@ -154,12 +154,12 @@ func newDocumentFetcher(o fetchOptions) *DocumentFetcher {
 
 // nonPublic are ranges that IsGlobalUnicast and IsPrivate let through but that are not the public
 // internet: shared address space (often cluster-internal), benchmarking and documentation ranges,
-// reserved space, and IPv6 ranges that embed an IPv4 address (NAT64, 6to4, Teredo) and could
-// smuggle a private one.
+// reserved space, and IPv6 ranges that embed an IPv4 address (IPv4-compatible, NAT64, 6to4,
+// Teredo) and could smuggle a private one.
 var nonPublic = func() []netip.Prefix {
 	var ps []netip.Prefix
 	for _, s := range []string{"0.0.0.0/8", "100.64.0.0/10", "192.0.0.0/24", "192.0.2.0/24", "198.18.0.0/15",
-		"198.51.100.0/24", "203.0.113.0/24", "240.0.0.0/4", "64:ff9b::/96", "64:ff9b:1::/48", "100::/64",
+		"198.51.100.0/24", "203.0.113.0/24", "240.0.0.0/4", "::/96", "64:ff9b::/96", "64:ff9b:1::/48", "100::/64",
 		"2001::/32", "2001:db8::/32", "2002::/16"} {
 		ps = append(ps, netip.MustParsePrefix(s))
 	}
