@@ -51,9 +51,6 @@ func (h *Histogram) Add(v int64) { h.AddKey(Key(v), 1) }
 
 // AddKey counts c values in bucket k.
 func (h *Histogram) AddKey(k int, c uint64) {
-	if c == 0 {
-		return
-	}
 	switch {
 	case len(h.counts) == 0:
 		h.lo = k
@@ -73,9 +70,22 @@ func (h *Histogram) AddKey(k int, c uint64) {
 
 // Merge adds o's counts to h.
 func (h *Histogram) Merge(o *Histogram) {
-	for i, c := range o.counts {
-		h.AddKey(o.lo+i, c)
+	if len(o.counts) == 0 {
+		return
 	}
+	// Widen h once to cover o, then add slot by slot.
+	h.AddKey(o.lo, 0)
+	h.AddKey(o.lo+len(o.counts)-1, 0)
+	dst := h.counts[o.lo-h.lo:]
+	for i, c := range o.counts {
+		dst[i] += c
+	}
+	h.n += o.n
+}
+
+// Reset empties h, keeping its memory for reuse.
+func (h *Histogram) Reset() {
+	h.counts, h.n = h.counts[:0], 0
 }
 
 // Count is the number of values added.

@@ -88,3 +88,19 @@ func TestZeroAndTinyValues_ShareTheFirstBucket(t *testing.T) {
 		t.Fatalf("count %d max %.1f, want 3 values in bucket 0", h.Count(), h.Quantile(1))
 	}
 }
+
+func TestMergeAndReset_HandleDisjointRangesAndReuse(t *testing.T) {
+	var low, high, h Histogram
+	low.Add(1e3)
+	high.Add(1e9)
+	h.Merge(&high)
+	h.Merge(&low)
+	if h.Count() != 2 || h.Quantile(0.5) > 1.1e3 || h.Quantile(1) < 0.98e9 {
+		t.Fatalf("merged: count %d, median %.0f, max %.0f", h.Count(), h.Quantile(0.5), h.Quantile(1))
+	}
+	h.Reset()
+	h.Add(5e6)
+	if h.Count() != 1 || math.Abs(h.Quantile(1)-5e6)/5e6 > RelativeError {
+		t.Fatalf("after Reset: count %d, value %.0f", h.Count(), h.Quantile(1))
+	}
+}

@@ -163,28 +163,47 @@ type RollupQuery struct {
 // Rollups returns the rows covering q's window. Every request is counted exactly once: minute rows,
 // or, with Hourly, hourly rows plus the partial minute rows not yet merged into them.
 func (t *Tenant) Rollups(ctx context.Context, q RollupQuery) ([]Rollup, error) {
-	var w where
-	w.add("tenant_id = ?", t.id)
-	w.add("kind = ?", q.Kind)
+	var series where
+	series.add("tenant_id = ?", t.id)
+	series.add("kind = ?", q.Kind)
 	if q.Service != "" {
-		w.add("service = ?", q.Service)
+		series.add("service = ?", q.Service)
 	}
 	if q.Name != "" {
-		w.add("name = ?", q.Name)
+		series.add("name = ?", q.Name)
 	}
 	h1 := (q.From + Hour - 1) / Hour * Hour
 	h2 := q.To / Hour * Hour
-	if !q.Hourly || h1 >= h2 {
-		w.add("res_ns = ? AND bucket_ns >= ? AND bucket_ns < ?", Minute, q.From, q.To)
-	} else {
-		w.add(`(res_ns = ? AND bucket_ns >= ? AND bucket_ns < ?
-			OR res_ns = ? AND bucket_ns >= ? AND bucket_ns < ?
-			OR res_ns = ? AND bucket_ns >= ? AND bucket_ns < ?
-			OR res_ns = ? AND partial = true AND bucket_ns >= ? AND bucket_ns < ?)`,
-			Minute, q.From, h1, Minute, h2, q.To, Hour, h1, h2, Minute, h1, h2)
+	type part struct {
+		res, from, to int64
+		partialOnly   bool
+	}
+	parts := []part{{Minute, q.From, q.To, false}}
+	if q.Hourly && h1 < h2 {
+		parts = []part{{Minute, q.From, h1, false}, {Minute, h2, q.To, false}, {Hour, h1, h2, false}, {Minute, h1, h2, true}}
+	}
+	// One SELECT per part, so that each is planned on its own index (an OR of ranges is not).
+	var sels []string
+	var args []any
+	for _, p := range parts {
+		if p.from >= p.to {
+			continue
+		}
+		w := series
+		w.conds = append([]string(nil), series.conds...)
+		w.args = append([]any(nil), series.args...)
+		w.add("res_ns = ? AND bucket_ns >= ? AND bucket_ns < ?", p.res, p.from, p.to)
+		if p.partialOnly {
+			w.add("partial = true")
+		}
+		sels = append(sels, `SELECT `+rollupSelect+` FROM metric_rollups`+w.sql())
+		args = append(args, w.args...)
 	}
 	var out []Rollup
-	if err := t.db.x.SelectContext(ctx, &out, t.rebind(`SELECT `+rollupSelect+` FROM metric_rollups`+w.sql()), w.args...); err != nil {
+	if len(sels) == 0 {
+		return out, nil
+	}
+	if err := t.db.x.SelectContext(ctx, &out, t.rebind(strings.Join(sels, " UNION ALL ")), args...); err != nil {
 		return nil, fmt.Errorf("read metric rollups: %w", err)
 	}
 	return out, nil

@@ -35,6 +35,23 @@ func (a *Agg) Add(r *store.Rollup) error {
 	return nil
 }
 
+// addTo sums r into each of aggs, decoding its histogram once into scratch.
+func addTo(r *store.Rollup, scratch *sketch.Histogram, aggs ...*Agg) error {
+	scratch.Reset()
+	if err := scratch.AddEncoded(r.Hist); err != nil {
+		return fmt.Errorf("rollup of %s %s at %d: %w", r.Service, r.Name, r.BucketNS, err)
+	}
+	for _, a := range aggs {
+		a.N += r.N
+		a.Errors += r.Errors
+		a.CostUSD += r.CostUSD
+		a.InputTokens += r.InputTokens
+		a.OutputTokens += r.OutputTokens
+		a.Hist.Merge(scratch)
+	}
+	return nil
+}
+
 // Merge sums o into a.
 func (a *Agg) Merge(o *Agg) {
 	a.N += o.N
@@ -145,27 +162,24 @@ func ServiceMetrics(ctx context.Context, t *store.Tenant, q store.MetricsQuery) 
 		return m, nil
 	}
 	var total Agg
+	var scratch sketch.Histogram
 	series := map[int64]*Agg{}
 	ops := map[string]*Agg{}
 	for i := range rows {
 		r := &rows[i]
-		if err := total.Add(r); err != nil {
-			return m, err
-		}
 		b := r.BucketNS - mod(r.BucketNS, step)
 		if series[b] == nil {
 			series[b] = &Agg{}
 		}
-		if err := series[b].Add(r); err != nil {
-			return m, err
-		}
+		aggs := []*Agg{&total, series[b]}
 		if q.ByOperation {
 			if ops[r.Name] == nil {
 				ops[r.Name] = &Agg{}
 			}
-			if err := ops[r.Name].Add(r); err != nil {
-				return m, err
-			}
+			aggs = append(aggs, ops[r.Name])
+		}
+		if err := addTo(r, &scratch, aggs...); err != nil {
+			return m, err
 		}
 	}
 	m.Total = total.Stats("all")
