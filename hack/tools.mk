@@ -57,9 +57,9 @@ manifests: $(CONTROLLER_GEN)
 generate: $(CONTROLLER_GEN)
 	cd $(TOOLS_ROOT) && $(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
 
-## test-operator: the API and controller tests against envtest, PostgreSQL and in-process Dex
+## test-operator: API and controller tests (envtest, PostgreSQL, in-process Dex) and the operator end-to-end test
 test-operator: envtest-assets controller-gen
-	cd $(TOOLS_ROOT) && KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) CONTROLLER_GEN=$(CONTROLLER_GEN) go test -count=1 ./api/... ./controllers/...
+	cd $(TOOLS_ROOT) && KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) CONTROLLER_GEN=$(CONTROLLER_GEN) go test -count=1 ./api/... ./controllers/... ./test/e2e/...
 
 ## bench-operator: 200 tenants applied at once on envtest: time to Ready, writes on resync (docs/benchmarks.md)
 bench-operator: envtest-assets
