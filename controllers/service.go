@@ -33,8 +33,8 @@ func (r *TenantReconciler) reconcileIngress(ctx context.Context, t *tracekitv1al
 }
 
 // desiredIngress routes the tenant's host, or its path prefix on a shared host, to its Service. The
-// prefix is passed on unchanged: the server serves under the path of its public URL, which keeps
-// discovery documents and redirects consistent with what the client connected to.
+// prefix is passed on unchanged, since rewriting is specific to each Ingress controller: the server
+// knows the prefix from TRACEKIT_PUBLIC_URL and answers under it.
 func desiredIngress(t *tracekitv1alpha1.TraceKitTenant, base *url.URL) *networkingv1ac.IngressApplyConfiguration {
 	path := base.Path
 	if path == "" {
