@@ -2,11 +2,14 @@ package dexauth
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"html/template"
 	"math"
+	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,9 +30,10 @@ type (
 type refreshOutcome struct{ keyRevoked bool }
 
 // guard sits in front of Dex for what Dex does not do:
-//   - on the API-key page, it throttles wrong keys per client and per IP (a throttled attempt gets 429
-//     and is not checked at all), and tells the connector which tenant the sign-in is for and which
-//     tool groups the person ticked (Dex passes the connector only the key);
+//   - on the API-key page, it says which client asks and where the access will go, throttles wrong
+//     keys per client and per IP (a throttled attempt gets 429 and is not checked at all), and tells
+//     the connector which tenant the sign-in is for and which tool groups the person ticked (Dex
+//     passes the connector only the key);
 //   - on the token endpoint, it turns a refresh refused because the key was revoked into RFC 6749's
 //     invalid_grant (Dex answers 500 server_error), so that clients sign in again instead of retrying.
 type guard struct {
@@ -42,8 +46,18 @@ type guard struct {
 
 func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
+	login := strings.HasPrefix(p, g.issuerPath+"/auth/") && strings.HasSuffix(p, "/login")
 	switch {
-	case r.Method == http.MethodPost && strings.HasPrefix(p, g.issuerPath+"/auth/") && strings.HasSuffix(p, "/login"):
+	case r.Method == http.MethodGet && login:
+		authReq, err := g.storage.GetAuthRequest(r.URL.Query().Get("state"))
+		if err != nil {
+			g.next.ServeHTTP(w, r)
+			return
+		}
+		buf := &bufferedResponse{header: http.Header{}}
+		g.next.ServeHTTP(buf, r)
+		g.writePage(w, buf, authReq)
+	case r.Method == http.MethodPost && login:
 		g.passwordLogin(w, r)
 	case r.Method == http.MethodPost && p == g.issuerPath+"/token":
 		g.token(w, r)
@@ -82,12 +96,69 @@ func (g *guard) passwordLogin(w http.ResponseWriter, r *http.Request) {
 	if tenant, ok := tenantOf(authReq.Scopes); ok {
 		ctx = context.WithValue(ctx, tenantKey{}, tenant)
 	}
-	rec := &statusRecorder{ResponseWriter: w}
-	g.next.ServeHTTP(rec, r.WithContext(ctx))
-	if rec.status == http.StatusUnauthorized { // Dex shows the form again: a wrong key
+	buf := &bufferedResponse{header: http.Header{}}
+	g.next.ServeHTTP(buf, r.WithContext(ctx))
+	if buf.status == http.StatusUnauthorized { // Dex shows the form again: a wrong key
 		g.perIP.Allow(ip)
 		g.perClient.Allow(client)
 	}
+	g.writePage(w, buf, authReq)
+}
+
+// clientSlot is the empty paragraph of password.html that writePage fills: Dex gives its templates
+// nothing about the client.
+const clientSlot = `<p id="client" class="hint"></p>`
+
+// writePage writes Dex's answer, with the API-key page saying which client asks and where the access
+// goes. Names are whatever a client registered; where it receives the access is what a person can
+// judge a phishing attempt by.
+func (g *guard) writePage(w http.ResponseWriter, buf *bufferedResponse, authReq storage.AuthRequest) {
+	body := buf.body.Bytes()
+	if bytes.Contains(body, []byte(clientSlot)) {
+		if c, err := g.storage.GetClient(authReq.ClientID); err == nil && len(c.RedirectURIs) > 1 {
+			var text bytes.Buffer
+			clientText.Execute(&text, struct{ Name, Destinations string }{c.Name, destinations(c.RedirectURIs[1:])})
+			body = bytes.Replace(body, []byte(clientSlot), text.Bytes(), 1)
+			buf.header.Del("Content-Length")
+		}
+	}
+	for k, v := range buf.header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(cmp.Or(buf.status, http.StatusOK))
+	w.Write(body)
+}
+
+var clientText = template.Must(template.New("client").Parse(`<p id="client" class="hint">` +
+	`Asking: {{if .Name}}the application calling itself <strong>{{.Name}}</strong>{{else}}an unnamed application{{end}}, ` +
+	`which receives the access at <strong>{{.Destinations}}</strong>. Sign in only if you started this from your assistant.</p>`))
+
+// destinations says, for a person, where the redirect URIs lead: a host, this computer for loopback
+// listeners, or the app behind a private-use scheme. The first is the facade's callback, not given.
+func destinations(uris []string) string {
+	var out []string
+	for _, raw := range uris {
+		u, err := url.Parse(raw)
+		if err != nil {
+			continue
+		}
+		d := u.Scheme + "://" + u.Host
+		switch {
+		case u.Scheme == "http" || (u.Scheme == "https" && isLoopbackHost(u.Hostname())):
+			d = "this computer"
+		case u.Scheme == "https":
+			d = u.Hostname()
+		}
+		if !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	return strings.Join(out, " or ")
+}
+
+func isLoopbackHost(h string) bool {
+	ip := net.ParseIP(h)
+	return h == "localhost" || (ip != nil && ip.IsLoopback())
 }
 
 // chosenToolGroups are the tool groups ticked on the API-key page, in auth.ToolGroups order. The form
@@ -150,26 +221,7 @@ func (g *guard) token(w http.ResponseWriter, r *http.Request) {
 	w.Write(buf.body.Bytes())
 }
 
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusRecorder) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusRecorder) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	return s.ResponseWriter.Write(b)
-}
-
-// bufferedResponse holds a token response until the guard knows whether to replace it.
+// bufferedResponse holds a response of Dex until the guard knows whether to change it.
 type bufferedResponse struct {
 	header http.Header
 	status int

@@ -34,6 +34,8 @@ type clientCase struct {
 	resource bool
 	// origin is the web page's origin for a client that runs in a browser.
 	origin string
+	// destination is where the API-key page says the access goes.
+	destination string
 }
 
 // claudeDocument is Claude's published document (claude.ai/oauth/mcp-oauth-client-metadata).
@@ -56,6 +58,7 @@ var clientMatrix = []clientCase{
 		// plus offline_access, which the authorization server lists.
 		name: "Claude web connector", document: claudeDocument, redirect: "https://claude.ai/api/mcp/auth_callback",
 		scope: "read offline_access", resource: true,
+		destination: "claude.ai",
 	},
 	{
 		// claude.ai/oauth/claude-code-client-metadata: port-less loopback redirects; Claude Code
@@ -66,12 +69,14 @@ var clientMatrix = []clientCase{
 			"grant_types":   []string{"authorization_code", "refresh_token"}, "response_types": []string{"code"},
 			"token_endpoint_auth_method": "none"},
 		redirect: "http://localhost:54545/callback", scope: "read offline_access", resource: true,
+		destination: "this computer",
 	},
 	{
 		// Before metadata documents, Claude Code registered its loopback listener and omitted resource.
 		name:         "Claude Code (registration, no resource)",
 		registration: tsRegistration("Claude Code (tracekit)", "http://localhost:51234/callback"),
 		redirect:     "http://localhost:51234/callback", scope: "read",
+		destination: "this computer",
 	},
 	{
 		// vscode.dev/oauth/client-metadata.json, with a device-code grant this server does not offer.
@@ -81,6 +86,7 @@ var clientMatrix = []clientCase{
 			"response_types": []string{"code"}, "token_endpoint_auth_method": "none",
 			"redirect_uris": []string{"http://127.0.0.1:33418/", "https://vscode.dev/redirect"}},
 		redirect: "http://127.0.0.1:33418/", scope: "read", resource: true,
+		destination: "this computer or vscode.dev",
 	},
 	{
 		// microsoft/vscode#278512: what VS Code registers, and the redirect when port 33418 is taken.
@@ -88,6 +94,7 @@ var clientMatrix = []clientCase{
 		registration: tsRegistration("Visual Studio Code", "https://insiders.vscode.dev/redirect", "https://vscode.dev/redirect",
 			"http://127.0.0.1/", "http://127.0.0.1:33418/"),
 		redirect: "http://127.0.0.1:59656/", scope: "read", resource: true,
+		destination: "insiders.vscode.dev or vscode.dev or this computer",
 	},
 	{
 		// Cursor registers its desktop loopback, its web agents' callback and the older private-use
@@ -96,11 +103,13 @@ var clientMatrix = []clientCase{
 		registration: tsRegistration("Cursor", "http://localhost:8787/callback", "https://www.cursor.com/agents/mcp/oauth/callback",
 			"cursor://anysphere.cursor-mcp/oauth/callback"),
 		redirect: "http://localhost:8787/callback", scope: "read", resource: true,
+		destination: "this computer or www.cursor.com or cursor://anysphere.cursor-mcp",
 	},
 	{
 		name:         "Cursor (private-use scheme)",
 		registration: tsRegistration("Cursor", "cursor://anysphere.cursor-mcp/oauth/callback"),
 		redirect:     "cursor://anysphere.cursor-mcp/oauth/callback", scope: "read", resource: true,
+		destination: "cursor://anysphere.cursor-mcp",
 	},
 	{
 		// Windsurf publishes nothing about its sign-in; servers that list it record a loopback
@@ -108,6 +117,7 @@ var clientMatrix = []clientCase{
 		name:         "Windsurf",
 		registration: tsRegistration("Windsurf", "http://localhost:38921/callback"),
 		redirect:     "http://localhost:38921/callback", scope: "read", resource: true,
+		destination: "this computer",
 	},
 	{
 		// Cline is a VS Code extension: VS Code's URI handler receives the response, under a path
@@ -115,6 +125,7 @@ var clientMatrix = []clientCase{
 		name:         "Cline",
 		registration: tsRegistration("Cline", "vscode://saoudrizwan.claude-dev/mcp-auth/callback/3f9a1c2b"),
 		redirect:     "vscode://saoudrizwan.claude-dev/mcp-auth/callback/3f9a1c2b", scope: "read", resource: true,
+		destination: "vscode://saoudrizwan.claude-dev",
 	},
 	{
 		// chatgpt.com/oauth/client.json prefers private_key_jwt and lists none, which is what a
@@ -126,6 +137,7 @@ var clientMatrix = []clientCase{
 			"grant_types": []string{"authorization_code", "refresh_token"}, "response_types": []string{"code"},
 			"token_endpoint_auth_signing_alg": "RS256", "jwks_uri": "https://chatgpt.com/oauth/jwks.json"},
 		redirect: "https://chatgpt.com/connector_platform_oauth_redirect", scope: "read", resource: true,
+		destination: "chatgpt.com",
 	},
 	{
 		// The MCP Inspector runs in a browser page on localhost:6274: every call is cross-origin.
@@ -134,6 +146,7 @@ var clientMatrix = []clientCase{
 			"grant_types": []string{"authorization_code", "refresh_token"}, "response_types": []string{"code"},
 			"client_name": "MCP Inspector", "client_uri": "https://github.com/modelcontextprotocol/inspector", "scope": "read"},
 		redirect: "http://localhost:6274/oauth/callback", scope: "read", resource: true, origin: "http://localhost:6274",
+		destination: "this computer",
 	},
 }
 
@@ -295,6 +308,9 @@ func TestClientMatrix_EveryClientSignsInAndCallsTheMCPEndpoint(t *testing.T) {
 			page, refused := e.loginPage(t, tn, q)
 			if refused != nil {
 				t.Fatalf("authorization refused: %s", refused)
+			}
+			if _, body := getURL(t, page); !strings.Contains(string(body), "receives the access at <strong>"+cc.destination+"</strong>") {
+				t.Fatalf("the API-key page does not say the access goes to %s:\n%s", cc.destination, body)
 			}
 			status, back := e.submitKey(t, page, tn.key, nil)
 			if status != http.StatusSeeOther || !strings.HasPrefix(back.String(), cc.redirect) ||
