@@ -30,7 +30,7 @@ type env struct {
 	keyA, keyB   string
 }
 
-func newEnv(t *testing.T, db *store.DB) *env {
+func newEnv(t testing.TB, db *store.DB) *env {
 	t.Helper()
 	ctx := context.Background()
 	e := &env{db: db, acme: db.ForTenant("acme"), globex: db.ForTenant("globex")}
@@ -83,12 +83,12 @@ func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 const protocol = "2025-06-18"
 
 // connect opens an MCP session with the SDK's own client, authenticated with key.
-func (e *env) connect(t *testing.T, key string) *mcp.ClientSession {
+func (e *env) connect(t testing.TB, key string) *mcp.ClientSession {
 	t.Helper()
 	return e.connectVersion(t, key, protocol, nil)
 }
 
-func (e *env) connectVersion(t *testing.T, key, version string, rt http.RoundTripper) *mcp.ClientSession {
+func (e *env) connectVersion(t testing.TB, key, version string, rt http.RoundTripper) *mcp.ClientSession {
 	t.Helper()
 	if rt == nil {
 		rt = bearer{key}

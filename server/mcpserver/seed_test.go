@@ -31,7 +31,7 @@ const (
 
 func traceID(i int) string { return fmt.Sprintf("%032x", i+1) }
 
-func seedShop(t *testing.T, tn *store.Tenant, now time.Time) shop {
+func seedShop(t testing.TB, tn *store.Tenant, now time.Time) shop {
 	t.Helper()
 	ctx := context.Background()
 	// Requests end before the current minute, which service statistics (kept per minute) leave out.

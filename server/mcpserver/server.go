@@ -43,7 +43,14 @@ type Config struct {
 	RCA RCAComputer
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// AnswerTTL is how long identical calls of a tenant share one answer; zero means 10 seconds,
+	// negative turns sharing off.
+	AnswerTTL time.Duration
 }
+
+// defaultAnswerTTL is short next to how fast observability data matters to a person, and long next
+// to an assistant's burst of calls.
+const defaultAnswerTTL = 10 * time.Second
 
 // RCAComputer computes the root-cause analysis of an anomaly and stores it, so the next call reads it.
 type RCAComputer interface {
@@ -72,13 +79,18 @@ type tools struct {
 	now func() time.Time
 	rca RCAComputer
 	// args lists each tool's argument names, for error messages.
-	args map[string][]string
+	args    map[string][]string
+	answers *answers
 }
 
 // NewServer returns the MCP server with the eleven tools. It serves any tenant: each call takes the
 // tenant from the authenticated request context.
 func NewServer(cfg Config) *mcp.Server {
-	tl := &tools{db: cfg.DB, log: cfg.Logger, now: cfg.Now, rca: cfg.RCA, args: map[string][]string{}}
+	ttl := cfg.AnswerTTL
+	if ttl == 0 {
+		ttl = defaultAnswerTTL
+	}
+	tl := &tools{db: cfg.DB, log: cfg.Logger, now: cfg.Now, rca: cfg.RCA, args: map[string][]string{}, answers: newAnswers(ttl)}
 	if tl.log == nil {
 		tl.log = slog.Default()
 	}
@@ -116,6 +128,10 @@ type handler[In, Out any] func(ctx context.Context, tn *store.Tenant, in In) (Ou
 
 var readOnly = &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true}
 
+// fresh tools are never answered from the cache: get_rca may compute and store a report, and its
+// answer then says so.
+var fresh = map[string]bool{"get_rca": true}
+
 // addTool registers a tool whose input schema is inferred from In and adjusted by tweak (enums,
 // defaults, bounds), and whose output schema is Out's top level. Bad arguments come back as isError
 // results that say what to fix; storage failures are logged and reported without detail.
@@ -139,7 +155,22 @@ func addTool[In, Out any](s *mcp.Server, tl *tools, t *mcp.Tool, tweak func(p ma
 		if !ok {
 			return nil, zero, errors.New("this request carries no authenticated tenant; send your API key as 'Authorization: Bearer <key>'")
 		}
-		res, text, err := h(ctx, tl.db.ForTenant(p.TenantID), args)
+		tn := tl.db.ForTenant(p.TenantID)
+		var (
+			res  Out
+			text string
+			err  error // not addTool's: calls run concurrently
+		)
+		if fresh[t.Name] {
+			res, text, err = h(ctx, tn, args)
+		} else {
+			key, _ := json.Marshal(args)
+			var v any
+			v, text, err = tl.answers.get(ctx, p.TenantID+"\x00"+t.Name+"\x00"+string(key), func(ctx context.Context) (any, string, error) {
+				return h(ctx, tn, args)
+			})
+			res, _ = v.(Out)
+		}
 		if err != nil {
 			var ae *argError
 			if errors.As(err, &ae) {
