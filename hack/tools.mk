@@ -45,6 +45,8 @@ $(CONTROLLER_GEN): $(TOOLS_ROOT)/hack/tools/controller-gen/go.mod $(TOOLS_ROOT)/
 ## helm: helm in bin/
 helm: $(HELM)
 
+# Without it helm reports v3.22 (its source default) rather than the release it was built from.
+$(HELM): TOOLS_LDFLAGS = -X helm.sh/helm/v3/internal/version.version=v3.22.0
 $(HELM): $(TOOLS_ROOT)/hack/tools/helm/go.mod $(TOOLS_ROOT)/hack/tools/helm/go.sum
 	$(TOOLS_GO) -C $(TOOLS_ROOT)/hack/tools/helm $(TOOLS_BUILD) -o $@ helm.sh/helm/v3/cmd/helm
 
