@@ -41,6 +41,31 @@ type DB struct {
 	// serviceSeen remembers the time range already written to the services table per tenant and
 	// service, so ingest updates a service row about once per minute of data, not once per batch.
 	serviceSeen sync.Map // tenant\x00service -> [2]int64{first, last}
+
+	rlsMu    sync.Mutex
+	rlsKnown bool
+	rls      bool // connected as a tenant role, subject to row-level security
+}
+
+// underRLS reports whether this PostgreSQL connection is a tenant's role, which PostgreSQL subjects
+// to row-level security (and then refuses COPY FROM). Only a definite answer is remembered.
+func (db *DB) underRLS(ctx context.Context) (bool, error) {
+	db.rlsMu.Lock()
+	defer db.rlsMu.Unlock()
+	if db.rlsKnown {
+		return db.rls, nil
+	}
+	_, err := db.CurrentTenant(ctx)
+	switch {
+	case err == nil:
+		db.rls = true
+	case errors.Is(err, ErrNotFound):
+		db.rls = false
+	default:
+		return false, err
+	}
+	db.rlsKnown = true
+	return db.rls, nil
 }
 
 // Open connects to dsn: a postgres:// or postgresql:// URL, or sqlite:<path> (a bare path ending in

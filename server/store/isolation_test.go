@@ -223,3 +223,37 @@ func TestMigrate_ConcurrentMigrationsOfOneDatabaseAllSucceed(t *testing.T) {
 		}
 	}
 }
+
+func TestInsertBatch_WorksForATenantRoleAndStaysInItsTenant(t *testing.T) {
+	ctx := context.Background()
+	dsn := storetest.PostgresDSN(t)
+	admin := storetest.Open(t, dsn)
+	creds, err := admin.ProvisionTenant(ctx, store.TenantSpec{ID: "team-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tenantDSN, _ := creds.DSN(dsn)
+	asA, err := store.Open(ctx, tenantDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer asA.Close()
+	cost := 0.5
+	batch := store.Batch{
+		Spans:    []store.Span{{TraceID: "t1", SpanID: "s1", Service: "svc", Operation: "GET /", Kind: store.KindServer, IsEntry: true, StartNS: 1e18, DurationNS: 5e6}},
+		LLMCalls: []store.LLMCall{{TraceID: "t1", SpanID: "s1", Service: "svc", RequestModel: "gpt-4o", CostUSD: &cost, StartNS: 1e18, DurationNS: 5e6}},
+	}
+	if err := asA.ForTenant("team-a").InsertBatch(ctx, batch); err != nil {
+		t.Fatalf("ingest as the tenant's own role: %v", err)
+	}
+	if n := storetest.Count(t, dsn, "spans", "team-a"); n != 1 {
+		t.Errorf("%d spans stored, want 1", n)
+	}
+	if n := storetest.Count(t, dsn, "llm_calls", "team-a"); n != 1 {
+		t.Errorf("%d LLM calls stored, want 1", n)
+	}
+	// The same connection cannot write another tenant's rows, even through a handle naming it.
+	if err := asA.ForTenant("team-b").InsertBatch(ctx, batch); err == nil {
+		t.Error("tenant A's role stored spans for tenant B")
+	}
+}
