@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -100,8 +101,8 @@ func run() error {
 		}
 		lat = append(lat, time.Since(start))
 	}
-	fmt.Printf("get_service_metrics (7 days, hourly series, per operation; %d requests, %d points): %s\n",
-		m.Total.Requests, len(m.Series), summary(lat))
+	fmt.Printf("get_service_metrics (7 days, hourly series, per operation; %d requests, %d points): %s; load average %s\n",
+		m.Total.Requests, len(m.Series), summary(lat), loadAverage())
 
 	fmt.Printf("Loading 3 hours of traces, %d spans an hour, the last hour with a slow statement…\n", *rcaSpans)
 	incident := end.Add(2 * time.Hour).UnixNano()
@@ -140,8 +141,8 @@ func run() error {
 	if len(rep.Causes) > 0 {
 		top = fmt.Sprintf("%s %s=%s (%.2f)", rep.Causes[0].Kind, rep.Causes[0].Attribute, rep.Causes[0].Value, rep.Causes[0].Confidence)
 	}
-	fmt.Printf("get_rca on demand (anomaly of %s, %d+%d requests compared, top cause %s): %s\n",
-		a.Service, rep.Anomalous, rep.Baseline, top, summary(lat))
+	fmt.Printf("get_rca on demand (anomaly of %s, %d+%d requests compared, top cause %s): %s; load average %s\n",
+		a.Service, rep.Anomalous, rep.Baseline, top, summary(lat), loadAverage())
 	return nil
 }
 
@@ -222,8 +223,22 @@ func summary(d []time.Duration) string {
 	s := slices.Clone(d)
 	slices.Sort(s)
 	p := func(q float64) time.Duration { return s[min(len(s)-1, int(math.Ceil(q*float64(len(s))))-1)] }
-	return fmt.Sprintf("p50 %s, p95 %s, max %s over %d runs", p(0.5).Round(100*time.Microsecond),
-		p(0.95).Round(100*time.Microsecond), s[len(s)-1].Round(100*time.Microsecond), len(s))
+	r := func(d time.Duration) time.Duration { return d.Round(100 * time.Microsecond) }
+	return fmt.Sprintf("min %s, p50 %s, p95 %s, max %s over %d runs", r(s[0]), r(p(0.5)), r(p(0.95)), r(s[len(s)-1]), len(s))
+}
+
+// loadAverage is the one-minute load average (Linux), to read the timings against: other work on the
+// machine slows every figure.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "unknown"
+	}
+	return f[0]
 }
 
 // analyze refreshes the planner's statistics after a bulk load, as autovacuum does for a database

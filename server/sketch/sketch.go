@@ -62,7 +62,13 @@ func (h *Histogram) AddKey(k int, c uint64) {
 		copy(grown[h.lo-k:], h.counts)
 		h.counts, h.lo = grown, k
 	case k >= h.lo+len(h.counts):
-		h.counts = append(h.counts, make([]uint64, k-h.lo-len(h.counts)+1)...)
+		// Extend in place: keys mostly arrive in ascending order, one slot past the end at a time.
+		n, old := k-h.lo+1, len(h.counts)
+		if n > cap(h.counts) {
+			h.counts = append(h.counts[:cap(h.counts)], make([]uint64, max(n, 2*cap(h.counts))-cap(h.counts))...)
+		}
+		h.counts = h.counts[:n]
+		clear(h.counts[old:])
 	}
 	h.counts[k-h.lo] += c
 	h.n += c
@@ -167,6 +173,12 @@ func (h *Histogram) AddEncoded(b []byte) error {
 		k += int(d)
 		if k > maxKey {
 			return errCorrupt
+		}
+		// Keys ascend, so after the first few the slot usually exists already.
+		if i := k - h.lo; i >= 0 && i < len(h.counts) {
+			h.counts[i] += c
+			h.n += c
+			continue
 		}
 		h.AddKey(k, c)
 	}

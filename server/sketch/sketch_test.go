@@ -104,3 +104,27 @@ func TestMergeAndReset_HandleDisjointRangesAndReuse(t *testing.T) {
 		t.Fatalf("after Reset: count %d, value %.0f", h.Count(), h.Quantile(1))
 	}
 }
+
+// BenchmarkDecodeAndMerge is the work of get_service_metrics per hourly rollup row: decode it once
+// and add it to its time bucket and its operation.
+func BenchmarkDecodeAndMerge(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	var enc [][]byte
+	for range 64 {
+		var h Histogram
+		for range 3600 {
+			h.Add(int64(40e6 * math.Exp(rng.NormFloat64())))
+		}
+		enc = append(enc, h.Encode())
+	}
+	var scratch, bucket, op Histogram
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		scratch.Reset()
+		if err := scratch.AddEncoded(enc[i%len(enc)]); err != nil {
+			b.Fatal(err)
+		}
+		bucket.Merge(&scratch)
+		op.Merge(&scratch)
+	}
+}
