@@ -6,6 +6,8 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -75,5 +77,31 @@ func New(cfg Config) http.Handler {
 	debugger.Register(r, cfg.DB, cfg.Auth)
 	mcpserver.Register(r, mcpserver.Config{DB: cfg.DB, Auth: cfg.Auth, PublicURL: cfg.PublicURL, Logger: cfg.Logger, Registry: cfg.Registry,
 		RCA: mcpserver.RCAFunc(rca.Analyze)})
-	return r
+	return withoutPrefix(publicPath(cfg.PublicURL), r)
+}
+
+// publicPath is the path of a per-team URL such as https://tracekit.example.com/t/acme, or "".
+func publicPath(publicURL string) string {
+	u, err := url.Parse(publicURL)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimRight(u.Path, "/")
+}
+
+// withoutPrefix serves h both at the root and under prefix: behind a path-based Ingress requests
+// arrive as /t/acme/mcp, while origin-level paths (the RFC 9728/8414 well-known forms) do not.
+func withoutPrefix(prefix string, h http.Handler) http.Handler {
+	if prefix == "" {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := r.URL.Path; p == prefix || strings.HasPrefix(p, prefix+"/") {
+			r2 := r.Clone(r.Context())
+			r2.URL.Path = "/" + strings.TrimLeft(strings.TrimPrefix(p, prefix), "/")
+			r2.URL.RawPath = ""
+			r = r2
+		}
+		h.ServeHTTP(w, r)
+	})
 }
