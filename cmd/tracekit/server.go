@@ -22,6 +22,7 @@ func runServer(ctx context.Context, args []string) error {
 	tenant := fs.String("tenant", os.Getenv("TRACEKIT_TENANT"), "serve only this tenant ($TRACEKIT_TENANT); empty serves every tenant whose API key is presented")
 	publicURL := fs.String("public-url", os.Getenv("TRACEKIT_PUBLIC_URL"), "external base URL clients use, e.g. https://acme.tracekit.example.com ($TRACEKIT_PUBLIC_URL); default http://<addr>")
 	oauthFlags := registerOAuthFlags(fs)
+	rulesFile := fs.String("alert-rules", os.Getenv("TRACEKIT_ALERT_RULES"), "JSON file of alert rules replacing the tenant's at start, as the operator writes them ($TRACEKIT_ALERT_RULES)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -46,7 +47,7 @@ func runServer(ctx context.Context, args []string) error {
 		return err
 	}
 	h := app.New(app.Config{DB: db, Tenant: *tenant, PublicURL: *publicURL, Logger: logger, OAuth: facade})
-	go analysis.Run(ctx, analysis.Config{DB: db, Tenant: *tenant, Logger: logger}) //nolint:errcheck // returns only when ctx ends
+	go analysis.Run(ctx, analysis.Config{DB: db, Tenant: *tenant, Logger: logger, RulesFile: *rulesFile}) //nolint:errcheck // returns only when ctx ends
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err

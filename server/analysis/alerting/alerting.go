@@ -231,6 +231,13 @@ func LoadRules(path string) ([]store.AlertRule, error) {
 	}
 	rules := make([]store.AlertRule, len(specs))
 	for i, s := range specs {
+		s.Metric, s.Threshold = fromTenantSpec(s.Metric, s.Threshold)
+		if c, ok := tenantComparisons[s.Comparison]; ok {
+			s.Comparison = c
+		}
+		if sev, ok := tenantSeverities[s.Severity]; ok {
+			s.Severity = sev
+		}
 		rules[i] = store.AlertRule{ID: s.ID, Service: s.Service, Metric: s.Metric, Comparison: s.Comparison,
 			Threshold: s.Threshold, WindowSeconds: s.WindowSeconds, Severity: s.Severity, Enabled: s.Enabled == nil || *s.Enabled}
 		if err := Validate(rules[i]); err != nil {
@@ -238,6 +245,26 @@ func LoadRules(path string) ([]store.AlertRule, error) {
 		}
 	}
 	return rules, nil
+}
+
+// tenantComparisons are the TraceKitTenant spelling of comparisons.
+var tenantComparisons = map[string]string{"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+// tenantSeverities are the TraceKitTenant severities (info, warning, critical) on our scale.
+var tenantSeverities = map[string]string{"info": "low", "warning": "medium"}
+
+// fromTenantSpec maps the metric names of a TraceKitTenant's alert rules (written by the operator to
+// the rules file) to ours; its throughput is per second, ours per minute.
+func fromTenantSpec(metric string, threshold float64) (string, float64) {
+	switch metric {
+	case "latency_p50", "latency_p90", "latency_p95", "latency_p99":
+		return metric + "_ms", threshold
+	case "throughput":
+		return Throughput, threshold * 60
+	case "llm_cost":
+		return LLMCost, threshold
+	}
+	return metric, threshold
 }
 
 // DemoRules watch the demo shop. Thresholds sit well above what its normal traffic reaches in a

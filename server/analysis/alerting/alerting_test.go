@@ -3,6 +3,8 @@ package alerting_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -143,4 +145,21 @@ func TestEvaluate_FiringAlertCarriesSinceValueAndThresholdAcrossRestarts(t *test
 			t.Fatalf("after restart: %+v", h)
 		}
 	})
+}
+
+func TestLoadRules_AcceptsTheOperatorsRulesFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "alert-rules.json")
+	os.WriteFile(path, []byte(`[{"id":"p95","service":"checkout","metric":"latency_p95","comparison":"gt","threshold":800,"window_seconds":300,"severity":"critical","enabled":true},
+		{"id":"rps","service":"checkout","metric":"throughput","comparison":"lt","threshold":2,"window_seconds":300,"severity":"warning"},
+		{"id":"spend","metric":"llm_cost","comparison":"gt","threshold":5,"window_seconds":3600,"severity":"warning"}]`), 0o600)
+	rules, err := alerting.LoadRules(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][2]any{"p95": {alerting.P95, 800.0}, "rps": {alerting.Throughput, 120.0}, "spend": {alerting.LLMCost, 5.0}}
+	for _, r := range rules {
+		if w := want[r.ID]; r.Metric != w[0] || r.Threshold != w[1] {
+			t.Errorf("rule %s: %s %v, want %v", r.ID, r.Metric, r.Threshold, w)
+		}
+	}
 }
