@@ -15,6 +15,9 @@ import (
 const (
 	RollupRequests int16 = 1 // entry spans; Name is the operation
 	RollupLLM      int16 = 2 // LLM calls; Name is the requested model
+	// RollupServiceRequests are hourly rows of all of a service's requests (Name is empty), written
+	// by compaction beside the per-operation ones, so long windows read one row per service and hour.
+	RollupServiceRequests int16 = 3
 )
 
 // Rollup resolutions.
@@ -158,6 +161,10 @@ type RollupQuery struct {
 	// Hourly allows hourly rows for the whole hours inside the window (a caller that needs no finer
 	// step than an hour); otherwise every row returned is a minute.
 	Hourly bool
+	// ServiceTotals, with Hourly and Kind RollupRequests, reads whole-service hourly rows for the
+	// whole hours (their Kind is RollupServiceRequests, their Name empty): for callers that need no
+	// per-operation detail.
+	ServiceTotals bool
 }
 
 // Rollups returns the rows covering q's window. Every request is counted exactly once: minute rows,
@@ -165,7 +172,6 @@ type RollupQuery struct {
 func (t *Tenant) Rollups(ctx context.Context, q RollupQuery) ([]Rollup, error) {
 	var series where
 	series.add("tenant_id = ?", t.id)
-	series.add("kind = ?", q.Kind)
 	if q.Service != "" {
 		series.add("service = ?", q.Service)
 	}
@@ -177,10 +183,16 @@ func (t *Tenant) Rollups(ctx context.Context, q RollupQuery) ([]Rollup, error) {
 	type part struct {
 		res, from, to int64
 		partialOnly   bool
+		kind          int16
 	}
-	parts := []part{{Minute, q.From, q.To, false}}
+	parts := []part{{Minute, q.From, q.To, false, q.Kind}}
 	if q.Hourly && h1 < h2 {
-		parts = []part{{Minute, q.From, h1, false}, {Minute, h2, q.To, false}, {Hour, h1, h2, false}, {Minute, h1, h2, true}}
+		hourly := q.Kind
+		if q.ServiceTotals && q.Kind == RollupRequests && q.Name == "" {
+			hourly = RollupServiceRequests
+		}
+		parts = []part{{Minute, q.From, h1, false, q.Kind}, {Minute, h2, q.To, false, q.Kind}, {Hour, h1, h2, false, hourly},
+			{Minute, h1, h2, true, q.Kind}}
 	}
 	// One SELECT per part, so that each is planned on its own index (an OR of ranges is not).
 	var sels []string
@@ -192,7 +204,7 @@ func (t *Tenant) Rollups(ctx context.Context, q RollupQuery) ([]Rollup, error) {
 		w := series
 		w.conds = append([]string(nil), series.conds...)
 		w.args = append([]any(nil), series.args...)
-		w.add("res_ns = ? AND bucket_ns >= ? AND bucket_ns < ?", p.res, p.from, p.to)
+		w.add("kind = ? AND res_ns = ? AND bucket_ns >= ? AND bucket_ns < ?", p.kind, p.res, p.from, p.to)
 		if p.partialOnly {
 			w.add("partial = true")
 		}
@@ -299,6 +311,11 @@ func (t *Tenant) compactHour(ctx context.Context, hour int64, keepMinutes bool) 
 			}
 			if err := hrs.merge(seriesKey{p.Kind, p.Service, p.Name, hour}, Hour, p); err != nil {
 				return err
+			}
+			if p.Kind == RollupRequests {
+				if err := hrs.merge(seriesKey{RollupServiceRequests, p.Service, "", hour}, Hour, p); err != nil {
+					return err
+				}
 			}
 		}
 		rows := hrs.list(false)

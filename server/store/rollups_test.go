@@ -73,6 +73,15 @@ func TestRollups_CountEveryRequestOnceBeforeAndAfterCompaction(t *testing.T) {
 				if n != 7200 || h.Count() != 7200 || errs != 1028 {
 					t.Errorf("%s, hourly=%v: %d requests (histogram %d), %d errors; want 7200, 1028 errors", stage, hourly, n, h.Count(), errs)
 				}
+				totals := q
+				totals.ServiceTotals = true
+				rows, err = tn.Rollups(ctx, totals)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n, errs, _, th := rollupTotals(t, rows); n != 7200 || errs != 1028 || th.Quantile(0.9) != h.Quantile(0.9) {
+					t.Errorf("%s, hourly=%v, service totals: %d requests, %d errors, p90 %.0f; want the per-operation sums", stage, hourly, n, errs, th.Quantile(0.9))
+				}
 				q.Kind = store.RollupLLM
 				rows, err = tn.Rollups(ctx, q)
 				if err != nil {

@@ -49,7 +49,8 @@ func loadTimeline(ctx context.Context, t *store.Tenant, from, split, to int64) (
 	tl := &timeline{services: map[string]*serviceData{}, totals: map[int64]int64{}, hourTotals: map[int64]int64{}}
 	for _, kind := range []int16{store.RollupRequests, store.RollupLLM} {
 		if split > from {
-			rows, err := metrics.Load(ctx, t, kind, "", "", from, split, true)
+			// Baselines need no per-operation detail.
+			rows, err := metrics.Load(ctx, t, store.RollupQuery{Kind: kind, From: from, To: split, Hourly: true, ServiceTotals: true})
 			if err != nil {
 				return nil, err
 			}
@@ -59,7 +60,7 @@ func loadTimeline(ctx context.Context, t *store.Tenant, from, split, to int64) (
 				}
 			}
 		}
-		rows, err := metrics.Load(ctx, t, kind, "", "", split, to, false)
+		rows, err := metrics.Load(ctx, t, store.RollupQuery{Kind: kind, From: split, To: to})
 		if err != nil {
 			return nil, err
 		}

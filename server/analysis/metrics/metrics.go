@@ -90,11 +90,10 @@ func Align(from, to int64) (int64, int64) {
 
 func mod(a, b int64) int64 { return ((a % b) + b) % b }
 
-// Load reads the rollups of kind over [from, to) (widened to minutes). service and name filter when
-// not empty; hourly allows hourly rows inside the window.
-func Load(ctx context.Context, t *store.Tenant, kind int16, service, name string, from, to int64, hourly bool) ([]store.Rollup, error) {
-	from, to = Align(from, to)
-	return t.Rollups(ctx, store.RollupQuery{Kind: kind, Service: service, Name: name, From: from, To: to, Hourly: hourly})
+// Load reads the rollups q selects, its window widened to whole minutes.
+func Load(ctx context.Context, t *store.Tenant, q store.RollupQuery) ([]store.Rollup, error) {
+	q.From, q.To = Align(q.From, q.To)
+	return t.Rollups(ctx, q)
 }
 
 // Group sums rows by key.
@@ -118,7 +117,7 @@ func Group[K comparable](rows []store.Rollup, key func(*store.Rollup) K) (map[K]
 // Window sums one series kind over [from, to): every service when service is empty.
 func Window(ctx context.Context, t *store.Tenant, kind int16, service string, from, to int64) (Agg, error) {
 	var a Agg
-	rows, err := Load(ctx, t, kind, service, "", from, to, true)
+	rows, err := Load(ctx, t, store.RollupQuery{Kind: kind, Service: service, From: from, To: to, Hourly: true, ServiceTotals: true})
 	if err != nil {
 		return a, err
 	}
@@ -133,7 +132,7 @@ func Window(ctx context.Context, t *store.Tenant, kind int16, service string, fr
 // ServiceStats returns request statistics per service over [from, to), keyed by service name and
 // sorted by it: the rollup-backed equivalent of store.Tenant.ServiceStats.
 func ServiceStats(ctx context.Context, t *store.Tenant, from, to int64) ([]store.RequestStats, error) {
-	rows, err := Load(ctx, t, store.RollupRequests, "", "", from, to, true)
+	rows, err := Load(ctx, t, store.RollupQuery{Kind: store.RollupRequests, From: from, To: to, Hourly: true, ServiceTotals: true})
 	if err != nil {
 		return nil, fmt.Errorf("service statistics: %w", err)
 	}
@@ -154,7 +153,8 @@ func ServiceMetrics(ctx context.Context, t *store.Tenant, q store.MetricsQuery) 
 	if r := step % store.Minute; r != 0 {
 		step += store.Minute - r
 	}
-	rows, err := Load(ctx, t, store.RollupRequests, q.Service, q.Operation, q.From, q.To, step%store.Hour == 0)
+	rows, err := Load(ctx, t, store.RollupQuery{Kind: store.RollupRequests, Service: q.Service, Name: q.Operation, From: q.From, To: q.To,
+		Hourly: step%store.Hour == 0, ServiceTotals: !q.ByOperation})
 	if err != nil {
 		return m, fmt.Errorf("metrics of %s: %w", q.Service, err)
 	}

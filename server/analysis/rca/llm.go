@@ -16,7 +16,7 @@ import (
 func (an *analysis) llm(ctx context.Context, metric string) ([]Cause, error) {
 	svc := an.a.Service
 	load := func(from, to int64) (map[string]*metrics.Agg, metrics.Agg, error) {
-		rows, err := metrics.Load(ctx, an.t, store.RollupLLM, svc, "", from, to, false)
+		rows, err := metrics.Load(ctx, an.t, store.RollupQuery{Kind: store.RollupLLM, Service: svc, From: from, To: to})
 		if err != nil {
 			return nil, metrics.Agg{}, err
 		}
