@@ -11,6 +11,7 @@ import (
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/tracekit/tracekit/server/analysis/metrics"
 	"github.com/tracekit/tracekit/server/store"
 )
 
@@ -36,7 +37,7 @@ type llmGroupRow struct {
 	llmTotals
 	CostPct      float64 `json:"cost_pct"`
 	TokensPct    float64 `json:"tokens_pct"`
-	AvgLatencyMS float64 `json:"avg_latency_ms"`
+	LatencyMS    float64 `json:"latency_ms"` // typical (median) latency of a call
 }
 
 // llmLeader names who leads a measure along a dimension, e.g. the service using the most tokens.
@@ -79,10 +80,17 @@ func (tl *tools) getLLMStats(ctx context.Context, tn *store.Tenant, in getLLMSta
 	if groupBy == "" {
 		groupBy = store.LLMByModel
 	}
-	q := store.LLMQuery{From: from.UnixNano(), To: to.UnixNano(), Service: in.Service, Model: in.Model}
-	// One scan by model and service gives both breakdowns and the leaders; provider and day need
-	// their own.
-	pairs, err := tn.LLMStats(ctx, q, store.LLMByModelAndService)
+	if from, to, err = minuteWindow(from, to); err != nil {
+		return out, "", err
+	}
+	// The per-minute LLM rollups give the breakdowns by model, service and day, and the leaders,
+	// from a few hundred rows whatever the traffic; only a breakdown by provider reads the calls.
+	rows, err := metrics.Load(ctx, tn, store.RollupQuery{Kind: store.RollupLLM, Service: in.Service, Name: in.Model,
+		From: from.UnixNano(), To: to.UnixNano(), Hourly: true})
+	if err != nil {
+		return out, "", err
+	}
+	pairs, err := llmGroups(rows, func(r *store.Rollup) string { return r.Name + "\x00" + r.Service })
 	if err != nil {
 		return out, "", err
 	}
@@ -90,10 +98,16 @@ func (tl *tools) getLLMStats(ctx context.Context, tn *store.Tenant, in getLLMSta
 		store.LLMByModel:   sumBy(pairs, func(g store.LLMGroup) string { return g.Key }),
 		store.LLMByService: sumBy(pairs, func(g store.LLMGroup) string { return g.Sub }),
 	}
-	if by[groupBy] == nil {
-		if by[groupBy], err = tn.LLMStats(ctx, q, groupBy); err != nil {
-			return out, "", err
-		}
+	switch groupBy {
+	case store.LLMByDay:
+		by[groupBy], err = llmGroups(rows, func(r *store.Rollup) string {
+			return time.Unix(0, r.BucketNS-r.BucketNS%int64(24*time.Hour)).UTC().Format(time.DateOnly)
+		})
+	case store.LLMByProvider:
+		by[groupBy], err = tn.LLMStats(ctx, store.LLMQuery{From: from.UnixNano(), To: to.UnixNano(), Service: in.Service, Model: in.Model}, groupBy)
+	}
+	if err != nil {
+		return out, "", err
 	}
 	groups := by[groupBy]
 	for _, g := range groups {
@@ -106,12 +120,7 @@ func (tl *tools) getLLMStats(ctx context.Context, tn *store.Tenant, in getLLMSta
 			leader("tokens by service", by[store.LLMByService], out.Totals, tokens),
 			leader("cost by service", by[store.LLMByService], out.Totals, cost))
 	}
-	if groupBy == store.LLMByDay {
-		for i := range groups {
-			ns, _ := strconv.ParseInt(groups[i].Key, 10, 64)
-			groups[i].Key = time.Unix(0, ns).UTC().Format(time.DateOnly)
-		}
-	} else {
+	if groupBy != store.LLMByDay {
 		sort.SliceStable(groups, func(i, j int) bool {
 			if groups[i].CostUSD != groups[j].CostUSD {
 				return groups[i].CostUSD > groups[j].CostUSD
@@ -138,6 +147,31 @@ func (tl *tools) getLLMStats(ctx context.Context, tn *store.Tenant, in getLLMSta
 	out.Returned = len(out.Groups)
 	out.Note, out.Next = llmStatsSuggestions(out, fmtStep(to.Sub(from)))
 	return out, out.text(lines.String()), nil
+}
+
+// llmGroups sums rollup rows by key into groups. Key "model\x00service" fills Key and Sub. A rollup
+// knows no unpriced call, only cost; since a model is priced for all its calls or for none, a model
+// with tokens but no cost counts as unknown price. Latency is the typical (median) one, weighted by
+// calls when groups merge.
+func llmGroups(rows []store.Rollup, key func(*store.Rollup) string) ([]store.LLMGroup, error) {
+	aggs, err := metrics.Group(rows, key)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]store.LLMGroup, 0, len(aggs))
+	for k, a := range aggs {
+		g := store.LLMGroup{Key: k, Calls: a.N, Errors: a.Errors, InputTokens: a.InputTokens, OutputTokens: a.OutputTokens,
+			CostUSD: a.CostUSD, DurationNS: a.QuantileNS(0.5) * a.N}
+		if model, service, ok := strings.Cut(k, "\x00"); ok {
+			g.Key, g.Sub = model, service
+			if g.CostUSD == 0 && g.InputTokens+g.OutputTokens > 0 {
+				g.UnknownCostCalls = g.Calls
+			}
+		}
+		out = append(out, g)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key || out[i].Key == out[j].Key && out[i].Sub < out[j].Sub })
+	return out, nil
 }
 
 // sumBy merges groups by key, in key order.
@@ -209,14 +243,14 @@ func newLLMGroupRow(g store.LLMGroup, t llmTotals) llmGroupRow {
 		r.TokensPct = round(100*tokens(g)/float64(tt), 1)
 	}
 	if g.Calls > 0 {
-		r.AvgLatencyMS = msOf(g.DurationNS / g.Calls)
+		r.LatencyMS = msOf(g.DurationNS / g.Calls)
 	}
 	return r
 }
 
 func (r llmGroupRow) line() string {
-	s := fmt.Sprintf("- %s: %s (%.1f%%), calls %d, tokens %d in + %d out (%.1f%%), avg %s", r.Key, usd(r.CostUSD), r.CostPct,
-		r.Calls, r.InputTokens, r.OutputTokens, r.TokensPct, ms(r.AvgLatencyMS))
+	s := fmt.Sprintf("- %s: %s (%.1f%%), calls %d, tokens %d in + %d out (%.1f%%), latency ~%s", r.Key, usd(r.CostUSD), r.CostPct,
+		r.Calls, r.InputTokens, r.OutputTokens, r.TokensPct, ms(r.LatencyMS))
 	if r.Errors > 0 {
 		s += fmt.Sprintf(", failed %d", r.Errors)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/tracekit/tracekit/server/analysis/metrics"
 	"github.com/tracekit/tracekit/server/store"
 )
 
@@ -249,16 +250,26 @@ func (r traceRow) line() string {
 	return b.String()
 }
 
+// versionSample bounds the requests read to compare a service's versions.
+const versionSample = 5000
+
 // serviceContext adds what explains a service's latency beyond single requests: how its versions
 // compare, and the anomalies detected on it.
 func serviceContext(ctx context.Context, tn *store.Tenant, service string, from, to time.Time, out *searchTracesOut) error {
-	versions, err := tn.ServiceVersions(ctx, service, from.UnixNano(), to.UnixNano())
+	// A busy service's versions are compared on a sample of its requests, sized from the rollups.
+	sample := 1.0
+	if total, err := metrics.Window(ctx, tn, store.RollupRequests, service, from.UnixNano(), to.UnixNano()); err != nil {
+		return err
+	} else if total.N > versionSample {
+		sample = float64(versionSample) / float64(total.N)
+	}
+	versions, err := tn.ServiceVersions(ctx, service, from.UnixNano(), to.UnixNano(), sample)
 	if err != nil {
 		return err
 	}
 	if len(versions) > 1 {
 		for _, v := range versions {
-			out.Versions = append(out.Versions, versionRow{Version: v.Key, Requests: v.Requests, ErrorPct: round(errorPct(v.RequestStats), 2),
+			out.Versions = append(out.Versions, versionRow{Version: v.Key, Requests: int64(float64(v.Requests) / sample), ErrorPct: round(errorPct(v.RequestStats), 2),
 				P50MS: msOf(v.P50NS), P95MS: msOf(v.P95NS), First: at(v.FirstNS), Last: at(v.LastNS), P95Trace: v.P95TraceID,
 				p50NS: v.P50NS, p95NS: v.P95NS})
 		}

@@ -241,3 +241,37 @@ func TestAnalysisTables_RoundTripAndScopeByTenant(t *testing.T) {
 		}
 	})
 }
+
+func TestServiceVersions_ComparesVersionsOnASampleOfTraces(t *testing.T) {
+	storetest.Dialects(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		tn := db.ForTenant("acme")
+		var b store.Batch
+		for i := 0; i < 512; i++ {
+			s := store.Span{TraceID: fmt.Sprintf("%032x", i), SpanID: "s", Service: "pay", ServiceVersion: "1.0", Operation: "POST",
+				IsEntry: true, StartNS: int64(i) * ms, DurationNS: 10 * ms}
+			if i%2 == 1 {
+				s.ServiceVersion, s.DurationNS = "2.0", 100*ms
+			}
+			b.Spans = append(b.Spans, s)
+		}
+		if err := tn.InsertBatch(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		all, err := tn.ServiceVersions(ctx, "pay", 0, 1e12, 1)
+		if err != nil || len(all) != 2 || all[0].Requests != 256 || all[1].Requests != 256 || all[0].P95TraceID == "" {
+			t.Fatalf("versions: %+v, %v", all, err)
+		}
+		half, err := tn.ServiceVersions(ctx, "pay", 0, 1e12, 0.5)
+		if err != nil || len(half) != 2 || half[0].Requests+half[1].Requests != 256 {
+			t.Fatalf("a half sample of trace ids: %+v, %v", half, err)
+		}
+		slow := half[0]
+		if slow.Key != "2.0" {
+			slow = half[1]
+		}
+		if slow.P95NS != 100*ms {
+			t.Errorf("p95 of 2.0 on the sample: %d", slow.P95NS)
+		}
+	})
+}
