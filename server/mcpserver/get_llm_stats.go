@@ -35,9 +35,9 @@ type llmTotals struct {
 type llmGroupRow struct {
 	Key string `json:"key"`
 	llmTotals
-	CostPct      float64 `json:"cost_pct"`
-	TokensPct    float64 `json:"tokens_pct"`
-	LatencyMS    float64 `json:"latency_ms"` // typical (median) latency of a call
+	CostPct   float64 `json:"cost_pct"`
+	TokensPct float64 `json:"tokens_pct"`
+	LatencyMS float64 `json:"latency_ms"` // typical (median) latency of a call
 }
 
 // llmLeader names who leads a measure along a dimension, e.g. the service using the most tokens.
@@ -170,7 +170,9 @@ func llmGroups(rows []store.Rollup, key func(*store.Rollup) string) ([]store.LLM
 		}
 		out = append(out, g)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key || out[i].Key == out[j].Key && out[i].Sub < out[j].Sub })
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Key < out[j].Key || out[i].Key == out[j].Key && out[i].Sub < out[j].Sub
+	})
 	return out, nil
 }
 
