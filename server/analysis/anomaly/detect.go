@@ -225,9 +225,11 @@ func (c Config) detectLLM(s *serviceData, b *baseline, win metrics.Agg, models m
 			scaled[i] = (v - med) * math.Sqrt(b.llmCalls[i])
 		}
 		_, mad := medianMAD(scaled)
-		// Per-call usage is never steady (prompt sizes, a mix of models): a floor of half the
-		// median keeps a few unusual hours from making every busy window look significant.
-		sigma := math.Max(1.4826*mad, 0.5*med)
+		// Per-call usage is never steady: prompts vary, and one request mixes small calls (routing,
+		// embeddings) with large ones, heavy-tailed in a way the hourly spread understates. A
+		// per-call spread of at least the median keeps a quiet window of a few big calls from passing
+		// for a change.
+		sigma := math.Max(1.4826*mad, med)
 		perCall := m.total(win) / float64(win.N)
 		z := (perCall - med) * math.Sqrt(float64(win.N)) / sigma
 		if z < 8 || perCall < m.ratio*med {
