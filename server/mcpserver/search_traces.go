@@ -152,10 +152,9 @@ func (tl *tools) searchTraces(ctx context.Context, tn *store.Tenant, in searchTr
 		last := hits[len(out.Traces)-1].Key(byDuration)
 		out.NextCursor = encodeCursor(in, from, to, last)
 	}
-	if out.Total, err = tn.CountTraces(ctx, q, countCap); err != nil {
+	if out.Total, out.TotalAtLeast, err = tn.CountTraces(ctx, q, countCap); err != nil {
 		return out, "", err
 	}
-	out.TotalAtLeast = out.Total == countCap
 	out.Note, out.Next = traceSuggestions(in, out)
 
 	what := "requests"

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/jmoiron/sqlx"
 )
@@ -79,10 +80,12 @@ var promoted = map[string]string{
 // non-numeric values before querying.
 func IntegerAttribute(key string) bool { return promoted[key] == "http_status_code" }
 
-func (t *Tenant) traceWhere(q TraceQuery) (where, error) {
-	w := t.entrySpans(q.From, q.To)
+// traceWhere splits q's conditions: base selects the entry spans an index walks (tenant, window,
+// service), filter the rest.
+func (t *Tenant) traceWhere(q TraceQuery) (base, w where, err error) {
+	base = t.entrySpans(q.From, q.To)
 	if q.Service != "" {
-		w.add("service = ?", q.Service)
+		base.add("service = ?", q.Service)
 	} else {
 		w.add("parent_span_id = ''")
 	}
@@ -113,7 +116,7 @@ func (t *Tenant) traceWhere(q TraceQuery) (where, error) {
 		case ok && IntegerAttribute(k):
 			n, err := strconv.Atoi(v)
 			if err != nil {
-				return w, fmt.Errorf("attribute %s compares integers, got %q", k, v)
+				return base, w, fmt.Errorf("attribute %s compares integers, got %q", k, v)
 			}
 			w.add(col+" = ?", n)
 		case ok:
@@ -123,15 +126,16 @@ func (t *Tenant) traceWhere(q TraceQuery) (where, error) {
 			w.add(expr+" = ?", arg, v)
 		}
 	}
-	return w, nil
+	return base, w, nil
 }
 
 // SearchTraces returns up to q.Limit requests matching q, in q's order.
 func (t *Tenant) SearchTraces(ctx context.Context, q TraceQuery) ([]TraceHit, error) {
-	w, err := t.traceWhere(q)
+	w, filter, err := t.traceWhere(q)
 	if err != nil {
 		return nil, err
 	}
+	w.conds, w.args = append(w.conds, filter.conds...), append(w.args, filter.args...)
 	key := "start_ns"
 	if q.SortByDuration {
 		key = "duration_ns"
@@ -149,19 +153,31 @@ func (t *Tenant) SearchTraces(ctx context.Context, q TraceQuery) ([]TraceHit, er
 	return out, nil
 }
 
-// CountTraces counts the requests matching q (ignoring After and Limit), stopping at max so that a
-// count over a busy window stays cheap; a result of max means "at least max".
-func (t *Tenant) CountTraces(ctx context.Context, q TraceQuery, max int) (int, error) {
-	w, err := t.traceWhere(q)
+// countScan bounds the entry spans a count reads: a selective filter over a busy window would
+// otherwise read the whole window to find its first thousand matches.
+const countScan = 20000
+
+// CountTraces counts the requests matching q (ignoring After and Limit) up to max, reading at most
+// countScan of the window's entry spans; atLeast reports a count that stopped early.
+func (t *Tenant) CountTraces(ctx context.Context, q TraceQuery, max int) (n int, atLeast bool, err error) {
+	base, filter, err := t.traceWhere(q)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	var n int
-	query := `SELECT COUNT(*) FROM (SELECT 1 FROM spans` + w.sql() + ` LIMIT ?) c`
-	if err := t.db.x.GetContext(ctx, &n, t.rebind(query), append(w.args, max)...); err != nil {
-		return 0, fmt.Errorf("count traces: %w", err)
+	hit := "1"
+	if len(filter.conds) > 0 {
+		hit = "CASE WHEN " + strings.Join(filter.conds, " AND ") + " THEN 1 ELSE 0 END"
 	}
-	return n, nil
+	var c struct {
+		Scanned int `db:"scanned"`
+		Hits    int `db:"hits"`
+	}
+	query := `SELECT COUNT(*) AS scanned, COALESCE(SUM(hit), 0) AS hits FROM (SELECT ` + hit + ` AS hit FROM spans` + base.sql() + ` LIMIT ?) c`
+	args := append(append(filter.args, base.args...), countScan)
+	if err := t.db.x.GetContext(ctx, &c, t.rebind(query), args...); err != nil {
+		return 0, false, fmt.Errorf("count traces: %w", err)
+	}
+	return min(c.Hits, max), c.Hits >= max || c.Scanned == countScan, nil
 }
 
 // TraceOverview summarises a whole trace.
