@@ -151,13 +151,15 @@ const (
 type List struct {
 	Window   TimeRange `json:"window"`
 	Returned int       `json:"returned"`
-	// Total counts matching rows, up to a cap; TotalAtLeast marks a capped count.
-	Total        int    `json:"total"`
-	TotalAtLeast bool   `json:"total_at_least,omitempty"`
-	Truncated    bool   `json:"truncated"`
-	NextCursor   string `json:"next_cursor,omitempty"`
-	Note         string `json:"note,omitempty"`
-	Next         []Call `json:"next,omitempty"`
+	// Total counts matching rows, up to a cap (TotalAtLeast), or estimates them from a sample of a
+	// busy window (TotalEstimated).
+	Total          int    `json:"total"`
+	TotalAtLeast   bool   `json:"total_at_least,omitempty"`
+	TotalEstimated bool   `json:"total_estimated,omitempty"`
+	Truncated      bool   `json:"truncated"`
+	NextCursor     string `json:"next_cursor,omitempty"`
+	Note           string `json:"note,omitempty"`
+	Next           []Call `json:"next,omitempty"`
 }
 
 // Call suggests a follow-up tool call.

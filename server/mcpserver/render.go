@@ -132,6 +132,9 @@ func listHeader(what string, l List) string {
 	if l.TotalAtLeast {
 		total += "+"
 	}
+	if l.TotalEstimated {
+		total = "~" + total
+	}
 	fmt.Fprintf(&b, "%d of %s %s, %s", l.Returned, total, what, l.Window)
 	if l.Truncated && l.NextCursor != "" {
 		fmt.Fprintf(&b, " — truncated, more remain: call again with cursor=%s", l.NextCursor)

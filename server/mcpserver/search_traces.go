@@ -3,6 +3,7 @@ package mcpserver
 import (
 	"context"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -152,7 +153,7 @@ func (tl *tools) searchTraces(ctx context.Context, tn *store.Tenant, in searchTr
 		last := hits[len(out.Traces)-1].Key(byDuration)
 		out.NextCursor = encodeCursor(in, from, to, last)
 	}
-	if out.Total, out.TotalAtLeast, err = tn.CountTraces(ctx, q, countCap); err != nil {
+	if out.Total, out.TotalEstimated, err = countTraces(ctx, tn, q); err != nil {
 		return out, "", err
 	}
 	out.Note, out.Next = traceSuggestions(in, out)
@@ -247,6 +248,21 @@ func (r traceRow) line() string {
 	}
 	b.WriteString("\n")
 	return b.String()
+}
+
+// countTraces counts the matching requests exactly in a quiet window, and in a busy one
+// extrapolates from the first store.CountScan requests with the window's request count from the
+// rollups.
+func countTraces(ctx context.Context, tn *store.Tenant, q store.TraceQuery) (int, bool, error) {
+	hits, scanned, err := tn.CountTraces(ctx, q)
+	if err != nil || scanned < store.CountScan {
+		return hits, false, err
+	}
+	all, err := metrics.Window(ctx, tn, store.RollupRequests, q.Service, q.From, q.To)
+	if err != nil {
+		return 0, false, err
+	}
+	return max(hits, int(math.Round(float64(hits)*float64(all.N)/float64(scanned)))), true, nil
 }
 
 // versionSample bounds the requests read to compare a service's versions.

@@ -204,8 +204,8 @@ func shallow(s *jsonschema.Schema) *jsonschema.Schema {
 }
 
 // listFields are the fields of List.
-var listFields = map[string]bool{"window": false, "returned": true, "total": true, "total_at_least": true, "truncated": true,
-	"next_cursor": true, "note": true, "next": true}
+var listFields = map[string]bool{"window": false, "returned": true, "total": true, "total_at_least": true, "total_estimated": true,
+	"truncated": true, "next_cursor": true, "note": true, "next": true}
 
 // Schema adjustments used by the tools' tweak functions.
 

@@ -153,16 +153,17 @@ func (t *Tenant) SearchTraces(ctx context.Context, q TraceQuery) ([]TraceHit, er
 	return out, nil
 }
 
-// countScan bounds the entry spans a count reads: a selective filter over a busy window would
-// otherwise read the whole window to find its first thousand matches.
-const countScan = 20000
+// CountScan bounds the entry spans CountTraces reads: a selective filter over a busy window would
+// otherwise read the whole window (spans of an hour lie on as many heap pages) to find its matches.
+const CountScan = 2000
 
-// CountTraces counts the requests matching q (ignoring After and Limit) up to max, reading at most
-// countScan of the window's entry spans; atLeast reports a count that stopped early.
-func (t *Tenant) CountTraces(ctx context.Context, q TraceQuery, max int) (n int, atLeast bool, err error) {
+// CountTraces counts the requests matching q (ignoring After and Limit) among the first CountScan
+// entry spans of its window (and service): hits of scanned. scanned below CountScan means hits is
+// exact; otherwise callers extrapolate from the window's request count.
+func (t *Tenant) CountTraces(ctx context.Context, q TraceQuery) (hits, scanned int, err error) {
 	base, filter, err := t.traceWhere(q)
 	if err != nil {
-		return 0, false, err
+		return 0, 0, err
 	}
 	hit := "1"
 	if len(filter.conds) > 0 {
@@ -173,11 +174,11 @@ func (t *Tenant) CountTraces(ctx context.Context, q TraceQuery, max int) (n int,
 		Hits    int `db:"hits"`
 	}
 	query := `SELECT COUNT(*) AS scanned, COALESCE(SUM(hit), 0) AS hits FROM (SELECT ` + hit + ` AS hit FROM spans` + base.sql() + ` LIMIT ?) c`
-	args := append(append(filter.args, base.args...), countScan)
+	args := append(append(filter.args, base.args...), CountScan)
 	if err := t.db.x.GetContext(ctx, &c, t.rebind(query), args...); err != nil {
-		return 0, false, fmt.Errorf("count traces: %w", err)
+		return 0, 0, fmt.Errorf("count traces: %w", err)
 	}
-	return min(c.Hits, max), c.Hits >= max || c.Scanned == countScan, nil
+	return c.Hits, c.Scanned, nil
 }
 
 // TraceOverview summarises a whole trace.
