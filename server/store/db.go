@@ -107,6 +107,9 @@ func sqliteSource(path string) string {
 	for _, p := range []string{"journal_mode(WAL)", "busy_timeout(10000)", "synchronous(NORMAL)", "foreign_keys(ON)"} {
 		q.Add("_pragma", p)
 	}
+	// Transactions take the write lock when they begin: a deferred one that reads, then writes, can fail
+	// with SQLITE_BUSY at once (without waiting) when another connection writes meanwhile.
+	q.Set("_txlock", "immediate")
 	return "file:" + path + "?" + q.Encode()
 }
 
