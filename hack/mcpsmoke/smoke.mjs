@@ -39,7 +39,10 @@ for (const name of order) {
   const args = {};
   if (name === "get_trace_detail") args.trace_id = found.trace_id;
   if (name === "get_service_metrics") args.service = found.service;
-  if (name === "get_rca") args.anomaly_id = found.anomaly_id;
+  if (name === "get_rca") {
+    if (found.anomaly_id !== undefined) args.anomaly_id = found.anomaly_id;
+    else args.trace_id = found.trace_id; // before the first analysis tick there are no anomalies yet
+  }
   const started = Date.now();
   const res = await client.callTool({ name, arguments: args });
   const text = res.content?.map((c) => c.text ?? "").join("\n") ?? "";
