@@ -186,6 +186,11 @@ func older(a, b *tracekitv1alpha1.TraceKitTenant) bool {
 	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
 		return a.CreationTimestamp.Before(&b.CreationTimestamp)
 	}
+	// Creation times have one-second resolution: within a second, the tenant already provisioning
+	// (it carries the finalizer) keeps the id, so a later twin never takes it over.
+	if fa, fb := controllerutil.ContainsFinalizer(a, finalizer), controllerutil.ContainsFinalizer(b, finalizer); fa != fb {
+		return fa
+	}
 	return a.Namespace < b.Namespace
 }
 
