@@ -7,13 +7,10 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"flag"
 	"fmt"
 	"math"
 	mrand "math/rand/v2"
-	"net/url"
 	"os"
 	"os/signal"
 	"slices"
@@ -28,6 +25,7 @@ import (
 	"github.com/tracekit/tracekit/server/analysis/metrics"
 	"github.com/tracekit/tracekit/server/analysis/rca"
 	"github.com/tracekit/tracekit/server/store"
+	"github.com/tracekit/tracekit/server/store/storetest"
 )
 
 func main() {
@@ -46,14 +44,14 @@ func run() error {
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	dsn, drop, err := scratchDB(ctx, *admin)
+	dsn, drop, err := storetest.NewDatabase(ctx, *admin, "tracekit_analysisbench_")
 	if err != nil {
 		return err
 	}
 	if *keep {
 		fmt.Println("database:", dsn)
 	} else {
-		defer drop()
+		defer dropDatabase(drop)
 	}
 	db, err := store.Open(ctx, dsn)
 	if err != nil {
@@ -257,28 +255,8 @@ func analyze(ctx context.Context, dsn string) error {
 	return err
 }
 
-// scratchDB creates a database on the admin server and returns its URL and a function dropping it.
-func scratchDB(ctx context.Context, admin string) (string, func(), error) {
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		return "", nil, fmt.Errorf("connect to PostgreSQL (%s): %w", admin, err)
+func dropDatabase(drop func() error) {
+	if err := drop(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 	}
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	name := "tracekit_analysisbench_" + hex.EncodeToString(b)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		return "", nil, err
-	}
-	u, err := url.Parse(admin)
-	if err != nil {
-		return "", nil, err
-	}
-	u.Path = "/" + name
-	return u.String(), func() {
-		// The run's context may be cancelled (Ctrl-C): drop with a fresh one.
-		if _, err := conn.Exec(context.Background(), "DROP DATABASE "+name+" WITH (FORCE)"); err != nil {
-			fmt.Fprintf(os.Stderr, "drop %s: %v\n", name, err)
-		}
-		conn.Close(context.Background())
-	}, nil
 }

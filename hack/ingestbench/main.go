@@ -21,7 +21,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	collectorpb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
@@ -29,6 +28,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tracekit/tracekit/server/store"
+	"github.com/tracekit/tracekit/server/store/storetest"
 )
 
 func main() {
@@ -46,11 +46,11 @@ func main() {
 
 func run(bin, admin string, clients, batch int, dur time.Duration) error {
 	ctx := context.Background()
-	dsn, drop, err := scratchDB(ctx, admin)
+	dsn, drop, err := storetest.NewDatabase(ctx, admin, "tracekit_bench_")
 	if err != nil {
 		return err
 	}
-	defer drop()
+	defer dropDatabase(drop)
 	db, err := store.Open(ctx, dsn)
 	if err != nil {
 		return err
@@ -200,34 +200,6 @@ func kv(k, v string) *commonpb.KeyValue {
 	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}}}
 }
 
-func scratchDB(ctx context.Context, admin string) (string, func(), error) {
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		return "", nil, fmt.Errorf("PostgreSQL: %w", err)
-	}
-	name := fmt.Sprintf("tracekit_bench_%d", time.Now().UnixNano())
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		return "", nil, err
-	}
-	conn.Close(ctx)
-	dsn := strings.Replace(admin, "/postgres?", "/"+name+"?", 1)
-	return dsn, func() {
-		if c, err := pgx.Connect(ctx, admin); err == nil {
-			var roles []string
-			if dc, err := pgx.Connect(ctx, dsn); err == nil {
-				rows, _ := dc.Query(ctx, "SELECT db_role FROM tenants WHERE db_role IS NOT NULL")
-				roles, _ = pgx.CollectRows(rows, pgx.RowTo[string])
-				dc.Close(ctx)
-			}
-			c.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)")
-			for _, r := range roles {
-				c.Exec(ctx, fmt.Sprintf("DROP ROLE IF EXISTS %q", r))
-			}
-			c.Close(ctx)
-		}
-	}, nil
-}
-
 // listenAddr reads the server's JSON log until it says where it listens.
 func listenAddr(r interface{ Read([]byte) (int, error) }) (string, error) {
 	sc := bufio.NewScanner(r)
@@ -259,4 +231,10 @@ func vmHWM(pid int) int64 {
 		}
 	}
 	return 0
+}
+
+func dropDatabase(drop func() error) {
+	if err := drop(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/tracekit/tracekit/server/analysis/anomaly"
 	"github.com/tracekit/tracekit/server/demo"
 	"github.com/tracekit/tracekit/server/store"
+	"github.com/tracekit/tracekit/server/store/storetest"
 )
 
 const tenant = "bench"
@@ -56,15 +57,15 @@ func run(bin, admin, dsn string, spans int, keep bool, clients int, dur time.Dur
 	ctx := context.Background()
 	load := dsn == ""
 	if load {
-		var drop func()
+		var drop func() error
 		var err error
-		if dsn, drop, err = scratchDB(ctx, admin); err != nil {
+		if dsn, drop, err = storetest.NewDatabase(ctx, admin, "tracekit_mcpbench_"); err != nil {
 			return err
 		}
 		if keep {
 			fmt.Printf("database: %s\n", dsn)
 		} else {
-			defer drop()
+			defer dropDatabase(drop)
 		}
 	}
 	db, err := store.Open(ctx, dsn)
@@ -339,25 +340,6 @@ func callInto(ctx context.Context, s *mcp.ClientSession, tool string, args map[s
 	return json.Unmarshal(b, out)
 }
 
-func scratchDB(ctx context.Context, admin string) (string, func(), error) {
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		return "", nil, fmt.Errorf("PostgreSQL: %w", err)
-	}
-	defer conn.Close(ctx)
-	name := fmt.Sprintf("tracekit_mcpbench_%d", time.Now().UnixNano())
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		return "", nil, err
-	}
-	dsn := strings.Replace(admin, "/postgres?", "/"+name+"?", 1)
-	return dsn, func() {
-		if c, err := pgx.Connect(ctx, admin); err == nil {
-			c.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)")
-			c.Close(ctx)
-		}
-	}, nil
-}
-
 // listenAddr reads the server's JSON log until it says where it listens, then passes on its errors.
 func listenAddr(r interface{ Read([]byte) (int, error) }) (string, error) {
 	sc := bufio.NewScanner(r)
@@ -376,4 +358,10 @@ func listenAddr(r interface{ Read([]byte) (int, error) }) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("tracekit server exited before listening")
+}
+
+func dropDatabase(drop func() error) {
+	if err := drop(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
 }

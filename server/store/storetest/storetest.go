@@ -30,48 +30,64 @@ func AdminDSN() string {
 // PostgresDSN creates an empty database and returns its URL; the database is dropped when t ends.
 func PostgresDSN(t testing.TB) string {
 	t.Helper()
-	ctx := context.Background()
-	admin := AdminDSN()
-	conn, err := pgx.Connect(ctx, admin)
+	dsn, drop, err := NewDatabase(context.Background(), AdminDSN(), "tracekit_test_")
 	if err != nil {
 		t.Fatalf("PostgreSQL is required for this test (set TRACEKIT_TEST_POSTGRES or start it on 127.0.0.1:5432): %v", err)
 	}
+	t.Cleanup(func() {
+		if err := drop(); err != nil {
+			t.Error(err)
+		}
+	})
+	return dsn
+}
+
+// NewDatabase creates an empty database named prefix+random on the server of admin and returns its
+// URL and a function that drops it with the tenant roles it made (benchmarks under hack/ use it too).
+func NewDatabase(ctx context.Context, admin, prefix string) (string, func() error, error) {
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		return "", nil, err
+	}
+	defer conn.Close(ctx)
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
-	name := "tracekit_test_" + hex.EncodeToString(b)
+	name := prefix + hex.EncodeToString(b)
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("create test database: %v", err)
+		return "", nil, fmt.Errorf("create database %s: %w", name, err)
 	}
-	conn.Close(ctx)
 	u, err := url.Parse(admin)
 	if err != nil {
-		t.Fatal(err)
+		return "", nil, err
 	}
 	u.Path = "/" + name
-	t.Cleanup(func() {
+	dsn := u.String()
+	drop := func() error {
+		// A fresh context: the caller's may be cancelled (Ctrl-C) by the time it drops.
+		ctx := context.Background()
 		// Tenant roles are cluster-wide: find the ones this database made before dropping it.
 		var roles []string
-		if c, err := pgx.Connect(ctx, u.String()); err == nil {
+		if c, err := pgx.Connect(ctx, dsn); err == nil {
 			rows, _ := c.Query(ctx, "SELECT db_role FROM tenants WHERE db_role IS NOT NULL")
 			roles, _ = pgx.CollectRows(rows, pgx.RowTo[string])
 			c.Close(ctx)
 		}
 		conn, err := pgx.Connect(ctx, admin)
 		if err != nil {
-			t.Errorf("drop test database %s: %v", name, err)
-			return
+			return fmt.Errorf("drop database %s: %w", name, err)
 		}
 		defer conn.Close(ctx)
 		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop test database %s: %v", name, err)
+			return fmt.Errorf("drop database %s: %w", name, err)
 		}
 		for _, r := range roles {
 			if _, err := conn.Exec(ctx, fmt.Sprintf("DROP ROLE IF EXISTS %q", r)); err != nil {
-				t.Errorf("drop tenant role %s: %v", r, err)
+				return fmt.Errorf("drop tenant role %s: %w", r, err)
 			}
 		}
-	})
-	return u.String()
+		return nil
+	}
+	return dsn, drop, nil
 }
 
 // SQLiteDSN returns the DSN of a new SQLite file under t's temporary directory.
