@@ -15,6 +15,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/modelcontextprotocol/go-sdk/oauthex"
 
+	"github.com/tracekit/tracekit/internal/browsertest"
 	"github.com/tracekit/tracekit/server/auth"
 	"github.com/tracekit/tracekit/server/dexauth"
 )
@@ -23,24 +24,24 @@ import (
 // authorization URL in a real Chromium where the API-key page is filled in, exchanges the code and
 // calls a tool with the token, then keeps working after the access token is refreshed.
 func TestGoSDKClient_SignsInWithAnAPIKeyInChromiumAndCallsATool(t *testing.T) {
-	b := newBrowser(t)
+	b := browsertest.New(t)
 	e := newEnv(t, envOptions{}, "acme")
 	tn := e.tenants["acme"]
-	cb := newCallback(t)
+	cb := browsertest.NewCallback(t)
 
 	var issuer string
 	h, err := mcpauth.NewAuthorizationCodeHandler(&mcpauth.AuthorizationCodeHandlerConfig{
 		DynamicClientRegistrationConfig: &mcpauth.DynamicClientRegistrationConfig{Metadata: &oauthex.ClientRegistrationMetadata{
-			RedirectURIs: []string{cb.url}, ClientName: "Go SDK e2e", TokenEndpointAuthMethod: "none",
+			RedirectURIs: []string{cb.URL}, ClientName: "Go SDK e2e", TokenEndpointAuthMethod: "none",
 			GrantTypes: []string{"authorization_code", "refresh_token"},
 		}},
 		RequestRefreshToken: true,
 		AuthorizationCodeFetcher: func(ctx context.Context, args *mcpauth.AuthorizationArgs) (*mcpauth.AuthorizationResult, error) {
-			if err := b.signIn(args.URL, tn.key); err != nil {
+			if err := b.SignIn(args.URL, tn.key); err != nil {
 				return nil, err
 			}
 			select {
-			case q := <-cb.got:
+			case q := <-cb.Got:
 				issuer = q.Get("iss")
 				return &mcpauth.AuthorizationResult{Code: q.Get("code"), State: q.Get("state"), Iss: q.Get("iss")}, nil
 			case <-ctx.Done():

@@ -1,26 +1,19 @@
 package oauth_test
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"os/exec"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/chromedp/chromedp"
 
 	"github.com/tracekit/tracekit/server/app"
 	"github.com/tracekit/tracekit/server/dexauth"
@@ -296,129 +289,4 @@ func callMCP(t *testing.T, tn *tenant, token string) (int, string) {
 	}
 	res, _ := do(t, req)
 	return res.StatusCode, res.Header.Get("WWW-Authenticate")
-}
-
-// callback is a client's loopback redirect URI: it hands each authorization response to the test.
-type callback struct {
-	url string
-	got chan url.Values
-}
-
-func newCallback(t *testing.T) *callback {
-	cb := &callback{got: make(chan url.Values, 1)}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		cb.got <- r.URL.Query()
-		io.WriteString(w, "Signed in. You can close this window.")
-	}))
-	t.Cleanup(srv.Close)
-	cb.url = srv.URL + "/callback"
-	return cb
-}
-
-// requireTool finds an executable the test needs. Missing, it fails in CI (where `make test-deps`
-// installs it) and skips elsewhere.
-func requireTool(t *testing.T, name string, paths ...string) string {
-	t.Helper()
-	for _, p := range paths {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	// make test installs it; a missing tool fails here rather than letting the browser tests pass unseen.
-	t.Fatalf("%s is required for this test; run `make test-deps`", name)
-	return ""
-}
-
-// browser is a headless Chromium, the user's browser in the sign-in flow.
-type browser struct{ ctx context.Context }
-
-func newBrowser(t *testing.T) *browser {
-	path := requireTool(t, "chromium", "/usr/bin/chromium")
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true),
-	)
-	alloc, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancel)
-	ctx, cancel := chromedp.NewContext(alloc)
-	t.Cleanup(cancel)
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	return &browser{ctx: ctx}
-}
-
-// signIn opens an authorization URL, checks the API-key page, submits a wrong key, sees the form
-// again with its message, then submits key.
-func (b *browser) signIn(authURL, key string) error {
-	ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
-	defer cancel()
-	if err := chromedp.Do(ctx, chromedp.Navigate(authURL), chromedp.WaitVisible(chromedp.ID("password"))); err != nil {
-		return err
-	}
-	if h, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("h1"))); err != nil || h != "Enter your TraceKit API key" {
-		return fmt.Errorf("API-key page: heading %q, %v", h, err)
-	}
-	err := chromedp.Do(ctx,
-		chromedp.SendKeys(chromedp.ID("password"), "tk_not-a-key"),
-		chromedp.Click(chromedp.ID("submit-login")),
-		chromedp.WaitVisible(chromedp.ID("login-error")))
-	if err != nil {
-		return err
-	}
-	if msg, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("login-error"))); err != nil || !strings.Contains(msg, "not a valid API key") {
-		return fmt.Errorf("wrong-key message %q, %v", msg, err)
-	}
-	return chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("password"), key), chromedp.Click(chromedp.ID("submit-login")))
-}
-
-// signInChoosingTools opens an authorization URL, ticks exactly the tool groups in tools by clicking
-// them, submits a wrong key, checks that the page comes back with the same choice, then submits key.
-// It returns the tool groups the page offers.
-func (b *browser) signInChoosingTools(authURL, key string, tools []string) ([]string, error) {
-	ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
-	defer cancel()
-	type box struct {
-		Value   string `json:"value"`
-		Checked bool   `json:"checked"`
-	}
-	readBoxes := chromedp.Evaluate[[]box](`Array.from(document.querySelectorAll('input[name=tools]')).map(b => ({value: b.value, checked: b.checked}))`)
-	if err := chromedp.Do(ctx, chromedp.Navigate(authURL), chromedp.WaitVisible(chromedp.ID("password"))); err != nil {
-		return nil, err
-	}
-	offered, err := chromedp.Run(ctx, readBoxes)
-	if err != nil {
-		return nil, err
-	}
-	var groups []string
-	for _, o := range offered {
-		groups = append(groups, o.Value)
-		if o.Checked != slices.Contains(tools, o.Value) {
-			if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`input[name=tools][value="`+o.Value+`"]`))); err != nil {
-				return nil, err
-			}
-		}
-	}
-	err = chromedp.Do(ctx,
-		chromedp.SendKeys(chromedp.ID("password"), "tk_not-a-key"),
-		chromedp.Click(chromedp.ID("submit-login")),
-		chromedp.WaitVisible(chromedp.ID("login-error")))
-	if err != nil {
-		return nil, err
-	}
-	if offered, err = chromedp.Run(ctx, readBoxes); err != nil {
-		return nil, err
-	}
-	for _, o := range offered {
-		if o.Checked != slices.Contains(tools, o.Value) {
-			return nil, fmt.Errorf("after a wrong key, %s is ticked=%v, not as chosen", o.Value, o.Checked)
-		}
-	}
-	return groups, chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("password"), key), chromedp.Click(chromedp.ID("submit-login")))
 }

@@ -12,6 +12,7 @@ import (
 	mcpauth "github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/tracekit/tracekit/internal/browsertest"
 	"github.com/tracekit/tracekit/server/auth"
 	"github.com/tracekit/tracekit/server/oauth"
 )
@@ -20,11 +21,11 @@ import (
 // and lets the assistant read traces only: the token says so, tools/list shows only the traces tools,
 // and another tool answers an isError result that says how to get it.
 func TestConsentPage_ToolGroupsTickedInChromiumLimitTheAssistant(t *testing.T) {
-	b := newBrowser(t)
+	b := browsertest.New(t)
 	docs := newDocumentHost(t)
 	e := newEnv(t, envOptions{documents: oauth.NewTestDocumentFetcher(docs.roots)}, "acme")
 	tn := e.tenants["acme"]
-	cb := newCallback(t)
+	cb := browsertest.NewCallback(t)
 	docURL := docs.publish("/oauth/go-sdk-client.json", map[string]any{"client_name": "Go SDK e2e",
 		"redirect_uris": []string{"http://127.0.0.1/callback"}, "grant_types": []string{"authorization_code", "refresh_token"},
 		"response_types": []string{"code"}, "token_endpoint_auth_method": "none"})
@@ -32,18 +33,18 @@ func TestConsentPage_ToolGroupsTickedInChromiumLimitTheAssistant(t *testing.T) {
 	var offered []string
 	h, err := mcpauth.NewAuthorizationCodeHandler(&mcpauth.AuthorizationCodeHandlerConfig{
 		ClientIDMetadataDocumentConfig: &mcpauth.ClientIDMetadataDocumentConfig{URL: docURL},
-		RedirectURL:                    cb.url,
+		RedirectURL:                    cb.URL,
 		RequestRefreshToken:            true,
 		AuthorizationCodeFetcher: func(ctx context.Context, args *mcpauth.AuthorizationArgs) (*mcpauth.AuthorizationResult, error) {
 			if u, _ := url.Parse(args.URL); u.Query().Get("client_id") != docURL {
 				t.Errorf("the client did not present its document: %s", args.URL)
 			}
 			var err error
-			if offered, err = b.signInChoosingTools(args.URL, tn.key, []string{"traces"}); err != nil {
+			if offered, err = b.SignInChoosingTools(args.URL, tn.key, []string{"traces"}); err != nil {
 				return nil, err
 			}
 			select {
-			case q := <-cb.got:
+			case q := <-cb.Got:
 				return &mcpauth.AuthorizationResult{Code: q.Get("code"), State: q.Get("state"), Iss: q.Get("iss")}, nil
 			case <-ctx.Done():
 				return nil, ctx.Err()

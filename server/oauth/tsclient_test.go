@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tracekit/tracekit/internal/browsertest"
 	"github.com/tracekit/tracekit/server/oauth"
 )
 
@@ -24,12 +25,12 @@ func TestTypeScriptSDKClient_SignsInWithAnAPIKeyInChromiumAndCallsATool(t *testi
 }
 
 func runTypeScriptClient(t *testing.T, document bool) {
-	node := requireTool(t, "node")
+	node := browsertest.RequireTool(t, "node")
 	dir := filepath.Join("testdata", "tsclient")
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@modelcontextprotocol", "sdk")); err != nil {
 		t.Fatalf("the TypeScript SDK is not installed in %s; run `make test-deps`", dir)
 	}
-	b := newBrowser(t)
+	b := browsertest.New(t)
 	docs := newDocumentHost(t)
 	e := newEnv(t, envOptions{documents: oauth.NewTestDocumentFetcher(docs.roots)}, "acme")
 	tn := e.tenants["acme"]
@@ -65,7 +66,7 @@ func runTypeScriptClient(t *testing.T, document bool) {
 		line := sc.Text()
 		switch {
 		case strings.HasPrefix(line, "AUTHORIZE "):
-			if err := b.signIn(strings.TrimPrefix(line, "AUTHORIZE "), tn.key); err != nil {
+			if err := b.SignIn(strings.TrimPrefix(line, "AUTHORIZE "), tn.key); err != nil {
 				t.Fatalf("sign-in page: %v", err)
 			}
 		case strings.HasPrefix(line, "RESULT "):

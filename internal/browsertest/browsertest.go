@@ -1,0 +1,149 @@
+// Package browsertest drives a real headless Chromium through TraceKit's sign-in page, and stands in
+// for an MCP client's loopback redirect URI, for the tests that run the OAuth flow end to end
+// (server/oauth, test/e2e). Only tests import it.
+package browsertest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// RequireTool finds an executable the test needs, at one of paths or on $PATH. `make test-deps`
+// installs the tools, so a missing one fails the test rather than letting it pass unseen.
+func RequireTool(t testing.TB, name string, paths ...string) string {
+	t.Helper()
+	for _, p := range paths {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	t.Fatalf("%s is required for this test; run `make test-deps`", name)
+	return ""
+}
+
+// Browser is a headless Chromium, the user's browser in the sign-in flow.
+type Browser struct{ ctx context.Context }
+
+// New starts Chromium for the test; opts add command-line flags, e.g. host-resolver rules for test
+// host names.
+func New(t testing.TB, opts ...chromedp.ExecAllocatorOption) *Browser {
+	t.Helper()
+	path := RequireTool(t, "chromium", "/usr/bin/chromium")
+	all := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+	)
+	alloc, cancel := chromedp.NewExecAllocator(context.Background(), append(all, opts...)...)
+	t.Cleanup(cancel)
+	ctx, cancel := chromedp.NewContext(alloc)
+	t.Cleanup(cancel)
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return &Browser{ctx: ctx}
+}
+
+// SignIn opens an authorization URL, checks the API-key page, submits a wrong key, sees the form
+// again with its message, then submits key.
+func (b *Browser) SignIn(authURL, key string) error {
+	ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Navigate(authURL), chromedp.WaitVisible(chromedp.ID("password"))); err != nil {
+		return err
+	}
+	if h, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("h1"))); err != nil || h != "Enter your TraceKit API key" {
+		return fmt.Errorf("API-key page: heading %q, %v", h, err)
+	}
+	err := chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.ID("password"), "tk_not-a-key"),
+		chromedp.Click(chromedp.ID("submit-login")),
+		chromedp.WaitVisible(chromedp.ID("login-error")))
+	if err != nil {
+		return err
+	}
+	if msg, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("login-error"))); err != nil || !strings.Contains(msg, "not a valid API key") {
+		return fmt.Errorf("wrong-key message %q, %v", msg, err)
+	}
+	return chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("password"), key), chromedp.Click(chromedp.ID("submit-login")))
+}
+
+// SignInChoosingTools opens an authorization URL, ticks exactly the tool groups in tools by clicking
+// them, submits a wrong key, checks that the page comes back with the same choice, then submits key.
+// It returns the tool groups the page offers.
+func (b *Browser) SignInChoosingTools(authURL, key string, tools []string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
+	defer cancel()
+	type box struct {
+		Value   string `json:"value"`
+		Checked bool   `json:"checked"`
+	}
+	readBoxes := chromedp.Evaluate[[]box](`Array.from(document.querySelectorAll('input[name=tools]')).map(b => ({value: b.value, checked: b.checked}))`)
+	if err := chromedp.Do(ctx, chromedp.Navigate(authURL), chromedp.WaitVisible(chromedp.ID("password"))); err != nil {
+		return nil, err
+	}
+	offered, err := chromedp.Run(ctx, readBoxes)
+	if err != nil {
+		return nil, err
+	}
+	var groups []string
+	for _, o := range offered {
+		groups = append(groups, o.Value)
+		if o.Checked != slices.Contains(tools, o.Value) {
+			if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`input[name=tools][value="`+o.Value+`"]`))); err != nil {
+				return nil, err
+			}
+		}
+	}
+	err = chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.ID("password"), "tk_not-a-key"),
+		chromedp.Click(chromedp.ID("submit-login")),
+		chromedp.WaitVisible(chromedp.ID("login-error")))
+	if err != nil {
+		return nil, err
+	}
+	if offered, err = chromedp.Run(ctx, readBoxes); err != nil {
+		return nil, err
+	}
+	for _, o := range offered {
+		if o.Checked != slices.Contains(tools, o.Value) {
+			return nil, fmt.Errorf("after a wrong key, %s is ticked=%v, not as chosen", o.Value, o.Checked)
+		}
+	}
+	return groups, chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("password"), key), chromedp.Click(chromedp.ID("submit-login")))
+}
+
+// Callback is a client's loopback redirect URI: it hands each authorization response to the test.
+type Callback struct {
+	URL string
+	Got chan url.Values
+}
+
+// NewCallback listens on 127.0.0.1 until the test ends.
+func NewCallback(t testing.TB) *Callback {
+	cb := &Callback{Got: make(chan url.Values, 1)}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cb.Got <- r.URL.Query()
+		io.WriteString(w, "Signed in. You can close this window.")
+	}))
+	t.Cleanup(srv.Close)
+	cb.URL = srv.URL + "/callback"
+	return cb
+}
