@@ -21,7 +21,13 @@ func runDev(ctx context.Context, args []string) error {
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
 	dataDir := fs.String("data-dir", defaultDataDir, "where the SQLite database and demo labels live")
 	noDemo := fs.Bool("no-demo", false, "do not load demo data on first start")
+	// Unlike a tenant server, dev keeps everything by default: the demo day is loaded only once.
+	retention := retentionFlag(fs, "", "", "delete spans, LLM calls and snapshots older than this, e.g. 720h for 30 days, at least 1h; empty keeps them forever")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	keep, err := retention()
+	if err != nil {
 		return err
 	}
 	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
@@ -69,7 +75,7 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	// Analysis starts once the demo day is in: it would otherwise compete with the load for SQLite's
 	// single writer and judge a day that is still arriving.
-	go analysis.Run(ctx, analysis.Config{DB: db, Logger: logger, DemoRules: true}) //nolint:errcheck // returns only when ctx ends
+	go analysis.Run(ctx, analysis.Config{DB: db, Logger: logger, DemoRules: true, Retention: keep}) //nolint:errcheck // returns only when ctx ends
 	printConnectionHelp(base, key)
 	return <-errc
 }

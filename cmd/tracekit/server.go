@@ -23,7 +23,13 @@ func runServer(ctx context.Context, args []string) error {
 	publicURL := fs.String("public-url", os.Getenv("TRACEKIT_PUBLIC_URL"), "external base URL clients use, e.g. https://acme.tracekit.example.com ($TRACEKIT_PUBLIC_URL); default http://<addr>")
 	oauthFlags := registerOAuthFlags(fs)
 	rulesFile := fs.String("alert-rules", os.Getenv("TRACEKIT_ALERT_RULES"), "JSON file of alert rules replacing the tenant's at start, as the operator writes them ($TRACEKIT_ALERT_RULES)")
+	retention := retentionFlag(fs, os.Getenv("TRACEKIT_RETENTION"), "TRACEKIT_RETENTION",
+		"delete spans, LLM calls and snapshots older than this, e.g. 720h for 30 days, at least 1h; rollups are kept no longer ($TRACEKIT_RETENTION); empty keeps them forever")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	keep, err := retention()
+	if err != nil {
 		return err
 	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
@@ -47,12 +53,17 @@ func runServer(ctx context.Context, args []string) error {
 		return err
 	}
 	h := app.New(app.Config{DB: db, Tenant: *tenant, PublicURL: *publicURL, Logger: logger, OAuth: facade})
-	go analysis.Run(ctx, analysis.Config{DB: db, Tenant: *tenant, Logger: logger, RulesFile: *rulesFile}) //nolint:errcheck // returns only when ctx ends
+	go analysis.Run(ctx, analysis.Config{DB: db, Tenant: *tenant, Logger: logger, RulesFile: *rulesFile, Retention: keep}) //nolint:errcheck // returns only when ctx ends
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
 	}
-	logger.Info("serving", "addr", ln.Addr().String(), "tenant", *tenant, "public_url", *publicURL, "database", db.Dialect())
+	kept := "forever"
+	if keep > 0 {
+		kept = keep.String()
+	}
+	logger.Info("serving", "addr", ln.Addr().String(), "tenant", *tenant, "public_url", *publicURL, "database", db.Dialect(),
+		"retention", kept)
 	return serve(ctx, ln, h)
 }
 

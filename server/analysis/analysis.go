@@ -1,6 +1,7 @@
 // Package analysis runs the background work of a tenant server: merging metric rollups, evaluating
-// alert rules, detecting anomalies and analysing their root causes. Every replica runs it; each job
-// claims its ticks in the database, so a tick runs once however many replicas there are.
+// alert rules, detecting anomalies, analysing their root causes and deleting data past retention.
+// Every replica runs it; each job claims its ticks in the database, so a tick runs once however many
+// replicas there are.
 package analysis
 
 import (
@@ -26,7 +27,10 @@ type Config struct {
 	RulesFile string
 	// DemoRules gives tenants without rules the rules that watch the demo shop (dev mode).
 	DemoRules bool
-	// MinuteRetention and HourRetention bound the rollups kept (default 8 days and 90 days).
+	// Retention is how long spans, LLM calls and debugger snapshots are kept; zero keeps them forever.
+	Retention time.Duration
+	// MinuteRetention and HourRetention bound the rollups kept (default 8 days and 90 days, and never
+	// longer than Retention).
 	MinuteRetention, HourRetention time.Duration
 	Anomaly                        anomaly.Config
 	// Now is the clock (default time.Now).
@@ -36,6 +40,11 @@ type Config struct {
 // Jobs claimed per tick.
 const (
 	compactionJob = "compaction"
+	retentionJob  = "retention"
+	// retentionEvery is how often old data is deleted: often enough that each run is small.
+	retentionEvery = 10 * time.Minute
+	// retentionBatch rows per DELETE keep each transaction short (a few MB of WAL for spans).
+	retentionBatch = 5000
 	// rcaAfter is how long an anomaly must have lasted before its first root-cause analysis: enough
 	// anomalous requests to compare.
 	rcaAfter = 10 * time.Minute
@@ -51,6 +60,9 @@ func Run(ctx context.Context, cfg Config) error {
 		if rules, err = alerting.LoadRules(cfg.RulesFile); err != nil {
 			return err
 		}
+	}
+	if cfg.Retention > 0 {
+		go cfg.expireLoop(ctx)
 	}
 	seeded := map[string]bool{}
 	tick := time.NewTicker(20 * time.Second)
@@ -93,6 +105,11 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.HourRetention == 0 {
 		cfg.HourRetention = 90 * 24 * time.Hour
+	}
+	// Retention is the tenant's promise of how long its data is kept: aggregates included.
+	if cfg.Retention > 0 {
+		cfg.MinuteRetention = min(cfg.MinuteRetention, cfg.Retention)
+		cfg.HourRetention = min(cfg.HourRetention, cfg.Retention)
 	}
 	return cfg
 }
@@ -152,6 +169,48 @@ func (cfg Config) Tick(ctx context.Context, t *store.Tenant) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// expireLoop runs Expire for every tenant at start and every retentionEvery, beside the analysis
+// ticks so that a long first purge does not hold up alert evaluation.
+func (cfg Config) expireLoop(ctx context.Context) {
+	tick := time.NewTicker(retentionEvery)
+	defer tick.Stop()
+	for {
+		tenants, err := cfg.tenants(ctx)
+		if err != nil {
+			cfg.Logger.Warn("list tenants for retention", "err", err)
+		}
+		for _, id := range tenants {
+			if err := cfg.Expire(ctx, cfg.DB.ForTenant(id)); err != nil && ctx.Err() == nil {
+				cfg.Logger.Warn("deleting data past retention failed; retrying at the next run", "tenant", id, "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// Expire deletes tenant t's spans, LLM calls and snapshots older than Retention, unless a replica
+// has already claimed the current retentionEvery period.
+func (cfg Config) Expire(ctx context.Context, t *store.Tenant) error {
+	cfg = cfg.withDefaults()
+	if cfg.Retention <= 0 {
+		return nil
+	}
+	now := cfg.Now()
+	if ok, err := t.ClaimTick(ctx, retentionJob, now.Truncate(retentionEvery).UnixNano()); err != nil || !ok {
+		return err
+	}
+	e, err := t.DeleteOlderThan(ctx, now.Add(-cfg.Retention).UnixNano(), retentionBatch)
+	if e.Rows() > 0 {
+		cfg.Logger.Info("deleted data past retention", "tenant", t.ID(), "retention", cfg.Retention.String(),
+			"spans", e.Spans, "llm_calls", e.LLMCalls, "snapshots", e.Snapshots, "statements", e.Statements)
+	}
+	return err
 }
 
 // explain analyses an anomaly that the detector created or changed: once it has lasted rcaAfter,

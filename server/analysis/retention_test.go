@@ -1,0 +1,107 @@
+package analysis_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/tracekit/tracekit/server/analysis"
+	"github.com/tracekit/tracekit/server/store"
+	"github.com/tracekit/tracekit/server/store/storetest"
+)
+
+// TestExpire_AsTheTenantRoleOncePerPeriod deletes data past retention the way a tenant pod does: as
+// the tenant's own role, once per period however many replicas call it, and with rollups kept no
+// longer than the spans.
+func TestExpire_AsTheTenantRoleOncePerPeriod(t *testing.T) {
+	ctx := context.Background()
+	dsn := storetest.PostgresDSN(t)
+	admin := storetest.Open(t, dsn)
+	creds, err := admin.ProvisionTenant(ctx, store.TenantSpec{ID: "team-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.ProvisionTenant(ctx, store.TenantSpec{ID: "team-b"}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2025, 4, 1, 0, 0, 0, 0, time.UTC)
+	insert := func(tenant string, minutes ...int) {
+		t.Helper()
+		var b store.Batch
+		for _, m := range minutes {
+			b.Spans = append(b.Spans, store.Span{TraceID: fmt.Sprintf("%s-%d", tenant, m), SpanID: "1", Service: "api",
+				Operation: "GET /", IsEntry: true, StartNS: start.Add(time.Duration(m) * time.Minute).UnixNano(), DurationNS: 5e6})
+		}
+		if err := admin.ForTenant(tenant).InsertBatch(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	every := make([]int, 4*60)
+	for m := range every {
+		every[m] = m
+	}
+	insert("team-a", every...)
+	insert("team-b", every...)
+
+	tenantDSN, err := creds.DSN(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod, err := store.Open(ctx, tenantDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pod.Close()
+	tn := pod.ForTenant("team-a")
+	now := start.Add(4*time.Hour + 3*time.Minute)
+	cfg := analysis.Config{DB: pod, Tenant: "team-a", Retention: 2 * time.Hour, Now: func() time.Time { return now },
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	cutoff := now.Add(-2 * time.Hour).UnixNano()
+	oldSpans := func(tenant string) int {
+		return storetest.QueryInt(t, dsn, fmt.Sprintf("SELECT count(*) FROM spans WHERE tenant_id = '%s' AND start_ns < %d", tenant, cutoff))
+	}
+
+	if err := cfg.Expire(ctx, tn); err != nil {
+		t.Fatalf("retention as the tenant role: %v", err)
+	}
+	if n := oldSpans("team-a"); n != 0 {
+		t.Errorf("%d spans of team-a older than retention remain", n)
+	}
+	if n, want := storetest.Count(t, dsn, "spans", "team-a"), 2*60-3; n != want {
+		t.Errorf("team-a keeps %d spans, want the %d within retention", n, want)
+	}
+	if n := storetest.Count(t, dsn, "spans", "team-b"); n != 4*60 {
+		t.Errorf("team-b has %d spans left, want all %d", n, 4*60)
+	}
+
+	insert("team-a", 0) // arrives late; another replica runs retention within the same period
+	if err := cfg.Expire(ctx, tn); err != nil {
+		t.Fatal(err)
+	}
+	if n := oldSpans("team-a"); n != 1 {
+		t.Errorf("%d old spans after a second run in the same period, want the late one left for the next period", n)
+	}
+	now = now.Add(10 * time.Minute)
+	cutoff = now.Add(-2 * time.Hour).UnixNano()
+	if err := cfg.Expire(ctx, tn); err != nil {
+		t.Fatal(err)
+	}
+	if n := oldSpans("team-a"); n != 0 {
+		t.Errorf("%d old spans after the next period's run, want none", n)
+	}
+
+	if err := cfg.Tick(ctx, tn); err != nil {
+		t.Fatal(err)
+	}
+	first, err := tn.FirstRollup(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first < cutoff {
+		t.Errorf("oldest rollup at %s, want none before %s: rollups must not outlive a shorter retention",
+			time.Unix(0, first).UTC(), time.Unix(0, cutoff).UTC())
+	}
+}
