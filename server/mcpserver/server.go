@@ -114,7 +114,6 @@ func NewServer(cfg Config) *mcp.Server {
 	tl.addGetLLMStats(s)
 	tl.addGetRCA(s)
 	s.AddReceivingMiddleware(toolGroups)
-	s.AddReceivingMiddleware(tl.explainArgumentErrors)
 	if cfg.Registry != nil {
 		s.AddReceivingMiddleware(tl.toolMetrics(cfg.Registry))
 	}
@@ -135,6 +134,11 @@ var fresh = map[string]bool{"get_rca": true}
 // addTool registers a tool whose input schema is inferred from In and adjusted by tweak (enums,
 // defaults, bounds), and whose output schema is Out's top level. Bad arguments come back as isError
 // results that say what to fix; storage failures are logged and reported without detail.
+//
+// It uses the SDK's low-level registration: the arguments are validated here against the same
+// schema, and an answer is encoded once and shared, encoded, by identical calls. The generic
+// mcp.AddTool would decode every answer again to check it against the output schema; the output
+// types are that schema's source, and a test checks every tool's answers against it.
 func addTool[In, Out any](s *mcp.Server, tl *tools, t *mcp.Tool, tweak func(p map[string]*jsonschema.Schema), h handler[In, Out]) {
 	in, err := jsonschema.For[In](nil)
 	if err != nil {
@@ -147,40 +151,82 @@ func addTool[In, Out any](s *mcp.Server, tl *tools, t *mcp.Tool, tweak func(p ma
 	if err != nil {
 		panic(err)
 	}
+	resolved, err := in.Resolve(nil)
+	if err != nil {
+		panic(err)
+	}
 	t.InputSchema, t.OutputSchema, t.Annotations = in, shallow(out), readOnly
-	tl.args[t.Name] = slices.Sorted(maps.Keys(in.Properties))
-	mcp.AddTool(s, t, func(ctx context.Context, req *mcp.CallToolRequest, args In) (*mcp.CallToolResult, Out, error) {
-		var zero Out
+	name, accepted := t.Name, slices.Sorted(maps.Keys(in.Properties))
+	tl.args[name] = accepted
+	s.AddTool(t, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		p, ok := auth.FromContext(ctx)
 		if !ok {
-			return nil, zero, errors.New("this request carries no authenticated tenant; send your API key as 'Authorization: Bearer <key>'")
+			return errorResult(errors.New("this request carries no authenticated tenant; send your API key as 'Authorization: Bearer <key>'")), nil
+		}
+		var args In
+		key, err := decodeArgs(req.Params.Arguments, resolved, &args)
+		if err != nil {
+			return errorResult(fmt.Errorf("invalid arguments for %s: %v. Accepted arguments: %s.", name, err, strings.Join(accepted, ", "))), nil
 		}
 		tn := tl.db.ForTenant(p.TenantID)
+		compute := func(ctx context.Context) (any, string, error) {
+			res, text, err := h(ctx, tn, args)
+			if err != nil {
+				return nil, "", err
+			}
+			b, err := json.Marshal(res)
+			return json.RawMessage(b), text, err
+		}
 		var (
-			res  Out
-			text string
-			err  error // not addTool's: calls run concurrently
+			structured any
+			text       string
 		)
-		if fresh[t.Name] {
-			res, text, err = h(ctx, tn, args)
+		if fresh[name] {
+			structured, text, err = compute(ctx)
 		} else {
-			key, _ := json.Marshal(args)
-			var v any
-			v, text, err = tl.answers.get(ctx, p.TenantID+"\x00"+t.Name+"\x00"+string(key), func(ctx context.Context) (any, string, error) {
-				return h(ctx, tn, args)
-			})
-			res, _ = v.(Out)
+			structured, text, err = tl.answers.get(ctx, p.TenantID+"\x00"+name+"\x00"+key, compute)
 		}
 		if err != nil {
 			var ae *argError
 			if errors.As(err, &ae) {
-				return nil, zero, err
+				return errorResult(err), nil
 			}
-			tl.log.Error("MCP tool failed", "tool", t.Name, "tenant", p.TenantID, "err", err)
-			return nil, zero, errInternal
+			tl.log.Error("MCP tool failed", "tool", name, "tenant", p.TenantID, "err", err)
+			return errorResult(errInternal), nil
 		}
-		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: text}}}, res, nil
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: text}}, StructuredContent: structured}, nil
 	})
+}
+
+// decodeArgs validates raw tool arguments against the input schema, applies its defaults and decodes
+// them into dst. It returns the arguments in a canonical form, the key of identical calls.
+func decodeArgs(raw json.RawMessage, schema *jsonschema.Resolved, dst any) (string, error) {
+	m := map[string]any{}
+	if raw := bytes.TrimSpace(raw); len(raw) > 0 && !bytes.Equal(raw, []byte("null")) {
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return "", errors.New("arguments must be a JSON object of named arguments")
+		}
+	}
+	if err := schema.ApplyDefaults(&m); err != nil {
+		return "", err
+	}
+	if err := schema.Validate(m); err != nil {
+		return "", errors.New(strings.TrimPrefix(err.Error(), "validating root: "))
+	}
+	b, err := json.Marshal(m) // map keys come out sorted
+	if err != nil {
+		return "", err
+	}
+	if err := json.Unmarshal(b, dst); err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
+
+func errorResult(err error) *mcp.CallToolResult {
+	res := &mcp.CallToolResult{}
+	res.SetError(err)
+	return res
 }
 
 // shallow keeps the top level of an output schema: the answer's own fields and their types. Nested
@@ -236,16 +282,10 @@ func windowSchema(p map[string]*jsonschema.Schema, defSince string) {
 	def(p["since"], defSince)
 }
 
-// guard keeps one request from taking the process down. The SDK runs handlers outside the HTTP
-// handler's goroutine, where gin's recovery cannot help, and its schema defaulting panics on
-// "arguments": null (go-sdk v1.8.0), so null arguments become {} and panics become errors.
+// guard keeps one request from taking the process down: the SDK runs handlers outside the HTTP
+// handler's goroutine, where gin's recovery cannot help, so panics become errors.
 func (tl *tools) guard(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, req mcp.Request) (res mcp.Result, err error) {
-		if call, ok := req.(*mcp.CallToolRequest); ok && call.Params != nil {
-			if a := bytes.TrimSpace(call.Params.Arguments); len(a) == 0 || bytes.Equal(a, []byte("null")) {
-				call.Params.Arguments = json.RawMessage("{}")
-			}
-		}
 		defer func() {
 			if p := recover(); p != nil {
 				tl.log.Error("MCP request panicked", "method", method, "panic", p, "stack", string(debug.Stack()))
@@ -253,26 +293,6 @@ func (tl *tools) guard(next mcp.MethodHandler) mcp.MethodHandler {
 			}
 		}()
 		return next(ctx, method, req)
-	}
-}
-
-// explainArgumentErrors completes the SDK's schema-validation message with the accepted arguments, so
-// an assistant can correct its call at once.
-func (tl *tools) explainArgumentErrors(next mcp.MethodHandler) mcp.MethodHandler {
-	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
-		res, err := next(ctx, method, req)
-		r, ok := res.(*mcp.CallToolResult)
-		if err != nil || !ok || !r.IsError || len(r.Content) != 1 {
-			return res, err
-		}
-		tc, ok := r.Content[0].(*mcp.TextContent)
-		if !ok || !strings.HasPrefix(tc.Text, `validating "arguments": `) {
-			return res, err
-		}
-		name := req.(*mcp.CallToolRequest).Params.Name
-		detail := strings.TrimPrefix(strings.TrimPrefix(tc.Text, `validating "arguments": `), "validating root: ")
-		tc.Text = fmt.Sprintf("invalid arguments for %s: %s. Accepted arguments: %s.", name, detail, strings.Join(tl.args[name], ", "))
-		return res, err
 	}
 }
 
