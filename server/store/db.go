@@ -40,7 +40,7 @@ type DB struct {
 	writeMu sync.Mutex
 	// serviceSeen remembers the time range already written to the services table per tenant and
 	// service, so ingest updates a service row about once per minute of data, not once per batch.
-	serviceSeen sync.Map // tenant\x00service -> [2]int64{first, last}
+	serviceSeen sync.Map // tenant\x00service (\x00\x00version) -> [2]int64{first, last}
 
 	rlsMu    sync.Mutex
 	rlsKnown bool

@@ -18,6 +18,7 @@ func seedEveryTable(t *testing.T, ctx context.Context, conn *pgx.Conn, tenant st
 	stmts := []string{
 		`INSERT INTO spans (tenant_id, trace_id, span_id, service, operation, is_entry, start_ns, duration_ns) VALUES ($1, 't-'||$1, 's1', 'svc', 'op', true, 1, 1)`,
 		`INSERT INTO services (tenant_id, name, first_seen_ns, last_seen_ns) VALUES ($1, 'svc', 1, 1)`,
+		`INSERT INTO service_versions (tenant_id, service, version, first_seen_ns, last_seen_ns) VALUES ($1, 'svc', '1.0', 1, 1)`,
 		`INSERT INTO llm_calls (tenant_id, trace_id, span_id, service, start_ns, duration_ns) VALUES ($1, 't', 's', 'svc', 1, 1)`,
 		`INSERT INTO alert_rules (tenant_id, id, metric, comparison, threshold, window_seconds, severity) VALUES ($1, 'r', 'error_rate', 'gt', 1, 60, 'high')`,
 		`INSERT INTO alerts (tenant_id, rule_id, state, started_ns, value, threshold, last_eval_ns) VALUES ($1, 'r', 'firing', 1, 1, 1, 1)`,
@@ -67,7 +68,7 @@ func TestTenantRoleSeesOnlyItsOwnRows(t *testing.T) {
 	}
 	defer asA.Close(ctx)
 
-	for _, table := range []string{"tenants", "api_keys", "spans", "services", "llm_calls", "alert_rules", "alerts",
+	for _, table := range []string{"tenants", "api_keys", "spans", "services", "service_versions", "llm_calls", "alert_rules", "alerts",
 		"anomalies", "rca_reports", "breakpoints", "snapshots"} {
 		col := "tenant_id"
 		if table == "tenants" {

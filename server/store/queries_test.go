@@ -275,3 +275,28 @@ func TestServiceVersions_ComparesVersionsOnASampleOfTraces(t *testing.T) {
 		}
 	})
 }
+
+func TestServiceVersions_OneVersionInTheWindowHasNothingToCompare(t *testing.T) {
+	storetest.Dialects(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		tn := db.ForTenant("acme")
+		var b store.Batch
+		for i := 0; i < 100; i++ {
+			s := store.Span{TraceID: fmt.Sprintf("%032x", i), SpanID: "s", Service: "pay", ServiceVersion: "1.0", Operation: "POST",
+				IsEntry: true, StartNS: int64(i) * ms, DurationNS: 10 * ms}
+			if i >= 50 { // deployed at 50 ms
+				s.ServiceVersion = "2.0"
+			}
+			b.Spans = append(b.Spans, s)
+		}
+		if err := tn.InsertBatch(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		if after, err := tn.ServiceVersions(ctx, "pay", 60*ms, 100*ms, 1); err != nil || len(after) != 0 {
+			t.Errorf("only 2.0 served [60 ms, 100 ms): %+v, %v", after, err)
+		}
+		if across, err := tn.ServiceVersions(ctx, "pay", 40*ms, 60*ms, 1); err != nil || len(across) != 2 {
+			t.Errorf("the deploy lies in [40 ms, 60 ms): %+v, %v", across, err)
+		}
+	})
+}

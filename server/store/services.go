@@ -99,8 +99,17 @@ const maxVersions = 8
 // ServiceVersions compares the versions of service that served requests in [from, to), most
 // requests first, each with a trace at its p95: a latency regression after a deploy shows here.
 // sample, in (0, 1], is the share of traces to read, chosen by their id (random in OpenTelemetry), so
-// a busy service costs a bounded sort; counts are then of the sample.
+// a busy service costs a bounded sort; counts are then of the sample. A window served by one version
+// has nothing to compare: it returns no versions without reading requests.
 func (t *Tenant) ServiceVersions(ctx context.Context, service string, from, to int64, sample float64) ([]VersionStats, error) {
+	var seen int
+	if err := t.db.x.GetContext(ctx, &seen, t.rebind(`SELECT COUNT(*) FROM service_versions
+		WHERE tenant_id = ? AND service = ? AND first_seen_ns < ? AND last_seen_ns >= ?`), t.id, service, to, from); err != nil {
+		return nil, fmt.Errorf("versions of %s: %w", service, err)
+	}
+	if seen < 2 {
+		return nil, nil
+	}
 	w := t.entrySpans(from, to)
 	w.add("service = ?", service)
 	if buckets := int(math.Ceil(sample * 256)); buckets < 256 {

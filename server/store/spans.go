@@ -1,10 +1,12 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql/driver"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -236,56 +238,76 @@ func (t *Tenant) insertRows(ctx context.Context, tx *sqlx.Tx, table string, cols
 // serviceTouchSlack is how far (in data time) a service's last-seen may lag before ingest updates it.
 const serviceTouchSlack = int64(60e9)
 
+// seenRange is the span start times a batch holds for one service, or one version of it.
+type seenRange struct {
+	service, version string
+	first, last      int64
+}
+
+// touchServices records the services and service versions of a batch with the time range they
+// were seen in, skipping those whose range is already recorded (within serviceTouchSlack).
 func (t *Tenant) touchServices(ctx context.Context, spans []Span) error {
-	type rng struct {
-		first, last int64
-		version     string
-	}
-	batch := map[string]*rng{}
+	services, versions := map[string]*seenRange{}, map[[2]string]*seenRange{}
 	for i := range spans {
 		s := &spans[i]
-		r := batch[s.Service]
-		if r == nil {
-			batch[s.Service] = &rng{s.StartNS, s.StartNS, s.ServiceVersion}
-			continue
-		}
-		r.first = min(r.first, s.StartNS)
-		if s.StartNS > r.last {
-			r.last, r.version = s.StartNS, s.ServiceVersion
-		}
-	}
-	names := make([]string, 0, len(batch))
-	for name, r := range batch {
-		if v, ok := t.db.serviceSeen.Load(t.id + "\x00" + name); ok {
-			seen := v.([2]int64)
-			if r.first >= seen[0] && r.last <= seen[1]+serviceTouchSlack {
-				continue
+		if r := services[s.Service]; r == nil {
+			services[s.Service] = &seenRange{s.Service, s.ServiceVersion, s.StartNS, s.StartNS}
+		} else {
+			r.first = min(r.first, s.StartNS)
+			if s.StartNS > r.last {
+				r.last, r.version = s.StartNS, s.ServiceVersion // the latest version is the current one
 			}
 		}
-		names = append(names, name)
+		k := [2]string{s.Service, s.ServiceVersion}
+		if r := versions[k]; r == nil {
+			versions[k] = &seenRange{s.Service, s.ServiceVersion, s.StartNS, s.StartNS}
+		} else {
+			r.first, r.last = min(r.first, s.StartNS), max(r.last, s.StartNS)
+		}
 	}
-	sort.Strings(names) // a fixed lock order: concurrent batches never deadlock
 	greatest, least := "GREATEST", "LEAST"
 	if t.db.dialect == SQLite {
 		greatest, least = "max", "min"
-	}
-	q := t.rebind(`INSERT INTO services (tenant_id, name, version, first_seen_ns, last_seen_ns) VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT (tenant_id, name) DO UPDATE SET
-			version = CASE WHEN excluded.last_seen_ns >= services.last_seen_ns THEN excluded.version ELSE services.version END,
-			first_seen_ns = ` + least + `(services.first_seen_ns, excluded.first_seen_ns),
-			last_seen_ns = ` + greatest + `(services.last_seen_ns, excluded.last_seen_ns)
-		RETURNING first_seen_ns, last_seen_ns`)
-	if t.db.dialect == SQLite {
 		t.db.writeMu.Lock()
 		defer t.db.writeMu.Unlock()
 	}
-	for _, name := range names {
-		r := batch[name]
-		var seen [2]int64
-		if err := t.db.x.QueryRowxContext(ctx, q, t.id, name, r.version, r.first, r.last).Scan(&seen[0], &seen[1]); err != nil {
-			return fmt.Errorf("update service %q: %w", name, err)
+	if err := t.touch(ctx, "services", slices.Collect(maps.Values(services)), t.rebind(`INSERT INTO services (tenant_id, name, version, first_seen_ns, last_seen_ns) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (tenant_id, name) DO UPDATE SET
+			version = CASE WHEN excluded.last_seen_ns >= services.last_seen_ns THEN excluded.version ELSE services.version END,
+			first_seen_ns = `+least+`(services.first_seen_ns, excluded.first_seen_ns),
+			last_seen_ns = `+greatest+`(services.last_seen_ns, excluded.last_seen_ns)
+		RETURNING first_seen_ns, last_seen_ns`)); err != nil {
+		return err
+	}
+	return t.touch(ctx, "service_versions", slices.Collect(maps.Values(versions)), t.rebind(`INSERT INTO service_versions (tenant_id, service, version, first_seen_ns, last_seen_ns) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (tenant_id, service, version) DO UPDATE SET
+			first_seen_ns = `+least+`(service_versions.first_seen_ns, excluded.first_seen_ns),
+			last_seen_ns = `+greatest+`(service_versions.last_seen_ns, excluded.last_seen_ns)
+		RETURNING first_seen_ns, last_seen_ns`))
+}
+
+// touch upserts the ranges not yet recorded into table with q, in a fixed order so that concurrent
+// batches never deadlock.
+func (t *Tenant) touch(ctx context.Context, table string, ranges []*seenRange, q string) error {
+	seenKey := func(r *seenRange) string {
+		if table == "services" {
+			return t.id + "\x00" + r.service
 		}
-		t.db.serviceSeen.Store(t.id+"\x00"+name, seen)
+		return t.id + "\x00" + r.service + "\x00\x00" + r.version
+	}
+	ranges = slices.DeleteFunc(ranges, func(r *seenRange) bool {
+		v, ok := t.db.serviceSeen.Load(seenKey(r))
+		return ok && r.first >= v.([2]int64)[0] && r.last <= v.([2]int64)[1]+serviceTouchSlack
+	})
+	slices.SortFunc(ranges, func(a, b *seenRange) int {
+		return cmp.Or(cmp.Compare(a.service, b.service), cmp.Compare(a.version, b.version))
+	})
+	for _, r := range ranges {
+		var seen [2]int64
+		if err := t.db.x.QueryRowxContext(ctx, q, t.id, r.service, r.version, r.first, r.last).Scan(&seen[0], &seen[1]); err != nil {
+			return fmt.Errorf("update %s of %q: %w", table, r.service, err)
+		}
+		t.db.serviceSeen.Store(seenKey(r), seen)
 	}
 	return nil
 }
