@@ -12,6 +12,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -20,8 +21,10 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -123,7 +126,7 @@ func run(bin, admin, dsn string, spans int, keep bool, clients int, dur time.Dur
 	// Every call distinct first (a random max_tokens defeats the server's answer sharing), so the
 	// figures are the tools' own; then the mix as it comes, repeated calls included.
 	for _, distinct := range []bool{true, false} {
-		if err := measure(ctx, base, key, mix, clients, dur, distinct); err != nil {
+		if err := measure(ctx, base, key, mix, clients, dur, distinct, srv.Process.Pid); err != nil {
 			return err
 		}
 	}
@@ -198,7 +201,7 @@ type sample struct {
 	failed  bool
 }
 
-func measure(ctx context.Context, base, key string, mix []call, clients int, dur time.Duration, distinct bool) error {
+func measure(ctx context.Context, base, key string, mix []call, clients int, dur time.Duration, distinct bool, server int) error {
 	sessions := make([]*mcp.ClientSession, clients)
 	for i := range sessions {
 		s, err := connect(ctx, base, key)
@@ -215,7 +218,7 @@ func measure(ctx context.Context, base, key string, mix []call, clients int, dur
 		firstErr atomic.Pointer[callError]
 	)
 	deadline := time.Now().Add(dur)
-	start := time.Now()
+	start, cpu0 := time.Now(), readCPU(server)
 	var wg sync.WaitGroup
 	for c, s := range sessions {
 		wg.Add(1)
@@ -250,13 +253,67 @@ func measure(ctx context.Context, base, key string, mix []call, clients int, dur
 		}()
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), readCPU(server).sub(cpu0)
 	what := "repeated calls answered from the server's 10-second answer cache where identical"
 	if distinct {
 		what = "every call distinct"
 	}
 	report(samples, clients, elapsed, what)
+	n := time.Duration(len(samples))
+	fmt.Printf("\nCPU per call: server %s, PostgreSQL %s, clients (this process) %s; the machine's two cores were %.0f%% busy, %.0f%% of it other work\n",
+		cpu.server/n, cpu.postgres/n, cpu.self/n, 100*cpu.busy.Seconds()/(2*elapsed.Seconds()),
+		100*(cpu.busy-cpu.server-cpu.postgres-cpu.self).Seconds()/max(cpu.busy.Seconds(), 1e-9))
 	return nil
+}
+
+// cpuTimes are CPU times consumed so far, read from /proc (Linux).
+type cpuTimes struct{ server, postgres, self, busy time.Duration }
+
+func (a cpuTimes) sub(b cpuTimes) cpuTimes {
+	return cpuTimes{a.server - b.server, a.postgres - b.postgres, a.self - b.self, a.busy - b.busy}
+}
+
+// readCPU reads the CPU time of the server process, of all PostgreSQL processes, of this process,
+// and the machine's busy time, so a run shows where the cores went.
+func readCPU(server int) cpuTimes {
+	const tick = 10 * time.Millisecond // USER_HZ is 100 on Linux
+	var c cpuTimes
+	procs, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+		if open < 0 || end < open {
+			continue
+		}
+		f := strings.Fields(string(b[end+2:])) // from field 3 (state) on
+		if len(f) < 13 {
+			continue
+		}
+		utime, _ := strconv.ParseInt(f[11], 10, 64)
+		stime, _ := strconv.ParseInt(f[12], 10, 64)
+		t := time.Duration(utime+stime) * tick
+		pid, _ := strconv.Atoi(string(bytes.TrimSpace(b[:open])))
+		switch {
+		case pid == server:
+			c.server += t
+		case pid == os.Getpid():
+			c.self += t
+		case string(b[open+1:end]) == "postgres":
+			c.postgres += t
+		}
+	}
+	if b, err := os.ReadFile("/proc/stat"); err == nil {
+		f := strings.Fields(strings.SplitN(string(b), "\n", 2)[0]) // cpu user nice system idle iowait irq softirq steal
+		for i, v := range f[1:min(len(f), 9)] {
+			if n, _ := strconv.ParseInt(v, 10, 64); i != 3 && i != 4 {
+				c.busy += time.Duration(n) * tick
+			}
+		}
+	}
+	return c
 }
 
 func report(samples []sample, clients int, elapsed time.Duration, what string) {
