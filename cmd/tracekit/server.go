@@ -21,6 +21,7 @@ func runServer(ctx context.Context, args []string) error {
 	dbURL := databaseFlag(fs)
 	tenant := fs.String("tenant", os.Getenv("TRACEKIT_TENANT"), "serve only this tenant ($TRACEKIT_TENANT); empty serves every tenant whose API key is presented")
 	publicURL := fs.String("public-url", os.Getenv("TRACEKIT_PUBLIC_URL"), "external base URL clients use, e.g. https://acme.tracekit.example.com ($TRACEKIT_PUBLIC_URL); default http://<addr>")
+	origins := fs.String("allowed-origins", os.Getenv("TRACEKIT_ALLOWED_ORIGINS"), "comma-separated browser origins (scheme://host[:port]) allowed to call /mcp besides the public URL's and loopback ones ($TRACEKIT_ALLOWED_ORIGINS)")
 	oauthFlags := registerOAuthFlags(fs)
 	rulesFile := fs.String("alert-rules", os.Getenv("TRACEKIT_ALERT_RULES"), "JSON file of alert rules replacing the tenant's at start, as the operator writes them ($TRACEKIT_ALERT_RULES)")
 	retention := retentionFlag(fs, os.Getenv("TRACEKIT_RETENTION"), "TRACEKIT_RETENTION",
@@ -29,6 +30,10 @@ func runServer(ctx context.Context, args []string) error {
 		return err
 	}
 	keep, err := retention()
+	if err != nil {
+		return err
+	}
+	allowed, err := parseOrigins(*origins)
 	if err != nil {
 		return err
 	}
@@ -52,7 +57,7 @@ func runServer(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	h := app.New(app.Config{DB: db, Tenant: *tenant, PublicURL: *publicURL, Logger: logger, OAuth: facade})
+	h := app.New(app.Config{DB: db, Tenant: *tenant, PublicURL: *publicURL, AllowedOrigins: allowed, Logger: logger, OAuth: facade})
 	go analysis.Run(ctx, analysis.Config{DB: db, Tenant: *tenant, Logger: logger, RulesFile: *rulesFile, Retention: keep}) //nolint:errcheck // returns only when ctx ends
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {

@@ -32,7 +32,9 @@ type Config struct {
 	// PublicURL is the externally visible base URL (scheme, host, optional path prefix), from which
 	// every advertised URL is built.
 	PublicURL string
-	Logger    *slog.Logger
+	// AllowedOrigins are browser origins allowed to call /mcp besides PublicURL's own and loopback ones.
+	AllowedOrigins []string
+	Logger         *slog.Logger
 	// Auth authenticates callers; nil means API keys of DB (restricted to Tenant when set).
 	Auth auth.Authenticator
 	// Registry receives the server's Prometheus metrics; nil means a new registry.
@@ -75,7 +77,7 @@ func New(cfg Config) http.Handler {
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))
 	ingest.Register(r, ingest.Config{DB: cfg.DB, Auth: cfg.Auth, Logger: cfg.Logger, Registry: cfg.Registry})
 	debugger.Register(r, cfg.DB, cfg.Auth)
-	mcpserver.Register(r, mcpserver.Config{DB: cfg.DB, Auth: cfg.Auth, PublicURL: cfg.PublicURL, Logger: cfg.Logger, Registry: cfg.Registry,
+	mcpserver.Register(r, mcpserver.Config{DB: cfg.DB, Auth: cfg.Auth, PublicURL: cfg.PublicURL, AllowedOrigins: cfg.AllowedOrigins, Logger: cfg.Logger, Registry: cfg.Registry,
 		RCA: mcpserver.RCAFunc(rca.Analyze)})
 	return withoutPrefix(publicPath(cfg.PublicURL), r)
 }

@@ -32,3 +32,26 @@ func TestNew_ServesUnderThePathOfAPathBasedPublicURL(t *testing.T) {
 		}
 	}
 }
+
+func TestNew_BrowserOriginsAllowedByConfigPassTheOriginCheck(t *testing.T) {
+	db := storetest.Open(t, storetest.SQLiteDSN(t))
+	srv := httptest.NewServer(app.New(app.Config{DB: db, Tenant: "acme", PublicURL: "https://tracekit.example.com",
+		AllowedOrigins: []string{"https://inspector.example.com"}}))
+	defer srv.Close()
+	for origin, want := range map[string]int{
+		"https://inspector.example.com": http.StatusUnauthorized, // past the origin check, asked for credentials
+		"https://tracekit.example.com":  http.StatusUnauthorized,
+		"https://evil.example.com":      http.StatusForbidden,
+	} {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/mcp", nil)
+		req.Header.Set("Origin", origin)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("origin %s: %d, want %d", origin, resp.StatusCode, want)
+		}
+	}
+}
