@@ -80,6 +80,20 @@ func TestDesiredIngress_RoutesHostOrPathPrefix(t *testing.T) {
 		if *rule.HTTP.Paths[0].Backend.Service.Name != "tracekit-acme" {
 			t.Errorf("backend %s", *rule.HTTP.Paths[0].Backend.Service.Name)
 		}
+		// Under a prefix, the OAuth metadata at the host's root with the prefix inserted goes to the
+		// tenant too, or MCP clients cannot discover its authorization server.
+		var wellKnown []string
+		for _, p := range rule.HTTP.Paths[1:] {
+			wellKnown = append(wellKnown, string(*p.PathType)+" "+*p.Path+" → "+*p.Backend.Service.Name)
+		}
+		want := []string(nil)
+		if tc.path != "/" {
+			want = []string{"Exact /.well-known/oauth-authorization-server" + tc.path + " → tracekit-acme",
+				"Prefix /.well-known/oauth-protected-resource" + tc.path + " → tracekit-acme"}
+		}
+		if !slices.Equal(wellKnown, want) {
+			t.Errorf("%s: other paths %q, want %q", tc.url, wellKnown, want)
+		}
 	}
 }
 

@@ -35,19 +35,28 @@ func (r *TenantReconciler) reconcileIngress(ctx context.Context, t *tracekitv1al
 // desiredIngress routes the tenant's host, or its path prefix on a shared host, to its Service. The
 // prefix is passed on unchanged, since rewriting is specific to each Ingress controller: the server
 // knows the prefix from TRACEKIT_PUBLIC_URL and answers under it.
+//
+// Under a prefix, MCP clients also look for the OAuth metadata at the host's root with the prefix
+// inserted (RFC 8414 §3.1, RFC 9728 §3.1: /.well-known/oauth-authorization-server/t/acme), which the
+// prefix alone does not route; without these paths discovery of a path-based tenant fails.
 func desiredIngress(t *tracekitv1alpha1.TraceKitTenant, base *url.URL) *networkingv1ac.IngressApplyConfiguration {
-	path := base.Path
-	if path == "" {
-		path = "/"
+	toServer := func(path string, pathType networkingv1.PathType) *networkingv1ac.HTTPIngressPathApplyConfiguration {
+		return networkingv1ac.HTTPIngressPath().WithPath(path).WithPathType(pathType).
+			WithBackend(networkingv1ac.IngressBackend().WithService(networkingv1ac.IngressServiceBackend().
+				WithName(serverName(t)).
+				WithPort(networkingv1ac.ServiceBackendPort().WithName("http"))))
+	}
+	paths := []*networkingv1ac.HTTPIngressPathApplyConfiguration{toServer("/", networkingv1.PathTypePrefix)}
+	if p := base.Path; p != "" {
+		paths = []*networkingv1ac.HTTPIngressPathApplyConfiguration{
+			toServer(p, networkingv1.PathTypePrefix),
+			toServer("/.well-known/oauth-authorization-server"+p, networkingv1.PathTypeExact),
+			toServer("/.well-known/oauth-protected-resource"+p, networkingv1.PathTypePrefix),
+		}
 	}
 	spec := networkingv1ac.IngressSpec().WithRules(networkingv1ac.IngressRule().
 		WithHost(base.Hostname()).
-		WithHTTP(networkingv1ac.HTTPIngressRuleValue().WithPaths(networkingv1ac.HTTPIngressPath().
-			WithPath(path).
-			WithPathType(networkingv1.PathTypePrefix).
-			WithBackend(networkingv1ac.IngressBackend().WithService(networkingv1ac.IngressServiceBackend().
-				WithName(serverName(t)).
-				WithPort(networkingv1ac.ServiceBackendPort().WithName("http")))))))
+		WithHTTP(networkingv1ac.HTTPIngressRuleValue().WithPaths(paths...)))
 	if c := t.Spec.URL.IngressClassName; c != "" {
 		spec.WithIngressClassName(c)
 	}
