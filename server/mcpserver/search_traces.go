@@ -258,11 +258,11 @@ func countTraces(ctx context.Context, tn *store.Tenant, q store.TraceQuery) (int
 	if err != nil || scanned < store.CountScan {
 		return hits, false, err
 	}
-	all, err := metrics.Window(ctx, tn, store.RollupRequests, q.Service, q.From, q.To)
+	all, err := metrics.Count(ctx, tn, store.RollupRequests, q.Service, q.From, q.To)
 	if err != nil {
 		return 0, false, err
 	}
-	return max(hits, int(math.Round(float64(hits)*float64(all.N)/float64(scanned)))), true, nil
+	return max(hits, int(math.Round(float64(hits)*float64(all)/float64(scanned)))), true, nil
 }
 
 // versionSample bounds the requests read to compare a service's versions.
@@ -273,10 +273,10 @@ const versionSample = 5000
 func serviceContext(ctx context.Context, tn *store.Tenant, service string, from, to time.Time, out *searchTracesOut) error {
 	// A busy service's versions are compared on a sample of its requests, sized from the rollups.
 	sample := 1.0
-	if total, err := metrics.Window(ctx, tn, store.RollupRequests, service, from.UnixNano(), to.UnixNano()); err != nil {
+	if total, err := metrics.Count(ctx, tn, store.RollupRequests, service, from.UnixNano(), to.UnixNano()); err != nil {
 		return err
-	} else if total.N > versionSample {
-		sample = float64(versionSample) / float64(total.N)
+	} else if total > versionSample {
+		sample = float64(versionSample) / float64(total)
 	}
 	versions, err := tn.ServiceVersions(ctx, service, from.UnixNano(), to.UnixNano(), sample)
 	if err != nil {

@@ -170,6 +170,33 @@ type RollupQuery struct {
 // Rollups returns the rows covering q's window. Every request is counted exactly once: minute rows,
 // or, with Hourly, hourly rows plus the partial minute rows not yet merged into them.
 func (t *Tenant) Rollups(ctx context.Context, q RollupQuery) ([]Rollup, error) {
+	query, args := t.rollupQuery(q, rollupSelect)
+	var out []Rollup
+	if query == "" {
+		return out, nil
+	}
+	if err := t.db.x.SelectContext(ctx, &out, query, args...); err != nil {
+		return nil, fmt.Errorf("read metric rollups: %w", err)
+	}
+	return out, nil
+}
+
+// RollupCount is the sum of n over the rows Rollups would return, summed by the database: for
+// callers that need only how many requests or calls a window holds, not their durations.
+func (t *Tenant) RollupCount(ctx context.Context, q RollupQuery) (int64, error) {
+	query, args := t.rollupQuery(q, "n")
+	if query == "" {
+		return 0, nil
+	}
+	var n int64
+	if err := t.db.x.GetContext(ctx, &n, `SELECT COALESCE(SUM(n), 0) FROM (`+query+`) r`, args...); err != nil {
+		return 0, fmt.Errorf("count metric rollups: %w", err)
+	}
+	return n, nil
+}
+
+// rollupQuery selects columns of the rows covering q's window; empty when the window is.
+func (t *Tenant) rollupQuery(q RollupQuery, columns string) (string, []any) {
 	var series where
 	series.add("tenant_id = ?", t.id)
 	if q.Service != "" {
@@ -208,17 +235,13 @@ func (t *Tenant) Rollups(ctx context.Context, q RollupQuery) ([]Rollup, error) {
 		if p.partialOnly {
 			w.add("partial = true")
 		}
-		sels = append(sels, `SELECT `+rollupSelect+` FROM metric_rollups`+w.sql())
+		sels = append(sels, `SELECT `+columns+` FROM metric_rollups`+w.sql())
 		args = append(args, w.args...)
 	}
-	var out []Rollup
 	if len(sels) == 0 {
-		return out, nil
+		return "", nil
 	}
-	if err := t.db.x.SelectContext(ctx, &out, t.rebind(strings.Join(sels, " UNION ALL ")), args...); err != nil {
-		return nil, fmt.Errorf("read metric rollups: %w", err)
-	}
-	return out, nil
+	return t.rebind(strings.Join(sels, " UNION ALL ")), args
 }
 
 // CompactStats says what one compaction did.

@@ -129,6 +129,13 @@ func Window(ctx context.Context, t *store.Tenant, kind int16, service string, fr
 	return a, nil
 }
 
+// Count is how many requests (or LLM calls, by kind) of service, every service when empty, [from,
+// to) holds, without reading their durations.
+func Count(ctx context.Context, t *store.Tenant, kind int16, service string, from, to int64) (int64, error) {
+	from, to = Align(from, to)
+	return t.RollupCount(ctx, store.RollupQuery{Kind: kind, Service: service, From: from, To: to, Hourly: true, ServiceTotals: true})
+}
+
 // ServiceStats returns request statistics per service over [from, to), keyed by service name and
 // sorted by it: the rollup-backed equivalent of store.Tenant.ServiceStats.
 func ServiceStats(ctx context.Context, t *store.Tenant, from, to int64) ([]store.RequestStats, error) {

@@ -56,8 +56,13 @@ func TestPercentiles_WithinTwoPercentOfExactOnDemoData(t *testing.T) {
 				if len(got) != len(exact) || len(exact) < 8 {
 					t.Fatalf("%s %s: %d services from rollups, %d exact", stage, w.name, len(got), len(exact))
 				}
+				var requests int64
 				for i := range exact {
 					within2pct(t, stage+" "+w.name+" "+exact[i].Key, got[i], exact[i])
+					requests += exact[i].Requests
+				}
+				if n, err := metrics.Count(ctx, tn, store.RollupRequests, "", w.from, w.to); err != nil || n != requests {
+					t.Errorf("%s %s: Count %d, %v; %d requests", stage, w.name, n, err, requests)
 				}
 			}
 			q := store.MetricsQuery{Service: "checkout-service", From: windows[0].from, To: windows[0].to, StepNS: 6 * store.Hour, ByOperation: true}
