@@ -8,9 +8,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/gin-gonic/gin"
+	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/tracekit/tracekit/server/app"
@@ -115,16 +117,65 @@ func call(t *testing.T, s *mcp.ClientSession, tool string, args map[string]any, 
 	if err != nil {
 		t.Fatalf("%s(%v): %v", tool, args, err)
 	}
-	if out != nil && !res.IsError {
-		b, err := json.Marshal(res.StructuredContent)
-		if err != nil {
-			t.Fatal(err)
-		}
+	if res.IsError {
+		return res
+	}
+	b, err := json.Marshal(res.StructuredContent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The server does not check its answers against the output schemas at run time; every answer
+	// a test sees is checked here instead.
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	if err := outputSchema(t, s, tool).Validate(v); err != nil {
+		t.Errorf("%s: structured content does not match the output schema: %v\n%s", tool, err, b)
+	}
+	if out != nil {
 		if err := json.Unmarshal(b, out); err != nil {
 			t.Fatalf("%s: decode structured content: %v\n%s", tool, err, b)
 		}
 	}
 	return res
+}
+
+var (
+	schemasMu sync.Mutex
+	schemas   = map[string]*jsonschema.Resolved{} // output schemas by tool name, the same for every server
+)
+
+// outputSchema returns the resolved output schema the server lists for tool.
+func outputSchema(t *testing.T, s *mcp.ClientSession, tool string) *jsonschema.Resolved {
+	t.Helper()
+	schemasMu.Lock()
+	defer schemasMu.Unlock()
+	if r, ok := schemas[tool]; ok {
+		return r
+	}
+	for listed, err := range s.Tools(context.Background(), nil) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := json.Marshal(listed.OutputSchema)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sc jsonschema.Schema
+		if err := json.Unmarshal(b, &sc); err != nil {
+			t.Fatal(err)
+		}
+		r, err := sc.Resolve(nil)
+		if err != nil {
+			t.Fatalf("%s: output schema: %v", listed.Name, err)
+		}
+		schemas[listed.Name] = r
+	}
+	if schemas[tool] == nil {
+		t.Fatalf("%s is not listed", tool)
+	}
+	return schemas[tool]
 }
 
 // text returns the text content of a result.
