@@ -208,11 +208,12 @@ func desiredDBSecret(t *tracekitv1alpha1.TraceKitTenant, creds store.TenantCrede
 		})
 }
 
-// secretValue reads one key of a Secret. A missing Secret or key is the user's to fix: it comes back
-// as a condition reason, not an error, and the watch on Secrets retries when it appears.
+// secretValue reads one key of a user's Secret (past the cache, which holds only the operator's). A
+// missing Secret or key is the user's to fix: it comes back as a condition reason, not an error, and
+// the watch on Secrets retries when it appears.
 func (r *TenantReconciler) secretValue(ctx context.Context, namespace, name, key string) (value, reason string, err error) {
 	s := &corev1.Secret{}
-	if err := r.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, s); err != nil {
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, s); err != nil {
 		if apierrors.IsNotFound(err) {
 			return "", "AdminSecretNotFound", nil
 		}
@@ -239,7 +240,7 @@ func (r *TenantReconciler) bootstrapKeys(ctx context.Context, t *tracekitv1alpha
 		return map[string]string{}, nil
 	}
 	s := &corev1.Secret{}
-	if err := r.Get(ctx, types.NamespacedName{Namespace: t.Namespace, Name: t.Spec.APIKeys.SecretName}, s); err != nil {
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: t.Namespace, Name: t.Spec.APIKeys.SecretName}, s); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, nil
 		}

@@ -34,7 +34,7 @@ func selectorLabels(t *tracekitv1alpha1.TraceKitTenant) map[string]string {
 func objectLabels(t *tracekitv1alpha1.TraceKitTenant) map[string]string {
 	l := selectorLabels(t)
 	l["app.kubernetes.io/component"] = "server"
-	l["app.kubernetes.io/managed-by"] = "tracekit-operator"
+	l[managedByLabel] = fieldOwner
 	l[tenantLabel] = t.Name
 	return l
 }

@@ -45,6 +45,9 @@ var (
 	reconciler *TenantReconciler
 	testScheme = runtime.NewScheme()
 
+	// managerCache reads as the reconciler does, from the manager's cache.
+	managerCache client.Reader
+
 	// What the manager's reconciler writes, to the API server (events included) and to Dex.
 	managerWrites = &countingClient{}
 	managerEvents = &countingRecorder{}
@@ -109,6 +112,7 @@ func runSuite(m *testing.M) int {
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 testScheme,
+		Cache:                  CacheOptions(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 	})
@@ -125,6 +129,7 @@ func runSuite(m *testing.M) int {
 	dbs := NewDatabases()
 	defer dbs.Close()
 	managerWrites.Client = mgr.GetClient()
+	managerCache = mgr.GetClient()
 	managerEvents.EventRecorder = mgr.GetEventRecorder("tracekit-operator")
 	managerOAuth.OAuthClients = NewDexClients(conn)
 	reconciler = &TenantReconciler{

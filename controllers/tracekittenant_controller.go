@@ -7,17 +7,16 @@ import (
 	"errors"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
-	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -25,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	tracekitv1alpha1 "github.com/tracekit/tracekit/api/v1alpha1"
 )
@@ -54,6 +54,9 @@ type Options struct {
 // TenantReconciler reconciles TraceKitTenants.
 type TenantReconciler struct {
 	client.Client
+	// APIReader reads past the manager's cache, which holds only the operator's own objects (see
+	// CacheOptions): the Secrets tenants reference. Nil means the manager's.
+	APIReader client.Reader
 	Scheme    *runtime.Scheme
 	Recorder  events.EventRecorder
 	OAuth     OAuthClients
@@ -196,8 +199,12 @@ func older(a, b *tracekitv1alpha1.TraceKitTenant) bool {
 
 // SetupWithManager registers the controller: it watches tenants, every kind of object they own (so
 // an edited or deleted object is repaired), and the Secrets they reference (so fixing one retries).
+// The manager must have been created with CacheOptions().
 func (r *TenantReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	ctx := context.Background()
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
+	}
 	idx := mgr.GetFieldIndexer()
 	if err := idx.IndexField(ctx, &tracekitv1alpha1.TraceKitTenant{}, indexName, func(o client.Object) []string {
 		return []string{o.GetName()}
@@ -217,19 +224,33 @@ func (r *TenantReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if workers == 0 {
 		workers = 16
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	// The Secrets tenants reference are the users' and out of the manager's cache: a cache of their
+	// names alone (no data, labels or annotations) tells when one appears or changes, and the
+	// reconciler reads the data itself.
+	secretNames, err := cache.New(mgr.GetConfig(), cache.Options{
+		HTTPClient:       mgr.GetHTTPClient(),
+		Scheme:           mgr.GetScheme(),
+		Mapper:           mgr.GetRESTMapper(),
+		DefaultTransform: nameOnly,
+	})
+	if err != nil {
+		return err
+	}
+	if err := mgr.Add(secretNames); err != nil {
+		return err
+	}
+	secret := &metav1.PartialObjectMetadata{}
+	secret.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+
+	b := ctrl.NewControllerManagedBy(mgr).
 		// Status writes do not bump the generation, so the operator's own status patches do not loop;
 		// marking a tenant for deletion does.
-		For(&tracekitv1alpha1.TraceKitTenant{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Owns(&corev1.ServiceAccount{}).
-		Owns(&corev1.Secret{}).
-		Owns(&corev1.ConfigMap{}).
-		Owns(&appsv1.Deployment{}).
-		Owns(&corev1.Service{}).
-		Owns(&networkingv1.Ingress{}).
-		Owns(&networkingv1.NetworkPolicy{}).
-		Owns(&policyv1.PodDisruptionBudget{}).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.tenantsReferencing)).
+		For(&tracekitv1alpha1.TraceKitTenant{}, builder.WithPredicates(predicate.GenerationChangedPredicate{}))
+	for _, kind := range ownedKinds() {
+		b = b.Owns(kind)
+	}
+	return b.
+		WatchesRawSource(source.Kind[client.Object](secretNames, secret, handler.EnqueueRequestsFromMapFunc(r.tenantsReferencing))).
 		Watches(&tracekitv1alpha1.TraceKitTenant{}, handler.EnqueueRequestsFromMapFunc(r.namesakes)).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: workers,
