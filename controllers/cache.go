@@ -23,8 +23,8 @@ func ownedKinds() []client.Object {
 
 // CacheOptions restrict the manager's cache of every owned kind to the objects the operator made
 // (labelled app.kubernetes.io/managed-by=tracekit-operator): without it the manager would hold
-// every Secret, ConfigMap and Deployment of the cluster in memory. The Secrets tenants reference are
-// read past the cache (TenantReconciler.APIReader).
+// every Secret, ConfigMap and Deployment of the cluster in memory. The Secrets tenants reference
+// and objects in the way of a tenant's are read past the cache (TenantReconciler.APIReader).
 func CacheOptions() cache.Options {
 	own := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{managedByLabel: fieldOwner})}
 	byObject := map[client.Object]cache.ByObject{}

@@ -55,7 +55,8 @@ type Options struct {
 type TenantReconciler struct {
 	client.Client
 	// APIReader reads past the manager's cache, which holds only the operator's own objects (see
-	// CacheOptions): the Secrets tenants reference. Nil means the manager's.
+	// CacheOptions): the Secrets tenants reference, and objects in the way of a tenant's. Nil means
+	// the manager's.
 	APIReader client.Reader
 	Scheme    *runtime.Scheme
 	Recorder  events.EventRecorder
@@ -97,6 +98,18 @@ func (r *TenantReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if err != nil {
 		st.blocked("URLNotSet", "%v", err)
 		return ctrl.Result{}, r.patchStatus(ctx, t, before, st)
+	}
+	if conflict, err := r.nameConflict(ctx, t); err != nil {
+		return ctrl.Result{}, err
+	} else if conflict != "" {
+		// Once per conflict, not per resync: the Warning is for whoever created the tenant.
+		if c := meta.FindStatusCondition(before.Conditions, tracekitv1alpha1.ConditionReady); c == nil || c.Reason != "NameConflict" || c.Message != conflict {
+			r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, "NameConflict", "Apply", "%s", conflict)
+		}
+		st.blocked("NameConflict", "%s", conflict)
+		// Removing the object in the way may not reach the operator's watches (its cache holds only
+		// its own objects), so look again after a while rather than never or in a hot loop.
+		return ctrl.Result{RequeueAfter: r.recheck()}, r.patchStatus(ctx, t, before, st)
 	}
 	if !controllerutil.ContainsFinalizer(t, finalizer) {
 		patch := client.MergeFrom(t.DeepCopy())
