@@ -27,8 +27,10 @@ func (r *TenantReconciler) appliedObjects(t *tracekitv1alpha1.TraceKitTenant) []
 		&corev1.ConfigMap{ObjectMeta: named(alertRulesName(t))},
 		&appsv1.Deployment{ObjectMeta: named(serverName(t))},
 		&corev1.Service{ObjectMeta: named(serverName(t))},
-		&networkingv1.Ingress{ObjectMeta: named(serverName(t))},
 		&networkingv1.NetworkPolicy{ObjectMeta: named(serverName(t))},
+	}
+	if route := r.routeObject(t); route != nil {
+		objs = append(objs, route)
 	}
 	if replicas(t) > 1 {
 		objs = append(objs, &policyv1.PodDisruptionBudget{ObjectMeta: named(serverName(t))})

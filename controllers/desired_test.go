@@ -230,3 +230,87 @@ func TestDexNotFound_RecognisesDexStorageError(t *testing.T) {
 		t.Error("other errors taken for not found")
 	}
 }
+
+func TestGateway_TenantRefThenIngressFieldsThenOperatorDefault(t *testing.T) {
+	def := &tracekitv1alpha1.GatewayRef{Namespace: "infra", Name: "public"}
+	own := &tracekitv1alpha1.GatewayRef{Name: "own"}
+	for _, tc := range []struct {
+		name string
+		url  tracekitv1alpha1.TenantURL
+		def  *tracekitv1alpha1.GatewayRef
+		want *tracekitv1alpha1.GatewayRef
+	}{
+		{name: "nothing anywhere: Ingress"},
+		{name: "operator default", def: def, want: def},
+		{name: "tenant's own", url: tracekitv1alpha1.TenantURL{GatewayRef: own}, def: def, want: own},
+		{name: "tenant's own without a default", url: tracekitv1alpha1.TenantURL{GatewayRef: own}, want: own},
+		{name: "ingress class keeps an Ingress", url: tracekitv1alpha1.TenantURL{IngressClassName: "nginx"}, def: def},
+		{name: "TLS secret keeps an Ingress", url: tracekitv1alpha1.TenantURL{TLSSecretName: "tls"}, def: def},
+	} {
+		r := &TenantReconciler{Options: Options{Gateway: tc.def, GatewayAPI: true}}
+		got := r.gateway(tenantFor("acme", func(s *tracekitv1alpha1.TraceKitTenantSpec) { s.URL = tc.url }))
+		if got != tc.want {
+			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestDesiredHTTPRoute_RoutesHostOrPathPrefixThroughTheGateway(t *testing.T) {
+	tenant := tenantFor("acme", nil)
+	for _, tc := range []struct {
+		url, host, path string
+		gw              tracekitv1alpha1.GatewayRef
+		wantNamespace   string
+	}{
+		{"https://acme.tracekit.example.com", "acme.tracekit.example.com", "/", tracekitv1alpha1.GatewayRef{Name: "public"}, "team"},
+		{"https://tracekit.example.com/t/acme", "tracekit.example.com", "/t/acme",
+			tracekitv1alpha1.GatewayRef{Namespace: "infra", Name: "public", SectionName: "https"}, "infra"},
+	} {
+		u, _ := url.Parse(tc.url)
+		spec := desiredHTTPRoute(tenant, u, &tc.gw).Spec
+		if len(spec.Hostnames) != 1 || string(spec.Hostnames[0]) != tc.host {
+			t.Errorf("%s: hostnames %v, want [%s]", tc.url, spec.Hostnames, tc.host)
+		}
+		parent := spec.ParentRefs[0]
+		if string(*parent.Namespace) != tc.wantNamespace || string(*parent.Name) != tc.gw.Name || string(*parent.Kind) != "Gateway" {
+			t.Errorf("%s: parent %s/%s (%s), want %s/%s Gateway", tc.url, *parent.Namespace, *parent.Name, *parent.Kind, tc.wantNamespace, tc.gw.Name)
+		}
+		if (parent.SectionName == nil) != (tc.gw.SectionName == "") {
+			t.Errorf("%s: sectionName %v, want %q", tc.url, parent.SectionName, tc.gw.SectionName)
+		}
+		var matches []string
+		for _, m := range spec.Rules[0].Matches {
+			matches = append(matches, string(*m.Path.Type)+" "+*m.Path.Value)
+		}
+		want := []string{"PathPrefix /"}
+		if tc.path != "/" {
+			want = []string{"PathPrefix " + tc.path, "Exact /.well-known/oauth-authorization-server" + tc.path,
+				"PathPrefix /.well-known/oauth-protected-resource" + tc.path}
+		}
+		if !slices.Equal(matches, want) {
+			t.Errorf("%s: matches %q, want %q", tc.url, matches, want)
+		}
+		backend := spec.Rules[0].BackendRefs[0]
+		if string(*backend.Name) != "tracekit-acme" || *backend.Port != 80 || string(*backend.Kind) != "Service" {
+			t.Errorf("%s: backend %s %s:%d, want Service tracekit-acme:80", tc.url, *backend.Kind, *backend.Name, *backend.Port)
+		}
+	}
+}
+
+func TestParseGateway(t *testing.T) {
+	for in, want := range map[string]*tracekitv1alpha1.GatewayRef{
+		"":                   nil,
+		"infra/public":       {Namespace: "infra", Name: "public"},
+		"infra/public/https": {Namespace: "infra", Name: "public", SectionName: "https"},
+	} {
+		got, err := ParseGateway(in)
+		if err != nil || (got == nil) != (want == nil) || (got != nil && *got != *want) {
+			t.Errorf("ParseGateway(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"public", "infra/", "/public", "a/b/c/d", "infra//https"} {
+		if _, err := ParseGateway(bad); err == nil || !strings.Contains(err.Error(), "want NAMESPACE/NAME or NAMESPACE/NAME/LISTENER") {
+			t.Errorf("ParseGateway(%q): want an error saying the format, got %v", bad, err)
+		}
+	}
+}

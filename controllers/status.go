@@ -14,6 +14,8 @@ import (
 type status struct {
 	t       *tracekitv1alpha1.TraceKitTenant
 	changes map[string][]string
+	// refusal is why one step could not do its part while the others went on; Ready reports it.
+	refusal *metav1.Condition
 }
 
 func newStatus(t *tracekitv1alpha1.TraceKitTenant) *status {
@@ -47,11 +49,23 @@ func (s *status) blocked(reason, format string, args ...any) {
 	s.set(tracekitv1alpha1.ConditionReady, false, reason, format, args...)
 }
 
-// summarize derives Ready from the other conditions: the first one that is not true says why.
+// refuse marks the tenant not Ready for a reason that stops one step only; the first one stands.
+func (s *status) refuse(reason, format string, args ...any) {
+	if s.refusal == nil {
+		s.refusal = &metav1.Condition{Reason: reason, Message: fmt.Sprintf(format, args...)}
+	}
+}
+
+// summarize derives Ready from a refusal, else from the other conditions: the first one that is
+// not true says why.
 func (s *status) summarize() {
 	if s.t.Spec.Suspend {
 		s.set(tracekitv1alpha1.ConditionReady, false, "Suspended",
 			"spec.suspend is true: the MCP server runs no pods; set it to false to resume")
+		return
+	}
+	if s.refusal != nil {
+		s.set(tracekitv1alpha1.ConditionReady, false, s.refusal.Reason, "%s", s.refusal.Message)
 		return
 	}
 	for _, c := range []string{tracekitv1alpha1.ConditionDatabaseReady, tracekitv1alpha1.ConditionAuthClientReady, tracekitv1alpha1.ConditionAvailable} {

@@ -30,15 +30,16 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	tracekitv1alpha1 "github.com/tracekit/tracekit/api/v1alpha1"
 	"github.com/tracekit/tracekit/server/store/storetest"
 )
 
 // The suite runs the real thing, once per package: envtest's kube-apiserver and etcd (built by
-// `make envtest-assets`), Dex's own gRPC API over its memory storage, and the operator's manager.
-// Each test brings its own namespace and PostgreSQL database. Missing binaries or PostgreSQL fail
-// the suite; nothing is skipped.
+// `make envtest-assets`) with the Gateway API's HTTPRoute CRD (`make chart-test-crds`), Dex's own
+// gRPC API over its memory storage, and the operator's manager. Each test brings its own namespace
+// and PostgreSQL database. Missing binaries, CRDs or PostgreSQL fail the suite; nothing is skipped.
 var (
 	k8s        client.Client // uncached, as a user's kubectl would see the cluster
 	dex        dexapi.DexClient
@@ -58,6 +59,8 @@ const (
 	testImage  = "ghcr.io/tracekit/tracekit:test"
 	testIssuer = "https://auth.tracekit.example.com/dex"
 )
+
+var tracekitCRDs = filepath.Join("..", "config", "crd", "bases")
 
 func TestMain(m *testing.M) {
 	os.Exit(runSuite(m))
@@ -79,9 +82,21 @@ func runSuite(m *testing.M) int {
 	if err := tracekitv1alpha1.AddToScheme(testScheme); err != nil {
 		panic(err)
 	}
+	if err := gatewayv1.Install(testScheme); err != nil {
+		panic(err)
+	}
+	thirdParty := os.Getenv("CHART_TEST_CRDS")
+	if thirdParty == "" {
+		thirdParty = filepath.Join("..", "bin", "chart-test-crds")
+	}
+	httpRouteCRD := filepath.Join(thirdParty, "gateway.networking.k8s.io_httproutes.yaml")
+	if _, err := os.Stat(httpRouteCRD); err != nil {
+		fmt.Fprintf(os.Stderr, "the Gateway API's HTTPRoute CRD is missing (%v): run `make chart-test-crds`\n", err)
+		return 1
+	}
 
 	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
+		CRDDirectoryPaths:     []string{tracekitCRDs, httpRouteCRD},
 		ErrorIfCRDPathMissing: true,
 		Scheme:                testScheme,
 	}
@@ -91,6 +106,11 @@ func runSuite(m *testing.M) int {
 		return 1
 	}
 	defer env.Stop()
+	gatewayAPI, err := GatewayAPIInstalled(cfg)
+	if err != nil || !gatewayAPI {
+		fmt.Fprintf(os.Stderr, "the API server does not serve HTTPRoutes after loading %s (%v)\n", httpRouteCRD, err)
+		return 1
+	}
 
 	if k8s, err = client.New(cfg, client.Options{Scheme: testScheme}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -112,7 +132,7 @@ func runSuite(m *testing.M) int {
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 testScheme,
-		Cache:                  CacheOptions(),
+		Cache:                  CacheOptions(true),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 	})
@@ -120,7 +140,7 @@ func runSuite(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	opts := Options{ServerImage: testImage, TenantURL: "https://tracekit.example.com/t/{tenant}", AuthIssuer: testIssuer}
+	opts := Options{ServerImage: testImage, TenantURL: "https://tracekit.example.com/t/{tenant}", AuthIssuer: testIssuer, GatewayAPI: true}
 	// Tests need outages noticed and retried within their patience; benchmarks measure the
 	// production defaults (5 minute recheck and backoff cap).
 	if flag.Lookup("test.bench").Value.String() == "" {

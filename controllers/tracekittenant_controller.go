@@ -1,5 +1,6 @@
 // Package controllers reconciles TraceKitTenants into the objects and external records a team needs:
-// a database role, an OAuth client in Dex, and the team's MCP server with its Service and Ingress.
+// a database role, an OAuth client in Dex, and the team's MCP server with its Service and Ingress or
+// Gateway API HTTPRoute.
 package controllers
 
 import (
@@ -49,6 +50,12 @@ type Options struct {
 	// MaxConcurrentReconciles is the number of tenants reconciled at once. Zero means 16: a reconcile
 	// mostly waits on round trips to the API server, PostgreSQL and Dex.
 	MaxConcurrentReconciles int
+	// Gateway is the Gateway that tenants' HTTPRoutes attach to when they name none and set no
+	// Ingress field; nil gives such tenants an Ingress.
+	Gateway *tracekitv1alpha1.GatewayRef
+	// GatewayAPI says the cluster serves HTTPRoutes (GatewayAPIInstalled); without it the operator
+	// neither watches nor makes them. It must match the CacheOptions the manager was created with.
+	GatewayAPI bool
 }
 
 // TenantReconciler reconciles TraceKitTenants.
@@ -72,6 +79,7 @@ type TenantReconciler struct {
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses;networkpolicies,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile brings one tenant's objects and external records in line with its spec, one step per
@@ -133,7 +141,7 @@ func (r *TenantReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	step(err)
 	step(r.reconcileDeployment(ctx, t, base, db, oauth, rules, st))
 	step(r.reconcileService(ctx, t, st))
-	step(r.reconcileIngress(ctx, t, base, st))
+	step(r.reconcileRoute(ctx, t, base, st))
 	step(r.reconcileNetworkPolicy(ctx, t, db, st))
 	step(r.reconcilePodDisruptionBudget(ctx, t, st))
 	r.announce(ctx, st)
@@ -212,7 +220,7 @@ func older(a, b *tracekitv1alpha1.TraceKitTenant) bool {
 
 // SetupWithManager registers the controller: it watches tenants, every kind of object they own (so
 // an edited or deleted object is repaired), and the Secrets they reference (so fixing one retries).
-// The manager must have been created with CacheOptions().
+// The manager must have been created with CacheOptions(r.Options.GatewayAPI).
 func (r *TenantReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	ctx := context.Background()
 	if r.APIReader == nil {
@@ -259,7 +267,7 @@ func (r *TenantReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// Status writes do not bump the generation, so the operator's own status patches do not loop;
 		// marking a tenant for deletion does.
 		For(&tracekitv1alpha1.TraceKitTenant{}, builder.WithPredicates(predicate.GenerationChangedPredicate{}))
-	for _, kind := range ownedKinds() {
+	for _, kind := range ownedKinds(r.Options.GatewayAPI) {
 		b = b.Owns(kind)
 	}
 	return b.

@@ -427,6 +427,15 @@ func TestTenant_InvalidSpecsAreRefusedWithWhatToFix(t *testing.T) {
 			"should be greater than or equal to 1"},
 		{"no admin secret", "", func(s *tracekitv1alpha1.TraceKitTenantSpec) { s.Database.AdminSecretRef.Name = "" },
 			"spec.database.adminSecretRef.name"},
+		{"gateway with a TLS secret", "", func(s *tracekitv1alpha1.TraceKitTenantSpec) {
+			s.URL = tracekitv1alpha1.TenantURL{GatewayRef: &tracekitv1alpha1.GatewayRef{Name: "public"}, TLSSecretName: "acme-tls"}
+		}, "gatewayRef and tlsSecretName exclude each other: with a Gateway, TLS is terminated by its listener"},
+		{"gateway with an ingress class", "", func(s *tracekitv1alpha1.TraceKitTenantSpec) {
+			s.URL = tracekitv1alpha1.TenantURL{GatewayRef: &tracekitv1alpha1.GatewayRef{Name: "public"}, IngressClassName: "nginx"}
+		}, "gatewayRef and ingressClassName exclude each other"},
+		{"gateway without a name", "", func(s *tracekitv1alpha1.TraceKitTenantSpec) {
+			s.URL = tracekitv1alpha1.TenantURL{GatewayRef: &tracekitv1alpha1.GatewayRef{Namespace: "infra"}}
+		}, "spec.url.gatewayRef.name"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			name := tc.tenant

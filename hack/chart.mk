@@ -10,11 +10,8 @@ CHART_APP_VERSION := $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *
 # The image the chart deploys by default: its repository at the chart's appVersion.
 IMG ?= ghcr.io/tracekit/tracekit:$(CHART_APP_VERSION)
 CONTAINER_TOOL ?= docker
-# CRDs of the chart's optional objects (HTTPRoute, ServiceMonitor), loaded into envtest by the tests.
-CHART_TEST_CRDS := $(TOOLS_BIN)/chart-test-crds
-THIRDPARTY := $(TOOLS_ROOT)/hack/chart/thirdparty
 
-.PHONY: docker-build docker-push chart-crds chart-rbac chart-lint chart-test chart-test-deps chart-test-crds chart-golden chart-package
+.PHONY: docker-build docker-push chart-crds chart-rbac chart-lint chart-test chart-test-deps chart-golden chart-package
 
 ## docker-build: build the tracekit image as $(IMG) (default: the chart's appVersion tag)
 docker-build:
@@ -51,14 +48,3 @@ chart-golden: $(HELM)
 ## chart-package: the chart as a .tgz in bin/
 chart-package: $(HELM)
 	$(HELM) package $(CHART_DIR) -d $(TOOLS_BIN)
-
-chart-test-crds: $(CHART_TEST_CRDS)/.stamp
-
-$(CHART_TEST_CRDS)/.stamp: $(THIRDPARTY)/go.mod $(THIRDPARTY)/go.sum | $(CONTROLLER_GEN)
-	rm -rf $(CHART_TEST_CRDS) && mkdir -p $(CHART_TEST_CRDS)
-	cd $(THIRDPARTY) && $(TOOLS_GO) mod download
-	cp "$$(cd $(THIRDPARTY) && $(TOOLS_GO) list -m -f '{{.Dir}}' sigs.k8s.io/gateway-api)/config/crd/standard/gateway.networking.k8s.io_httproutes.yaml" $(CHART_TEST_CRDS)/
-	cd $(THIRDPARTY) && GOWORK=off GOFLAGS=-mod=readonly $(CONTROLLER_GEN) crd \
-		paths=github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1 output:crd:artifacts:config=$(CHART_TEST_CRDS)/monitoring
-	mv $(CHART_TEST_CRDS)/monitoring/monitoring.coreos.com_servicemonitors.yaml $(CHART_TEST_CRDS)/ && rm -rf $(CHART_TEST_CRDS)/monitoring
-	touch $@

@@ -11,12 +11,16 @@ ENVTEST_K8S_VERSION ?= 1.37.2
 ENVTEST_ASSETS := $(TOOLS_BIN)/k8s/$(ENVTEST_K8S_VERSION)
 CONTROLLER_GEN := $(TOOLS_BIN)/controller-gen
 HELM := $(TOOLS_BIN)/helm
+# CRDs of third-party APIs that the operator (HTTPRoute) and the chart (HTTPRoute, ServiceMonitor)
+# can create, loaded into envtest by the tests.
+CHART_TEST_CRDS := $(TOOLS_BIN)/chart-test-crds
+THIRDPARTY := $(TOOLS_ROOT)/hack/chart/thirdparty
 
 # GOWORK=off keeps a developer's go.work from changing which versions the tool modules resolve.
 TOOLS_GO := GOWORK=off GOFLAGS=-mod=readonly go
 TOOLS_BUILD = build -trimpath -ldflags='-s -w $(TOOLS_LDFLAGS)'
 
-.PHONY: envtest-assets controller-gen helm manifests generate test-operator bench-operator
+.PHONY: envtest-assets controller-gen helm chart-test-crds manifests generate test-operator bench-operator
 
 # Without these the binaries report v0.0.0-master to clients asking /version.
 $(ENVTEST_ASSETS)/kube-apiserver $(ENVTEST_ASSETS)/kubectl: TOOLS_LDFLAGS = \
@@ -50,6 +54,19 @@ $(HELM): TOOLS_LDFLAGS = -X helm.sh/helm/v3/internal/version.version=v3.22.0
 $(HELM): $(TOOLS_ROOT)/hack/tools/helm/go.mod $(TOOLS_ROOT)/hack/tools/helm/go.sum
 	$(TOOLS_GO) -C $(TOOLS_ROOT)/hack/tools/helm $(TOOLS_BUILD) -o $@ helm.sh/helm/v3/cmd/helm
 
+## chart-test-crds: the Gateway API's HTTPRoute and the Prometheus Operator's ServiceMonitor CRDs in
+## bin/chart-test-crds, at the versions hack/chart/thirdparty pins
+chart-test-crds: $(CHART_TEST_CRDS)/.stamp
+
+$(CHART_TEST_CRDS)/.stamp: $(THIRDPARTY)/go.mod $(THIRDPARTY)/go.sum | $(CONTROLLER_GEN)
+	rm -rf $(CHART_TEST_CRDS) && mkdir -p $(CHART_TEST_CRDS)
+	cd $(THIRDPARTY) && $(TOOLS_GO) mod download
+	cp "$$(cd $(THIRDPARTY) && $(TOOLS_GO) list -m -f '{{.Dir}}' sigs.k8s.io/gateway-api)/config/crd/standard/gateway.networking.k8s.io_httproutes.yaml" $(CHART_TEST_CRDS)/
+	cd $(THIRDPARTY) && GOWORK=off GOFLAGS=-mod=readonly $(CONTROLLER_GEN) crd \
+		paths=github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1 output:crd:artifacts:config=$(CHART_TEST_CRDS)/monitoring
+	mv $(CHART_TEST_CRDS)/monitoring/monitoring.coreos.com_servicemonitors.yaml $(CHART_TEST_CRDS)/ && rm -rf $(CHART_TEST_CRDS)/monitoring
+	touch $@
+
 ## manifests: regenerate the CRDs (config/crd/bases) and RBAC (config/rbac) from the markers
 manifests: $(CONTROLLER_GEN)
 	cd $(TOOLS_ROOT) && $(CONTROLLER_GEN) rbac:roleName=tracekit-manager crd paths=./api/... paths=./controllers/... \
@@ -60,9 +77,9 @@ generate: $(CONTROLLER_GEN)
 	cd $(TOOLS_ROOT) && $(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
 
 ## test-operator: API and controller tests (envtest, PostgreSQL, in-process Dex) and the operator end-to-end test
-test-operator: envtest-assets controller-gen
+test-operator: envtest-assets controller-gen chart-test-crds
 	cd $(TOOLS_ROOT) && KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) CONTROLLER_GEN=$(CONTROLLER_GEN) go test -count=1 ./api/... ./controllers/... ./test/e2e/...
 
 ## bench-operator: 200 tenants applied at once on envtest: time to Ready, writes on resync (docs/benchmarks.md)
-bench-operator: envtest-assets
+bench-operator: envtest-assets chart-test-crds
 	cd $(TOOLS_ROOT) && KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go test -count=1 -run '^$$' -bench BenchmarkTenants200 ./controllers/

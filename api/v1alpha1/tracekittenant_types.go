@@ -104,7 +104,11 @@ type TraceKitTenantSpec struct {
 }
 
 // TenantURL is the external address of a tenant's MCP server. Host-based (acme.tracekit.example.com)
-// and path-based (tracekit.example.com/t/acme) URLs both work with MCP discovery.
+// and path-based (tracekit.example.com/t/acme) URLs both work with MCP discovery. The operator routes
+// it with an Ingress, or with a Gateway API HTTPRoute when gatewayRef (or the operator's default
+// Gateway) applies.
+// +kubebuilder:validation:XValidation:rule="!has(self.gatewayRef) || !has(self.tlsSecretName) || size(self.tlsSecretName) == 0",message="gatewayRef and tlsSecretName exclude each other: with a Gateway, TLS is terminated by its listener; put the certificate in the listener's tls.certificateRefs and remove tlsSecretName"
+// +kubebuilder:validation:XValidation:rule="!has(self.gatewayRef) || !has(self.ingressClassName) || size(self.ingressClassName) == 0",message="gatewayRef and ingressClassName exclude each other: gatewayRef makes an HTTPRoute instead of an Ingress; remove one of them"
 type TenantURL struct {
 	// host is the DNS name the team connects to, e.g. acme.tracekit.example.com. Empty means the host
 	// of the operator's URL template.
@@ -113,24 +117,57 @@ type TenantURL struct {
 	// +optional
 	Host string `json:"host,omitempty"`
 
-	// pathPrefix serves the tenant under a path of the host, e.g. /t/acme; the Ingress routes that
-	// prefix, unchanged, to the tenant's server. Empty means the path of the operator's URL template
-	// when host is empty too, and the root of host otherwise.
+	// pathPrefix serves the tenant under a path of the host, e.g. /t/acme; the Ingress or HTTPRoute
+	// routes that prefix, unchanged, to the tenant's server. Empty means the path of the operator's
+	// URL template when host is empty too, and the root of host otherwise.
 	// +kubebuilder:validation:MaxLength=200
 	// +kubebuilder:validation:Pattern=`^(/[A-Za-z0-9._~-]+)+$`
 	// +optional
 	PathPrefix string `json:"pathPrefix,omitempty"`
 
 	// tlsSecretName is a kubernetes.io/tls Secret in this namespace with the certificate for the
-	// host; setting it serves the tenant over HTTPS from the Ingress.
+	// host; setting it serves the tenant over HTTPS from an Ingress (even when the operator has a
+	// default Gateway). Not with gatewayRef: a Gateway's listener holds its certificates.
 	// +kubebuilder:validation:MaxLength=253
 	// +optional
 	TLSSecretName string `json:"tlsSecretName,omitempty"`
 
-	// ingressClassName picks the Ingress controller; empty uses the cluster's default class.
+	// ingressClassName picks the Ingress controller; empty uses the cluster's default class. Setting
+	// it asks for an Ingress even when the operator has a default Gateway. Not with gatewayRef.
 	// +kubebuilder:validation:MaxLength=253
 	// +optional
 	IngressClassName string `json:"ingressClassName,omitempty"`
+
+	// gatewayRef attaches the tenant to a Gateway of the Gateway API: the operator makes an
+	// HTTPRoute (gateway.networking.k8s.io/v1) named like the tenant's Service instead of an
+	// Ingress, and deletes the Ingress. Empty means the operator's default Gateway (flag --gateway
+	// of `tracekit manager`) when it has one and neither ingressClassName nor tlsSecretName is set,
+	// and an Ingress otherwise. The cluster needs the Gateway API's CRDs.
+	// +optional
+	GatewayRef *GatewayRef `json:"gatewayRef,omitempty"`
+}
+
+// GatewayRef names the Gateway (and optionally one of its listeners) an HTTPRoute attaches to.
+type GatewayRef struct {
+	// name of the Gateway.
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +required
+	Name string `json:"name"`
+
+	// namespace of the Gateway; empty means the tenant's namespace. A Gateway in another namespace
+	// must admit routes from this one (its listeners' allowedRoutes.namespaces).
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+
+	// sectionName attaches to one listener of the Gateway, by its name (e.g. https); empty attaches
+	// to every listener that admits the route.
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +optional
+	SectionName string `json:"sectionName,omitempty"`
 }
 
 // TenantDatabase points at the PostgreSQL database that holds the tenant's data.

@@ -223,6 +223,7 @@ func TestValues_WrongValuesAreRefused(t *testing.T) {
 		{"unknown pull policy", "default.yaml", []string{"--set", "image.pullPolicy=Sometimes"}, "at '/image/pullPolicy': value must be one of"},
 		{"misspelt field", "default.yaml", []string{"--set", "auth.replica=2"}, "at '/auth': additional properties 'replica' not allowed"},
 		{"tenant URL without {tenant}", "default.yaml", []string{"--set", "operator.tenantURL=https://tracekit.example.com"}, "at '/operator/tenantURL'"},
+		{"gateway without namespace", "default.yaml", []string{"--set", "operator.gateway=public"}, "at '/operator/gateway'"},
 		{"issuer without scheme", "default.yaml", []string{"--set", "auth.issuer=auth.example.com/dex"}, "at '/auth/issuer'"},
 		{"short password", "default.yaml", []string{"--set", "postgresql.auth.password=secret"}, "at '/postgresql/auth/password'"},
 		{"password needing escapes", "default.yaml", []string{"--set", "postgresql.auth.password=p@ss/word:0123456789"}, "at '/postgresql/auth/password'"},

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	tracekitv1alpha1 "github.com/tracekit/tracekit/api/v1alpha1"
 	"github.com/tracekit/tracekit/controllers"
@@ -37,6 +38,7 @@ func runManager(ctx context.Context, args []string) error {
 	image := fs.String("server-image", "ghcr.io/tracekit/tracekit:latest", "image that runs 'tracekit server' for tenants without spec.image; pin a version or digest in production")
 	tenantURL := fs.String("tenant-url", os.Getenv("TRACEKIT_TENANT_URL"), "template of tenant URLs, {tenant} standing for the tenant's name: https://{tenant}.tracekit.example.com (host-based) or https://tracekit.example.com/t/{tenant} (path-based); tenants may override host and path ($TRACEKIT_TENANT_URL)")
 	issuer := fs.String("auth-issuer", os.Getenv("TRACEKIT_AUTH_ISSUER"), "Dex's issuer URL, given to tenant servers to verify tokens ($TRACEKIT_AUTH_ISSUER)")
+	gateway := fs.String("gateway", "", "default Gateway for tenants' HTTPRoutes, as NAMESPACE/NAME or NAMESPACE/NAME/LISTENER: tenants that set neither spec.url.gatewayRef nor an Ingress field (ingressClassName, tlsSecretName) get an HTTPRoute attached to it instead of an Ingress; empty gives them an Ingress")
 	workers := fs.Int("max-concurrent-reconciles", 16, "tenants reconciled at once; reconciles mostly wait on the API server, PostgreSQL and Dex")
 	recheck := fs.Duration("recheck", 5*time.Minute, "how often a Ready tenant's database and Dex client are checked again (reads only)")
 	debug := fs.Bool("debug", false, "human-readable debug logs instead of JSON")
@@ -45,6 +47,10 @@ func runManager(ctx context.Context, args []string) error {
 	}
 	if *dexAddr == "" {
 		return errors.New("--dex-grpc-addr (or $TRACEKIT_DEX_GRPC_ADDR) is required: tenants' OAuth clients are created through Dex's gRPC API")
+	}
+	defaultGateway, err := controllers.ParseGateway(*gateway)
+	if err != nil {
+		return err
 	}
 	ctrl.SetLogger(zap.New(zap.UseDevMode(*debug)))
 
@@ -55,13 +61,20 @@ func runManager(ctx context.Context, args []string) error {
 	if err := tracekitv1alpha1.AddToScheme(scheme); err != nil {
 		return err
 	}
+	if err := gatewayv1.Install(scheme); err != nil {
+		return err
+	}
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("find the Kubernetes API (in-cluster config or $KUBECONFIG): %w", err)
 	}
+	gatewayAPI, err := controllers.GatewayAPIInstalled(cfg)
+	if err != nil {
+		return err
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
-		Cache:                         controllers.CacheOptions(),
+		Cache:                         controllers.CacheOptions(gatewayAPI),
 		Metrics:                       metricsserver.Options{BindAddress: *metricsAddr},
 		HealthProbeBindAddress:        *probeAddr,
 		LeaderElection:                *leaderElect,
@@ -97,6 +110,8 @@ func runManager(ctx context.Context, args []string) error {
 			AuthIssuer:              *issuer,
 			Recheck:                 *recheck,
 			MaxConcurrentReconciles: *workers,
+			Gateway:                 defaultGateway,
+			GatewayAPI:              gatewayAPI,
 		},
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
@@ -108,7 +123,8 @@ func runManager(ctx context.Context, args []string) error {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return err
 	}
-	ctrl.Log.WithName("manager").Info("starting", "dex", *dexAddr, "tenantURL", *tenantURL, "serverImage", *image, "leaderElection", *leaderElect)
+	ctrl.Log.WithName("manager").Info("starting", "dex", *dexAddr, "tenantURL", *tenantURL, "serverImage", *image, "leaderElection", *leaderElect,
+		"gatewayAPI", gatewayAPI, "gateway", *gateway)
 	return mgr.Start(ctx)
 }
 
