@@ -262,7 +262,7 @@ func measure(ctx context.Context, base, key string, mix []call, clients int, dur
 	n := time.Duration(len(samples))
 	fmt.Printf("\nCPU per call: server %s, PostgreSQL %s, clients (this process) %s; the machine's two cores were %.0f%% busy, %.0f%% of it other work\n",
 		cpu.server/n, cpu.postgres/n, cpu.self/n, 100*cpu.busy.Seconds()/(2*elapsed.Seconds()),
-		100*(cpu.busy-cpu.server-cpu.postgres-cpu.self).Seconds()/max(cpu.busy.Seconds(), 1e-9))
+		100*max(0, (cpu.busy-cpu.server-cpu.postgres-cpu.self).Seconds())/max(cpu.busy.Seconds(), 1e-9)) // ticks round
 	return nil
 }
 
