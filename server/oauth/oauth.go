@@ -117,11 +117,6 @@ func New(cfg Config) (*Facade, error) {
 // Tokens authenticates the access tokens this facade's clients obtain.
 func (f *Facade) Tokens() auth.Authenticator { return f.tokens }
 
-// ResourceMetadataURL is the RFC 9728 metadata URL of the MCP endpoint, for WWW-Authenticate.
-func (f *Facade) ResourceMetadataURL() string {
-	return originOf(f.issuer) + "/.well-known/oauth-protected-resource" + f.basePath + "/mcp"
-}
-
 // Register adds the facade's routes to r. Paths are those the server sees; advertised URLs are built
 // from PublicURL.
 func (f *Facade) Register(r gin.IRouter) {
@@ -160,11 +155,6 @@ func cors(c *gin.Context) {
 		h.Set("Access-Control-Max-Age", "86400")
 		c.AbortWithStatus(http.StatusNoContent)
 	}
-}
-
-func originOf(u string) string {
-	p, _ := url.Parse(u)
-	return p.Scheme + "://" + p.Host
 }
 
 func unique(paths ...string) []string {
