@@ -18,15 +18,7 @@ import (
 // longer than the spans.
 func TestExpire_AsTheTenantRoleOncePerPeriod(t *testing.T) {
 	ctx := context.Background()
-	dsn := storetest.PostgresDSN(t)
-	admin := storetest.Open(t, dsn)
-	creds, err := admin.ProvisionTenant(ctx, store.TenantSpec{ID: "team-a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.ProvisionTenant(ctx, store.TenantSpec{ID: "team-b"}); err != nil {
-		t.Fatal(err)
-	}
+	admin, dsn, tenantDSN := storetest.TwoTenants(t)
 	start := time.Date(2025, 4, 1, 0, 0, 0, 0, time.UTC)
 	insert := func(tenant string, minutes ...int) {
 		t.Helper()
@@ -46,10 +38,6 @@ func TestExpire_AsTheTenantRoleOncePerPeriod(t *testing.T) {
 	insert("team-a", every...)
 	insert("team-b", every...)
 
-	tenantDSN, err := creds.DSN(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
 	pod, err := store.Open(ctx, tenantDSN)
 	if err != nil {
 		t.Fatal(err)

@@ -18,15 +18,7 @@ import (
 // row-level security must keep the other tenant's rollups out of reach.
 func TestTick_RunsAsTheTenantRoleAndSeesOnlyItsTenant(t *testing.T) {
 	ctx := context.Background()
-	dsn := storetest.PostgresDSN(t)
-	admin := storetest.Open(t, dsn)
-	creds, err := admin.ProvisionTenant(ctx, store.TenantSpec{ID: "team-a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.ProvisionTenant(ctx, store.TenantSpec{ID: "team-b"}); err != nil {
-		t.Fatal(err)
-	}
+	admin, _, tenantDSN := storetest.TwoTenants(t)
 	start := time.Date(2025, 4, 1, 0, 0, 0, 0, time.UTC)
 	for _, tenant := range []string{"team-a", "team-b"} {
 		var b store.Batch
@@ -49,10 +41,6 @@ func TestTick_RunsAsTheTenantRoleAndSeesOnlyItsTenant(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	tenantDSN, err := creds.DSN(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
 	pod, err := store.Open(ctx, tenantDSN)
 	if err != nil {
 		t.Fatal(err)

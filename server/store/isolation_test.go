@@ -36,15 +36,7 @@ func seedEveryTable(t *testing.T, ctx context.Context, conn *pgx.Conn, tenant st
 
 func TestTenantRoleSeesOnlyItsOwnRows(t *testing.T) {
 	ctx := context.Background()
-	dsn := storetest.PostgresDSN(t)
-	db := storetest.Open(t, dsn)
-	credsA, err := db.ProvisionTenant(ctx, store.TenantSpec{ID: "team-a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.ProvisionTenant(ctx, store.TenantSpec{ID: "team-b"}); err != nil {
-		t.Fatal(err)
-	}
+	db, dsn, tenantDSN := storetest.TwoTenants(t)
 	for _, tenant := range []string{"team-a", "team-b"} {
 		if _, _, err := db.CreateAPIKey(ctx, tenant, "k", nil); err != nil {
 			t.Fatal(err)
@@ -58,10 +50,6 @@ func TestTenantRoleSeesOnlyItsOwnRows(t *testing.T) {
 	seedEveryTable(t, ctx, admin, "team-a")
 	seedEveryTable(t, ctx, admin, "team-b")
 
-	tenantDSN, err := credsA.DSN(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
 	asA, err := pgx.Connect(ctx, tenantDSN)
 	if err != nil {
 		t.Fatalf("connect as tenant role: %v", err)

@@ -120,21 +120,9 @@ func TestDeleteOlderThan_DeletesOnlyTheTenantsOldRowsInBatches(t *testing.T) {
 // handle.
 func TestDeleteOlderThan_AsTheTenantRole(t *testing.T) {
 	ctx := context.Background()
-	dsn := storetest.PostgresDSN(t)
-	admin := storetest.Open(t, dsn)
-	creds, err := admin.ProvisionTenant(ctx, store.TenantSpec{ID: "team-a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.ProvisionTenant(ctx, store.TenantSpec{ID: "team-b"}); err != nil {
-		t.Fatal(err)
-	}
+	admin, dsn, tenantDSN := storetest.TwoTenants(t)
 	seedRetention(t, admin, "team-a")
 	seedRetention(t, admin, "team-b")
-	tenantDSN, err := creds.DSN(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
 	pod, err := store.Open(ctx, tenantDSN)
 	if err != nil {
 		t.Fatal(err)

@@ -109,6 +109,27 @@ func Open(t testing.TB, dsn string) *store.DB {
 	return db
 }
 
+// TwoTenants provisions the tenants team-a and team-b in a new PostgreSQL database. It returns the
+// database opened as its owner, its URL, and the URL of team-a's own login role: what a tenant pod
+// connects as, confined by row-level security.
+func TwoTenants(t testing.TB) (admin *store.DB, dsn, teamA string) {
+	t.Helper()
+	ctx := context.Background()
+	dsn = PostgresDSN(t)
+	admin = Open(t, dsn)
+	creds, err := admin.ProvisionTenant(ctx, store.TenantSpec{ID: "team-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.ProvisionTenant(ctx, store.TenantSpec{ID: "team-b"}); err != nil {
+		t.Fatal(err)
+	}
+	if teamA, err = creds.DSN(dsn); err != nil {
+		t.Fatal(err)
+	}
+	return admin, dsn, teamA
+}
+
 // Dialects runs fn once against a new PostgreSQL database and once against a new SQLite file.
 func Dialects(t *testing.T, fn func(t *testing.T, db *store.DB)) {
 	t.Run("postgres", func(t *testing.T) { fn(t, Open(t, PostgresDSN(t))) })
