@@ -209,6 +209,24 @@ func (b *budget) fit(v any, line string) bool {
 	return true
 }
 
+// offsetPage fills a page of a list paged by position: rows from offset on, made by row, up to limit
+// that fit b, and their text lines. next is the position of the first row left out, or -1 when none
+// was.
+func offsetPage[R interface{ line() string }](n, offset, limit int, b *budget, row func(i int) R) (page []R, text string, next int) {
+	page = []R{}
+	var lines strings.Builder
+	for i := offset; i < n; i++ {
+		r := row(i)
+		line := r.line()
+		if len(page) == limit || !b.fit(r, line) {
+			return page, lines.String(), i
+		}
+		page = append(page, r)
+		lines.WriteString(line)
+	}
+	return page, lines.String(), -1
+}
+
 func clamp(v, lo, hi, def int) int {
 	switch {
 	case v == 0:

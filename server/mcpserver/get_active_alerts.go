@@ -58,19 +58,11 @@ func (tl *tools) getActiveAlerts(ctx context.Context, tn *store.Tenant, in getAc
 		return out, "", err
 	}
 	out.Window, out.Total = timeRange(time.Time{}, now), len(alerts)
-	out.Alerts = []alertRow{}
-	b := newBudget(in.MaxTokens)
-	limit := clamp(in.Limit, 1, 100, 20)
-	var lines strings.Builder
-	for i := offset; i < len(alerts); i++ {
-		row := newAlertRow(alerts[i])
-		line := row.line()
-		if len(out.Alerts) == limit || !b.fit(row, line) {
-			out.Truncated, out.NextCursor = true, encodeCursor(in, time.Time{}, now, i)
-			break
-		}
-		out.Alerts = append(out.Alerts, row)
-		lines.WriteString(line)
+	page, lines, next := offsetPage(len(alerts), offset, clamp(in.Limit, 1, 100, 20), newBudget(in.MaxTokens),
+		func(i int) alertRow { return newAlertRow(alerts[i]) })
+	out.Alerts = page
+	if next >= 0 {
+		out.Truncated, out.NextCursor = true, encodeCursor(in, time.Time{}, now, next)
 	}
 	out.Returned = len(out.Alerts)
 	if out.Total == 0 {
@@ -86,7 +78,7 @@ func (tl *tools) getActiveAlerts(ctx context.Context, tn *store.Tenant, in getAc
 				{Tool: "search_anomalies", Args: map[string]any{"service": a.Service, "since": "24h"}, Why: "anomalies and root cause"}}
 		}
 	}
-	text := listHeader("firing alerts", out.List) + lines.String()
+	text := listHeader("firing alerts", out.List) + lines
 	return out, text + footer(out.Note, out.Next), nil
 }
 

@@ -128,25 +128,19 @@ func (tl *tools) getLLMStats(ctx context.Context, tn *store.Tenant, in getLLMSta
 			return tokens(groups[i]) > tokens(groups[j])
 		})
 	}
-	out.Groups = []llmGroupRow{}
 	out.Window, out.Total = timeRange(from, to), len(groups)
 	b := newBudget(in.MaxTokens)
 	b.fit(out.Leaders, "")
-	limit := clamp(in.Limit, 1, 100, 20)
-	var lines strings.Builder
-	for i := offset; i < len(groups); i++ {
-		row := newLLMGroupRow(groups[i], out.Totals)
-		line := row.line()
-		if len(out.Groups) == limit || !b.fit(row, line) {
-			out.Truncated, out.NextCursor = true, encodeCursor(in, from, to, i)
-			break
-		}
-		out.Groups = append(out.Groups, row)
-		lines.WriteString(line)
+	var lines string
+	var next int
+	out.Groups, lines, next = offsetPage(len(groups), offset, clamp(in.Limit, 1, 100, 20), b,
+		func(i int) llmGroupRow { return newLLMGroupRow(groups[i], out.Totals) })
+	if next >= 0 {
+		out.Truncated, out.NextCursor = true, encodeCursor(in, from, to, next)
 	}
 	out.Returned = len(out.Groups)
 	out.Note, out.Next = llmStatsSuggestions(out, fmtStep(to.Sub(from)))
-	return out, out.text(lines.String()), nil
+	return out, out.text(lines), nil
 }
 
 // llmGroups sums rollup rows by key into groups. Key "model\x00service" fills Key and Sub. A rollup

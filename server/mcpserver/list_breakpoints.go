@@ -54,19 +54,11 @@ func (tl *tools) listBreakpoints(ctx context.Context, tn *store.Tenant, in listB
 		return out, "", err
 	}
 	out.Window, out.Total = timeRange(time.Time{}, now), len(bps)
-	out.Breakpoints = []breakpointRow{}
-	b := newBudget(in.MaxTokens)
-	limit := clamp(in.Limit, 1, 200, 50)
-	var lines strings.Builder
-	for i := offset; i < len(bps); i++ {
-		row := newBreakpointRow(bps[i])
-		line := row.line()
-		if len(out.Breakpoints) == limit || !b.fit(row, line) {
-			out.Truncated, out.NextCursor = true, encodeCursor(in, time.Time{}, now, i)
-			break
-		}
-		out.Breakpoints = append(out.Breakpoints, row)
-		lines.WriteString(line)
+	page, lines, next := offsetPage(len(bps), offset, clamp(in.Limit, 1, 200, 50), newBudget(in.MaxTokens),
+		func(i int) breakpointRow { return newBreakpointRow(bps[i]) })
+	out.Breakpoints = page
+	if next >= 0 {
+		out.Truncated, out.NextCursor = true, encodeCursor(in, time.Time{}, now, next)
 	}
 	out.Returned = len(out.Breakpoints)
 	if out.Total == 0 {
@@ -75,7 +67,7 @@ func (tl *tools) listBreakpoints(ctx context.Context, tn *store.Tenant, in listB
 	} else {
 		out.Next = []Call{{Tool: "search_snapshots", Args: map[string]any{"breakpoint_id": out.Breakpoints[0].ID}, Why: "what it captured"}}
 	}
-	text := listHeader("active breakpoints", out.List) + lines.String()
+	text := listHeader("active breakpoints", out.List) + lines
 	if strings.Contains(text, "«") {
 		text += capturedLegend + "\n"
 	}

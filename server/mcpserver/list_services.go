@@ -103,23 +103,15 @@ func (tl *tools) listServices(ctx context.Context, tn *store.Tenant, in listServ
 	}
 	rows := serviceRows(cur, prev, known, anomalies, prevFrom.UnixNano(), to.Sub(from))
 	out.Window, out.Total = timeRange(from, to), len(rows)
-	out.Services = []serviceRow{}
-	b := newBudget(in.MaxTokens)
-	limit := clamp(in.Limit, 1, 200, 50)
-	var lines strings.Builder
-	for i := offset; i < len(rows); i++ {
-		line := rows[i].line()
-		if len(out.Services) == limit || !b.fit(rows[i], line) {
-			out.Truncated = true
-			out.NextCursor = encodeCursor(in, from, to, i)
-			break
-		}
-		out.Services = append(out.Services, rows[i])
-		lines.WriteString(line)
+	page, lines, next := offsetPage(len(rows), offset, clamp(in.Limit, 1, 200, 50), newBudget(in.MaxTokens),
+		func(i int) serviceRow { return rows[i] })
+	out.Services = page
+	if next >= 0 {
+		out.Truncated, out.NextCursor = true, encodeCursor(in, from, to, next)
 	}
 	out.Returned = len(out.Services)
 	out.Note, out.Next = serviceSuggestions(out, in.Since)
-	text := listHeader("services, worst first", out.List) + lines.String()
+	text := listHeader("services, worst first", out.List) + lines
 	return out, text + footer(out.Note, out.Next), nil
 }
 
