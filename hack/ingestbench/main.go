@@ -5,7 +5,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"flag"
@@ -13,7 +12,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
@@ -27,6 +25,7 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tracekit/tracekit/hack/benchserver"
 	"github.com/tracekit/tracekit/server/store"
 	"github.com/tracekit/tracekit/server/store/storetest"
 )
@@ -67,18 +66,12 @@ func run(bin, admin string, clients, batch int, dur time.Duration) error {
 	}
 	db.Close()
 
-	srv := exec.Command(bin, "server", "--addr", "127.0.0.1:0", "--database-url", dsn)
-	srv.Stdout = os.Stdout
-	stderr, _ := srv.StderrPipe()
-	if err := srv.Start(); err != nil {
-		return err
-	}
-	defer srv.Process.Kill()
-	addr, err := listenAddr(stderr)
+	srv, base, err := benchserver.Start(bin, dsn)
 	if err != nil {
 		return err
 	}
-	url := "http://" + addr + "/v1/traces"
+	defer srv.Process.Kill()
+	url := base + "/v1/traces"
 
 	bodies := make([][]byte, 64)
 	for i := range bodies {
@@ -198,23 +191,6 @@ func request(n int, seed uint64) *collectorpb.ExportTraceServiceRequest {
 
 func kv(k, v string) *commonpb.KeyValue {
 	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}}}
-}
-
-// listenAddr reads the server's JSON log until it says where it listens.
-func listenAddr(r interface{ Read([]byte) (int, error) }) (string, error) {
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		line := sc.Text()
-		if i := strings.Index(line, `"addr":"`); i >= 0 {
-			rest := line[i+8:]
-			go func() {
-				for sc.Scan() {
-				}
-			}()
-			return rest[:strings.IndexByte(rest, '"')], nil
-		}
-	}
-	return "", fmt.Errorf("tracekit server exited before listening")
 }
 
 // vmHWM is a process's peak resident set size in KiB.

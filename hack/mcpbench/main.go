@@ -11,7 +11,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -20,7 +19,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -33,6 +31,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/tracekit/tracekit/hack/benchserver"
 	"github.com/tracekit/tracekit/server/analysis/anomaly"
 	"github.com/tracekit/tracekit/server/demo"
 	"github.com/tracekit/tracekit/server/store"
@@ -87,17 +86,11 @@ func run(bin, admin, dsn string, spans int, keep bool, clients int, dur time.Dur
 		return err
 	}
 
-	srv := exec.Command(bin, "server", "--addr", "127.0.0.1:0", "--database-url", dsn)
-	stderr, _ := srv.StderrPipe()
-	if err := srv.Start(); err != nil {
-		return err
-	}
-	defer srv.Process.Kill()
-	addr, err := listenAddr(stderr)
+	srv, base, err := benchserver.Start(bin, dsn)
 	if err != nil {
 		return err
 	}
-	base := "http://" + addr
+	defer srv.Process.Kill()
 
 	if load {
 		start := time.Now()
@@ -395,26 +388,6 @@ func callInto(ctx context.Context, s *mcp.ClientSession, tool string, args map[s
 	}
 	b, _ := json.Marshal(res.StructuredContent)
 	return json.Unmarshal(b, out)
-}
-
-// listenAddr reads the server's JSON log until it says where it listens, then passes on its errors.
-func listenAddr(r interface{ Read([]byte) (int, error) }) (string, error) {
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		line := sc.Text()
-		if i := strings.Index(line, `"addr":"`); i >= 0 {
-			rest := line[i+8:]
-			go func() {
-				for sc.Scan() {
-					if l := sc.Text(); strings.Contains(l, `"level":"ERROR"`) || !strings.HasPrefix(l, "{") {
-						fmt.Fprintln(os.Stderr, "server:", l)
-					}
-				}
-			}()
-			return rest[:strings.IndexByte(rest, '"')], nil
-		}
-	}
-	return "", fmt.Errorf("tracekit server exited before listening")
 }
 
 func dropDatabase(drop func() error) {
