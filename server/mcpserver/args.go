@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -188,8 +189,14 @@ func newBudget(maxTokens int) *budget {
 	return &budget{max: max, left: max - overhead}
 }
 
+// viewLinkChars is kept free for the link to the answer's /ui page, added after the answer is sized.
+const viewLinkChars = 120
+
 // limit is the size the whole answer must keep to, in characters.
-func (b *budget) limit() int { return b.max }
+func (b *budget) limit() int { return b.max - viewLinkChars }
+
+// unbounded is the budget of an answer that need not fit an assistant's context (a /ui page).
+func unbounded() *budget { return &budget{max: math.MaxInt32, left: math.MaxInt32} }
 
 // answerSize is what an answer costs an assistant: its text and its structured content.
 func answerSize(out any, text string) int {

@@ -17,7 +17,10 @@ type getTraceDetailIn struct {
 	TraceID     string `json:"trace_id"`
 	FocusSpanID string `json:"focus_span_id,omitempty" jsonschema:"show only this span's subtree"`
 	MaxTokens   int    `json:"max_tokens,omitempty"`
+	whole       bool   // every row, for a /ui page
 }
+
+func (in *getTraceDetailIn) setWhole() { in.whole = true }
 
 // step is a span named in the critical path or the self-time ranking.
 type step struct {
@@ -163,6 +166,9 @@ func (tl *tools) getTraceDetail(ctx context.Context, tn *store.Tenant, in getTra
 	}
 
 	b := newBudget(in.MaxTokens)
+	if in.whole {
+		b = unbounded()
+	}
 	for _, fixed := range []any{out.CriticalPath, out.Errors, out.SelfTime, out.Services} {
 		b.fit(fixed, "")
 	}

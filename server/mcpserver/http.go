@@ -16,6 +16,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/tracekit/tracekit/server/auth"
+	"github.com/tracekit/tracekit/server/mcpserver/ui"
 	"github.com/tracekit/tracekit/server/store"
 )
 
@@ -37,6 +38,7 @@ func Register(r gin.IRouter, cfg Config) {
 	for _, m := range []string{http.MethodPost, http.MethodGet, http.MethodDelete, http.MethodOptions} {
 		r.Handle(m, Path, e.checkOrigin, e.authenticate, e.serve)
 	}
+	ui.Register(r, ui.WebConfig{Auth: cfg.Auth, Source: e.tools.webView, PublicURL: cfg.PublicURL, Logger: cfg.Logger})
 }
 
 type endpoint struct {
@@ -44,6 +46,7 @@ type endpoint struct {
 	origins          map[string]bool
 	resourceMetadata string
 	sdk              http.Handler
+	tools            *tools
 }
 
 func newEndpoint(cfg Config) *endpoint {
@@ -55,7 +58,8 @@ func newEndpoint(cfg Config) *endpoint {
 			e.origins[strings.ToLower(u.Scheme+"://"+u.Host)] = true
 		}
 	}
-	srv := NewServer(cfg)
+	srv, tl := newServer(cfg)
+	e.tools = tl
 	e.sdk = mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, &mcp.StreamableHTTPOptions{
 		Stateless:    true,
 		JSONResponse: true,
@@ -156,6 +160,12 @@ func (e *endpoint) serve(c *gin.Context) {
 		return
 	}
 	c.Request.Body = io.NopCloser(bytes.NewReader(body))
+	if on, initialize := appsRequest(body, c.GetHeader("Mcp-Session-Id")); on {
+		c.Request = c.Request.WithContext(withApps(c.Request.Context()))
+		if initialize {
+			c.Header("Mcp-Session-Id", newAppsSession())
+		}
+	}
 	w := &rpcErrors{ResponseWriter: c.Writer, body: body}
 	e.sdk.ServeHTTP(w, c.Request)
 	w.finish()

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tracekit/tracekit/server/auth"
+	"github.com/tracekit/tracekit/server/mcpserver/ui"
 	"github.com/tracekit/tracekit/server/store"
 )
 
@@ -81,16 +82,36 @@ type tools struct {
 	// args lists each tool's argument names, for error messages.
 	args    map[string][]string
 	answers *answers
+	// calls are the tools' handlers, for the /ui pages.
+	calls map[string]toolCall
+	// ui is the base URL of the /ui pages that answers link to; empty without a public URL.
+	ui string
 }
+
+// toolCall serves a call with raw arguments as the principal in ctx; whole asks for the unabridged
+// answer a page shows (a trace's every span) instead of one kept to the answer budget.
+type toolCall func(ctx context.Context, raw json.RawMessage, whole bool) (*mcp.CallToolResult, error)
+
+// wholeAnswer is an input that can ask for the unabridged answer.
+type wholeAnswer interface{ setWhole() }
 
 // NewServer returns the MCP server with the eleven tools. It serves any tenant: each call takes the
 // tenant from the authenticated request context.
 func NewServer(cfg Config) *mcp.Server {
+	s, _ := newServer(cfg)
+	return s
+}
+
+func newServer(cfg Config) (*mcp.Server, *tools) {
 	ttl := cfg.AnswerTTL
 	if ttl == 0 {
 		ttl = defaultAnswerTTL
 	}
-	tl := &tools{db: cfg.DB, log: cfg.Logger, now: cfg.Now, rca: cfg.RCA, args: map[string][]string{}, answers: newAnswers(ttl)}
+	tl := &tools{db: cfg.DB, log: cfg.Logger, now: cfg.Now, rca: cfg.RCA, args: map[string][]string{}, answers: newAnswers(ttl),
+		calls: map[string]toolCall{}}
+	if base := strings.TrimSuffix(cfg.PublicURL, "/"); base != "" {
+		tl.ui = base + ui.Path
+	}
 	if tl.log == nil {
 		tl.log = slog.Default()
 	}
@@ -113,12 +134,14 @@ func NewServer(cfg Config) *mcp.Server {
 	tl.addSearchLLMCalls(s)
 	tl.addGetLLMStats(s)
 	tl.addGetRCA(s)
+	addViews(s)
 	s.AddReceivingMiddleware(toolGroups)
+	s.AddReceivingMiddleware(tl.apps)
 	if cfg.Registry != nil {
 		s.AddReceivingMiddleware(tl.toolMetrics(cfg.Registry))
 	}
 	s.AddReceivingMiddleware(tl.guard) // added last: the outermost
-	return s
+	return s, tl
 }
 
 // handler is a tool's logic: it reads through the caller's tenant handle and returns the structured
@@ -158,15 +181,18 @@ func addTool[In, Out any](s *mcp.Server, tl *tools, t *mcp.Tool, tweak func(p ma
 	t.InputSchema, t.OutputSchema, t.Annotations = in, shallow(out), readOnly
 	name, accepted := t.Name, slices.Sorted(maps.Keys(in.Properties))
 	tl.args[name] = accepted
-	s.AddTool(t, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	call := func(ctx context.Context, raw json.RawMessage, whole bool) (*mcp.CallToolResult, error) {
 		p, ok := auth.FromContext(ctx)
 		if !ok {
 			return errorResult(errors.New("this request carries no authenticated tenant; send your API key as 'Authorization: Bearer <key>'")), nil
 		}
 		var args In
-		key, err := decodeArgs(req.Params.Arguments, resolved, &args)
+		key, err := decodeArgs(raw, resolved, &args)
 		if err != nil {
 			return errorResult(fmt.Errorf("invalid arguments for %s: %v. Accepted arguments: %s.", name, err, strings.Join(accepted, ", "))), nil
+		}
+		if w, ok := any(&args).(wholeAnswer); ok && whole {
+			w.setWhole()
 		}
 		tn := tl.db.ForTenant(p.TenantID)
 		compute := func(ctx context.Context) (any, string, error) {
@@ -175,13 +201,13 @@ func addTool[In, Out any](s *mcp.Server, tl *tools, t *mcp.Tool, tweak func(p ma
 				return nil, "", err
 			}
 			b, err := json.Marshal(res)
-			return json.RawMessage(b), text, err
+			return json.RawMessage(b), text + tl.viewLink(name, json.RawMessage(b)), err
 		}
 		var (
 			structured any
 			text       string
 		)
-		if fresh[name] {
+		if fresh[name] || whole {
 			structured, text, err = compute(ctx)
 		} else {
 			structured, text, err = tl.answers.get(ctx, p.TenantID+"\x00"+name+"\x00"+key, compute)
@@ -195,6 +221,10 @@ func addTool[In, Out any](s *mcp.Server, tl *tools, t *mcp.Tool, tweak func(p ma
 			return errorResult(errInternal), nil
 		}
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: text}}, StructuredContent: structured}, nil
+	}
+	tl.calls[name] = call
+	s.AddTool(t, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		return call(ctx, req.Params.Arguments, false)
 	})
 }
 
