@@ -61,6 +61,9 @@ func New(t testing.TB, opts ...chromedp.ExecAllocatorOption) *Browser {
 	return &Browser{ctx: ctx}
 }
 
+// Context is the browser's context, for tests that drive their own pages with chromedp.
+func (b *Browser) Context() context.Context { return b.ctx }
+
 // SignIn opens an authorization URL, checks the API-key page, submits a wrong key, sees the form
 // again with its message, then submits key.
 func (b *Browser) SignIn(authURL, key string) error {

@@ -123,14 +123,15 @@ func (tl *tools) apps(next mcp.MethodHandler) mcp.MethodHandler {
 			if r.Capabilities == nil {
 				return res, nil
 			}
-			out, caps := *r, *r.Capabilities
-			out.Capabilities = &caps
-			if on {
-				caps.Extensions = maps.Clone(caps.Extensions)
-				caps.AddExtension(ui.Extension, map[string]any{})
-			} else {
-				caps.Resources = nil
+			out := *r
+			out.Capabilities = appsCapabilities(r.Capabilities, on)
+			return &out, nil
+		case *mcp.DiscoverResult: // the sessionless initialize of 2026-07-28
+			if r.Capabilities == nil {
+				return res, nil
 			}
+			out := *r
+			out.Capabilities = appsCapabilities(r.Capabilities, on)
 			return &out, nil
 		case *mcp.ListToolsResult:
 			if !on {
@@ -138,6 +139,7 @@ func (tl *tools) apps(next mcp.MethodHandler) mcp.MethodHandler {
 			}
 			out := *r
 			out.Tools = slices.Clone(r.Tools)
+			out.CacheScope = "private" // the list depends on what the client announced
 			for i, t := range out.Tools {
 				if v, ok := ui.ForTool(t.Name); ok {
 					withMeta := *t
@@ -162,6 +164,19 @@ func (tl *tools) apps(next mcp.MethodHandler) mcp.MethodHandler {
 		}
 		return res, nil
 	}
+}
+
+// appsCapabilities declares the extension and resources to a client that announced the extension,
+// and no resources to one that did not.
+func appsCapabilities(c *mcp.ServerCapabilities, on bool) *mcp.ServerCapabilities {
+	caps := *c
+	if on {
+		caps.Extensions = maps.Clone(caps.Extensions)
+		caps.AddExtension(ui.Extension, map[string]any{})
+	} else {
+		caps.Resources = nil
+	}
+	return &caps
 }
 
 // viewAnswer is what the views' links and extras read of an answer.

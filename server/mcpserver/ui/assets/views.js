@@ -31,6 +31,7 @@
   const num = (v) => Intl.NumberFormat("en", { notation: v >= 1e5 ? "compact" : "standard" }).format(v);
   const t = (s) => new Date(s).getTime();
   const hhmm = (ms) => new Date(ms).toISOString().slice(11, 16);
+  const span = (w) => w.from.slice(0, 16).replace("T", " ") + " – " + (w.to.slice(0, 10) === w.from.slice(0, 10) ? w.to.slice(11, 16) : w.to.slice(0, 16).replace("T", " ")) + " UTC";
   const str = (v) => typeof v === "string" ? v : JSON.stringify(v);
 
   function openLink(url) {
@@ -214,7 +215,7 @@
   function renderMetrics(sc, meta) {
     const name = sc.service + (sc.operation ? " " + sc.operation : "");
     const tot = sc.total || {};
-    app.replaceChildren(header(name, [sc.window.from.slice(0, 16).replace("T", " ") + " – " + sc.window.to.slice(11, 16) + " UTC", "step " + sc.step,
+    app.replaceChildren(header(name, [span(sc.window), "step " + sc.step,
       num(tot.requests || 0) + " requests", (tot.error_pct || 0) + "% errors", "p95 " + ms(tot.p95_ms || 0)], meta));
     if (!(sc.series || []).length) {
       app.append(el("div", { class: "empty", text: sc.note || "No requests in this window." }));
@@ -238,7 +239,7 @@
   }
   function renderLLM(sc, meta) {
     const tot = sc.totals || {};
-    app.replaceChildren(header("LLM spend by " + sc.group_by, [sc.window.from.slice(0, 16).replace("T", " ") + " – " + sc.window.to.slice(0, 16).replace("T", " ") + " UTC"], meta),
+    app.replaceChildren(header("LLM spend by " + sc.group_by, [span(sc.window)], meta),
       el("div", { class: "cards" },
         card(usd(tot.cost_usd), "cost" + (tot.unknown_cost_calls ? " (+" + tot.unknown_cost_calls + " calls unpriced)" : "")),
         card(num(tot.calls), "calls"), card(num(tot.input_tokens + tot.output_tokens), "tokens (in + out)"), card(num(tot.errors), "failed calls")));

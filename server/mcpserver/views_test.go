@@ -1,0 +1,400 @@
+package mcpserver_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/gin-gonic/gin"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/tracekit/tracekit/internal/browsertest"
+	"github.com/tracekit/tracekit/server/analysis/analysistest"
+	"github.com/tracekit/tracekit/server/analysis/anomaly"
+	"github.com/tracekit/tracekit/server/analysis/rca"
+	"github.com/tracekit/tracekit/server/auth"
+	"github.com/tracekit/tracekit/server/demo"
+	"github.com/tracekit/tracekit/server/mcpserver"
+	"github.com/tracekit/tracekit/server/mcpserver/ui"
+	"github.com/tracekit/tracekit/server/store"
+	"github.com/tracekit/tracekit/server/store/storetest"
+)
+
+// appsCaps announce MCP Apps as hosts that render them do.
+var appsCaps = &mcp.ClientCapabilities{Extensions: map[string]any{ui.Extension: map[string]any{"mimeTypes": []string{ui.MIMEType}}}}
+
+// connectApps opens a session announcing the extension (or not, with caps nil) at a protocol revision.
+func connectApps(t testing.TB, url, key, version string, caps *mcp.ClientCapabilities) *mcp.ClientSession {
+	t.Helper()
+	client := mcp.NewClient(&mcp.Implementation{Name: "apps-host", Version: "1"}, &mcp.ClientOptions{Capabilities: caps})
+	s, err := client.Connect(context.Background(), &mcp.StreamableClientTransport{
+		Endpoint: url + "/mcp", HTTPClient: &http.Client{Transport: bearer{key}}, MaxRetries: -1,
+	}, &mcp.ClientSessionOptions{ProtocolVersion: version})
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// TestApps_ViewsOnlyForClientsAnnouncingTheExtension: under every way a stateless server can learn
+// of the announcement (initialize, then the session id it issued, under 2025-06-18; the per-request
+// _meta of 2026-07-28), a host that announces io.modelcontextprotocol/ui is offered the views, and a
+// client that does not sees no resources capability, no _meta on tools, and -32601 for resources.
+func TestApps_ViewsOnlyForClientsAnnouncingTheExtension(t *testing.T) {
+	e := newEnv(t, storetest.Open(t, storetest.SQLiteDSN(t)))
+	ctx := context.Background()
+	for _, version := range []string{"2025-06-18", "2026-07-28"} {
+		t.Run(version, func(t *testing.T) {
+			plain := connectApps(t, e.url, e.keyA, version, nil)
+			if caps := plain.InitializeResult().Capabilities; caps.Resources != nil || caps.Extensions[ui.Extension] != nil {
+				t.Errorf("a client without the extension was offered resources %v / extensions %v", caps.Resources, caps.Extensions)
+			}
+			tools, err := plain.ListTools(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, tool := range tools.Tools {
+				if tool.Meta != nil {
+					t.Errorf("%s lists _meta %v to a client without the extension", tool.Name, tool.Meta)
+				}
+			}
+			_, err = plain.ReadResource(ctx, &mcp.ReadResourceParams{URI: "ui://tracekit/trace"})
+			var rpcErr *jsonrpc.Error
+			if !errors.As(err, &rpcErr) || rpcErr.Code != jsonrpc.CodeMethodNotFound {
+				t.Errorf("resources/read without the extension: %v, want -32601", err)
+			}
+
+			host := connectApps(t, e.url, e.keyA, version, appsCaps)
+			caps := host.InitializeResult().Capabilities
+			if caps.Resources == nil || caps.Extensions[ui.Extension] == nil {
+				t.Errorf("a host announcing the extension got resources %v / extensions %v", caps.Resources, caps.Extensions)
+			}
+			tools, err = host.ListTools(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			withViews := map[string]string{}
+			for _, tool := range tools.Tools {
+				if m, ok := tool.Meta["ui"].(map[string]any); ok {
+					withViews[tool.Name], _ = m["resourceUri"].(string)
+				}
+			}
+			want := map[string]string{"get_trace_detail": "ui://tracekit/trace", "get_service_metrics": "ui://tracekit/metrics",
+				"get_llm_stats": "ui://tracekit/llm", "get_rca": "ui://tracekit/rca"}
+			if !equalMaps(withViews, want) {
+				t.Errorf("tools with views: %v, want %v", withViews, want)
+			}
+			list, err := host.ListResources(ctx, nil)
+			if err != nil || len(list.Resources) != 4 {
+				t.Fatalf("resources/list: %v, %v", list, err)
+			}
+			for _, uri := range want {
+				res, err := host.ReadResource(ctx, &mcp.ReadResourceParams{URI: uri})
+				if err != nil {
+					t.Fatalf("read %s: %v", uri, err)
+				}
+				c := res.Contents[0]
+				if c.MIMEType != ui.MIMEType || !strings.HasPrefix(c.Text, "<!doctype html>") {
+					t.Errorf("%s: mime %q, text %.40q", uri, c.MIMEType, c.Text)
+				}
+				csp, _ := c.Meta["ui"].(map[string]any)["csp"].(map[string]any)
+				for _, k := range []string{"connectDomains", "resourceDomains", "frameDomains"} {
+					if l, ok := csp[k].([]any); !ok || len(l) != 0 {
+						t.Errorf("%s: csp.%s = %v, want an explicit empty list", uri, k, csp[k])
+					}
+				}
+				// Self-contained: nothing is loaded from any origin.
+				if m := regexp.MustCompile(`(?i)(src|href)\s*=\s*["']?(https?:)?//|@import|url\(\s*["']?https?:`).FindString(c.Text); m != "" {
+					t.Errorf("%s refers to another origin: %q", uri, m)
+				}
+				if len(c.Text) > 40<<10 {
+					t.Errorf("%s is %d bytes; views should stay small", uri, len(c.Text))
+				}
+			}
+		})
+	}
+}
+
+func equalMaps(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// viewsEnv is the demo day served at a reachable public URL, so that answers' /ui links work in the
+// browser.
+type viewsEnv struct {
+	url, key string
+	db       *store.DB
+}
+
+func newViewsEnv(t testing.TB, db *store.DB, authn auth.Authenticator) *viewsEnv {
+	t.Helper()
+	ctx := context.Background()
+	analysistest.LoadDemo(t, db, demo.Options{Seed: 1})
+	now := analysistest.End
+	if _, err := anomaly.Detect(ctx, db.ForTenant(analysistest.Tenant), now, anomaly.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	key, _, err := db.CreateAPIKey(ctx, analysistest.Tenant, "viewer", []string{store.ScopeRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if authn == nil {
+		authn = &auth.APIKeys{DB: db}
+	}
+	r := gin.New()
+	srv := httptest.NewUnstartedServer(r)
+	srv.Start()
+	t.Cleanup(srv.Close)
+	mcpserver.Register(r, mcpserver.Config{DB: db, Auth: authn, PublicURL: srv.URL, Now: func() time.Time { return now },
+		RCA: mcpserver.RCAFunc(rca.Analyze), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	return &viewsEnv{url: srv.URL, key: key, db: db}
+}
+
+// artifacts is where screenshots go: $TRACEKIT_ARTIFACTS when set (CI keeps it), else the test's
+// temporary directory.
+func artifacts(t *testing.T) string {
+	dir := os.Getenv("TRACEKIT_ARTIFACTS")
+	if dir == "" {
+		return t.TempDir()
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// hostPage stands in for an MCP Apps host: it loads a view's HTML into a sandboxed frame under the
+// restrictive CSP a host applies when the resource declares no origins, answers ui/initialize, and
+// once the view says it is initialized sends it the tool's input and result, as the spec's lifecycle
+// prescribes. Every message the view sends is kept in window.seen.
+const hostPage = `<!doctype html><html><head><meta charset="utf-8"><title>host</title></head><body style="margin:0;width:820px">
+<iframe id="view" sandbox="allow-scripts allow-same-origin" style="border:0;width:820px;height:200px"></iframe>
+<script>
+window.seen = [];
+window.show = (html, input, result) => {
+  const csp = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; media-src data:; connect-src 'none'; frame-src 'none'; object-src 'none'; base-uri 'none'";
+  const frame = document.getElementById("view");
+  const reply = (m) => frame.contentWindow.postMessage(Object.assign({jsonrpc: "2.0"}, m), "*");
+  window.onmessage = (ev) => {
+    if (ev.source !== frame.contentWindow) return;
+    const m = ev.data;
+    window.seen.push(m.method || "response");
+    if (m.method === "ui/initialize") {
+      reply({id: m.id, result: {protocolVersion: m.params.protocolVersion, hostInfo: {name: "test-host", version: "1"},
+        hostCapabilities: {openLinks: {}}, hostContext: {theme: "light", displayMode: "inline", containerDimensions: {maxHeight: 4000}}}});
+    } else if (m.method === "ui/notifications/initialized") {
+      reply({method: "ui/notifications/tool-input", params: {arguments: input}});
+      reply({method: "ui/notifications/tool-result", params: result});
+    } else if (m.method === "ui/notifications/size-changed") {
+      frame.style.height = m.params.height + "px";
+    } else if (m.id !== undefined) {
+      reply({id: m.id, result: {}});
+    }
+  };
+  frame.srcdoc = html.replace("<head>", '<head><meta http-equiv="Content-Security-Policy" content="' + csp + '">');
+};
+</script></body></html>`
+
+// TestViews_RenderFromToolAnswersInAnAppsHostAndOnTheWeb answers the four example questions through a
+// host announcing the extension, renders each answer's view in headless Chromium through the Apps
+// bridge, then follows each answer's /ui link, signs in with an API key and checks the same picture
+// on the web page. Assertions are on structure; screenshots are kept as artifacts.
+func TestViews_RenderFromToolAnswersInAnAppsHostAndOnTheWeb(t *testing.T) {
+	e := newViewsEnv(t, storetest.Open(t, storetest.SQLiteDSN(t)), nil)
+	s := connectApps(t, e.url, e.key, protocol, appsCaps)
+	dir := artifacts(t)
+
+	var slow struct {
+		Traces []struct {
+			TraceID string `json:"trace_id"`
+		} `json:"traces"`
+	}
+	call(t, s, "search_traces", map[string]any{"service": "payment-service", "sort": "duration", "since": "24h"}, &slow)
+	var anomalies struct {
+		Anomalies []struct {
+			ID      int64  `json:"id"`
+			Service string `json:"service"`
+		} `json:"anomalies"`
+	}
+	call(t, s, "search_anomalies", map[string]any{"since": "24h"}, &anomalies)
+	if len(slow.Traces) == 0 || len(anomalies.Anomalies) == 0 {
+		t.Fatalf("the demo day has %d slow traces and %d anomalies", len(slow.Traces), len(anomalies.Anomalies))
+	}
+	questions := []struct {
+		view  string
+		tool  string
+		args  map[string]any
+		check string // JavaScript over document d returning "" when the picture is right, else what is wrong
+	}{
+		{"trace", "get_trace_detail", map[string]any{"trace_id": slow.Traces[0].TraceID}, checkTrace},
+		{"metrics", "get_service_metrics", map[string]any{"service": "payment-service", "since": "24h"}, checkMetrics},
+		{"llm", "get_llm_stats", map[string]any{"since": "24h"}, checkLLM},
+		{"rca", "get_rca", map[string]any{"anomaly_id": anomalies.Anomalies[0].ID}, checkRCA},
+	}
+
+	b := browsertest.New(t, chromedp.WindowSize(900, 900))
+	hostSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, hostPage) }))
+	t.Cleanup(hostSrv.Close)
+	links := map[string]string{}
+	for _, q := range questions {
+		t.Run("apps/"+q.view, func(t *testing.T) {
+			res := call(t, s, q.tool, q.args, nil)
+			meta, _ := res.Meta[ui.MetaKey].(map[string]any)
+			link, _ := meta["url"].(string)
+			text := res.Content[0].(*mcp.TextContent).Text
+			if link == "" || !strings.HasSuffix(text, "View: "+link+"\n") {
+				t.Fatalf("the answer's _meta link %q is not its text's last line: …%s", link, text[max(0, len(text)-200):])
+			}
+			links[q.view] = link
+			doc, err := s.ReadResource(context.Background(), &mcp.ReadResourceParams{URI: "ui://tracekit/" + q.view})
+			if err != nil {
+				t.Fatal(err)
+			}
+			result, _ := json.Marshal(res)
+			input, _ := json.Marshal(q.args)
+			ctx, cancel := context.WithTimeout(b.Context(), 30*time.Second)
+			defer cancel()
+			err = chromedp.Do(ctx,
+				chromedp.Navigate(hostSrv.URL),
+				run(`show(`+jsString(doc.Contents[0].Text)+`, `+string(input)+`, `+string(result)+`)`),
+				chromedp.Poll[chromedp.Void](`(() => { const d = document.getElementById("view").contentDocument; return d && d.body && d.body.dataset.rendered !== undefined; })()`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			problem, err := chromedp.Run(ctx, chromedp.Evaluate[string](`((d) => {`+q.check+`})(document.getElementById("view").contentDocument)`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if problem != "" {
+				t.Errorf("%s view in the host: %s", q.view, problem)
+			}
+			seen, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`window.seen`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Contains(seen, "ui/initialize") || !slices.Contains(seen, "ui/notifications/initialized") || !slices.Contains(seen, "ui/notifications/size-changed") {
+				t.Errorf("the view sent %v; want ui/initialize, ui/notifications/initialized and ui/notifications/size-changed", seen)
+			}
+			screenshot(t, ctx, filepath.Join(dir, "app-"+q.view+".png"))
+		})
+	}
+
+	t.Run("web", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(b.Context(), time.Minute)
+		defer cancel()
+		// The first link asks for sign-in; a wrong key is refused with a message, the right one leads back.
+		err := chromedp.Do(ctx,
+			chromedp.Navigate(links["trace"]),
+			chromedp.WaitVisible(chromedp.ID("key")),
+			chromedp.SendKeys(chromedp.ID("key"), "tk_not-a-key"), chromedp.Click(chromedp.ID("submit")),
+			chromedp.WaitVisible(chromedp.ID("signin-error")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if msg, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("signin-error"))); err != nil || !strings.Contains(msg, "not a valid API key") {
+			t.Errorf("wrong key message %q, %v", msg, err)
+		}
+		err = chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("key"), e.key), chromedp.Click(chromedp.ID("submit")),
+			chromedp.WaitReady(chromedp.CSS(`body[data-rendered]`)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range questions {
+			err := chromedp.Do(ctx, chromedp.Navigate(links[q.view]), chromedp.WaitReady(chromedp.CSS(`body[data-rendered]`)))
+			if err != nil {
+				t.Fatalf("%s: %v", q.view, err)
+			}
+			loc, _ := chromedp.Run(ctx, chromedp.Location())
+			problem, err := chromedp.Run(ctx, chromedp.Evaluate[string](`((d) => {`+q.check+`})(document)`))
+			if err != nil {
+				t.Fatalf("%s: %v", q.view, err)
+			}
+			if loc != links[q.view] || problem != "" {
+				t.Errorf("%s page at %s: %s", q.view, loc, problem)
+			}
+			screenshot(t, ctx, filepath.Join(dir, "web-"+q.view+".png"))
+		}
+	})
+}
+
+// The structural checks, as JavaScript over the view's document d.
+const (
+	checkTrace = `
+const rows = d.querySelectorAll("#waterfall .row"), crit = d.querySelectorAll("#waterfall .row.crit");
+if (rows.length < 3) return "only " + rows.length + " waterfall rows";
+if (crit.length < 2) return crit.length + " rows on the critical path";
+if (!crit[0].querySelector(".bar .self")) return "no self-time bar";
+const box = d.getElementById("waterfall"), before = +box.dataset.visible;
+rows[0].querySelector(".tog").click();
+if (+box.dataset.visible !== 1) return "collapsing the root left " + box.dataset.visible + " of " + before + " rows";
+d.querySelector("#waterfall .row .tog").click();
+if (+box.dataset.visible !== before) return "expanding the root shows " + box.dataset.visible + " rows, not " + before;
+const last = [...d.querySelectorAll("#waterfall .row.crit")].pop();
+last.querySelector(".name").click();
+if (d.getElementById("detail").dataset.span !== last.dataset.span) return "clicking a span did not show its attributes";
+if (!/self time/.test(d.getElementById("detail").textContent)) return "the attributes lack self time";
+return "";`
+	checkMetrics = `
+if (d.querySelectorAll("svg path.line").length !== 3) return d.querySelectorAll("svg path.line").length + " latency lines, want p50, p95, p99";
+if (!d.querySelectorAll("svg rect.errbar").length) return "no error bars";
+if (!d.querySelectorAll("svg rect.anomaly").length) return "no shaded anomaly window";
+if (!d.querySelectorAll("svg line.deploy").length) return "no deploy marked";
+return "";`
+	checkLLM = `
+const bars = d.querySelectorAll(".bars .track");
+if (bars.length < 2) return bars.length + " spend bars";
+if (!/\$/.test(d.querySelector(".cards").textContent)) return "no cost total";
+return "";`
+	checkRCA = `
+if (!d.querySelectorAll(".cause").length) return "no causes";
+if (!d.querySelectorAll("svg rect.anomaly").length) return "the anomaly window is not shaded on its chart";
+if (d.querySelectorAll("svg path.line").length !== 3) return "no latency chart around the anomaly";
+return "";`
+)
+
+func jsString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// run evaluates a script for its effect.
+func run(script string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := chromedp.Evaluate[any](script)(ctx, t)
+		return err
+	})
+}
+
+func screenshot(t *testing.T, ctx context.Context, path string) {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", path)
+}
