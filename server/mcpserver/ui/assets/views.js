@@ -280,14 +280,13 @@
   }
 
   const renderers = { trace: renderTrace, metrics: renderMetrics, llm: renderLLM, rca: renderRCA };
-  function render(result) {
+  function render(result, started = performance.now()) {
     const sc = result && result.structuredContent;
     if (!sc || result.isError) {
       const text = ((result && result.content) || []).map((c) => c.text || "").join("\n");
       app.replaceChildren(el("div", { class: "empty", text: text || "This answer has nothing to draw." }));
       return;
     }
-    const started = performance.now();
     renderers[view](sc, (result._meta && result._meta[META]) || {});
     document.body.dataset.rendered = (performance.now() - started).toFixed(1);
   }
@@ -340,7 +339,10 @@
   }
 
   const embedded = document.getElementById("tk-data");
-  if (embedded) render(JSON.parse(embedded.textContent));
+  if (embedded) {
+    const started = performance.now(); // the page's data is parsed as part of drawing it
+    render(JSON.parse(embedded.textContent), started);
+  }
   else if (window.parent !== window) connect();
   else app.replaceChildren(el("div", { class: "empty", text: "This view is shown by an MCP Apps host or at its /ui link." }));
 })();
