@@ -199,14 +199,21 @@ func decodeView(structured any) (viewAnswer, bool) {
 	return a, ok && json.Unmarshal(raw, &a) == nil
 }
 
-// viewPath is the /ui page showing a tool's answer ("" for tools without a view): the same window,
-// so the page shows what the answer said.
-func viewPath(tool string, structured any) string {
+// viewPath is the /ui page showing a tool's answer, or "": the same window, so the page shows what
+// the answer said. args are the call's arguments as JSON.
+func viewPath(tool, args string, structured any) string {
 	a, ok := decodeView(structured)
 	if !ok {
 		return ""
 	}
 	switch tool {
+	case "search_traces", "search_anomalies": // searches of one service: its chart, anomalies shaded
+		var in struct {
+			Service string `json:"service"`
+		}
+		if json.Unmarshal([]byte(args), &in) == nil && in.Service != "" && a.Window != nil {
+			return "/service/" + url.PathEscape(in.Service) + "?start=" + a.Window.From + "&end=" + a.Window.To
+		}
 	case "get_trace_detail":
 		if a.TraceID != "" {
 			return "/trace/" + url.PathEscape(a.TraceID)
@@ -228,11 +235,11 @@ func viewPath(tool string, structured any) string {
 }
 
 // viewLink is the line every client reads at the end of a visual tool's answer.
-func (tl *tools) viewLink(tool string, structured any) string {
+func (tl *tools) viewLink(tool, args string, structured any) string {
 	if tl.ui == "" {
 		return ""
 	}
-	if p := viewPath(tool, structured); p != "" {
+	if p := viewPath(tool, args, structured); p != "" {
 		return "View: " + tl.ui + p + "\n"
 	}
 	return ""
@@ -245,7 +252,7 @@ func (tl *tools) viewExtras(ctx context.Context, tn *store.Tenant, tool string, 
 		return nil, nil
 	}
 	extra := map[string]any{}
-	if p := viewPath(tool, structured); p != "" && tl.ui != "" {
+	if p := viewPath(tool, "", structured); p != "" && tl.ui != "" {
 		extra["url"] = tl.ui + p
 	}
 	a, _ := decodeView(structured)

@@ -201,7 +201,7 @@ func addTool[In, Out any](s *mcp.Server, tl *tools, t *mcp.Tool, tweak func(p ma
 				return nil, "", err
 			}
 			b, err := json.Marshal(res)
-			return json.RawMessage(b), text + tl.viewLink(name, json.RawMessage(b)), err
+			return json.RawMessage(b), text + tl.viewLink(name, key, json.RawMessage(b)), err
 		}
 		var (
 			structured any

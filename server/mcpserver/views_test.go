@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -481,4 +482,74 @@ func BenchmarkWaterfall_50001Spans(b *testing.B) {
 	}
 	b.ReportMetric(browserMS/float64(b.N), "browser-ms")
 	b.ReportMetric(pageMS/float64(b.N), "page-ms")
+}
+
+// llmOnly stands in for an OAuth sign-in that granted only the "llm" tool group.
+type llmOnly struct{ auth.Authenticator }
+
+func (a llmOnly) Authenticate(r *http.Request) (auth.Principal, error) {
+	if r.Header.Get("Authorization") == "Bearer llm-only-token" {
+		return auth.Principal{TenantID: analysistest.Tenant, Scopes: []string{store.ScopeRead}, ToolGroups: []string{"llm"}, Method: "oauth"}, nil
+	}
+	return a.Authenticator.Authenticate(r)
+}
+
+// TestWebViews_ScopedToTheTenantAndTheCredentialsToolGroups: a page needs a credential (a browser is
+// sent to sign in), shows only the credential's tenant, and only the tools its sign-in granted.
+func TestWebViews_ScopedToTheTenantAndTheCredentialsToolGroups(t *testing.T) {
+	db := storetest.Open(t, storetest.SQLiteDSN(t))
+	e := newViewsEnv(t, db, llmOnly{&auth.APIKeys{DB: db}})
+	ctx := context.Background()
+	if _, err := db.ProvisionTenant(ctx, store.TenantSpec{ID: "other"}); err != nil {
+		t.Fatal(err)
+	}
+	otherKey, _, err := db.CreateAPIKey(ctx, "other", "viewer", []string{store.ScopeRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var trace struct {
+		Traces []struct {
+			TraceID string `json:"trace_id"`
+		} `json:"traces"`
+	}
+	call(t, connectApps(t, e.url, e.key, protocol, nil), "search_traces", map[string]any{"since": "24h", "limit": 1}, &trace)
+	tracePage := e.url + "/ui/trace/" + trace.Traces[0].TraceID
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	get := func(url, credential string) (int, string, http.Header) {
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		if credential != "" {
+			req.Header.Set("Authorization", "Bearer "+credential)
+		}
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), resp.Header
+	}
+	for _, c := range []struct {
+		name, url, credential string
+		status                int
+		body                  string
+	}{
+		{"no credential: sign in, then back", tracePage, "", http.StatusSeeOther, ""},
+		{"the tenant's key", tracePage, e.key, http.StatusOK, `id="tk-data"`},
+		{"another tenant's key sees nothing of it", tracePage, otherKey, http.StatusNotFound, "has no stored spans"},
+		{"a sign-in without the traces group", tracePage, "llm-only-token", http.StatusForbidden, "Traces and service health"},
+		{"…still sees its LLM spend", e.url + "/ui/llm?since=24h", "llm-only-token", http.StatusOK, `id="tk-data"`},
+		{"a wrong credential: sign in", tracePage, "tk_wrong", http.StatusSeeOther, ""},
+		{"a bad anomaly id says so", e.url + "/ui/rca/x", e.key, http.StatusBadRequest, "not an anomaly id"},
+	} {
+		status, body, hdr := get(c.url, c.credential)
+		if status != c.status || !strings.Contains(body, c.body) {
+			t.Errorf("%s: %d %.300s, want %d with %q", c.name, status, body, c.status, c.body)
+		}
+		if status == http.StatusSeeOther && hdr.Get("Location") != "/ui/signin?next="+url.QueryEscape(strings.TrimPrefix(c.url, e.url)) {
+			t.Errorf("%s: sent to %q", c.name, hdr.Get("Location"))
+		}
+		if status == http.StatusOK && !strings.Contains(hdr.Get("Content-Security-Policy"), "default-src 'none'") {
+			t.Errorf("%s: CSP %q", c.name, hdr.Get("Content-Security-Policy"))
+		}
+	}
 }
