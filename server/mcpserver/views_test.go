@@ -299,7 +299,7 @@ func TestViews_RenderFromToolAnswersInAnAppsHostAndOnTheWeb(t *testing.T) {
 			if !slices.Contains(seen, "ui/initialize") || !slices.Contains(seen, "ui/notifications/initialized") || !slices.Contains(seen, "ui/notifications/size-changed") {
 				t.Errorf("the view sent %v; want ui/initialize, ui/notifications/initialized and ui/notifications/size-changed", seen)
 			}
-			screenshot(t, ctx, filepath.Join(dir, "app-"+q.view+".png"))
+			screenshot(t, ctx, chromedp.Screenshot(chromedp.ID("view")), filepath.Join(dir, "app-"+q.view+".png"))
 		})
 	}
 
@@ -336,7 +336,7 @@ func TestViews_RenderFromToolAnswersInAnAppsHostAndOnTheWeb(t *testing.T) {
 			if loc != links[q.view] || problem != "" {
 				t.Errorf("%s page at %s: %s", q.view, loc, problem)
 			}
-			screenshot(t, ctx, filepath.Join(dir, "web-"+q.view+".png"))
+			screenshot(t, ctx, chromedp.FullScreenshot(100), filepath.Join(dir, "web-"+q.view+".png"))
 		}
 	})
 }
@@ -389,9 +389,9 @@ func run(script string) chromedp.Action[chromedp.Void] {
 	})
 }
 
-func screenshot(t *testing.T, ctx context.Context, path string) {
+func screenshot(t *testing.T, ctx context.Context, shot chromedp.Action[[]byte], path string) {
 	t.Helper()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	png, err := chromedp.Run(ctx, shot)
 	if err != nil {
 		t.Fatal(err)
 	}

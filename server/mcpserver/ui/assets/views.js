@@ -252,7 +252,7 @@
     app.append(el("div", { class: "legend" }, el("span", {}, el("i", { style: "background:var(--bar)" }), "cost"),
       el("span", {}, el("i", { style: "background:var(--crit)" }), "tokens")),
     breakdown(groups.map((g) => ({ key: g.key, v: g.cost_usd || 0, v2: g.input_tokens + g.output_tokens,
-      label: usd(g.cost_usd) + " · " + num(g.input_tokens + g.output_tokens) + " tok · " + num(g.calls) + " calls" })), "spend", true));
+      label: (g.unknown_cost_calls === g.calls ? "price unknown" : usd(g.cost_usd)) + " · " + num(g.input_tokens + g.output_tokens) + " tok · " + num(g.calls) + " calls" })), "spend", true));
   }
   const card = (v, k) => el("div", { class: "card" }, el("div", { class: "v", text: v }), el("div", { class: "k", text: k }));
 
