@@ -155,8 +155,13 @@ func (tl *tools) apps(next mcp.MethodHandler) mcp.MethodHandler {
 			}
 			p, _ := auth.FromContext(ctx)
 			extra, err := tl.viewExtras(ctx, tl.db.ForTenant(p.TenantID), call.Params.Name, r.StructuredContent)
-			if err != nil || extra == nil {
-				return res, err
+			if err != nil {
+				// The answer stands without the picture's extras.
+				tl.log.Error("MCP Apps view extras failed", "tool", call.Params.Name, "tenant", p.TenantID, "err", err)
+				return res, nil
+			}
+			if extra == nil {
+				return res, nil
 			}
 			out := *r
 			out.Meta = mcp.Meta{ui.MetaKey: extra}

@@ -553,3 +553,25 @@ func TestWebViews_ScopedToTheTenantAndTheCredentialsToolGroups(t *testing.T) {
 		}
 	}
 }
+
+// TestWebViews_SignInOnlyFromItsOwnForm: another site cannot sign a browser in with its own key.
+func TestWebViews_SignInOnlyFromItsOwnForm(t *testing.T) {
+	db := storetest.Open(t, storetest.SQLiteDSN(t))
+	e := newViewsEnv(t, db, nil)
+	for origin, want := range map[string]int{"https://evil.example": http.StatusForbidden, e.url: http.StatusSeeOther, "": http.StatusSeeOther} {
+		req, _ := http.NewRequest(http.MethodPost, e.url+"/ui/signin", strings.NewReader(url.Values{"key": {e.key}, "next": {"/ui/llm"}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		signedIn := slices.ContainsFunc(resp.Cookies(), func(c *http.Cookie) bool { return c.Name == "tracekit_ui" && c.HttpOnly && c.Path == "/ui" })
+		if resp.StatusCode != want || signedIn != (want == http.StatusSeeOther) {
+			t.Errorf("Origin %q: %d, signed in %v; want %d", origin, resp.StatusCode, signedIn, want)
+		}
+	}
+}

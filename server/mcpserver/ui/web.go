@@ -56,7 +56,7 @@ func Register(r gin.IRouter, cfg WebConfig) {
 	}
 	u, _ := url.Parse(cfg.PublicURL)
 	if u != nil {
-		w.prefix, w.secure = strings.TrimRight(u.Path, "/"), u.Scheme == "https"
+		w.prefix, w.secure, w.origin = strings.TrimRight(u.Path, "/"), u.Scheme == "https", u.Scheme+"://"+u.Host
 	}
 	g := r.Group(Path)
 	g.GET("/signin", w.signInForm)
@@ -84,7 +84,14 @@ type web struct {
 	cfg    WebConfig
 	log    *slog.Logger
 	prefix string // the public URL's path, e.g. /t/acme
+	origin string // the public URL's scheme://host
 	secure bool
+}
+
+// sameHost reports whether origin names host, the host the request was sent to.
+func sameHost(origin, host string) bool {
+	u, err := url.Parse(origin)
+	return err == nil && u.Host != "" && strings.EqualFold(u.Host, host)
 }
 
 func query(c *gin.Context, args map[string]any, names ...string) map[string]any {
@@ -199,6 +206,11 @@ func (w *web) form(c *gin.Context, status int, next, errMsg string) {
 
 func (w *web) signIn(c *gin.Context) {
 	secureHeaders(c)
+	// Only this server's own form may sign a browser in (no login CSRF from another site).
+	if o := c.GetHeader("Origin"); o != "" && o != w.origin && !sameHost(o, c.Request.Host) {
+		w.message(c, http.StatusForbidden, "Sign in from this server's own sign-in page.")
+		return
+	}
 	next, key := w.next(c.PostForm("next")), strings.TrimSpace(c.PostForm("key"))
 	req := c.Request.Clone(c.Request.Context())
 	req.Header.Set("Authorization", "Bearer "+key)
