@@ -163,7 +163,7 @@ func secureHeaders(c *gin.Context) {
 	h := c.Writer.Header()
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Referrer-Policy", "same-origin") // none to other sites; the sign-in form still sends its Origin
 	h.Set("X-Frame-Options", "DENY")
 }
 
