@@ -101,6 +101,7 @@ func NewServer(cfg Config) *mcp.Server {
 		Instructions: instructions,
 		Logger:       tl.log,
 		SchemaCache:  mcp.NewSchemaCache(),
+		Capabilities: capabilities,
 	})
 	tl.addSearchTraces(s)
 	tl.addGetTraceDetail(s)
@@ -113,12 +114,50 @@ func NewServer(cfg Config) *mcp.Server {
 	tl.addSearchLLMCalls(s)
 	tl.addGetLLMStats(s)
 	tl.addGetRCA(s)
-	s.AddReceivingMiddleware(toolGroups)
+	s.AddReceivingMiddleware(undeclared, toolGroups)
 	if cfg.Registry != nil {
 		s.AddReceivingMiddleware(tl.toolMetrics(cfg.Registry))
 	}
 	s.AddReceivingMiddleware(tl.guard) // added last: the outermost
 	return s
+}
+
+// capabilities are what the server declares: tools, without list-changed notifications, which a
+// stateless server answering in JSON has no stream to send on (nor log messages: no logging).
+var capabilities = &mcp.ServerCapabilities{Tools: &mcp.ToolCapabilities{}}
+
+// methodCapability is the capability each optional method belongs to. The SDK answers some of them
+// (empty prompt and resource lists) whether declared or not; undeclared ones are unknown methods.
+var methodCapability = map[string]string{
+	"prompts/list": "prompts", "prompts/get": "prompts",
+	"resources/list": "resources", "resources/templates/list": "resources", "resources/read": "resources",
+	"resources/subscribe": "resources", "resources/unsubscribe": "resources",
+	"logging/setLevel": "logging", "completion/complete": "completions",
+}
+
+func declared(capability string) bool {
+	switch capability {
+	case "prompts":
+		return capabilities.Prompts != nil
+	case "resources":
+		return capabilities.Resources != nil
+	case "logging":
+		return capabilities.Logging != nil
+	case "completions":
+		return capabilities.Completions != nil
+	}
+	return true
+}
+
+// undeclared answers -32601 to the methods of capabilities the server does not declare.
+func undeclared(next mcp.MethodHandler) mcp.MethodHandler {
+	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+		if c, ok := methodCapability[method]; ok && !declared(c) {
+			return nil, &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound,
+				Message: fmt.Sprintf("method %q is not served: this server declares no %s capability, only tools", method, c)}
+		}
+		return next(ctx, method, req)
+	}
 }
 
 // handler is a tool's logic: it reads through the caller's tenant handle and returns the structured
