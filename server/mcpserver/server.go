@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"reflect"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -213,6 +214,7 @@ func addTool[In, Out any](s *mcp.Server, tl *tools, t *mcp.Tool, tweak func(p ma
 			if err != nil {
 				return nil, "", err
 			}
+			noNulls(&res)
 			b, err := json.Marshal(res)
 			return json.RawMessage(b), text, err
 		}
@@ -279,13 +281,34 @@ func shallow(s *jsonschema.Schema) *jsonschema.Schema {
 		}
 		p := s.Properties[name]
 		t := &jsonschema.Schema{Type: p.Type, Types: p.Types}
-		if !slices.Contains(s.Required, name) && len(p.Types) == 2 && p.Types[0] == "null" {
-			t = &jsonschema.Schema{Type: p.Types[1]} // omitted when nil, never null
+		if len(p.Types) == 2 && p.Types[0] == "null" {
+			// A single type: clients that map schemas onto a one-type dialect reject unions. Nil
+			// fields are omitted or, for lists, sent empty (noNulls), never null.
+			t = &jsonschema.Schema{Type: p.Types[1]}
 		}
 		out.Properties[name] = t
 		out.PropertyOrder = append(out.PropertyOrder, name)
 	}
 	return out
+}
+
+// noNulls makes the nil slices and maps among the top-level fields of *out empty, so that the answer
+// matches the single-typed output schema (see shallow).
+func noNulls(out any) {
+	v := reflect.ValueOf(out).Elem()
+	if v.Kind() != reflect.Struct {
+		return
+	}
+	for i := range v.NumField() {
+		f := v.Field(i)
+		switch {
+		case !f.CanSet():
+		case f.Kind() == reflect.Slice && f.IsNil():
+			f.Set(reflect.MakeSlice(f.Type(), 0, 0))
+		case f.Kind() == reflect.Map && f.IsNil():
+			f.Set(reflect.MakeMap(f.Type()))
+		}
+	}
 }
 
 // listFields are the fields of List.
