@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/google/jsonschema-go/jsonschema"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/prometheus/client_golang/prometheus"
@@ -232,6 +233,9 @@ func addTool[In, Out any](s *mcp.Server, tl *tools, t *mcp.Tool, tweak func(p ma
 			if errors.As(err, &ae) {
 				return errorResult(err), nil
 			}
+			if msg, ok := refusedValue(err); ok {
+				return errorResult(fmt.Errorf("the database cannot compare a value of these arguments (%s): check them for control characters or numbers out of range", msg)), nil
+			}
 			tl.log.Error("MCP tool failed", "tool", name, "tenant", p.TenantID, "err", err)
 			return errorResult(errInternal), nil
 		}
@@ -248,6 +252,9 @@ func decodeArgs(raw json.RawMessage, schema *jsonschema.Resolved, dst any) (stri
 			return "", errors.New("arguments must be a JSON object of named arguments")
 		}
 	}
+	if err := noNUL("", m); err != nil {
+		return "", err
+	}
 	if err := schema.ApplyDefaults(&m); err != nil {
 		return "", err
 	}
@@ -262,6 +269,51 @@ func decodeArgs(raw json.RawMessage, schema *jsonschema.Resolved, dst any) (stri
 		return "", err
 	}
 	return string(b), nil
+}
+
+// noNUL refuses a NUL character in any argument, key or value: no stored text contains one, and
+// PostgreSQL would refuse the query, which must not read as the database being unavailable.
+func noNUL(path string, v any) error {
+	switch x := v.(type) {
+	case string:
+		if strings.ContainsRune(x, 0) {
+			return fmt.Errorf("argument %s contains a NUL character (\\u0000), which no stored value holds: remove it", path)
+		}
+	case map[string]any:
+		for k, c := range x {
+			p := k
+			if path != "" {
+				p = path + "." + k
+			}
+			if strings.ContainsRune(k, 0) && path == "" {
+				return fmt.Errorf("an argument name contains a NUL character (\\u0000): remove it")
+			}
+			if strings.ContainsRune(k, 0) {
+				return fmt.Errorf("argument %s has a key containing a NUL character (\\u0000), which no stored name holds: remove it", path)
+			}
+			if err := noNUL(p, c); err != nil {
+				return err
+			}
+		}
+	case []any:
+		for i, c := range x {
+			if err := noNUL(fmt.Sprintf("%s[%d]", path, i), c); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// refusedValue reports whether err is the database refusing a value of the query (PostgreSQL's
+// class 22, data exception: an unencodable character, a number out of range), which the caller's
+// arguments caused and can fix, rather than the database failing.
+func refusedValue(err error) (string, bool) {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && strings.HasPrefix(pe.Code, "22") {
+		return pe.Message, true
+	}
+	return "", false
 }
 
 func errorResult(err error) *mcp.CallToolResult {
