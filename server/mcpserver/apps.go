@@ -15,7 +15,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/tracekit/tracekit/server/auth"
@@ -98,22 +97,11 @@ func addViews(s *mcp.Server) {
 	}
 }
 
-// errNoResources answers resource requests of clients that did not announce the extension: for them
-// the server declares no resources capability.
-var errNoResources = &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound,
-	Message: "this server serves resources (its ui:// views) only to clients that announce the " + ui.Extension + " extension"}
-
-// apps presents the views to clients that announced the extension and hides them from others.
+// apps presents the views to clients that announced the extension and hides them from others (the
+// resources methods are refused to those by undeclared).
 func (tl *tools) apps(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
 		on := appsOn(ctx)
-		switch req.(type) {
-		case *mcp.ListResourcesRequest, *mcp.ListResourceTemplatesRequest, *mcp.ReadResourceRequest, *mcp.SubscribeRequest, *mcp.UnsubscribeRequest:
-			if !on {
-				return nil, errNoResources
-			}
-			return next(ctx, method, req)
-		}
 		res, err := next(ctx, method, req)
 		if err != nil {
 			return res, err
@@ -175,11 +163,11 @@ func (tl *tools) apps(next mcp.MethodHandler) mcp.MethodHandler {
 // and no resources to one that did not.
 func appsCapabilities(c *mcp.ServerCapabilities, on bool) *mcp.ServerCapabilities {
 	caps := *c
+	caps.Resources = nil // the SDK adds it, with listChanged, for the registered views
 	if on {
+		caps.Resources = &mcp.ResourceCapabilities{} // no list changes: the views are fixed
 		caps.Extensions = maps.Clone(caps.Extensions)
 		caps.AddExtension(ui.Extension, map[string]any{})
-	} else {
-		caps.Resources = nil
 	}
 	return &caps
 }

@@ -84,7 +84,9 @@ func (tl *tools) addSearchTraces(s *mcp.Server) {
 		enum(p["status"], "error", "ok")
 		enum(p["sort"], "start", "duration")
 		def(p["sort"], "start")
-		p["attributes"].AdditionalProperties = &jsonschema.Schema{Types: []string{"string", "number", "boolean"}}
+		// Any value type: a union of string, number and boolean is refused by clients that map schemas
+		// onto one-type dialects; attributeFilters checks the values.
+		p["attributes"].AdditionalProperties = nil
 		windowSchema(p, "1h")
 		pageSchema(p, 10, 100)
 	}, tl.searchTraces)
@@ -190,7 +192,7 @@ func attributeFilters(attrs map[string]any) (map[string]string, error) {
 		case bool:
 			s = strconv.FormatBool(x)
 		default:
-			return nil, badArg("attribute %q: give a string, number or boolean to compare with, not %T", k, v)
+			return nil, badArg("attribute %q: give a string, number or boolean to compare with, not %s", k, jsonKind(v))
 		}
 		if store.IntegerAttribute(k) {
 			if _, err := strconv.Atoi(s); err != nil {
@@ -200,6 +202,17 @@ func attributeFilters(attrs map[string]any) (map[string]string, error) {
 		out[k] = s
 	}
 	return out, nil
+}
+
+// jsonKind names the JSON type of a decoded value that is not a string, number or boolean.
+func jsonKind(v any) string {
+	switch v.(type) {
+	case map[string]any:
+		return "an object"
+	case []any:
+		return "an array"
+	}
+	return "null"
 }
 
 func newTraceRow(h store.TraceHit, o *store.TraceOverview) traceRow {

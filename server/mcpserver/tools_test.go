@@ -674,3 +674,29 @@ func TestGetTraceDetail_SummarisesAHugeTraceWithinTheBudget(t *testing.T) {
 		}
 	})
 }
+
+// A NUL byte is the caller's mistake, not the database's unavailability: the answer says which
+// argument holds it and what to do, under both dialects (PostgreSQL's text cannot hold one).
+func TestTools_NULInAnArgumentIsTheCallersMistake(t *testing.T) {
+	dialects(t, func(t *testing.T, e *env) {
+		s := e.connect(t, e.keyA)
+		for _, tc := range []struct {
+			tool string
+			args map[string]any
+			want string
+		}{
+			{"search_traces", map[string]any{"service": "pay\x00ment"}, "service"},
+			{"search_traces", map[string]any{"attributes": map[string]any{"http.route": "/pay\x00"}}, "attributes"},
+			{"search_traces", map[string]any{"attributes": map[string]any{"user\x00id": "1"}}, "attributes"},
+			{"get_trace_detail", map[string]any{"trace_id": strings.Repeat("a", 31) + "\x00"}, "trace_id"},
+			{"search_llm_calls", map[string]any{"model": "gpt\x00"}, "model"},
+			{"get_service_metrics", map[string]any{"service": "\x00"}, "service"},
+		} {
+			res := call(t, s, tc.tool, tc.args, nil)
+			msg := text(res)
+			if !res.IsError || !strings.Contains(msg, "NUL") || !strings.Contains(msg, tc.want) || strings.Contains(msg, "try again") {
+				t.Errorf("%s(%q): isError=%v %q, want an error naming %s and the NUL character", tc.tool, tc.args, res.IsError, msg, tc.want)
+			}
+		}
+	})
+}

@@ -95,7 +95,7 @@ func (db *DB) ProvisionTenant(ctx context.Context, spec TenantSpec) (TenantCrede
 }
 
 // tenantTables lists every table holding tenant rows, children first.
-var tenantTables = []string{"snapshots", "breakpoints", "rca_reports", "anomalies", "alerts", "alert_rules",
+var tenantTables = []string{"tenant_secrets", "snapshots", "breakpoints", "rca_reports", "anomalies", "alerts", "alert_rules",
 	"llm_calls", "service_versions", "services", "spans", "api_keys"}
 
 // DeleteTenant removes every row of the tenant and, on PostgreSQL, its role. Deleting a tenant that
