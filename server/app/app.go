@@ -19,6 +19,7 @@ import (
 	"github.com/tracekit/tracekit/server/debugger"
 	"github.com/tracekit/tracekit/server/ingest"
 	"github.com/tracekit/tracekit/server/mcpserver"
+	"github.com/tracekit/tracekit/server/mcpserver/ui"
 	"github.com/tracekit/tracekit/server/oauth"
 	"github.com/tracekit/tracekit/server/store"
 )
@@ -40,8 +41,11 @@ type Config struct {
 	// Registry receives the server's Prometheus metrics; nil means a new registry.
 	Registry *prometheus.Registry
 	// OAuth, when set, is the authorization server MCP clients sign in through (server/oauth); its
-	// access tokens are accepted besides API keys.
+	// access tokens are accepted besides API keys, and browsers sign in to the /ui pages through it.
 	OAuth *oauth.Facade
+	// WebClientID is the /ui pages' OAuth client_id, a metadata document URL; empty means the
+	// document they serve themselves, <public URL>/ui/oauth-client.json (https public URLs).
+	WebClientID string
 }
 
 // New returns the server's HTTP handler.
@@ -77,8 +81,12 @@ func New(cfg Config) http.Handler {
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))
 	ingest.Register(r, ingest.Config{DB: cfg.DB, Auth: cfg.Auth, Logger: cfg.Logger, Registry: cfg.Registry})
 	debugger.Register(r, cfg.DB, cfg.Auth)
+	var webOAuth *ui.OAuth
+	if cfg.OAuth != nil {
+		webOAuth = &ui.OAuth{ClientID: cfg.WebClientID}
+	}
 	mcpserver.Register(r, mcpserver.Config{DB: cfg.DB, Auth: cfg.Auth, PublicURL: cfg.PublicURL, AllowedOrigins: cfg.AllowedOrigins, Logger: cfg.Logger, Registry: cfg.Registry,
-		RCA: mcpserver.RCAFunc(rca.Analyze)})
+		RCA: mcpserver.RCAFunc(rca.Analyze), WebOAuth: webOAuth})
 	return withoutPrefix(publicPath(cfg.PublicURL), r)
 }
 

@@ -49,6 +49,8 @@ type Config struct {
 	// AnswerTTL is how long identical calls of a tenant share one answer; zero means 10 seconds,
 	// negative turns sharing off.
 	AnswerTTL time.Duration
+	// WebOAuth, when set, lets browsers sign in to the /ui pages through the OAuth flow.
+	WebOAuth *ui.OAuth
 }
 
 // defaultAnswerTTL is short next to how fast observability data matters to a person, and long next

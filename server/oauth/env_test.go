@@ -44,6 +44,8 @@ type envOptions struct {
 	refreshReuse time.Duration
 	// documents fetches clients' metadata documents (default: the production fetcher).
 	documents *oauth.DocumentFetcher
+	// webClientID is the /ui pages' client_id (default: their own document, which needs https).
+	webClientID string
 }
 
 func newEnv(t *testing.T, opt envOptions, names ...string) *env {
@@ -98,7 +100,7 @@ func newEnv(t *testing.T, opt envOptions, names ...string) *env {
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv.Config.Handler = app.New(app.Config{DB: db, Tenant: name, PublicURL: tn.url, Logger: logger, OAuth: facade})
+		srv.Config.Handler = app.New(app.Config{DB: db, Tenant: name, PublicURL: tn.url, Logger: logger, OAuth: facade, WebClientID: opt.webClientID})
 		srv.Start()
 		t.Cleanup(srv.Close)
 		e.tenants[name] = tn

@@ -33,6 +33,8 @@ type WebConfig struct {
 	Source    Source
 	PublicURL string
 	Logger    *slog.Logger
+	// OAuth, when set, offers signing in through the tenant's OAuth flow besides pasting a key.
+	OAuth *OAuth
 }
 
 // cookie holds the credential a browser signed in with; it is sent to /ui only and never readable by
@@ -58,7 +60,11 @@ func Register(r gin.IRouter, cfg WebConfig) {
 	if u != nil {
 		w.prefix, w.secure, w.origin = strings.TrimRight(u.Path, "/"), u.Scheme == "https", u.Scheme+"://"+u.Host
 	}
+	w.public = strings.TrimRight(cfg.PublicURL, "/")
 	g := r.Group(Path)
+	if cfg.OAuth != nil {
+		w.registerOAuth(g)
+	}
 	g.GET("/signin", w.signInForm)
 	g.POST("/signin", w.signIn)
 	g.POST("/signout", w.signOut)
@@ -85,7 +91,9 @@ type web struct {
 	log    *slog.Logger
 	prefix string // the public URL's path, e.g. /t/acme
 	origin string // the public URL's scheme://host
+	public string // the public URL, without a trailing slash
 	secure bool
+	oauth  *OAuth // nil: API keys only
 }
 
 // sameHost reports whether origin names host, the host the request was sent to.
@@ -199,9 +207,18 @@ func (w *web) form(c *gin.Context, status int, next, errMsg string) {
 		errHTML = `<p class="err" id="signin-error">` + html.EscapeString(errMsg) + `</p>`
 	}
 	c.Data(status, "text/html; charset=utf-8", []byte(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sign in · TraceKit</title><style>`+
-		formStyle+`</style></head><body><h1>Sign in to TraceKit</h1><p>Enter an API key of your team (<code>tracekit apikey create --scopes read</code>) to see its traces, charts and costs.</p>`+
+		formStyle+`</style></head><body><h1>Sign in to TraceKit</h1>`+w.oauthLink(next)+`<p>Enter an API key of your team (<code>tracekit apikey create --scopes read</code>) to see its traces, charts and costs.</p>`+
 		errHTML+`<form method="post" action="`+html.EscapeString(w.prefix+Path+"/signin")+`"><input type="hidden" name="next" value="`+html.EscapeString(next)+
 		`"><input type="password" name="key" id="key" autocomplete="current-password" placeholder="tk_…" required><button type="submit" id="submit">Sign in</button></form></body></html>`))
+}
+
+// oauthLink offers the OAuth sign-in, when the server has it.
+func (w *web) oauthLink(next string) string {
+	if w.oauth == nil {
+		return ""
+	}
+	return `<p><a id="oauth" href="` + html.EscapeString(w.prefix+Path+"/oauth/start?next="+url.QueryEscape(next)) +
+		`">Sign in as in your assistant</a> (your team's sign-in page, choosing which tool groups to grant), or:</p>`
 }
 
 func (w *web) signIn(c *gin.Context) {
