@@ -575,3 +575,34 @@ func TestWebViews_SignInOnlyFromItsOwnForm(t *testing.T) {
 		}
 	}
 }
+
+// TestApps_SessionIDOnlyForHostsAnnouncingTheExtension: under revisions before 2026-07-28 the
+// announcement travels in the session id its initialize answer issued; other clients get none, as
+// before, and a later request without it gets no views.
+func TestApps_SessionIDOnlyForHostsAnnouncingTheExtension(t *testing.T) {
+	e := newEnv(t, storetest.Open(t, storetest.SQLiteDSN(t)))
+	initialize := func(caps string) string {
+		resp, body := e.post(t, e.keyA, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18",`+
+			`"clientInfo":{"name":"t","version":"1"},"capabilities":`+caps+`}}`, nil)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("initialize: %d %s", resp.StatusCode, body)
+		}
+		return resp.Header.Get("Mcp-Session-Id")
+	}
+	if id := initialize(`{}`); id != "" {
+		t.Errorf("a client without the extension was given session id %q", id)
+	}
+	if id := initialize(`{"extensions":{"io.modelcontextprotocol/ui":{"mimeTypes":["text/plain"]}}}`); id != "" {
+		t.Errorf("a client announcing the extension without the HTML profile was given session id %q", id)
+	}
+	id := initialize(`{"extensions":{"io.modelcontextprotocol/ui":{"mimeTypes":["text/html;profile=mcp-app"]}}}`)
+	if !strings.HasPrefix(id, "tk-apps.") {
+		t.Fatalf("a host announcing the extension was given session id %q", id)
+	}
+	list := `{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{}}`
+	_, with := e.post(t, e.keyA, list, map[string]string{"Mcp-Session-Id": id})
+	_, without := e.post(t, e.keyA, list, nil)
+	if !strings.Contains(string(with), `"resourceUri":"ui://tracekit/trace"`) || strings.Contains(string(without), "resourceUri") {
+		t.Errorf("tools/list with the session id lists views: %v; without: %v", strings.Contains(string(with), "resourceUri"), strings.Contains(string(without), "resourceUri"))
+	}
+}
