@@ -83,6 +83,7 @@ type tools struct {
 	// args lists each tool's argument names, for error messages.
 	args    map[string][]string
 	answers *answers
+	keys    keyring
 }
 
 // NewServer returns the MCP server with the eleven tools. It serves any tenant: each call takes the
@@ -210,6 +211,12 @@ func addTool[In, Out any](s *mcp.Server, tl *tools, t *mcp.Tool, tweak func(p ma
 			return errorResult(fmt.Errorf("invalid arguments for %s: %v. Accepted arguments: %s.", name, err, strings.Join(accepted, ", "))), nil
 		}
 		tn := tl.db.ForTenant(p.TenantID)
+		keys, err := tl.keys.forTenant(ctx, tn)
+		if err != nil {
+			tl.log.Error("MCP tool failed: tenant keys", "tool", name, "tenant", p.TenantID, "err", err)
+			return errorResult(errInternal), nil
+		}
+		ctx = withKeys(ctx, keys)
 		compute := func(ctx context.Context) (any, string, error) {
 			res, text, err := h(ctx, tn, args)
 			if err != nil {
