@@ -8,7 +8,7 @@ BIN := $(CURDIR)/bin
 include hack/tools.mk
 include hack/chart.mk
 
-.PHONY: run build test test-deps lint bench-ingest smoke-mcp clean help
+.PHONY: run build test test-deps lint fuzz bench-ingest smoke-mcp clean help
 
 ## run: start tracekit on SQLite with demo data (tracekit dev); state in ./.tracekit
 run: build
@@ -18,9 +18,23 @@ run: build
 build:
 	$(GO) build -o $(BIN)/tracekit ./cmd/tracekit
 
-## test: every test, against the real PostgreSQL, a real kube-apiserver (envtest), helm, Dex and Chromium
+## test: every test, against the real PostgreSQL, a real kube-apiserver (envtest), helm, Dex and Chromium,
+## then each fuzz target for FUZZTIME
 test: chart-test-deps test-deps lint
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO) test -count=1 ./...
+	$(MAKE) fuzz
+
+# Fuzz targets as package:target; go test fuzzes one target per run. Their seed corpora
+# (testdata/fuzz) also run with every plain go test.
+FUZZ_TARGETS := server/mcpserver:FuzzWindow server/mcpserver:FuzzCursor server/mcpserver:FuzzDecodeArgs
+FUZZTIME ?= 10s
+
+## fuzz: run each fuzz target for FUZZTIME (default 10s): make fuzz FUZZTIME=5m for a longer hunt
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} ($${t%%:*}, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) ./$${t%%:*}; \
+	done
 
 TSCLIENT := server/oauth/testdata/tsclient
 

@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -179,7 +178,7 @@ type viewAnswer struct {
 	GroupBy string     `json:"group_by"`
 	Window  *TimeRange `json:"window"`
 	Anomaly *struct {
-		ID      int64  `json:"id"`
+		ID      string `json:"id"`
 		Service string `json:"service"`
 		Started string `json:"started"`
 		Ended   string `json:"ended"`
@@ -220,8 +219,8 @@ func viewPath(tool, args string, structured any) string {
 			return "/llm?group_by=" + url.QueryEscape(a.GroupBy) + "&start=" + a.Window.From + "&end=" + a.Window.To
 		}
 	case "get_rca":
-		if a.Anomaly != nil && a.Anomaly.ID != 0 {
-			return "/rca/" + strconv.FormatInt(a.Anomaly.ID, 10)
+		if a.Anomaly != nil && a.Anomaly.ID != "" {
+			return "/rca/" + url.PathEscape(a.Anomaly.ID)
 		}
 	}
 	return ""
@@ -244,6 +243,11 @@ func (tl *tools) viewExtras(ctx context.Context, tn *store.Tenant, tool string, 
 	if _, ok := ui.ForTool(tool); !ok {
 		return nil, nil
 	}
+	keys, err := tl.keys.forTenant(ctx, tn) // anomaly ids are shown sealed with the tenant's key
+	if err != nil {
+		return nil, err
+	}
+	ctx = withKeys(ctx, keys)
 	extra := map[string]any{}
 	if p := viewPath(tool, "", structured); p != "" && tl.ui != "" {
 		extra["url"] = tl.ui + p

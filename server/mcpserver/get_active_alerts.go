@@ -50,7 +50,7 @@ func (tl *tools) getActiveAlerts(ctx context.Context, tn *store.Tenant, in getAc
 	var out getActiveAlertsOut
 	now := tl.now()
 	var offset int
-	if _, _, _, err := decodeCursor(in.Cursor, in, &offset); err != nil {
+	if _, _, _, err := decodeCursor(ctx, in.Cursor, in, &offset); err != nil {
 		return out, "", err
 	}
 	alerts, err := tn.ActiveAlerts(ctx, in.Service, in.Severity)
@@ -62,7 +62,7 @@ func (tl *tools) getActiveAlerts(ctx context.Context, tn *store.Tenant, in getAc
 		func(i int) alertRow { return newAlertRow(alerts[i]) })
 	out.Alerts = page
 	if next >= 0 {
-		out.Truncated, out.NextCursor = true, encodeCursor(in, time.Time{}, now, next)
+		out.Truncated, out.NextCursor = true, encodeCursor(ctx, in, time.Time{}, now, next)
 	}
 	out.Returned = len(out.Alerts)
 	if out.Total == 0 {

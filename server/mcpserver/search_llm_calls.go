@@ -69,7 +69,7 @@ func (tl *tools) addSearchLLMCalls(s *mcp.Server) {
 func (tl *tools) searchLLMCalls(ctx context.Context, tn *store.Tenant, in searchLLMCallsIn) (searchLLMCallsOut, string, error) {
 	var out searchLLMCallsOut
 	var pos llmPos
-	from, to, paging, err := pageWindow(in.Window, in.Page, in, &pos, tl.now(), 24*time.Hour)
+	from, to, paging, err := pageWindow(ctx, in.Window, in.Page, in, &pos, tl.now(), 24*time.Hour)
 	if err != nil {
 		return out, "", err
 	}
@@ -107,7 +107,7 @@ func (tl *tools) searchLLMCalls(ctx context.Context, tn *store.Tenant, in search
 		line := row.line()
 		if i == limit || !b.fit(row, line) {
 			out.Truncated = true
-			out.NextCursor = encodeCursor(in, from, to, llmPosOf(calls[len(out.Calls)-1], sortBy))
+			out.NextCursor = encodeCursor(ctx, in, from, to, llmPosOf(calls[len(out.Calls)-1], sortBy))
 			break
 		}
 		out.Calls = append(out.Calls, row)

@@ -49,7 +49,7 @@ func (tl *tools) addSearchSnapshots(s *mcp.Server) {
 func (tl *tools) searchSnapshots(ctx context.Context, tn *store.Tenant, in searchSnapshotsIn) (searchSnapshotsOut, string, error) {
 	var out searchSnapshotsOut
 	var pos store.SnapshotKey
-	from, to, paging, err := pageWindow(in.Window, in.Page, in, &pos, tl.now(), 24*time.Hour)
+	from, to, paging, err := pageWindow(ctx, in.Window, in.Page, in, &pos, tl.now(), 24*time.Hour)
 	if err != nil {
 		return out, "", err
 	}
@@ -76,7 +76,7 @@ func (tl *tools) searchSnapshots(ctx context.Context, tn *store.Tenant, in searc
 		if i == limit || !b.fit(row, line) {
 			out.Truncated = true
 			last := snaps[len(out.Snapshots)-1]
-			out.NextCursor = encodeCursor(in, from, to, store.SnapshotKey{CapturedNS: last.CapturedNS, ID: last.ID})
+			out.NextCursor = encodeCursor(ctx, in, from, to, store.SnapshotKey{CapturedNS: last.CapturedNS, ID: last.ID})
 			break
 		}
 		out.Snapshots = append(out.Snapshots, row)

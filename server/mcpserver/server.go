@@ -86,6 +86,7 @@ type tools struct {
 	// args lists each tool's argument names, for error messages.
 	args    map[string][]string
 	answers *answers
+	keys    keyring
 	// calls are the tools' handlers, for the /ui pages.
 	calls map[string]toolCall
 	// ui is the base URL of the /ui pages that answers link to; empty without a public URL.
@@ -240,6 +241,12 @@ func addTool[In, Out any](s *mcp.Server, tl *tools, t *mcp.Tool, tweak func(p ma
 			w.setWhole()
 		}
 		tn := tl.db.ForTenant(p.TenantID)
+		keys, err := tl.keys.forTenant(ctx, tn)
+		if err != nil {
+			tl.log.Error("MCP tool failed: tenant keys", "tool", name, "tenant", p.TenantID, "err", err)
+			return errorResult(errInternal), nil
+		}
+		ctx = withKeys(ctx, keys)
 		compute := func(ctx context.Context) (any, string, error) {
 			res, text, err := h(ctx, tn, args)
 			if err != nil {

@@ -236,7 +236,7 @@ func TestViews_RenderFromToolAnswersInAnAppsHostAndOnTheWeb(t *testing.T) {
 	call(t, s, "search_traces", map[string]any{"service": "payment-service", "sort": "duration", "since": "24h"}, &slow)
 	var anomalies struct {
 		Anomalies []struct {
-			ID      int64  `json:"id"`
+			ID      string `json:"id"`
 			Service string `json:"service"`
 		} `json:"anomalies"`
 	}
@@ -539,7 +539,7 @@ func TestWebViews_ScopedToTheTenantAndTheCredentialsToolGroups(t *testing.T) {
 		{"a sign-in without the traces group", tracePage, "llm-only-token", http.StatusForbidden, "Traces and service health"},
 		{"…still sees its LLM spend", e.url + "/ui/llm?since=24h", "llm-only-token", http.StatusOK, `id="tk-data"`},
 		{"a wrong credential: sign in", tracePage, "tk_wrong", http.StatusSeeOther, ""},
-		{"a bad anomaly id says so", e.url + "/ui/rca/x", e.key, http.StatusBadRequest, "not an anomaly id"},
+		{"a bad anomaly id says so", e.url + "/ui/rca/x", e.key, http.StatusNotFound, "is not an id of this tenant"},
 	} {
 		status, body, hdr := get(c.url, c.credential)
 		if status != c.status || !strings.Contains(body, c.body) {

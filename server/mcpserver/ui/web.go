@@ -3,12 +3,10 @@ package ui
 import (
 	"context"
 	"errors"
-	"fmt"
 	"html"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -68,21 +66,17 @@ func Register(r gin.IRouter, cfg WebConfig) {
 	g.GET("/signin", w.signInForm)
 	g.POST("/signin", w.signIn)
 	g.POST("/signout", w.signOut)
-	g.GET("/trace/:id", w.page("get_trace_detail", func(c *gin.Context) (map[string]any, error) {
-		return map[string]any{"trace_id": c.Param("id")}, nil
+	g.GET("/trace/:id", w.page("get_trace_detail", func(c *gin.Context) map[string]any {
+		return map[string]any{"trace_id": c.Param("id")}
 	}))
-	g.GET("/service/:name", w.page("get_service_metrics", func(c *gin.Context) (map[string]any, error) {
-		return query(c, map[string]any{"service": c.Param("name")}, "operation", "since", "start", "end", "step"), nil
+	g.GET("/service/:name", w.page("get_service_metrics", func(c *gin.Context) map[string]any {
+		return query(c, map[string]any{"service": c.Param("name")}, "operation", "since", "start", "end", "step")
 	}))
-	g.GET("/llm", w.page("get_llm_stats", func(c *gin.Context) (map[string]any, error) {
-		return query(c, map[string]any{}, "group_by", "service", "model", "since", "start", "end"), nil
+	g.GET("/llm", w.page("get_llm_stats", func(c *gin.Context) map[string]any {
+		return query(c, map[string]any{}, "group_by", "service", "model", "since", "start", "end")
 	}))
-	g.GET("/rca/:id", w.page("get_rca", func(c *gin.Context) (map[string]any, error) {
-		id, err := strconv.ParseInt(c.Param("id"), 10, 64)
-		if err != nil || id < 1 {
-			return nil, fmt.Errorf("%q is not an anomaly id: use the number search_anomalies gives", c.Param("id"))
-		}
-		return map[string]any{"anomaly_id": id}, nil
+	g.GET("/rca/:id", w.page("get_rca", func(c *gin.Context) map[string]any {
+		return map[string]any{"anomaly_id": c.Param("id")}
 	}))
 }
 
@@ -125,7 +119,7 @@ func (w *web) principal(c *gin.Context) (auth.Principal, error) {
 	return w.cfg.Auth.Authenticate(req)
 }
 
-func (w *web) page(tool string, args func(*gin.Context) (map[string]any, error)) gin.HandlerFunc {
+func (w *web) page(tool string, args func(*gin.Context) map[string]any) gin.HandlerFunc {
 	v, _ := ForTool(tool)
 	return func(c *gin.Context) {
 		secureHeaders(c)
@@ -146,12 +140,7 @@ func (w *web) page(tool string, args func(*gin.Context) (map[string]any, error))
 			w.message(c, http.StatusForbidden, msg)
 			return
 		}
-		a, err := args(c)
-		if err != nil {
-			w.message(c, http.StatusBadRequest, err.Error())
-			return
-		}
-		res, err := w.cfg.Source(c.Request.Context(), p, tool, a)
+		res, err := w.cfg.Source(c.Request.Context(), p, tool, args(c))
 		var ae *AnswerError
 		switch {
 		case errors.As(err, &ae):
