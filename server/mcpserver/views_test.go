@@ -74,6 +74,12 @@ func TestApps_ViewsOnlyForClientsAnnouncingTheExtension(t *testing.T) {
 					t.Errorf("%s lists _meta %v to a client without the extension", tool.Name, tool.Meta)
 				}
 			}
+			if res := call(t, plain, "get_llm_stats", nil, nil); res.Meta != nil {
+				t.Errorf("a client without the extension got _meta %v", res.Meta)
+			}
+			if res := call(t, connectApps(t, e.url, e.keyA, version, appsCaps), "get_llm_stats", nil, nil); res.Meta[ui.MetaKey] == nil {
+				t.Errorf("a host with the extension got no view _meta: %v", res.Meta)
+			}
 			_, err = plain.ReadResource(ctx, &mcp.ReadResourceParams{URI: "ui://tracekit/trace"})
 			var rpcErr *jsonrpc.Error
 			if !errors.As(err, &rpcErr) || rpcErr.Code != jsonrpc.CodeMethodNotFound {
