@@ -74,7 +74,7 @@ func TestApps_ViewsOnlyForClientsAnnouncingTheExtension(t *testing.T) {
 					t.Errorf("%s lists _meta %v to a client without the extension", tool.Name, tool.Meta)
 				}
 			}
-			if res := call(t, plain, "get_llm_stats", nil, nil); res.Meta != nil {
+			if res := call(t, plain, "get_llm_stats", nil, nil); res.Meta[ui.MetaKey] != nil {
 				t.Errorf("a client without the extension got _meta %v", res.Meta)
 			}
 			if res := call(t, connectApps(t, e.url, e.keyA, version, appsCaps), "get_llm_stats", nil, nil); res.Meta[ui.MetaKey] == nil {
