@@ -180,12 +180,12 @@ func newViewsEnv(t testing.TB, db *store.DB, authn auth.Authenticator) *viewsEnv
 	return &viewsEnv{url: srv.URL, key: key, db: db}
 }
 
-// artifacts is where screenshots go: $TRACEKIT_ARTIFACTS when set (CI keeps it), else the test's
-// temporary directory.
+// artifacts is where screenshots go: $TRACEKIT_ARTIFACTS when set, else bin/artifacts/views of the
+// repository (git-ignored), kept after the run.
 func artifacts(t *testing.T) string {
 	dir := os.Getenv("TRACEKIT_ARTIFACTS")
 	if dir == "" {
-		return t.TempDir()
+		dir = filepath.Join("..", "..", "bin", "artifacts", "views")
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
