@@ -24,7 +24,8 @@ import (
 // MCP Apps (extension io.modelcontextprotocol/ui). A client that announces the extension gets the
 // views: the four visual tools list _meta.ui.resourceUri, the ui:// resources are served, and those
 // tools' results carry what the views draw besides the structured content in _meta. A client that
-// does not sees the catalog and answers it always saw, and no resources capability.
+// does not sees the catalog it always saw, answers that differ only by their /ui link line (which
+// every client gets), and no resources capability.
 //
 // The server is stateless, so whether the client announced the extension must be known from each
 // request itself (see docs/mcp.md):
