@@ -123,8 +123,13 @@ func newServer(cfg Config) (*mcp.Server, *tools) {
 	if tl.now == nil {
 		tl.now = time.Now
 	}
+	instr := instructions
+	if tl.ui != "" {
+		// Answers link their own page; these let an assistant link any trace or anomaly of a list.
+		instr += "\nPages for a person: " + tl.ui + "/trace/<trace_id>, " + tl.ui + "/service/<service>?start=&end=, " + tl.ui + "/rca/<anomaly id>."
+	}
 	s := mcp.NewServer(&mcp.Implementation{Name: "tracekit", Version: "0.1.0"}, &mcp.ServerOptions{
-		Instructions: instructions,
+		Instructions: instr,
 		Logger:       tl.log,
 		SchemaCache:  mcp.NewSchemaCache(),
 		Capabilities: capabilities,

@@ -62,6 +62,9 @@ func TestApps_ViewsOnlyForClientsAnnouncingTheExtension(t *testing.T) {
 	for _, version := range []string{"2025-06-18", "2026-07-28"} {
 		t.Run(version, func(t *testing.T) {
 			plain := connectApps(t, e.url, e.keyA, version, nil)
+			if in := plain.InitializeResult().Instructions; !strings.Contains(in, publicURL+"/ui/trace/<trace_id>") {
+				t.Errorf("the instructions do not say where a trace's page is: %q", in)
+			}
 			if caps := plain.InitializeResult().Capabilities; caps.Resources != nil || caps.Extensions[ui.Extension] != nil {
 				t.Errorf("a client without the extension was offered resources %v / extensions %v", caps.Resources, caps.Extensions)
 			}
