@@ -186,16 +186,48 @@ type viewAnswer struct {
 	} `json:"anomaly"`
 }
 
-func decodeView(structured any) (viewAnswer, bool) {
+// viewFields are the answer fields each tool's link and extras need. They come first in the
+// answers, so decoding stops there: a whole trace's answer is megabytes of waterfall after them.
+var viewFields = map[string][]string{
+	"get_trace_detail": {"trace_id"}, "get_service_metrics": {"service", "window"}, "get_llm_stats": {"group_by", "window"},
+	"get_rca": {"anomaly"}, "search_traces": {"window"}, "search_anomalies": {"window"},
+}
+
+func decodeView(tool string, structured any) (viewAnswer, bool) {
 	var a viewAnswer
 	raw, ok := structured.(json.RawMessage)
-	return a, ok && json.Unmarshal(raw, &a) == nil
+	need := viewFields[tool]
+	if !ok || len(need) == 0 {
+		return a, false
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return a, false
+	}
+	fields := map[string]any{"trace_id": &a.TraceID, "service": &a.Service, "group_by": &a.GroupBy, "window": &a.Window, "anomaly": &a.Anomaly}
+	for seen := 0; seen < len(need) && dec.More(); {
+		t, err := dec.Token()
+		if err != nil {
+			return a, false
+		}
+		key, _ := t.(string)
+		dst, ok := fields[key]
+		if !ok {
+			dst = new(json.RawMessage)
+		} else if slices.Contains(need, key) {
+			seen++
+		}
+		if dec.Decode(dst) != nil {
+			return a, false
+		}
+	}
+	return a, true
 }
 
 // viewPath is the /ui page showing a tool's answer, or "": the same window, so the page shows what
 // the answer said. args are the call's arguments as JSON.
 func viewPath(tool, args string, structured any) string {
-	a, ok := decodeView(structured)
+	a, ok := decodeView(tool, structured)
 	if !ok {
 		return ""
 	}
@@ -253,7 +285,7 @@ func (tl *tools) viewExtras(ctx context.Context, tn *store.Tenant, tool string, 
 	if p := viewPath(tool, "", structured); p != "" && tl.ui != "" {
 		extra["url"] = tl.ui + p
 	}
-	a, _ := decodeView(structured)
+	a, _ := decodeView(tool, structured)
 	var service string
 	var from, to time.Time
 	switch {
@@ -336,5 +368,20 @@ func (tl *tools) webView(ctx context.Context, p auth.Principal, tool string, arg
 	if err != nil {
 		return nil, err
 	}
-	return json.Marshal(map[string]any{"structuredContent": res.StructuredContent, "_meta": map[string]any{ui.MetaKey: extra}})
+	meta, err := json.Marshal(map[string]any{ui.MetaKey: extra})
+	if err != nil {
+		return nil, err
+	}
+	// Spliced rather than marshalled: a whole trace's answer is megabytes of JSON already encoded.
+	sc, ok := res.StructuredContent.(json.RawMessage)
+	if !ok {
+		return nil, errors.New(tool + " answered without structured content")
+	}
+	var b bytes.Buffer
+	b.WriteString(`{"structuredContent":`)
+	b.Write(sc)
+	b.WriteString(`,"_meta":`)
+	b.Write(meta)
+	b.WriteString(`}`)
+	return b.Bytes(), nil
 }

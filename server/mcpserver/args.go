@@ -185,6 +185,7 @@ type budget struct {
 	max   int // characters
 	left  int
 	items int
+	whole bool // admits everything unmeasured: a /ui page's answer
 }
 
 // overhead is reserved for the answer's header, paging fields and suggestions.
@@ -202,7 +203,7 @@ const viewLinkChars = 120
 func (b *budget) limit() int { return b.max - viewLinkChars }
 
 // unbounded is the budget of an answer that need not fit an assistant's context (a /ui page).
-func unbounded() *budget { return &budget{max: math.MaxInt32, left: math.MaxInt32} }
+func unbounded() *budget { return &budget{max: math.MaxInt32, left: math.MaxInt32, whole: true} }
 
 // answerSize is what an answer costs an assistant: its text and its structured content.
 func answerSize(out any, text string) int {
@@ -212,6 +213,10 @@ func answerSize(out any, text string) int {
 
 // fit admits an item whose structured form is v and whose text line is line.
 func (b *budget) fit(v any, line string) bool {
+	if b.whole {
+		b.items++
+		return true
+	}
 	j, _ := json.Marshal(v)
 	n := len(j) + len(line) + 2
 	if b.items > 0 && n > b.left {

@@ -186,7 +186,7 @@ func (tl *tools) getTraceDetail(ctx context.Context, tn *store.Tenant, in getTra
 	out.Next = traceDetailSuggestions(in, out, w.cut)
 	text := out.text(strings.Join(w.lines, ""))
 	// The fixed parts were charged by estimate; drop waterfall rows from the end until all fits.
-	for limit := b.limit(); answerSize(out, text) > limit && len(out.Waterfall) > 1; {
+	for limit := b.limit(); !in.whole && answerSize(out, text) > limit && len(out.Waterfall) > 1; {
 		n := len(out.Waterfall) - 1
 		w.cut = out.Waterfall[n].SpanID
 		out.Omitted += w.spans[n]
