@@ -38,14 +38,19 @@ fuzz:
 
 TSCLIENT := server/oauth/testdata/tsclient
 
-## test-deps: what the sign-in tests drive: Debian's chromium (apt-get, needs root or sudo) and the
-## TypeScript MCP SDK (npm ci into the git-ignored node_modules of $(TSCLIENT))
-test-deps: $(TSCLIENT)/node_modules/.package-lock.json
+EXTAPPS := server/mcpserver/ui/testdata/extapps
+
+## test-deps: what the sign-in and view tests drive: Debian's chromium (apt-get, needs root or sudo),
+## the TypeScript MCP SDK and the MCP Apps reference package (npm ci into git-ignored node_modules)
+test-deps: $(TSCLIENT)/node_modules/.package-lock.json $(EXTAPPS)/node_modules/.package-lock.json
 	@command -v chromium >/dev/null 2>&1 || { sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
 
 $(TSCLIENT)/node_modules/.package-lock.json: $(TSCLIENT)/package.json $(TSCLIENT)/package-lock.json
 	npm ci --prefix $(TSCLIENT) --no-audit --no-fund
+
+$(EXTAPPS)/node_modules/.package-lock.json: $(EXTAPPS)/package.json $(EXTAPPS)/package-lock.json
+	npm ci --prefix $(EXTAPPS) --no-audit --no-fund
 
 ## lint: gofmt and go vet must be clean
 lint:

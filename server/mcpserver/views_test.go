@@ -1,6 +1,7 @@
 package mcpserver_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -199,19 +201,23 @@ func artifacts(t *testing.T) string {
 // hostPage stands in for an MCP Apps host: it loads a view's HTML into a sandboxed frame under the
 // restrictive CSP a host applies when the resource declares no origins, answers ui/initialize, and
 // once the view says it is initialized sends it the tool's input and result, as the spec's lifecycle
-// prescribes. Every message the view sends is kept in window.seen.
+// prescribes. Every message either side sends is kept in window.bridge.
 const hostPage = `<!doctype html><html><head><meta charset="utf-8"><title>host</title></head><body style="margin:0;width:820px">
 <iframe id="view" sandbox="allow-scripts allow-same-origin" style="border:0;width:820px;height:200px"></iframe>
 <script>
-window.seen = [];
+window.bridge = [];
 window.show = (html, input, result) => {
   const csp = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; media-src data:; connect-src 'none'; frame-src 'none'; object-src 'none'; base-uri 'none'";
   const frame = document.getElementById("view");
-  const reply = (m) => frame.contentWindow.postMessage(Object.assign({jsonrpc: "2.0"}, m), "*");
+  const reply = (m) => {
+    m = Object.assign({jsonrpc: "2.0"}, m);
+    window.bridge.push({from: "host", message: m});
+    frame.contentWindow.postMessage(m, "*");
+  };
   window.onmessage = (ev) => {
     if (ev.source !== frame.contentWindow) return;
     const m = ev.data;
-    window.seen.push(m.method || "response");
+    window.bridge.push({from: "view", message: m});
     if (m.method === "ui/initialize") {
       reply({id: m.id, result: {protocolVersion: m.params.protocolVersion, hostInfo: {name: "test-host", version: "1"},
         hostCapabilities: {openLinks: {}}, hostContext: {theme: "light", displayMode: "inline", containerDimensions: {maxHeight: 4000}}}});
@@ -301,13 +307,27 @@ func TestViews_RenderFromToolAnswersInAnAppsHostAndOnTheWeb(t *testing.T) {
 			if problem != "" {
 				t.Errorf("%s view in the host: %s", q.view, problem)
 			}
-			seen, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`window.seen`))
+			bridge, err := chromedp.Run(ctx, chromedp.Evaluate[json.RawMessage](`window.bridge`))
 			if err != nil {
 				t.Fatal(err)
+			}
+			var seen []string
+			var msgs []struct {
+				From    string `json:"from"`
+				Message struct {
+					Method string `json:"method"`
+				} `json:"message"`
+			}
+			json.Unmarshal(bridge, &msgs)
+			for _, m := range msgs {
+				if m.From == "view" && m.Message.Method != "" {
+					seen = append(seen, m.Message.Method)
+				}
 			}
 			if !slices.Contains(seen, "ui/initialize") || !slices.Contains(seen, "ui/notifications/initialized") || !slices.Contains(seen, "ui/notifications/size-changed") {
 				t.Errorf("the view sent %v; want ui/initialize, ui/notifications/initialized and ui/notifications/size-changed", seen)
 			}
+			checkBridge(t, bridge)
 			screenshot(t, ctx, chromedp.Screenshot(chromedp.ID("view")), filepath.Join(dir, "app-"+q.view+".png"))
 		})
 	}
@@ -348,6 +368,23 @@ func TestViews_RenderFromToolAnswersInAnAppsHostAndOnTheWeb(t *testing.T) {
 			screenshot(t, ctx, chromedp.FullScreenshot(100), filepath.Join(dir, "web-"+q.view+".png"))
 		}
 	})
+}
+
+// checkBridge checks every message the view and the host exchanged against the schemas of the
+// reference package, @modelcontextprotocol/ext-apps (installed by make test-deps).
+func checkBridge(t *testing.T, bridge json.RawMessage) {
+	t.Helper()
+	dir := filepath.Join("ui", "testdata", "extapps")
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@modelcontextprotocol", "ext-apps")); err != nil {
+		t.Fatalf("@modelcontextprotocol/ext-apps is not installed in %s; run `make test-deps`", dir)
+	}
+	node := browsertest.RequireTool(t, "node")
+	cmd := exec.Command(node, "validate.mjs")
+	cmd.Dir, cmd.Stdin = dir, bytes.NewReader(bridge)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Errorf("bridge messages against @modelcontextprotocol/ext-apps' schemas: %v\n%s", err, out)
+	}
 }
 
 // The structural checks, as JavaScript over the view's document d.
