@@ -403,6 +403,10 @@ const last = [...d.querySelectorAll("#waterfall .row.crit")].pop();
 last.querySelector(".name").click();
 if (d.getElementById("detail").dataset.span !== last.dataset.span) return "clicking a span did not show its attributes";
 if (!/self time/.test(d.getElementById("detail").textContent)) return "the attributes lack self time";
+const key = (k) => box.dispatchEvent(new KeyboardEvent("keydown", {key: k, bubbles: true}));
+key("ArrowUp");
+const up = d.getElementById("detail").dataset.span;
+if (up === last.dataset.span) return "ArrowUp did not move to the previous span";
 return "";`
 	checkMetrics = `
 if (d.querySelectorAll("svg path.line").length !== 3) return d.querySelectorAll("svg path.line").length + " latency lines, want p50, p95, p99";

@@ -91,7 +91,7 @@
         el("span", {}, el("i", { style: "outline:2px solid var(--err)" }), "failed"),
         sc.truncated ? el("span", { text: "showing " + n + " rows; " + num(sc.omitted) + " spans summarised" }) : null),
     );
-    const box = el("div", { id: "waterfall", role: "tree" });
+    const box = el("div", { id: "waterfall", role: "tree", tabindex: "0", "aria-label": "waterfall: arrows move, Enter opens or closes" });
     const spacer = el("div", { class: "spacer" });
     box.append(spacer);
     const detail = el("div", { id: "detail", text: "Click a span for its attributes." });
@@ -129,17 +129,29 @@
       box.dataset.visible = visible.length;
     };
     box.addEventListener("scroll", () => requestAnimationFrame(draw));
+    const toggle = (i) => {
+      collapsed[i] ^= 1;
+      computeVisible();
+    };
+    const select = (i) => {
+      selected = i;
+      showSpan(detail, rows[i], errors.get(rows[i].span_id));
+    };
     spacer.addEventListener("click", (ev) => {
       const row = ev.target.closest(".row");
       if (!row) return;
       const i = +row.dataset.i;
-      if (ev.target.classList.contains("tog") && kids[i]) {
-        collapsed[i] ^= 1;
-        computeVisible();
-      } else {
-        selected = i;
-        showSpan(detail, rows[i], errors.get(rows[i].span_id));
-      }
+      if (ev.target.classList.contains("tog") && kids[i]) toggle(i); else select(i);
+      draw();
+    });
+    box.addEventListener("keydown", (ev) => {
+      const at = Math.max(visible.indexOf(selected), 0);
+      if (ev.key === "ArrowDown" || ev.key === "ArrowUp") select(visible[Math.min(Math.max(at + (ev.key === "ArrowDown" ? 1 : -1), 0), visible.length - 1)]);
+      else if ((ev.key === "Enter" || ev.key === " ") && selected >= 0 && kids[selected]) toggle(selected);
+      else return;
+      ev.preventDefault();
+      const pos = visible.indexOf(selected) * ROW;
+      if (pos < box.scrollTop || pos + ROW > box.scrollTop + box.clientHeight) box.scrollTop = pos - box.clientHeight / 2;
       draw();
     });
     draw();
@@ -316,6 +328,7 @@
       }
       switch (m.method) {
         case "ui/notifications/tool-result": render(m.params); break;
+        case "ui/notifications/tool-cancelled": app.replaceChildren(el("div", { class: "empty", text: "The call was cancelled." })); break;
         case "ui/notifications/host-context-changed": applyContext(m.params); break;
         case "ui/resource-teardown": case "ping": post({ id: m.id, result: {} }); break;
         default: if (m.id !== undefined && m.method) post({ id: m.id, error: { code: -32601, message: "method not found: " + m.method } });
