@@ -284,6 +284,7 @@ func TestMCP_UnsupportedVersionListsTheSupportedOnes(t *testing.T) {
 	} {
 		resp, body := e.post(t, e.keyA, tc.body, map[string]string{"MCP-Protocol-Version": tc.version})
 		var got struct {
+			ID    any
 			Error struct {
 				Code    int
 				Message string
@@ -292,8 +293,8 @@ func TestMCP_UnsupportedVersionListsTheSupportedOnes(t *testing.T) {
 		}
 		_ = json.Unmarshal(body, &got)
 		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(got.Error.Message, "2025-06-18") ||
-			!slices.Contains(got.Error.Data.Supported, "2026-07-28") || got.Error.Code != mcp.CodeUnsupportedProtocolVersion {
-			t.Errorf("version %s: %d %s, want 400 with error %d listing the supported versions", tc.version, resp.StatusCode, body, mcp.CodeUnsupportedProtocolVersion)
+			!slices.Contains(got.Error.Data.Supported, "2026-07-28") || got.Error.Code != mcp.CodeUnsupportedProtocolVersion || got.ID == nil {
+			t.Errorf("version %s: %d %s, want 400 with error %d listing the supported versions, with the request's id", tc.version, resp.StatusCode, body, mcp.CodeUnsupportedProtocolVersion)
 		}
 	}
 }
