@@ -37,15 +37,20 @@ fuzz:
 	done
 
 TSCLIENT := server/oauth/testdata/tsclient
+CONFORMANCE := hack/conformance
 
 ## test-deps: what the sign-in tests drive: Debian's chromium (apt-get, needs root or sudo) and the
-## TypeScript MCP SDK (npm ci into the git-ignored node_modules of $(TSCLIENT))
-test-deps: $(TSCLIENT)/node_modules/.package-lock.json
+## TypeScript MCP SDK (npm ci into the git-ignored node_modules of $(TSCLIENT)); the official MCP
+## conformance suite with the Node 22 it needs, from npm, into $(CONFORMANCE) (the machine's node stays)
+test-deps: $(TSCLIENT)/node_modules/.package-lock.json $(CONFORMANCE)/node_modules/.package-lock.json
 	@command -v chromium >/dev/null 2>&1 || { sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
 
 $(TSCLIENT)/node_modules/.package-lock.json: $(TSCLIENT)/package.json $(TSCLIENT)/package-lock.json
 	npm ci --prefix $(TSCLIENT) --no-audit --no-fund
+
+$(CONFORMANCE)/node_modules/.package-lock.json: $(CONFORMANCE)/package.json $(CONFORMANCE)/package-lock.json
+	npm ci --prefix $(CONFORMANCE) --no-audit --no-fund
 
 ## lint: gofmt and go vet must be clean
 lint:
