@@ -1,12 +1,18 @@
 // Package conformance runs the official MCP conformance suite (npm @modelcontextprotocol/conformance,
 // installed with the Node 22 it needs into hack/conformance by `make test-deps`) against the real
-// `tracekit server` binary. Failures outside the checked-in baselines fail the test, and so do
-// baselined checks that pass (a stale baseline hides nothing).
+// tracekit binary: its server scenarios against `tracekit server`, where failures outside the
+// checked-in baselines fail the test and so do baselined checks that pass (a stale baseline hides
+// nothing), and its authorization-server scenarios against the OAuth facade, which must pass whole.
 package conformance
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -14,10 +20,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/tracekit/tracekit/hack/benchserver"
+	"github.com/tracekit/tracekit/internal/browsertest"
 	"github.com/tracekit/tracekit/server/store"
 	"github.com/tracekit/tracekit/server/store/storetest"
 )
@@ -83,6 +91,133 @@ func TestConformance_ServerScenarios(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The suite's authorization-server scenarios against the OAuth facade and its Dex, as `tracekit dev`
+// runs them in one process (a tenant server needs the operator to create its Dex client): the
+// metadata, then a whole authorization-code grant with PKCE by a registered public client, signed in
+// with the API key in Chromium as a user would.
+func TestConformance_AuthorizationServerScenarios(t *testing.T) {
+	node, cli := suite(t)
+	browser := browsertest.New(t)
+	dir := t.TempDir()
+	base, key := startDev(t, buildTracekit(t, dir), dir)
+
+	port := freePort(t)
+	body, _ := json.Marshal(map[string]any{"client_name": "MCP conformance suite", "token_endpoint_auth_method": "none",
+		"redirect_uris": []string{fmt.Sprintf("http://127.0.0.1:%d/callback", port)}})
+	resp, err := http.Post(base+"/mcp/register", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var client struct {
+		ClientID string `json:"client_id"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&client)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("register: %d %v", resp.StatusCode, err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	results := t.TempDir()
+	cmd := exec.CommandContext(ctx, node, cli, "authorization", "--url", base, "--client-id", client.ClientID,
+		"--port", fmt.Sprint(port), "--resource", base+"/mcp", "--output-dir", results)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	cmd.Stderr = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	signedIn := false
+	sc := bufio.NewScanner(io.TeeReader(stdout, &out))
+	for sc.Scan() {
+		if line := strings.TrimSpace(sc.Text()); strings.HasPrefix(line, base+"/mcp/authorize?") {
+			if err := browser.SignIn(line, key); err != nil {
+				t.Fatalf("sign-in page: %v", err)
+			}
+			signedIn = true
+		}
+	}
+	err = cmd.Wait()
+	failed := failedChecks(t, results)
+	if err != nil || len(failed) > 0 || !signedIn {
+		t.Fatalf("conformance authorization: %v; signed in: %v; failed checks: %v\n%s", err, signedIn, failed, tail(out.Bytes(), 8000))
+	}
+}
+
+// failedChecks lists the checks under dir (the suite's --output-dir) that did not succeed, and fails
+// the test when there are none at all.
+func failedChecks(t *testing.T, dir string) []string {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, "*", "checks.json"))
+	var failed []string
+	n := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var checks []struct{ ID, Status, ErrorMessage string }
+		if err := json.Unmarshal(b, &checks); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range checks {
+			n++
+			if c.Status != "SUCCESS" {
+				failed = append(failed, c.ID+" "+c.Status+": "+c.ErrorMessage)
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatalf("no checks in %s", dir)
+	}
+	t.Logf("%d checks, %d not successful", n, len(failed))
+	return failed
+}
+
+// startDev runs `tracekit dev` without demo data on a free port and returns its base URL and the
+// API key it prints.
+func startDev(t *testing.T, bin, dir string) (base, key string) {
+	cmd := exec.Command(bin, "dev", "--addr", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "dev"), "--no-demo")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() && (base == "" || key == "") {
+		line := sc.Text()
+		if v, ok := strings.CutPrefix(line, "MCP URL: "); ok {
+			base = strings.TrimSuffix(v, "/mcp")
+		}
+		if v, ok := strings.CutPrefix(line, "API key: "); ok {
+			key = v
+		}
+	}
+	if base == "" || key == "" {
+		t.Fatalf("tracekit dev printed no MCP URL and key\n%s", stderr.String())
+	}
+	go io.Copy(io.Discard, stdout)
+	return base, key
+}
+
+func freePort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // bearerProxy serves target with an Authorization header added to every request.
