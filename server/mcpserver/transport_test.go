@@ -165,7 +165,7 @@ func TestMCP_StatelessServerAnswersGETAndDELETEWith405(t *testing.T) {
 func TestMCP_AnyReplicaServesAnyRequestOfASession(t *testing.T) {
 	db := storetest.Open(t, storetest.PostgresDSN(t))
 	e := newEnv(t, db)
-	seedShop(t, e.acme, time.Now())
+	sh := seedShop(t, e.acme, time.Now())
 	other := httptest.NewServer(app.New(app.Config{DB: db, PublicURL: publicURL, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}))
 	t.Cleanup(other.Close)
 	for _, version := range []string{"2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"} {
@@ -189,6 +189,11 @@ func TestMCP_AnyReplicaServesAnyRequestOfASession(t *testing.T) {
 				if out.Total != 4 {
 					t.Errorf("call %d: %d services", i, out.Total)
 				}
+			}
+			// Each page's cursor is opened by the other replica: both derive its key from the tenant's
+			// secret in the database.
+			if ids := pageAll(t, s, "search_traces", map[string]any{"limit": 40, "since": "3h"}, "traces", "trace_id"); len(ids) != sh.traces {
+				t.Errorf("paged %d requests across replicas, want %d", len(ids), sh.traces)
 			}
 			if n.Load() < 5 {
 				t.Errorf("only %d HTTP requests: the session did not alternate between replicas", n.Load())
