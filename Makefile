@@ -26,7 +26,7 @@ test: chart-test-deps test-deps lint
 
 # Fuzz targets as package:target; go test fuzzes one target per run. Their seed corpora
 # (testdata/fuzz) also run with every plain go test.
-FUZZ_TARGETS := server/mcpserver:FuzzWindow server/mcpserver:FuzzCursor server/mcpserver:FuzzDecodeArgs
+FUZZ_TARGETS := server/mcpserver:FuzzWindow server/mcpserver:FuzzCursor server/mcpserver:FuzzDecodeArgs server/mcpserver:FuzzAnomalyRef
 FUZZTIME ?= 10s
 
 ## fuzz: run each fuzz target for FUZZTIME (default 10s): make fuzz FUZZTIME=5m for a longer hunt
@@ -37,12 +37,14 @@ fuzz:
 	done
 
 TSCLIENT := server/oauth/testdata/tsclient
-
+CONFORMANCE := hack/conformance
 EXTAPPS := server/mcpserver/ui/testdata/extapps
 
 ## test-deps: what the sign-in and view tests drive: Debian's chromium (apt-get, needs root or sudo),
-## the TypeScript MCP SDK and the MCP Apps reference package (npm ci into git-ignored node_modules)
-test-deps: $(TSCLIENT)/node_modules/.package-lock.json $(EXTAPPS)/node_modules/.package-lock.json
+## the TypeScript MCP SDK and the MCP Apps reference package (npm ci into git-ignored node_modules);
+## the official MCP conformance suite with the Node 22 it needs, from npm, into $(CONFORMANCE) (the
+## machine's node stays)
+test-deps: $(TSCLIENT)/node_modules/.package-lock.json $(EXTAPPS)/node_modules/.package-lock.json $(CONFORMANCE)/node_modules/.package-lock.json
 	@command -v chromium >/dev/null 2>&1 || { sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
 
@@ -51,6 +53,9 @@ $(TSCLIENT)/node_modules/.package-lock.json: $(TSCLIENT)/package.json $(TSCLIENT
 
 $(EXTAPPS)/node_modules/.package-lock.json: $(EXTAPPS)/package.json $(EXTAPPS)/package-lock.json
 	npm ci --prefix $(EXTAPPS) --no-audit --no-fund
+
+$(CONFORMANCE)/node_modules/.package-lock.json: $(CONFORMANCE)/package.json $(CONFORMANCE)/package-lock.json
+	npm ci --prefix $(CONFORMANCE) --no-audit --no-fund
 
 ## lint: gofmt and go vet must be clean
 lint:

@@ -136,3 +136,22 @@ func TestRefusedValue_IsTheCallersAndUnavailabilityIsNot(t *testing.T) {
 		}
 	}
 }
+
+// FuzzAnomalyRef checks that get_rca accepts only anomaly ids the server issued, not other kinds.
+func FuzzAnomalyRef(f *testing.F) {
+	keys := deriveKeys([]byte("fuzz secret"))
+	f.Add(keys.anomalyRef(42))
+	f.Add(keys.ref(kindSnapshot, 42))
+	f.Add("42")
+	f.Add("AAAAAAAAAAAAAAAAAAAAAA")
+	f.Fuzz(func(t *testing.T, s string) {
+		id, ok := keys.parseAnomalyRef(s)
+		if !ok {
+			return
+		}
+		b, _ := base64.RawURLEncoding.DecodeString(s)
+		if again, _ := base64.RawURLEncoding.DecodeString(keys.anomalyRef(id)); id <= 0 || !bytes.Equal(b, again) {
+			t.Fatalf("accepted %q as anomaly %d, which the server would show as %q", s, id, keys.anomalyRef(id))
+		}
+	})
+}

@@ -155,22 +155,23 @@ func (e *endpoint) serve(c *gin.Context) {
 		e.sdk.ServeHTTP(c.Writer, c.Request)
 		return
 	}
-	if v := c.GetHeader("Mcp-Protocol-Version"); v != "" && !slices.Contains(supportedVersions, v) {
-		// The SDK takes a version later than its newest for a sessionless request and answers with
-		// whatever check fails next; every client needs the list to fall back on.
-		writeRPCError(c.Writer, http.StatusBadRequest, nil, &jsonrpc.Error{Code: mcp.CodeUnsupportedProtocolVersion,
-			Message: fmt.Sprintf("protocol version %q is not supported; this server speaks %s", v, strings.Join(supportedVersions, ", ")),
-			Data:    mustJSON(mcp.UnsupportedProtocolVersionData{Supported: supportedVersions, Requested: v})})
-		return
-	}
 	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxBody))
 	if err != nil {
 		writeRPCError(c.Writer, http.StatusRequestEntityTooLarge, nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest,
 			Message: fmt.Sprintf("request body over %d bytes", maxBody)})
 		return
 	}
-	if id, rerr := checkMessage(body); rerr != nil {
+	id, rerr := checkMessage(body)
+	if rerr != nil {
 		writeRPCError(c.Writer, http.StatusBadRequest, id, rerr)
+		return
+	}
+	if v := c.GetHeader("Mcp-Protocol-Version"); v != "" && !slices.Contains(supportedVersions, v) {
+		// The SDK takes a version later than its newest for a sessionless request and answers with
+		// whatever check fails next; every client needs the list to fall back on.
+		writeRPCError(c.Writer, http.StatusBadRequest, id, &jsonrpc.Error{Code: mcp.CodeUnsupportedProtocolVersion,
+			Message: fmt.Sprintf("protocol version %q is not supported; this server speaks %s", v, strings.Join(supportedVersions, ", ")),
+			Data:    mustJSON(mcp.UnsupportedProtocolVersionData{Supported: supportedVersions, Requested: v})})
 		return
 	}
 	c.Request.Body = io.NopCloser(bytes.NewReader(body))
@@ -191,7 +192,7 @@ var supportedVersions = mcp.SupportedProtocolVersions()
 // checkMessage refuses, before the SDK sees it, a body that is not a JSON-RPC message: invalid JSON,
 // JSON other than an object or a batch, or an object that is neither a request (it has a method) nor
 // a response (it has a result or an error). The SDK would answer these with Go's decoding errors or
-// take them for responses (202). It returns the message's id, if any, for the error answer.
+// take them for responses (202). It returns the message's id, if any, for an error answer.
 func checkMessage(body []byte) (json.RawMessage, *jsonrpc.Error) {
 	if !json.Valid(body) {
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeParseError, Message: "the request body is not valid JSON"}
@@ -219,7 +220,7 @@ func checkMessage(body []byte) (json.RawMessage, *jsonrpc.Error) {
 	case json.Unmarshal(m.Method, &method) != nil || method == "":
 		return m.ID, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "the JSON-RPC method must be a non-empty string" + example}
 	}
-	return nil, nil
+	return m.ID, nil
 }
 
 // rpcErrors turns the SDK's plain-text rejections of a POST (malformed JSON, unknown method, wrong

@@ -21,7 +21,8 @@ type tenantKeys struct {
 	// cursors seals next_cursor: a cursor cannot be read (positions hold internal ids) nor altered
 	// (its window is the first page's, checked then).
 	cursors cipher.AEAD
-	// ids encrypts anomaly ids, which come from one sequence shared by all tenants, into opaque ones.
+	// ids encrypts row ids (anomalies, snapshots, LLM calls, alerts), which come from sequences
+	// shared by all tenants, into opaque ones.
 	ids cipher.Block
 }
 
@@ -102,27 +103,40 @@ func (k *tenantKeys) open(s string) ([]byte, bool) {
 	return out, err == nil
 }
 
-// anomalyRef is the opaque id of anomaly id: one AES block holding the id and eight zero bytes,
-// which parseAnomalyRef checks, so a made-up or another tenant's reference is refused.
-func (k *tenantKeys) anomalyRef(id int64) string {
+// Kinds of row ids: the tables number their rows with one sequence for all tenants.
+const (
+	kindAnomaly  byte = 'a'
+	kindSnapshot byte = 's'
+	kindLLMCall  byte = 'l'
+	kindAlert    byte = 'f'
+)
+
+// ref is the opaque id of row id of a kind: one AES block holding the id, the kind and seven zero
+// bytes, which parseRef checks, so a made-up id, another kind's or another tenant's is refused.
+func (k *tenantKeys) ref(kind byte, id int64) string {
 	var block [aes.BlockSize]byte
 	binary.BigEndian.PutUint64(block[:8], uint64(id))
+	block[8] = kind
 	k.ids.Encrypt(block[:], block[:])
 	return base64.RawURLEncoding.EncodeToString(block[:])
 }
 
-func (k *tenantKeys) parseAnomalyRef(ref string) (int64, bool) {
+func (k *tenantKeys) parseRef(kind byte, ref string) (int64, bool) {
 	b, err := base64.RawURLEncoding.DecodeString(ref)
 	if err != nil || len(b) != aes.BlockSize {
 		return 0, false
 	}
 	k.ids.Decrypt(b, b)
-	if binary.BigEndian.Uint64(b[8:]) != 0 {
+	if b[8] != kind || binary.BigEndian.Uint64(b[8:])&0x00ffffffffffffff != 0 {
 		return 0, false
 	}
 	id := int64(binary.BigEndian.Uint64(b[:8]))
 	return id, id > 0
 }
+
+func (k *tenantKeys) anomalyRef(id int64) string { return k.ref(kindAnomaly, id) }
+
+func (k *tenantKeys) parseAnomalyRef(ref string) (int64, bool) { return k.parseRef(kindAnomaly, ref) }
 
 // AnomalyRef returns the id under which the MCP tools show the tenant's anomaly id, for other views
 // that link to get_rca and for tests.

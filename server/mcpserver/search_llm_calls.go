@@ -26,7 +26,7 @@ type searchLLMCallsIn struct {
 }
 
 type llmCallRow struct {
-	ID           int64    `json:"id"`
+	ID           string   `json:"id"` // opaque, see tenantKeys.ref
 	Start        string   `json:"start"`
 	Service      string   `json:"service"`
 	Provider     string   `json:"provider,omitempty"`
@@ -103,7 +103,7 @@ func (tl *tools) searchLLMCalls(ctx context.Context, tn *store.Tenant, in search
 	b := newBudget(in.MaxTokens)
 	var lines strings.Builder
 	for i, c := range calls {
-		row := newLLMCallRow(c)
+		row := newLLMCallRow(ctx, c)
 		line := row.line()
 		if i == limit || !b.fit(row, line) {
 			out.Truncated = true
@@ -150,8 +150,8 @@ func llmPosOf(c store.LLMCall, sortBy string) llmPos {
 	return p
 }
 
-func newLLMCallRow(c store.LLMCall) llmCallRow {
-	r := llmCallRow{ID: c.ID, Start: at(c.StartNS), Service: c.Service, Provider: c.Provider, Model: c.RequestModel,
+func newLLMCallRow(ctx context.Context, c store.LLMCall) llmCallRow {
+	r := llmCallRow{ID: keysOf(ctx).ref(kindLLMCall, c.ID), Start: at(c.StartNS), Service: c.Service, Provider: c.Provider, Model: c.RequestModel,
 		InputTokens: c.InputTokens, OutputTokens: c.OutputTokens, CachedTokens: c.CachedInputTokens, CostUSD: c.CostUSD,
 		DurationMS: msOf(c.DurationNS), TraceID: c.TraceID, SpanID: c.SpanID}
 	if r.Model == "" {

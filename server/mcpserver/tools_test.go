@@ -573,7 +573,7 @@ func TestLLMTools_NameTheCostliestModelAndServiceAndPageByCost(t *testing.T) {
 
 		var calls struct {
 			Calls []struct {
-				ID      int64    `json:"id"`
+				ID      string   `json:"id"`
 				CostUSD *float64 `json:"cost_usd"`
 			} `json:"calls"`
 		}
@@ -741,34 +741,40 @@ func TestCursors_AreSealedPerTenant(t *testing.T) {
 	})
 }
 
-// Anomaly ids come from one sequence shared by all tenants: shown as they are, a tenant would see
-// how many anomalies the others have. The tools show opaque ids that mean nothing to another tenant.
-func TestAnomalyIDs_AreOpaqueAndTenantScoped(t *testing.T) {
+// Anomaly, snapshot, LLM call and alert ids come from sequences shared by all tenants: shown as they
+// are, they would tell a tenant how much the others record. The tools show opaque ids that mean
+// nothing to another tenant.
+func TestRowIDs_AreOpaqueAndTenantScoped(t *testing.T) {
 	dialects(t, func(t *testing.T, e *env) {
 		shA := seedShop(t, e.acme, time.Now())
 		seedShop(t, e.globex, time.Now())
-		type anomalies struct {
-			Anomalies []struct {
-				ID json.RawMessage `json:"id"`
-			} `json:"anomalies"`
-		}
-		ids := map[string][]string{}
 		for tenant, key := range map[string]string{"acme": e.keyA, "globex": e.keyB} {
-			var out anomalies
-			mustOK(t, "search_anomalies", call(t, e.connect(t, key), "search_anomalies", nil, &out))
-			for _, a := range out.Anomalies {
-				var id string
-				if err := json.Unmarshal(a.ID, &id); err != nil {
-					t.Fatalf("%s: anomaly id %s is not an opaque string", tenant, a.ID)
+			s := e.connect(t, key)
+			for tool, field := range map[string]string{"search_anomalies": "anomalies", "search_snapshots": "snapshots",
+				"search_llm_calls": "calls", "get_active_alerts": "alerts"} {
+				var out map[string][]struct {
+					ID json.RawMessage `json:"id"`
 				}
-				if _, err := strconv.ParseInt(id, 10, 64); err == nil || len(id) < 16 {
-					t.Errorf("%s: anomaly id %q looks like a sequence number", tenant, id)
+				args := map[string]any{"since": "7d"}
+				if tool == "get_active_alerts" {
+					args = nil // alerts firing now: no window
 				}
-				ids[tenant] = append(ids[tenant], id)
+				res := call(t, s, tool, args, nil)
+				b, _ := json.Marshal(res.StructuredContent)
+				_ = json.Unmarshal(b, &out)
+				if len(out[field]) == 0 {
+					t.Fatalf("%s %s: no rows: %s", tenant, tool, b)
+				}
+				for _, row := range out[field] {
+					var id string
+					if err := json.Unmarshal(row.ID, &id); err != nil {
+						t.Fatalf("%s %s: id %s is not an opaque string", tenant, tool, row.ID)
+					}
+					if _, err := strconv.ParseInt(id, 10, 64); err == nil || len(id) < 16 {
+						t.Errorf("%s %s: id %q looks like a sequence number", tenant, tool, id)
+					}
+				}
 			}
-		}
-		if len(ids["acme"]) == 0 || len(ids["globex"]) == 0 {
-			t.Fatalf("ids %v", ids)
 		}
 		// acme's ids name nothing for globex, not even "does not exist" of an id that does.
 		res := call(t, e.connect(t, e.keyB), "get_rca", map[string]any{"anomaly_id": anomalyRef(t, e.acme, shA.paymentAnomaly)}, nil)

@@ -165,7 +165,7 @@ func TestMCP_StatelessServerAnswersGETAndDELETEWith405(t *testing.T) {
 func TestMCP_AnyReplicaServesAnyRequestOfASession(t *testing.T) {
 	db := storetest.Open(t, storetest.PostgresDSN(t))
 	e := newEnv(t, db)
-	seedShop(t, e.acme, time.Now())
+	sh := seedShop(t, e.acme, time.Now())
 	other := httptest.NewServer(app.New(app.Config{DB: db, PublicURL: publicURL, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}))
 	t.Cleanup(other.Close)
 	for _, version := range []string{"2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"} {
@@ -189,6 +189,11 @@ func TestMCP_AnyReplicaServesAnyRequestOfASession(t *testing.T) {
 				if out.Total != 4 {
 					t.Errorf("call %d: %d services", i, out.Total)
 				}
+			}
+			// Each page's cursor is opened by the other replica: both derive its key from the tenant's
+			// secret in the database.
+			if ids := pageAll(t, s, "search_traces", map[string]any{"limit": 40, "since": "3h"}, "traces", "trace_id"); len(ids) != sh.traces {
+				t.Errorf("paged %d requests across replicas, want %d", len(ids), sh.traces)
 			}
 			if n.Load() < 5 {
 				t.Errorf("only %d HTTP requests: the session did not alternate between replicas", n.Load())
@@ -284,6 +289,7 @@ func TestMCP_UnsupportedVersionListsTheSupportedOnes(t *testing.T) {
 	} {
 		resp, body := e.post(t, e.keyA, tc.body, map[string]string{"MCP-Protocol-Version": tc.version})
 		var got struct {
+			ID    any
 			Error struct {
 				Code    int
 				Message string
@@ -292,8 +298,8 @@ func TestMCP_UnsupportedVersionListsTheSupportedOnes(t *testing.T) {
 		}
 		_ = json.Unmarshal(body, &got)
 		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(got.Error.Message, "2025-06-18") ||
-			!slices.Contains(got.Error.Data.Supported, "2026-07-28") || got.Error.Code != mcp.CodeUnsupportedProtocolVersion {
-			t.Errorf("version %s: %d %s, want 400 with error %d listing the supported versions", tc.version, resp.StatusCode, body, mcp.CodeUnsupportedProtocolVersion)
+			!slices.Contains(got.Error.Data.Supported, "2026-07-28") || got.Error.Code != mcp.CodeUnsupportedProtocolVersion || got.ID == nil {
+			t.Errorf("version %s: %d %s, want 400 with error %d listing the supported versions, with the request's id", tc.version, resp.StatusCode, body, mcp.CodeUnsupportedProtocolVersion)
 		}
 	}
 }
