@@ -59,6 +59,17 @@ type Span struct {
 	Events             []byte `db:"events"`
 }
 
+// TreeFields places the span in its trace's tree (tracetree.Build).
+func (s *Span) TreeFields() (id, parentID string, startNS, durationNS int64) {
+	return s.SpanID, s.ParentSpanID, s.StartNS, s.DurationNS
+}
+
+// Failed says whether the span counts as a failure: the rule errorCond states in SQL.
+func (s *Span) Failed() bool { return s.StatusCode == StatusError || s.HTTPStatusCode >= 500 }
+
+// Failed says whether the call counts as a failure: the rule llmErrorCond states in SQL.
+func (c *LLMCall) Failed() bool { return c.StatusCode == StatusError || c.ErrorType != "" }
+
 // LLMCall is one call to a language model, derived from a GenAI span. CostUSD is nil when the model's
 // price is unknown.
 type LLMCall struct {

@@ -35,13 +35,13 @@ func (an *analysis) failures(ctx context.Context) ([]Cause, error) {
 		for _, n := range errorOrigins(r.entry) {
 			// One exception type is one cause wherever it is raised; without one, the operation
 			// and message identify it.
-			o := origin{service: n.s.Service, exception: n.exceptionType()}
+			o := origin{service: n.Span.Service, exception: n.Span.exceptionType()}
 			if o.exception == "" {
-				o.operation, o.message = n.s.Operation, short(n.s.StatusMessage, 160)
+				o.operation, o.message = n.Span.Operation, short(n.Span.StatusMessage, 160)
 			}
 			seen[o] = true
 			if r.bad {
-				ops[o] = append(ops[o], n.s.Operation)
+				ops[o] = append(ops[o], n.Span.Operation)
 			}
 		}
 		for o := range seen {

@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	"github.com/tracekit/tracekit/server/analysis/anomaly"
+	"github.com/tracekit/tracekit/server/analysis/tracetree"
 	"github.com/tracekit/tracekit/server/store"
 )
 
@@ -22,14 +23,14 @@ type unit struct {
 }
 
 func unitOf(n *node) unit {
-	s := n.s
+	s := n.Span
 	u := unit{service: s.Service, operation: s.Operation, kind: KindOperation}
 	switch {
 	case s.DBStatement != "":
 		u.kind, u.attribute, u.value = KindDBStatement, "db.statement", s.DBStatement
-	case s.Kind == store.KindClient && n.attr("gen_ai.request.model") != "":
-		u.kind, u.attribute, u.value = KindLLMModel, "gen_ai.request.model", n.attr("gen_ai.request.model")
-	case s.Kind == store.KindClient && s.PeerService != "" && len(n.children) == 0:
+	case s.Kind == store.KindClient && n.Span.attr("gen_ai.request.model") != "":
+		u.kind, u.attribute, u.value = KindLLMModel, "gen_ai.request.model", n.Span.attr("gen_ai.request.model")
+	case s.Kind == store.KindClient && s.PeerService != "" && len(n.Children) == 0:
 		// A call whose callee reports no spans: an external API or an uninstrumented service.
 		u.kind, u.attribute, u.value = KindDependency, "peer.service", s.PeerService
 	}
@@ -57,7 +58,6 @@ func (an *analysis) latency(ctx context.Context, d anomaly.Details) ([]Cause, er
 	// Mean critical-path self time per unit, and which bad requests show most of it.
 	type acc struct {
 		bad, good float64
-		nodes     []*node // in bad requests, for examples
 		traces    map[string]float64
 	}
 	units := map[unit]*acc{}
@@ -66,11 +66,12 @@ func (an *analysis) latency(ctx context.Context, d anomaly.Details) ([]Cause, er
 		w := 1 / float64(len(good))
 		if r.bad {
 			w = 1 / float64(len(bad))
-			durBad += float64(r.entry.s.DurationNS) * w
+			durBad += float64(r.entry.Span.DurationNS) * w
 		} else {
-			durGood += float64(r.entry.s.DurationNS) * w
+			durGood += float64(r.entry.Span.DurationNS) * w
 		}
-		criticalPath(r.entry, r.entry.end(), func(n *node, self int64) {
+		for _, step := range tracetree.CriticalPath(r.entry) {
+			n, self := step.Node, step.PathNS
 			u := unitOf(n)
 			a := units[u]
 			if a == nil {
@@ -83,7 +84,7 @@ func (an *analysis) latency(ctx context.Context, d anomaly.Details) ([]Cause, er
 			} else {
 				a.good += float64(self) * w
 			}
-		})
+		}
 	}
 	added := durBad - durGood
 	if added <= 0 {
@@ -238,20 +239,20 @@ func overRepresented(reqs []*request, attributes []string) []presence {
 	for _, r := range reqs {
 		seen := map[key]bool{}
 		services := map[string]bool{}
-		walk(r.entry, func(n *node) {
-			services[n.s.Service] = true
+		tracetree.Walk(r.entry, func(n *node) {
+			services[n.Span.Service] = true
 			for _, a := range attributes {
 				v := ""
 				switch a {
 				case "service.version":
-					v = n.s.ServiceVersion
+					v = n.Span.ServiceVersion
 				case "host.name":
-					v = n.s.HostName
+					v = n.Span.HostName
 				default:
-					v = n.attr(a)
+					v = n.Span.attr(a)
 				}
 				if v != "" {
-					seen[key{n.s.Service, a, v}] = true
+					seen[key{n.Span.Service, a, v}] = true
 				}
 			}
 		})

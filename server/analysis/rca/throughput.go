@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	"github.com/tracekit/tracekit/server/analysis/anomaly"
+	"github.com/tracekit/tracekit/server/analysis/tracetree"
 	"github.com/tracekit/tracekit/server/store"
 )
 
@@ -43,9 +44,9 @@ func (an *analysis) throughput(ctx context.Context, d anomaly.Details) ([]Cause,
 	callers := map[caller]*acc{}
 	for _, r := range reqs {
 		c := caller{service: "(external clients)"}
-		parent := r.entry.parent
+		parent := r.entry.Parent
 		if parent != nil {
-			c = caller{service: parent.s.Service, operation: parent.s.Operation}
+			c = caller{service: parent.Span.Service, operation: parent.Span.Operation}
 		}
 		a := callers[c]
 		if a == nil {
@@ -53,12 +54,8 @@ func (an *analysis) throughput(ctx context.Context, d anomaly.Details) ([]Cause,
 			callers[c] = a
 		}
 		calls := 0.0
-		root := r.entry
-		for root.parent != nil {
-			root = root.parent
-		}
-		walk(root, func(n *node) {
-			if n.s.Service == svc && n.s.IsEntry && n.parent != nil && n.parent.s.Service == c.service && n.parent.s.Operation == c.operation {
+		tracetree.Walk(tracetree.Root(r.entry), func(n *node) {
+			if n.Span.Service == svc && n.Span.IsEntry && n.Parent != nil && n.Parent.Span.Service == c.service && n.Parent.Span.Operation == c.operation {
 				calls++
 			}
 		})
@@ -67,7 +64,7 @@ func (an *analysis) throughput(ctx context.Context, d anomaly.Details) ([]Cause,
 			a.bad += 1 / float64(len(bad))
 			a.callsBad += calls / float64(len(bad))
 			a.traces[r.traceID] = calls
-			if parent != nil && parent.attr("http.request.resend_count") != "" {
+			if parent != nil && parent.Span.attr("http.request.resend_count") != "" {
 				a.resent += 1 / float64(len(bad))
 			}
 		} else {
