@@ -75,7 +75,11 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	// Analysis starts once the demo day is in: it would otherwise compete with the load for SQLite's
 	// single writer and judge a day that is still arriving.
-	go analysis.Run(ctx, analysis.Config{DB: db, Logger: logger, DemoRules: true, Retention: keep}) //nolint:errcheck // returns only when ctx ends
+	engine, err := analysis.New(analysis.Config{DB: db, Logger: logger, DemoRules: true, Retention: keep})
+	if err != nil {
+		return err
+	}
+	go engine.Run(ctx) //nolint:errcheck // returns only when ctx ends
 	printConnectionHelp(base, key)
 	return <-errc
 }

@@ -59,7 +59,11 @@ func runServer(ctx context.Context, args []string) error {
 		return err
 	}
 	h := app.New(app.Config{DB: db, Tenant: *tenant, PublicURL: *publicURL, AllowedOrigins: allowed, Logger: logger, OAuth: facade})
-	go analysis.Run(ctx, analysis.Config{DB: db, Tenant: *tenant, Logger: logger, RulesFile: *rulesFile, Retention: keep}) //nolint:errcheck // returns only when ctx ends
+	engine, err := analysis.New(analysis.Config{DB: db, Tenant: *tenant, Logger: logger, RulesFile: *rulesFile, Retention: keep})
+	if err != nil {
+		return err
+	}
+	go engine.Run(ctx) //nolint:errcheck // returns only when ctx ends
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err

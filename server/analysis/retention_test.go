@@ -45,8 +45,8 @@ func TestExpire_AsTheTenantRoleOncePerPeriod(t *testing.T) {
 	defer pod.Close()
 	tn := pod.ForTenant("team-a")
 	now := start.Add(4*time.Hour + 3*time.Minute)
-	cfg := analysis.Config{DB: pod, Tenant: "team-a", Retention: 2 * time.Hour, Now: func() time.Time { return now },
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	cfg := newEngine(t, analysis.Config{DB: pod, Tenant: "team-a", Retention: 2 * time.Hour, Now: func() time.Time { return now },
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	cutoff := now.Add(-2 * time.Hour).UnixNano()
 	oldSpans := func(tenant string) int {
 		return storetest.QueryInt(t, dsn, fmt.Sprintf("SELECT count(*) FROM spans WHERE tenant_id = '%s' AND start_ns < %d", tenant, cutoff))
@@ -92,4 +92,14 @@ func TestExpire_AsTheTenantRoleOncePerPeriod(t *testing.T) {
 		t.Errorf("oldest rollup at %s, want none before %s: rollups must not outlive a shorter retention",
 			time.Unix(0, first).UTC(), time.Unix(0, cutoff).UTC())
 	}
+}
+
+// newEngine constructs the analysis engine of cfg, failing the test on a bad configuration.
+func newEngine(t testing.TB, cfg analysis.Config) *analysis.Engine {
+	t.Helper()
+	e, err := analysis.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
 }

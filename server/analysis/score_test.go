@@ -58,7 +58,7 @@ func TestDemoIncidents_DetectedAndExplained(t *testing.T) {
 		res := analysistest.LoadDemo(t, db, opts)
 		tn := db.ForTenant(analysistest.Tenant)
 		now := analysistest.End.Add(10 * time.Minute)
-		cfg := analysis.Config{DB: db, Now: func() time.Time { return now }, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		cfg := newEngine(t, analysis.Config{DB: db, Now: func() time.Time { return now }, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		if err := cfg.Tick(ctx, tn); err != nil {
 			t.Fatal(err)
 		}

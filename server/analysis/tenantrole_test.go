@@ -48,8 +48,8 @@ func TestTick_RunsAsTheTenantRoleAndSeesOnlyItsTenant(t *testing.T) {
 	defer pod.Close()
 	tn := pod.ForTenant("team-a")
 	now := start.Add(4*time.Hour + 3*time.Minute)
-	cfg := analysis.Config{DB: pod, Tenant: "team-a", Now: func() time.Time { return now },
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	cfg := newEngine(t, analysis.Config{DB: pod, Tenant: "team-a", Now: func() time.Time { return now },
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err := cfg.Tick(ctx, tn); err != nil {
 		t.Fatalf("analysis tick as the tenant role: %v", err)
 	}

@@ -43,47 +43,21 @@ func (an *analysis) latency(ctx context.Context, d anomaly.Details) ([]Cause, er
 	if tau <= 0 {
 		tau = int64(d.Baseline * 1e6)
 	}
-	svc := an.a.Service
-	reqs, err := loadRequests(ctx, an.t,
-		store.SampleQuery{Service: svc, From: an.r.FromNS, To: an.r.ToNS, MinDurationNS: tau, Slices: sampleSlices, PerSlice: samplePerSlice},
-		store.SampleQuery{Service: svc, From: an.r.BaselineFromNS, To: an.r.BaselineToNS, Slices: sampleSlices, PerSlice: samplePerSlice})
-	if err != nil {
+	s, ok, err := an.sample(ctx, store.SampleQuery{MinDurationNS: tau})
+	if !ok || err != nil {
 		return nil, err
 	}
-	bad, good := split(reqs)
-	an.note(len(bad), len(good))
-	if len(bad) == 0 || len(good) == 0 {
-		return nil, nil
-	}
 	// Mean critical-path self time per unit, and which bad requests show most of it.
-	type acc struct {
-		bad, good float64
-		traces    map[string]float64
-	}
-	units := map[unit]*acc{}
+	units := tally[unit]{}
 	var durBad, durGood float64
-	for _, r := range reqs {
-		w := 1 / float64(len(good))
+	for _, r := range s.all {
 		if r.bad {
-			w = 1 / float64(len(bad))
-			durBad += float64(r.entry.Span.DurationNS) * w
+			durBad += float64(r.entry.DurationNS) * s.weight(r)
 		} else {
-			durGood += float64(r.entry.Span.DurationNS) * w
+			durGood += float64(r.entry.DurationNS) * s.weight(r)
 		}
 		for _, step := range tracetree.CriticalPath(r.entry) {
-			n, self := step.Node, step.PathNS
-			u := unitOf(n)
-			a := units[u]
-			if a == nil {
-				a = &acc{traces: map[string]float64{}}
-				units[u] = a
-			}
-			if r.bad {
-				a.bad += float64(self) * w
-				a.traces[r.traceID] += float64(self)
-			} else {
-				a.good += float64(self) * w
-			}
+			units.add(s, unitOf(step.Node), r, float64(step.PathNS))
 		}
 	}
 	added := durBad - durGood
@@ -96,7 +70,7 @@ func (an *analysis) latency(ctx context.Context, d anomaly.Details) ([]Cause, er
 	serviceShare := map[string]float64{}
 	type scored struct {
 		u     unit
-		a     *acc
+		a     *evidence
 		share float64
 	}
 	var list []scored
@@ -124,7 +98,7 @@ func (an *analysis) latency(ctx context.Context, d anomaly.Details) ([]Cause, er
 	}
 	// A deployment or a host explains its service's own code getting slower better than the code
 	// does: a slow operation is the symptom, "since version X" or "on host Y" the cause.
-	for _, o := range overRepresented(reqs, []string{"service.version", "host.name"}) {
+	for _, o := range overRepresented(s.all, []string{"service.version", "host.name"}) {
 		share := serviceShare[o.service]
 		if share <= 0 {
 			continue
@@ -139,22 +113,6 @@ func (an *analysis) latency(ctx context.Context, d anomaly.Details) ([]Cause, er
 		causes = append(causes, c)
 	}
 	return preferVersionOverHost(causes), nil
-}
-
-func split(reqs []*request) (bad, good []*request) {
-	for _, r := range reqs {
-		if r.bad {
-			bad = append(bad, r)
-		} else {
-			good = append(good, r)
-		}
-	}
-	return bad, good
-}
-
-func (an *analysis) note(bad, good int) {
-	an.r.Anomalous = max(an.r.Anomalous, bad)
-	an.r.Baseline = max(an.r.Baseline, good)
 }
 
 func describeUnit(u unit, good, bad, share float64) string {
