@@ -173,11 +173,11 @@ func (r *TenantReconciler) reconcileDatabase(ctx context.Context, t *tracekitv1a
 // provision is the database work: tenant row and role (keeping the password when there is one),
 // LLM prices, API keys. Every call is idempotent.
 func provision(ctx context.Context, db *store.DB, t *tracekitv1alpha1.TraceKitTenant, password string, prices []byte, keys map[string]string) (store.TenantCredentials, error) {
-	creds, err := db.ProvisionTenant(ctx, store.TenantSpec{ID: t.Name, DisplayName: t.Spec.DisplayName, Password: password})
+	creds, err := db.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: t.Name, DisplayName: t.Spec.DisplayName, Password: password})
 	if err != nil {
 		return creds, err
 	}
-	if err := db.SetPriceOverrides(ctx, t.Name, prices); err != nil {
+	if err := db.Admin().SetPriceOverrides(ctx, t.Name, prices); err != nil {
 		return creds, fmt.Errorf("set LLM price overrides of tenant %q: %w", t.Name, err)
 	}
 	names := make([]string, 0, len(keys))
@@ -186,7 +186,7 @@ func provision(ctx context.Context, db *store.DB, t *tracekitv1alpha1.TraceKitTe
 	}
 	slices.Sort(names)
 	for _, name := range names {
-		if _, err := db.ImportAPIKey(ctx, t.Name, name, keys[name], apiKeyScopes(t)); err != nil {
+		if _, err := db.Admin().ImportAPIKey(ctx, t.Name, name, keys[name], apiKeyScopes(t)); err != nil {
 			return creds, fmt.Errorf("spec.apiKeys: key %q of Secret %s: %w", name, t.Spec.APIKeys.SecretName, err)
 		}
 	}

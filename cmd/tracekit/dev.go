@@ -39,11 +39,12 @@ func runDev(ctx context.Context, args []string) error {
 		return err
 	}
 	defer db.Close()
-	if _, err := db.ProvisionTenant(ctx, store.TenantSpec{ID: devTenant, DisplayName: "Local development"}); err != nil {
+	db.SetLogger(logger)
+	if _, err := db.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: devTenant, DisplayName: "Local development"}); err != nil {
 		return err
 	}
 	// A fresh key each start: no clear-text key is ever kept on disk.
-	key, _, err := db.CreateAPIKey(ctx, devTenant, "tracekit dev "+time.Now().UTC().Format(time.RFC3339), nil)
+	key, _, err := db.Admin().CreateAPIKey(ctx, devTenant, "tracekit dev "+time.Now().UTC().Format(time.RFC3339), nil)
 	if err != nil {
 		return err
 	}

@@ -44,6 +44,7 @@ func runServer(ctx context.Context, args []string) error {
 		return err
 	}
 	defer db.Close()
+	db.SetLogger(logger)
 	if own, err := db.CurrentTenant(ctx); err == nil {
 		// Connected as a tenant's role: the database decides which tenant this is.
 		if *tenant != "" && *tenant != own {

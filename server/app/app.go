@@ -74,6 +74,9 @@ func New(cfg Config) http.Handler {
 		}
 		c.String(http.StatusOK, "ok")
 	})
+	cfg.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tracekit_services_update_failures_total",
+		Help: "Ingested batches whose spans were stored but whose services-table update failed (repaired by the next batch)."},
+		func() float64 { return float64(cfg.DB.ServicesUpdateFailures()) }))
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))
 	ingest.Register(r, ingest.Config{DB: cfg.DB, Auth: cfg.Auth, Logger: cfg.Logger, Registry: cfg.Registry})
 	debugger.Register(r, cfg.DB, cfg.Auth)

@@ -43,7 +43,7 @@ func TestMCP_WithoutValidKeyAnswers401PointingAtResourceMetadata(t *testing.T) {
 
 func TestMCP_KeyWithoutReadScopeIsForbidden(t *testing.T) {
 	e := newEnv(t, storetest.Open(t, storetest.SQLiteDSN(t)))
-	key, _, err := e.db.CreateAPIKey(context.Background(), "acme", "exporter", []string{store.ScopeIngest})
+	key, _, err := e.db.Admin().CreateAPIKey(context.Background(), "acme", "exporter", []string{store.ScopeIngest})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -168,7 +168,11 @@ func (t *Tenant) InsertBatch(ctx context.Context, b Batch) error {
 	}
 	// The services table is derived from spans; a failure here must not fail an ingest whose spans are
 	// committed (the client would resend them), and the next batch repairs it.
-	_ = t.touchServices(ctx, b.Spans)
+	if err := t.touchServices(ctx, b.Spans); err != nil {
+		t.db.servicesFailed.Add(1)
+		t.db.log().Warn("spans stored but the services table not updated; the next batch of these services repairs it",
+			"tenant", t.id, "err", err)
+	}
 	return nil
 }
 
