@@ -4,6 +4,9 @@
 
 GO ?= go
 BIN := $(CURDIR)/bin
+# A failing command in a pipe fails the recipe, as does any failing line.
+SHELL := bash
+.SHELLFLAGS := -o pipefail -ec
 
 include hack/tools.mk
 include hack/chart.mk
@@ -33,10 +36,11 @@ test-deps: $(TSCLIENT)/node_modules/.package-lock.json
 $(TSCLIENT)/node_modules/.package-lock.json: $(TSCLIENT)/package.json $(TSCLIENT)/package-lock.json
 	npm ci --prefix $(TSCLIENT) --no-audit --no-fund
 
-## lint: gofmt and go vet must be clean
-lint:
+## lint: gofmt, go vet and staticcheck must be clean
+lint: $(STATICCHECK)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(STATICCHECK) ./...
 
 ## bench-ingest: durable OTLP ingest throughput and RSS against PostgreSQL (see docs/benchmarks.md)
 bench-ingest: build

@@ -166,6 +166,7 @@ func addTool[In, Out any](s *mcp.Server, tl *tools, t *mcp.Tool, tweak func(p ma
 		var args In
 		key, err := decodeArgs(req.Params.Arguments, resolved, &args)
 		if err != nil {
+			//lint:ignore ST1005 the tool result is read by a model as prose: full sentences help it retry
 			return errorResult(fmt.Errorf("invalid arguments for %s: %v. Accepted arguments: %s.", name, err, strings.Join(accepted, ", "))), nil
 		}
 		tn := tl.db.ForTenant(p.TenantID)

@@ -170,7 +170,7 @@ func Evaluate(ctx context.Context, t *store.Tenant, tick int64) (bool, error) {
 
 // Message describes a rule's current value for a person reading the alert.
 func Message(r store.AlertRule, v float64, ok bool) string {
-	what := r.Metric
+	var what string
 	switch r.Metric {
 	case ErrorRate:
 		what = "error rate"
