@@ -33,6 +33,7 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	tracekitv1alpha1 "github.com/tracekit/tracekit/api/v1alpha1"
+	"github.com/tracekit/tracekit/internal/clustertest"
 	"github.com/tracekit/tracekit/server/store/storetest"
 )
 
@@ -68,8 +69,9 @@ func TestMain(m *testing.M) {
 
 func runSuite(m *testing.M) int {
 	flag.Parse()
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		fmt.Fprintln(os.Stderr, "KUBEBUILDER_ASSETS is not set: run `make envtest-assets` and then `make test-operator` (or set KUBEBUILDER_ASSETS=bin/k8s/<version>)")
+	// Like kubebuilder's scaffold: $KUBEBUILDER_ASSETS, else what `make envtest-assets` built in bin/k8s.
+	if _, err := clustertest.Assets(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	ctrl.SetLogger(zap.New(zap.WriteTo(io.Discard)))
