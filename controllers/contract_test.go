@@ -9,6 +9,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 
 	tracekitv1alpha1 "github.com/tracekit/tracekit/api/v1alpha1"
 	"github.com/tracekit/tracekit/internal/tenantconfig"
@@ -21,23 +22,7 @@ import (
 // reads from them: every metric, comparison and severity the resource admits must reach the server
 // as a valid rule with the same meaning.
 func TestContract_TenantRoundTripsIntoTheServersConfig(t *testing.T) {
-	var rules []tracekitv1alpha1.AlertRule
-	for _, m := range []tracekitv1alpha1.AlertMetric{tracekitv1alpha1.MetricErrorRate, tracekitv1alpha1.MetricLatencyP50,
-		tracekitv1alpha1.MetricLatencyP95, tracekitv1alpha1.MetricLatencyP99, tracekitv1alpha1.MetricThroughput,
-		tracekitv1alpha1.MetricLLMCost, tracekitv1alpha1.MetricLLMTokens} {
-		rules = append(rules, tracekitv1alpha1.AlertRule{Name: strings.ReplaceAll(string(m), "_", "-"), Service: "api", Metric: m,
-			Comparison: "gt", Threshold: "0.5"})
-	}
-	rules = append(rules,
-		tracekitv1alpha1.AlertRule{Name: "quiet", Service: "api", Metric: tracekitv1alpha1.MetricThroughput, Comparison: "lt",
-			Threshold: "2", Window: &metav1.Duration{Duration: 10 * time.Minute}, Severity: "info"},
-		tracekitv1alpha1.AlertRule{Name: "down", Service: "api", Metric: tracekitv1alpha1.MetricErrorRate, Comparison: "gt",
-			Threshold: "0.2", Severity: "critical"})
-	tenant := tenantFor("acme", func(s *tracekitv1alpha1.TraceKitTenantSpec) {
-		s.AlertRules = rules
-		s.Retention = &metav1.Duration{Duration: 48 * time.Hour}
-	})
-
+	tenant := contractTenant()
 	cm, err := desiredAlertRules(tenant)
 	if err != nil {
 		t.Fatal(err)
@@ -66,29 +51,10 @@ func TestContract_TenantRoundTripsIntoTheServersConfig(t *testing.T) {
 		t.Errorf("$%s=%q: the server reads a Go duration", tenantconfig.EnvRetention, env[tenantconfig.EnvRetention])
 	}
 
-	// The rules file: $TRACEKIT_ALERT_RULES must name a key of the rules ConfigMap through a mount.
-	path := env[tenantconfig.EnvAlertRules]
-	var key string
-	for _, m := range c.VolumeMounts {
-		if rel, ok := strings.CutPrefix(path, *m.MountPath+"/"); ok {
-			for _, v := range pod.Volumes {
-				if *v.Name == *m.Name && v.ConfigMap != nil && *v.ConfigMap.Name == *cm.Name {
-					key = rel
-				}
-			}
-		}
-	}
-	data, ok := cm.Data[key]
-	if !ok {
-		t.Fatalf("$%s=%q is not a file of ConfigMap %s (keys %v)", tenantconfig.EnvAlertRules, path, *cm.Name, cm.Data)
-	}
-	file := filepath.Join(t.TempDir(), key)
-	if err := os.WriteFile(file, []byte(data), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	file := rulesFile(t, env[tenantconfig.EnvAlertRules], c.VolumeMounts, pod.Volumes, cm.Name, cm.Data)
 	got, err := alerting.LoadRules(file)
 	if err != nil {
-		t.Fatalf("the server rejects the operator's rules: %v\n%s", err, data)
+		t.Fatalf("the server rejects the operator's rules: %v", err)
 	}
 	rule := func(id, metric, cmp string, threshold float64, window int, severity string) store.AlertRule {
 		return store.AlertRule{ID: id, Service: "api", Metric: metric, Comparison: cmp, Threshold: threshold, WindowSeconds: window,
@@ -108,4 +74,51 @@ func TestContract_TenantRoundTripsIntoTheServersConfig(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("server rules\n got %+v\nwant %+v", got, want)
 	}
+}
+
+// contractTenant has a rule for every metric the resource admits, both comparisons and every
+// severity, the default window and another.
+func contractTenant() *tracekitv1alpha1.TraceKitTenant {
+	var rules []tracekitv1alpha1.AlertRule
+	for _, m := range []tracekitv1alpha1.AlertMetric{tracekitv1alpha1.MetricErrorRate, tracekitv1alpha1.MetricLatencyP50,
+		tracekitv1alpha1.MetricLatencyP95, tracekitv1alpha1.MetricLatencyP99, tracekitv1alpha1.MetricThroughput,
+		tracekitv1alpha1.MetricLLMCost, tracekitv1alpha1.MetricLLMTokens} {
+		rules = append(rules, tracekitv1alpha1.AlertRule{Name: strings.ReplaceAll(string(m), "_", "-"), Service: "api", Metric: m,
+			Comparison: "gt", Threshold: "0.5"})
+	}
+	rules = append(rules,
+		tracekitv1alpha1.AlertRule{Name: "quiet", Service: "api", Metric: tracekitv1alpha1.MetricThroughput, Comparison: "lt",
+			Threshold: "2", Window: &metav1.Duration{Duration: 10 * time.Minute}, Severity: "info"},
+		tracekitv1alpha1.AlertRule{Name: "down", Service: "api", Metric: tracekitv1alpha1.MetricErrorRate, Comparison: "gt",
+			Threshold: "0.2", Severity: "critical"})
+	return tenantFor("acme", func(s *tracekitv1alpha1.TraceKitTenantSpec) {
+		s.AlertRules = rules
+		s.Retention = &metav1.Duration{Duration: 48 * time.Hour}
+	})
+}
+
+// rulesFile follows path, the server's $TRACEKIT_ALERT_RULES, through the container's mounts to a
+// key of the rules ConfigMap, and writes that key's data to a file as the kubelet would.
+func rulesFile(t *testing.T, path string, mounts []corev1ac.VolumeMountApplyConfiguration, volumes []corev1ac.VolumeApplyConfiguration,
+	cmName *string, data map[string]string) string {
+	t.Helper()
+	var key string
+	for _, m := range mounts {
+		if rel, ok := strings.CutPrefix(path, *m.MountPath+"/"); ok {
+			for _, v := range volumes {
+				if *v.Name == *m.Name && v.ConfigMap != nil && *v.ConfigMap.Name == *cmName {
+					key = rel
+				}
+			}
+		}
+	}
+	content, ok := data[key]
+	if !ok {
+		t.Fatalf("$%s=%q is not a file of ConfigMap %s (keys %v)", tenantconfig.EnvAlertRules, path, *cmName, data)
+	}
+	file := filepath.Join(t.TempDir(), key)
+	if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
 }
