@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,7 +31,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	tracekitv1alpha1 "github.com/tracekit/tracekit/api/v1alpha1"
 	"github.com/tracekit/tracekit/internal/clustertest"
@@ -221,7 +219,7 @@ func TestInstall_NotesNextStepMakesATenantReady(t *testing.T) {
 	}
 	c.helm(t, "install", release, ".", "-n", ns, "-f", "testdata/values/default.yaml",
 		"--set", "postgresql.enabled=false", "--set", "database.existingSecret.name=platform-db")
-	fakeDeploymentController(t, ctx, c.cfg, c.k8s.Scheme())
+	c.ReportDeploymentsAvailable(t, ctx)
 
 	auth := c.RunDeployment(t, ctx, tracekit(), clustertest.Deployment{Namespace: ns, Name: "tracekit-auth", ProbePort: "http"})
 	// The operator runs as the chart's ServiceAccount, so the chart's RBAC is what it gets.
@@ -344,50 +342,4 @@ func (c *cluster) expectServerImage(t *testing.T, ctx context.Context, ns, name,
 		}
 		return nil
 	})
-}
-
-// fakeDeploymentController stands in for kube-controller-manager and kubelets, which envtest does
-// not run: it reports every replica of a Deployment available.
-func fakeDeploymentController(t *testing.T, ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme) {
-	t.Helper()
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	k := mgr.GetClient()
-	err = ctrl.NewControllerManagedBy(mgr).Named("fake-deployment-controller").For(&appsv1.Deployment{}).
-		Complete(reconcileFunc(func(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-			d := &appsv1.Deployment{}
-			if err := k.Get(ctx, req.NamespacedName, d); err != nil {
-				return ctrl.Result{}, client.IgnoreNotFound(err)
-			}
-			n := int32(1)
-			if d.Spec.Replicas != nil {
-				n = *d.Spec.Replicas
-			}
-			if d.Status.ObservedGeneration == d.Generation && d.Status.AvailableReplicas == n {
-				return ctrl.Result{}, nil
-			}
-			d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n}
-			return ctrl.Result{}, client.IgnoreNotFound(k.Status().Update(ctx, d))
-		}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := mgr.Start(ctx); err != nil {
-			t.Errorf("fake deployment controller: %v", err)
-		}
-	}()
-	t.Cleanup(func() { cancel(); wg.Wait() })
-}
-
-type reconcileFunc func(context.Context, ctrl.Request) (ctrl.Result, error)
-
-func (f reconcileFunc) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	return f(ctx, req)
 }

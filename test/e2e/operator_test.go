@@ -128,7 +128,7 @@ func startPlatform(t *testing.T) *platform {
 		dep := waitDeployment(t, k8s, ns, "tracekit-"+name)
 		pod := c.RunDeployment(t, ctx, tracekit, clustertest.Deployment{Namespace: ns, Name: dep.Name})
 		backends[ns+"/"+dep.Name] = pod.Addrs["--addr"]
-		markAvailable(t, k8s, dep)
+		c.MarkAvailable(t, ns, dep.Name)
 	}
 	p.ingress = startIngress(t, k8s, ingressPort, backends, cert)
 	for name, tn := range p.tenants {
@@ -324,21 +324,6 @@ func waitReady(t *testing.T, k8s client.Client, ns, name string) *tracekitv1alph
 		return nil
 	})
 	return tt
-}
-
-// markAvailable reports the Deployment's pods available once its process answers its probes, as the
-// Deployment controller would.
-func markAvailable(t *testing.T, k8s client.Client, dep *appsv1.Deployment) {
-	t.Helper()
-	clustertest.Eventually(t, "mark "+dep.Name+" available", time.Minute, func() error {
-		d := &appsv1.Deployment{}
-		if err := k8s.Get(t.Context(), client.ObjectKeyFromObject(dep), d); err != nil {
-			return err
-		}
-		n := *d.Spec.Replicas
-		d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: n, ReadyReplicas: n, AvailableReplicas: n, UpdatedReplicas: n}
-		return k8s.Status().Update(t.Context(), d)
-	})
 }
 
 // ingress stands in for an Ingress controller: it serves the Ingresses in the cluster as written,
