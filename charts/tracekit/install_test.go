@@ -247,23 +247,12 @@ func TestInstall_NotesNextStepMakesATenantReady(t *testing.T) {
 	}
 	defer conn.Close()
 	dex := dexapi.NewDexClient(conn)
-	if _, err := dex.GetClient(ctx, &dexapi.GetClientReq{Id: tenant.Status.OAuthClientID}); err != nil {
-		t.Errorf("tenant's OAuth client %q is not in Dex: %v", tenant.Status.OAuthClientID, err)
-	}
 	db, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close(ctx)
-	var keys int
-	if err := db.QueryRow(ctx, "SELECT count(*) FROM api_keys WHERE tenant_id = 'my-team'").Scan(&keys); err != nil || keys != 1 {
-		t.Errorf("the NOTES' API key was not imported: %d keys, %v", keys, err)
-	}
-	dbSecret := &corev1.Secret{}
-	if err := c.k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "tracekit-my-team-db"}, dbSecret); err != nil {
-		t.Fatal(err)
-	}
-	role := string(dbSecret.Data["role"])
+	role := c.expectProvisioned(t, ctx, dex, db, tenant)
 
 	// An upgrade with other values rolls the operator; the tenant follows its new settings.
 	c.helm(t, "upgrade", release, ".", "-n", ns, "--reuse-values",
@@ -282,6 +271,21 @@ func TestInstall_NotesNextStepMakesATenantReady(t *testing.T) {
 	c.expectServerImage(t, ctx, ns, "tracekit-my-team", "ghcr.io/tracekit/tracekit:0.1.1")
 
 	// Before uninstalling, the NOTES say to delete the tenants while the operator runs.
+	c.expectDeletedAsNotesSay(t, ctx, notes, tenant, dex, db, role)
+
+	operator.Stop(t)
+	auth.Stop(t)
+	c.helm(t, "uninstall", release, "-n", ns, "--wait")
+	if got := c.labelled(t, release); len(got) > 0 {
+		t.Errorf("helm uninstall left %v", got)
+	}
+}
+
+// expectDeletedAsNotesSay deletes the tenant with the NOTES' command and checks that its records
+// outside the cluster went with it: OAuth client and database role.
+func (c *cluster) expectDeletedAsNotesSay(t *testing.T, ctx context.Context, notes string, tenant *tracekitv1alpha1.TraceKitTenant,
+	dex dexapi.DexClient, db *pgx.Conn, role string) {
+	t.Helper()
 	del := regexp.MustCompile(`kubectl delete tracekittenants [^\n]*`).FindString(notes)
 	if del == "" {
 		t.Fatalf("the NOTES do not say how to delete tenants before uninstalling:\n%s", notes)
@@ -297,13 +301,24 @@ func TestInstall_NotesNextStepMakesATenantReady(t *testing.T) {
 	if err := db.QueryRow(ctx, "SELECT count(*) FROM pg_roles WHERE rolname = $1", role).Scan(&roles); err != nil || roles != 0 {
 		t.Errorf("the tenant's database role %s is still there (%d, %v)", role, roles, err)
 	}
+}
 
-	operator.Stop(t)
-	auth.Stop(t)
-	c.helm(t, "uninstall", release, "-n", ns, "--wait")
-	if got := c.labelled(t, release); len(got) > 0 {
-		t.Errorf("helm uninstall left %v", got)
+// expectProvisioned checks what the operator made for the tenant outside the cluster (its OAuth
+// client in Dex, its imported API key) and returns its database role.
+func (c *cluster) expectProvisioned(t *testing.T, ctx context.Context, dex dexapi.DexClient, db *pgx.Conn, tenant *tracekitv1alpha1.TraceKitTenant) string {
+	t.Helper()
+	if _, err := dex.GetClient(ctx, &dexapi.GetClientReq{Id: tenant.Status.OAuthClientID}); err != nil {
+		t.Errorf("tenant's OAuth client %q is not in Dex: %v", tenant.Status.OAuthClientID, err)
 	}
+	var keys int
+	if err := db.QueryRow(ctx, "SELECT count(*) FROM api_keys WHERE tenant_id = $1", tenant.Name).Scan(&keys); err != nil || keys != 1 {
+		t.Errorf("the NOTES' API key was not imported: %d keys, %v", keys, err)
+	}
+	dbSecret := &corev1.Secret{}
+	if err := c.k8s.Get(ctx, client.ObjectKey{Namespace: tenant.Namespace, Name: "tracekit-" + tenant.Name + "-db"}, dbSecret); err != nil {
+		t.Fatal(err)
+	}
+	return string(dbSecret.Data["role"])
 }
 
 // nextStep is the shell block of the NOTES: the lines after "Copy and run:" up to the next blank
