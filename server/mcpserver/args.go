@@ -1,7 +1,7 @@
 package mcpserver
 
 import (
-	"encoding/base64"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -83,13 +83,19 @@ func (w Window) resolve(now time.Time, def time.Duration) (from, to time.Time, e
 		}
 		from = to.Add(-d)
 	}
+	err = checkWindow(from, to)
+	return
+}
+
+// checkWindow refuses an empty window and one longer than maxWindow.
+func checkWindow(from, to time.Time) error {
 	switch {
 	case !from.Before(to):
-		err = badArg("the window is empty: start %s is not before end %s", stamp(from), stamp(to))
+		return badArg("the window is empty: start %s is not before end %s", stamp(from), stamp(to))
 	case to.Sub(from) > maxWindow:
-		err = badArg("the window %s is longer than %d days: narrow since or start/end", to.Sub(from).Round(time.Hour), int(maxWindow.Hours()/24))
+		return badArg("the window %s is longer than %d days: narrow since or start/end", to.Sub(from).Round(time.Hour), int(maxWindow.Hours()/24))
 	}
-	return
+	return nil
 }
 
 // minuteWindow narrows a window to whole minutes, the resolution of the metric rollups that service
@@ -239,9 +245,9 @@ func clamp(v, lo, hi, def int) int {
 	return v
 }
 
-// cursor is the opaque next_cursor: the window of the first page in unix seconds (so later pages
-// cover the same rows), a hash of the filters (so it is not replayed with other ones), and the
-// position after the last returned row.
+// cursor is the next_cursor, sealed with the tenant's key (so it can be neither read nor altered):
+// the window of the first page in unix seconds (so later pages cover the same rows), a hash of the
+// filters (so it is not replayed with other ones), and the position after the last returned row.
 type cursor struct {
 	Q   uint32          `json:"q"`
 	F   int64           `json:"f"`
@@ -265,26 +271,20 @@ func filterHash(args any) uint32 {
 	return h.Sum32()
 }
 
-func encodeCursor(args any, from, to time.Time, pos any) string {
+func encodeCursor(ctx context.Context, args any, from, to time.Time, pos any) string {
 	p, _ := json.Marshal(pos)
 	b, _ := json.Marshal(cursor{Q: filterHash(args), F: from.Unix(), T: to.Unix(), Pos: p})
-	return base64.RawURLEncoding.EncodeToString(b)
+	return keysOf(ctx).seal(b)
 }
 
 // decodeCursor reads s into pos and returns the window it pins. An empty s returns ok false.
-func decodeCursor(s string, args any, pos any) (from, to time.Time, ok bool, err error) {
+func decodeCursor(ctx context.Context, s string, args any, pos any) (from, to time.Time, ok bool, err error) {
 	if s == "" {
 		return
 	}
 	var c cursor
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err == nil {
-		err = json.Unmarshal(b, &c)
-	}
-	if err == nil {
-		err = json.Unmarshal(c.Pos, pos)
-	}
-	if err != nil {
+	b, sealed := keysOf(ctx).open(s)
+	if !sealed || json.Unmarshal(b, &c) != nil || json.Unmarshal(c.Pos, pos) != nil {
 		return from, to, false, badArg("cursor is not one this server issued: pass next_cursor unchanged, or omit cursor for the first page")
 	}
 	if c.Q != filterHash(args) {
@@ -294,9 +294,14 @@ func decodeCursor(s string, args any, pos any) (from, to time.Time, ok bool, err
 }
 
 // pageWindow resolves the window of a list call: the cursor's when paging on, else the arguments'.
-func pageWindow(w Window, p Page, args any, pos any, now time.Time, def time.Duration) (from, to time.Time, paging bool, err error) {
-	from, to, paging, err = decodeCursor(p.Cursor, args, pos)
-	if err != nil || paging {
+// The cursor's window is checked as the arguments' are, should a key ever leak.
+func pageWindow(ctx context.Context, w Window, p Page, args any, pos any, now time.Time, def time.Duration) (from, to time.Time, paging bool, err error) {
+	from, to, paging, err = decodeCursor(ctx, p.Cursor, args, pos)
+	if err != nil {
+		return
+	}
+	if paging {
+		err = checkWindow(from, to)
 		return
 	}
 	from, to, err = w.resolve(now, def)

@@ -204,3 +204,13 @@ func answerTokens(res *mcp.CallToolResult) int {
 	b, _ := json.Marshal(res.StructuredContent)
 	return (len(text(res)) + len(b)) / 4
 }
+
+// anomalyRef is the id under which the tools show tenant tn's anomaly id.
+func anomalyRef(t testing.TB, tn *store.Tenant, id int64) string {
+	t.Helper()
+	ref, err := mcpserver.AnomalyRef(context.Background(), tn, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}

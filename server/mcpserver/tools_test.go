@@ -2,8 +2,10 @@ package mcpserver_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -178,7 +180,8 @@ func TestTools_BadArgumentsGetErrorsThatSayWhatToFix(t *testing.T) {
 			{"get_service_metrics", map[string]any{"service": "paymnt-service"}, "payment-service"},
 			{"get_service_metrics", map[string]any{"service": "payment-service", "step": "often"}, "step"},
 			{"get_rca", map[string]any{}, "anomaly_id"},
-			{"get_rca", map[string]any{"anomaly_id": 999999}, "search_anomalies"},
+			{"get_rca", map[string]any{"anomaly_id": "999999"}, "search_anomalies"},
+			{"get_rca", map[string]any{"anomaly_id": anomalyRef(t, e.acme, 999999)}, "no longer exists"},
 			{"get_llm_stats", map[string]any{"group_by": "color"}, "group_by"},
 			{"search_anomalies", map[string]any{"min_severity": "meh"}, "min_severity"},
 		} {
@@ -228,7 +231,7 @@ func TestTools_TenantSeesNothingOfAnother(t *testing.T) {
 		}
 		for tool, args := range map[string]map[string]any{
 			"get_trace_detail":    {"trace_id": sh.slowestPayment},
-			"get_rca":             {"anomaly_id": sh.paymentAnomaly},
+			"get_rca":             {"anomaly_id": anomalyRef(t, e.acme, sh.paymentAnomaly)},
 			"get_service_metrics": {"service": "payment-service"},
 		} {
 			if res := call(t, s, tool, args, nil); !res.IsError || strings.Contains(text(res), "1.5.0") {
@@ -423,13 +426,13 @@ func TestAlertsAnomaliesAndRCA_LinkFromAnomalyToCause(t *testing.T) {
 		}
 		var anomalies struct {
 			Anomalies []struct {
-				ID     int64 `json:"id"`
-				HasRCA bool  `json:"has_rca"`
+				ID     string `json:"id"`
+				HasRCA bool   `json:"has_rca"`
 			} `json:"anomalies"`
 			page
 		}
 		mustOK(t, "search_anomalies", call(t, s, "search_anomalies", map[string]any{"min_severity": "high"}, &anomalies))
-		if len(anomalies.Anomalies) != 2 || anomalies.Anomalies[0].ID != sh.errorAnomaly || anomalies.Next[0].Tool != "get_rca" {
+		if len(anomalies.Anomalies) != 2 || anomalies.Anomalies[0].ID != anomalyRef(t, e.acme, sh.errorAnomaly) || anomalies.Next[0].Tool != "get_rca" {
 			t.Fatalf("anomalies: %+v", anomalies)
 		}
 		mustOK(t, "search_anomalies", call(t, s, "search_anomalies", map[string]any{"min_severity": "critical"}, &anomalies))
@@ -450,7 +453,7 @@ func TestAlertsAnomaliesAndRCA_LinkFromAnomalyToCause(t *testing.T) {
 				Args map[string]any `json:"args"`
 			} `json:"next"`
 		}
-		txt := mustOK(t, "get_rca", call(t, s, "get_rca", map[string]any{"anomaly_id": sh.paymentAnomaly}, &rca))
+		txt := mustOK(t, "get_rca", call(t, s, "get_rca", map[string]any{"anomaly_id": anomalyRef(t, e.acme, sh.paymentAnomaly)}, &rca))
 		if rca.Status != "ready" || len(rca.Causes) != 2 || rca.Next[0].Tool != "get_trace_detail" || rca.Next[0].Args["trace_id"] != sh.slowestPayment {
 			t.Errorf("rca: %+v\n%s", rca, txt)
 		}
@@ -463,12 +466,12 @@ func TestAlertsAnomaliesAndRCA_LinkFromAnomalyToCause(t *testing.T) {
 			Causes []map[string]any `json:"causes"`
 			page
 		}
-		txt = mustOK(t, "get_rca", call(t, s, "get_rca", map[string]any{"anomaly_id": sh.errorAnomaly}, &computed))
+		txt = mustOK(t, "get_rca", call(t, s, "get_rca", map[string]any{"anomaly_id": anomalyRef(t, e.acme, sh.errorAnomaly)}, &computed))
 		if computed.Status != "computed" || len(computed.Causes) == 0 || computed.Causes[0]["service"] != "inventory-service" || computed.Next[0].Tool != "get_trace_detail" {
 			t.Errorf("rca computed on demand: %+v\n%s", computed, txt)
 		}
 		var again struct{ Status string }
-		mustOK(t, "get_rca", call(t, s, "get_rca", map[string]any{"anomaly_id": sh.errorAnomaly}, &again))
+		mustOK(t, "get_rca", call(t, s, "get_rca", map[string]any{"anomaly_id": anomalyRef(t, e.acme, sh.errorAnomaly)}, &again))
 		if again.Status != "ready" {
 			t.Errorf("a computed analysis was not stored: status %s", again.Status)
 		}
@@ -485,7 +488,7 @@ func TestGetRCA_WithoutAnEngineSaysNotComputedAndSuggestsTheEvidence(t *testing.
 		Causes []any  `json:"causes"`
 		page
 	}
-	mustOK(t, "get_rca", call(t, e.connect(t, e.keyA), "get_rca", map[string]any{"anomaly_id": sh.errorAnomaly}, &rca))
+	mustOK(t, "get_rca", call(t, e.connect(t, e.keyA), "get_rca", map[string]any{"anomaly_id": anomalyRef(t, e.acme, sh.errorAnomaly)}, &rca))
 	if rca.Status != "not_computed" || len(rca.Causes) != 0 || rca.Next[0].Tool != "search_traces" || rca.Next[0].Args["status"] != "error" ||
 		rca.Next[0].Args["start"] == nil {
 		t.Errorf("rca without a report nor an engine: %+v", rca)
@@ -570,7 +573,7 @@ func TestLLMTools_NameTheCostliestModelAndServiceAndPageByCost(t *testing.T) {
 
 		var calls struct {
 			Calls []struct {
-				ID      int64    `json:"id"`
+				ID      string   `json:"id"`
 				CostUSD *float64 `json:"cost_usd"`
 			} `json:"calls"`
 		}
@@ -671,6 +674,112 @@ func TestGetTraceDetail_SummarisesAHugeTraceWithinTheBudget(t *testing.T) {
 			if budget == 1000 && (!out.Truncated || out.Omitted == 0 || out.Next[0].Args["focus_span_id"] == nil) {
 				t.Errorf("a cut waterfall does not say so or suggest where to look: truncated=%v omitted=%d next=%+v", out.Truncated, out.Omitted, out.Next)
 			}
+		}
+	})
+}
+
+// A NUL byte is the caller's mistake, not the database's unavailability: the answer says which
+// argument holds it and what to do, under both dialects (PostgreSQL's text cannot hold one).
+func TestTools_NULInAnArgumentIsTheCallersMistake(t *testing.T) {
+	dialects(t, func(t *testing.T, e *env) {
+		s := e.connect(t, e.keyA)
+		for _, tc := range []struct {
+			tool string
+			args map[string]any
+			want string
+		}{
+			{"search_traces", map[string]any{"service": "pay\x00ment"}, "service"},
+			{"search_traces", map[string]any{"attributes": map[string]any{"http.route": "/pay\x00"}}, "attributes"},
+			{"search_traces", map[string]any{"attributes": map[string]any{"user\x00id": "1"}}, "attributes"},
+			{"get_trace_detail", map[string]any{"trace_id": strings.Repeat("a", 31) + "\x00"}, "trace_id"},
+			{"search_llm_calls", map[string]any{"model": "gpt\x00"}, "model"},
+			{"get_service_metrics", map[string]any{"service": "\x00"}, "service"},
+		} {
+			res := call(t, s, tc.tool, tc.args, nil)
+			msg := text(res)
+			if !res.IsError || !strings.Contains(msg, "NUL") || !strings.Contains(msg, tc.want) || strings.Contains(msg, "try again") {
+				t.Errorf("%s(%q): isError=%v %q, want an error naming %s and the NUL character", tc.tool, tc.args, res.IsError, msg, tc.want)
+			}
+		}
+	})
+}
+
+// A cursor pins the first page's window; one forged with a longer window (as anyone could forge the
+// readable cursors of before), altered in any byte, or carried over to another tenant is refused.
+func TestCursors_AreSealedPerTenant(t *testing.T) {
+	dialects(t, func(t *testing.T, e *env) {
+		seedShop(t, e.acme, time.Now())
+		seedShop(t, e.globex, time.Now())
+		var first page
+		mustOK(t, "search_traces", call(t, e.connect(t, e.keyA), "search_traces", map[string]any{"limit": 1, "since": "3h"}, &first))
+		if first.NextCursor == "" {
+			t.Fatal("no cursor")
+		}
+		raw, _ := base64.RawURLEncoding.DecodeString(first.NextCursor)
+		forged := append([]byte(nil), raw...)
+		forged[len(forged)-1] ^= 1
+		var readable map[string]any
+		if json.Unmarshal(raw, &readable) == nil {
+			// The window moved 1,000 days back, beyond the 400-day cap.
+			readable["f"] = readable["t"].(float64) - 1000*86400
+			forged, _ = json.Marshal(readable)
+		}
+		const refused = "cursor is not one this server issued"
+		for name, tc := range map[string]struct {
+			key, cursor string
+		}{
+			"forged":         {e.keyA, base64.RawURLEncoding.EncodeToString(forged)},
+			"other tenant":   {e.keyB, first.NextCursor},
+			"not base64":     {e.keyA, "%%%"},
+			"empty envelope": {e.keyA, base64.RawURLEncoding.EncodeToString([]byte("{}"))},
+		} {
+			res := call(t, e.connect(t, tc.key), "search_traces", map[string]any{"limit": 1, "since": "3h", "cursor": tc.cursor}, nil)
+			if !res.IsError || !strings.Contains(text(res), refused) {
+				t.Errorf("%s cursor: isError=%v %q, want %q", name, res.IsError, text(res), refused)
+			}
+		}
+	})
+}
+
+// Anomaly, snapshot, LLM call and alert ids come from sequences shared by all tenants: shown as they
+// are, they would tell a tenant how much the others record. The tools show opaque ids that mean
+// nothing to another tenant.
+func TestRowIDs_AreOpaqueAndTenantScoped(t *testing.T) {
+	dialects(t, func(t *testing.T, e *env) {
+		shA := seedShop(t, e.acme, time.Now())
+		seedShop(t, e.globex, time.Now())
+		for tenant, key := range map[string]string{"acme": e.keyA, "globex": e.keyB} {
+			s := e.connect(t, key)
+			for tool, field := range map[string]string{"search_anomalies": "anomalies", "search_snapshots": "snapshots",
+				"search_llm_calls": "calls", "get_active_alerts": "alerts"} {
+				var out map[string][]struct {
+					ID json.RawMessage `json:"id"`
+				}
+				args := map[string]any{"since": "7d"}
+				if tool == "get_active_alerts" {
+					args = nil // alerts firing now: no window
+				}
+				res := call(t, s, tool, args, nil)
+				b, _ := json.Marshal(res.StructuredContent)
+				_ = json.Unmarshal(b, &out)
+				if len(out[field]) == 0 {
+					t.Fatalf("%s %s: no rows: %s", tenant, tool, b)
+				}
+				for _, row := range out[field] {
+					var id string
+					if err := json.Unmarshal(row.ID, &id); err != nil {
+						t.Fatalf("%s %s: id %s is not an opaque string", tenant, tool, row.ID)
+					}
+					if _, err := strconv.ParseInt(id, 10, 64); err == nil || len(id) < 16 {
+						t.Errorf("%s %s: id %q looks like a sequence number", tenant, tool, id)
+					}
+				}
+			}
+		}
+		// acme's ids name nothing for globex, not even "does not exist" of an id that does.
+		res := call(t, e.connect(t, e.keyB), "get_rca", map[string]any{"anomaly_id": anomalyRef(t, e.acme, shA.paymentAnomaly)}, nil)
+		if !res.IsError || !strings.Contains(text(res), "not an id of this tenant's anomalies") {
+			t.Errorf("globex with acme's anomaly id: %q", text(res))
 		}
 	})
 }
