@@ -10,37 +10,36 @@ import (
 	"github.com/tracekit/tracekit/server/store"
 )
 
+// traceDetail is the part of get_trace_detail's structured answer the tests read.
+type traceDetail struct {
+	Root          string       `json:"root"`
+	Spans         int          `json:"spans"`
+	CriticalPath  []detailStep `json:"critical_path"`
+	CriticalSteps int          `json:"critical_steps"`
+	SelfTime      []detailStep `json:"top_self_time"`
+	Waterfall     []struct {
+		SpanID    string `json:"span_id"`
+		Operation string `json:"operation"`
+		Count     int    `json:"count"`
+		NPlusOne  bool   `json:"n_plus_one"`
+	} `json:"waterfall"`
+	Truncated bool `json:"truncated"`
+	Omitted   int  `json:"omitted"`
+	Window    struct{ From, To string }
+}
+
+type detailStep struct {
+	SpanID    string `json:"span_id"`
+	Service   string `json:"service"`
+	Operation string `json:"operation"`
+	Statement string `json:"statement"`
+}
+
 func TestGetTraceDetail_ShowsCriticalPathErrorsAndCollapsedNPlusOne(t *testing.T) {
 	dialects(t, func(t *testing.T, e *env) {
 		sh := seedShop(t, e.acme, time.Now())
 		s := e.connect(t, e.keyA)
-		type step struct {
-			SpanID    string `json:"span_id"`
-			Service   string `json:"service"`
-			Operation string `json:"operation"`
-			Statement string `json:"statement"`
-		}
-		var out struct {
-			Root          string `json:"root"`
-			Spans         int    `json:"spans"`
-			CriticalPath  []step `json:"critical_path"`
-			CriticalSteps int    `json:"critical_steps"`
-			SelfTime      []step `json:"top_self_time"`
-			Errors        []struct {
-				Service    string `json:"service"`
-				Message    string `json:"message"`
-				Exceptions []any  `json:"exceptions"`
-			} `json:"errors"`
-			Waterfall []struct {
-				SpanID    string `json:"span_id"`
-				Operation string `json:"operation"`
-				Count     int    `json:"count"`
-				NPlusOne  bool   `json:"n_plus_one"`
-			} `json:"waterfall"`
-			Truncated bool `json:"truncated"`
-			Omitted   int  `json:"omitted"`
-			Window    struct{ From, To string }
-		}
+		var out traceDetail
 		txt := mustOK(t, "get_trace_detail", call(t, s, "get_trace_detail", map[string]any{"trace_id": sh.slowestPayment}, &out))
 		if out.Root != "frontend GET /checkout" || out.Spans != 5+stockQueries || out.Truncated || out.Omitted != 0 || out.Window.From == "" {
 			t.Fatalf("trace summary: %+v", out)
