@@ -7,8 +7,8 @@ import (
 
 func TestBudget(t *testing.T) {
 	for _, tc := range []struct{ maxTokens, chars int }{{0, defaultMaxTokens * 4}, {10, minMaxTokens * 4}, {1 << 20, hardMaxTokens * 4}, {2500, 10000}} {
-		if got := newBudget(tc.maxTokens).limit(); got != tc.chars {
-			t.Errorf("newBudget(%d).limit() = %d, want %d", tc.maxTokens, got, tc.chars)
+		if got := newBudget(tc.maxTokens).max; got != tc.chars {
+			t.Errorf("newBudget(%d).max = %d, want %d", tc.maxTokens, got, tc.chars)
 		}
 	}
 	b := newBudget(minMaxTokens) // 4,000 characters, 2,400 after the overhead
