@@ -4,6 +4,9 @@
 
 GO ?= go
 BIN := $(CURDIR)/bin
+# A failing command in a pipe fails the recipe, as does any failing line.
+SHELL := bash
+.SHELLFLAGS := -o pipefail -ec
 
 include hack/tools.mk
 include hack/chart.mk
@@ -57,10 +60,11 @@ $(EXTAPPS)/node_modules/.package-lock.json: $(EXTAPPS)/package.json $(EXTAPPS)/p
 $(CONFORMANCE)/node_modules/.package-lock.json: $(CONFORMANCE)/package.json $(CONFORMANCE)/package-lock.json
 	npm ci --prefix $(CONFORMANCE) --no-audit --no-fund
 
-## lint: gofmt and go vet must be clean
-lint:
+## lint: gofmt, go vet and staticcheck must be clean
+lint: $(STATICCHECK)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(STATICCHECK) ./...
 
 ## bench-ingest: durable OTLP ingest throughput and RSS against PostgreSQL (see docs/benchmarks.md)
 bench-ingest: build

@@ -37,15 +37,15 @@ func newEnv(t testing.TB, db *store.DB) *env {
 	ctx := context.Background()
 	e := &env{db: db, acme: db.ForTenant("acme"), globex: db.ForTenant("globex")}
 	for _, id := range []string{"acme", "globex"} {
-		if _, err := db.ProvisionTenant(ctx, store.TenantSpec{ID: id}); err != nil {
+		if _, err := db.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: id}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	var err error
-	if e.keyA, _, err = db.CreateAPIKey(ctx, "acme", "test", nil); err != nil {
+	if e.keyA, _, err = db.Admin().CreateAPIKey(ctx, "acme", "test", nil); err != nil {
 		t.Fatal(err)
 	}
-	if e.keyB, _, err = db.CreateAPIKey(ctx, "globex", "test", nil); err != nil {
+	if e.keyB, _, err = db.Admin().CreateAPIKey(ctx, "globex", "test", nil); err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(app.New(app.Config{DB: db, PublicURL: publicURL, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}))

@@ -34,7 +34,7 @@ func newDemoEnv(t *testing.T, db *store.DB) *demoEnv {
 	if _, err := anomaly.Detect(ctx, db.ForTenant(analysistest.Tenant), now, anomaly.Config{}); err != nil {
 		t.Fatal(err)
 	}
-	key, _, err := db.CreateAPIKey(ctx, analysistest.Tenant, "assistant", []string{store.ScopeRead})
+	key, _, err := db.Admin().CreateAPIKey(ctx, analysistest.Tenant, "assistant", []string{store.ScopeRead})
 	if err != nil {
 		t.Fatal(err)
 	}

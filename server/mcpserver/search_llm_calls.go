@@ -157,7 +157,7 @@ func newLLMCallRow(ctx context.Context, c store.LLMCall) llmCallRow {
 	if r.Model == "" {
 		r.Model = c.ResponseModel
 	}
-	if c.StatusCode == store.StatusError || c.ErrorType != "" {
+	if c.Failed() {
 		r.Error = capString(c.ErrorType)
 		if r.Error == "" {
 			r.Error = "error"

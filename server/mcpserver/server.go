@@ -174,6 +174,7 @@ func declared(ctx context.Context, capability string) bool {
 	case "resources":
 		return appsOn(ctx) // the views, to clients announcing MCP Apps (apps.go)
 	case "logging":
+		//lint:ignore SA1019 clients of older protocol versions still call logging/*: they get -32601 while it is not declared
 		return capabilities.Logging != nil
 	case "completions":
 		return capabilities.Completions != nil
@@ -240,6 +241,7 @@ func addTool[In, Out any](s *mcp.Server, tl *tools, t *mcp.Tool, tweak func(p ma
 		var args In
 		key, err := decodeArgs(raw, resolved, &args)
 		if err != nil {
+			//lint:ignore ST1005 the tool result is read by a model as prose: full sentences help it retry
 			return errorResult(fmt.Errorf("invalid arguments for %s: %v. Accepted arguments: %s.", name, err, strings.Join(accepted, ", "))), nil
 		}
 		if w, ok := any(&args).(wholeAnswer); ok && whole {

@@ -169,7 +169,7 @@ func newViewsEnv(t testing.TB, db *store.DB, authn auth.Authenticator) *viewsEnv
 	if _, err := anomaly.Detect(ctx, db.ForTenant(analysistest.Tenant), now, anomaly.Config{}); err != nil {
 		t.Fatal(err)
 	}
-	key, _, err := db.CreateAPIKey(ctx, analysistest.Tenant, "viewer", []string{store.ScopeRead})
+	key, _, err := db.Admin().CreateAPIKey(ctx, analysistest.Tenant, "viewer", []string{store.ScopeRead})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -487,10 +487,10 @@ func hugeTrace(t testing.TB, tn *store.Tenant, start time.Time) string {
 func BenchmarkWaterfall_50001Spans(b *testing.B) {
 	db := storetest.Open(b, storetest.SQLiteDSN(b))
 	ctx := context.Background()
-	if _, err := db.ProvisionTenant(ctx, store.TenantSpec{ID: "acme"}); err != nil {
+	if _, err := db.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: "acme"}); err != nil {
 		b.Fatal(err)
 	}
-	key, _, err := db.CreateAPIKey(ctx, "acme", "viewer", []string{store.ScopeRead})
+	key, _, err := db.Admin().CreateAPIKey(ctx, "acme", "viewer", []string{store.ScopeRead})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -550,10 +550,10 @@ func TestWebViews_ScopedToTheTenantAndTheCredentialsToolGroups(t *testing.T) {
 	db := storetest.Open(t, storetest.SQLiteDSN(t))
 	e := newViewsEnv(t, db, llmOnly{&auth.APIKeys{DB: db}})
 	ctx := context.Background()
-	if _, err := db.ProvisionTenant(ctx, store.TenantSpec{ID: "other"}); err != nil {
+	if _, err := db.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: "other"}); err != nil {
 		t.Fatal(err)
 	}
-	otherKey, _, err := db.CreateAPIKey(ctx, "other", "viewer", []string{store.ScopeRead})
+	otherKey, _, err := db.Admin().CreateAPIKey(ctx, "other", "viewer", []string{store.ScopeRead})
 	if err != nil {
 		t.Fatal(err)
 	}

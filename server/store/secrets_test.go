@@ -14,7 +14,7 @@ func TestTenantSecret_IsCreatedOnceIsPerTenantAndGoesWithTheTenant(t *testing.T)
 	storetest.Dialects(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		for _, id := range []string{"acme", "globex"} {
-			if _, err := db.ProvisionTenant(ctx, store.TenantSpec{ID: id}); err != nil {
+			if _, err := db.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: id}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -40,10 +40,10 @@ func TestTenantSecret_IsCreatedOnceIsPerTenantAndGoesWithTheTenant(t *testing.T)
 		if err != nil || bytes.Equal(other, secrets[0]) {
 			t.Fatalf("globex's secret %x (%v) equals acme's", other, err)
 		}
-		if err := db.DeleteTenant(ctx, "acme"); err != nil {
+		if err := db.Admin().DeleteTenant(ctx, "acme"); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.ProvisionTenant(ctx, store.TenantSpec{ID: "acme"}); err != nil {
+		if _, err := db.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: "acme"}); err != nil {
 			t.Fatal(err)
 		}
 		if again, err := db.ForTenant("acme").Secret(ctx); err != nil || bytes.Equal(again, secrets[0]) {

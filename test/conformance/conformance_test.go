@@ -57,10 +57,10 @@ func TestConformance_ServerScenarios(t *testing.T) {
 	ctx := context.Background()
 	dsn := "sqlite:" + filepath.Join(dir, "tracekit.db")
 	db := storetest.Open(t, dsn)
-	if _, err := db.ProvisionTenant(ctx, store.TenantSpec{ID: "acme"}); err != nil {
+	if _, err := db.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: "acme"}); err != nil {
 		t.Fatal(err)
 	}
-	key, _, err := db.CreateAPIKey(ctx, "acme", "conformance", nil)
+	key, _, err := db.Admin().CreateAPIKey(ctx, "acme", "conformance", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
