@@ -18,6 +18,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/tracekit/tracekit/sdk/go/redact"
 	"github.com/tracekit/tracekit/server/auth"
 	"github.com/tracekit/tracekit/server/store"
 )
@@ -256,7 +257,7 @@ func redactJSON(raw json.RawMessage, open byte, field, want string) ([]byte, int
 	if err := dec.Decode(&v); err != nil {
 		return nil, 0, fmt.Errorf("%s: %w", field, err)
 	}
-	v, n := Redact(v)
+	v, n := redact.Value(v)
 	b, err := json.Marshal(v)
 	return b, n, err
 }

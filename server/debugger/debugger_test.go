@@ -228,3 +228,50 @@ func TestBreakpoints_StopCapturingAtExpiryHitLimitAndDeletion(t *testing.T) {
 		}
 	})
 }
+
+// Issue 12 item 8: secrets that were stored in clear and returned by search_snapshots.
+func TestSnapshots_SecretsFoundByShapeAndNameAreNotStored(t *testing.T) {
+	storetest.Dialects(t, func(t *testing.T, db *store.DB) {
+		e := newEnv(t, db)
+		bp := e.create(map[string]any{"service": "pay", "file": "charge.go", "line": 42})
+		jwt := "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+		vars := map[string]any{
+			"card":     map[string]any{"number": "4111 1111 1111 1111", "cvc": "737", "last4": "1111"},
+			"pan":      json.Number("5500005555555559"),
+			"customer": map[string]any{"email": "alice@example.com", "national_id": "123-45-6789", "note": "ssn 078-05-1120"},
+			"session":  "sess-9f8e7d", "sid": "s%3AKqP0",
+			"privKey": "priv-material-1", "passwort": "geheim123",
+			"tokens":    []any{"tok-alpha-1", "tok-beta-2"},
+			"body":      `{"user": "bob", "password": "pw-in-json"}`,
+			"k2":        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+			"by_caller": map[string]any{jwt: 1, "AKIAIOSFODNN7EXAMPLE": 2},
+			"cache":     "redis://app:p@ss-tail@cache:6379/0",
+			"amount":    1999,
+		}
+		code, out := e.do("POST", "/v1/snapshots", e.agentKey, map[string]any{"breakpoint_id": bp, "variables": vars, "stack": []any{}})
+		if code != http.StatusCreated {
+			t.Fatalf("upload: %d %v", code, out)
+		}
+		snaps, err := db.ForTenant("acme").SearchSnapshots(context.Background(), store.SnapshotQuery{To: 1 << 62, Limit: 10})
+		if err != nil || len(snaps) != 1 {
+			t.Fatalf("stored snapshots: %v %v", snaps, err)
+		}
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, snaps[0].Variables); err != nil {
+			t.Fatal(err)
+		}
+		stored := compact.String()
+		for _, secret := range []string{"4111 1111 1111 1111", "5500005555555559", `"737"`, "alice@example.com", "123-45-6789",
+			"078-05-1120", "sess-9f8e7d", "s%3AKqP0", "priv-material-1", "geheim123", "tok-alpha-1", "tok-beta-2", "pw-in-json",
+			"wJalrXUtnFEMI", "eyJhbGci", "AKIAIOSFODNN7EXAMPLE", "ss-tail"} {
+			if strings.Contains(stored, secret) {
+				t.Errorf("%s stored in clear: %s", secret, stored)
+			}
+		}
+		for _, kept := range []string{`"last4":"1111"`, `"amount":1999`, "bob", "@cache:6379"} {
+			if !strings.Contains(stored, kept) {
+				t.Errorf("%s lost: %s", kept, stored)
+			}
+		}
+	})
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/tracekit/tracekit/sdk/go/redact"
 	"github.com/tracekit/tracekit/server/store"
 )
 
@@ -76,7 +77,7 @@ func (tl *tools) listBreakpoints(ctx context.Context, tn *store.Tenant, in listB
 
 func newBreakpointRow(b store.Breakpoint) breakpointRow {
 	r := breakpointRow{ID: b.ID, Service: b.Service, Location: fmt.Sprintf("%s:%d", b.File, b.Line),
-		Condition: capString(b.Condition), Hits: b.HitCount, HitLimit: b.HitLimit, Created: at(b.CreatedNS)}
+		Condition: capString(redact.Condition(b.Condition)), Hits: b.HitCount, HitLimit: b.HitLimit, Created: at(b.CreatedNS)}
 	if b.ExpiresNS != 0 {
 		r.Expires = at(b.ExpiresNS)
 	}

@@ -1,0 +1,3 @@
+module github.com/tracekit/tracekit/sdk/go
+
+go 1.26.8
