@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -271,6 +272,28 @@ func TestSnapshots_SecretsFoundByShapeAndNameAreNotStored(t *testing.T) {
 		for _, kept := range []string{`"last4":"1111"`, `"amount":1999`, "bob", "@cache:6379"} {
 			if !strings.Contains(stored, kept) {
 				t.Errorf("%s lost: %s", kept, stored)
+			}
+		}
+	})
+}
+
+func TestBreakpoints_LabelsAndConditionsAreChecked(t *testing.T) {
+	storetest.Dialects(t, func(t *testing.T, db *store.DB) {
+		e := newEnv(t, db)
+		bp := e.create(map[string]any{"service": "pay", "label": "checkout.total", "condition": "total > 100 && user.country == 'DE'"})
+		code, out := e.do("GET", "/v1/breakpoints?service=pay", e.agentKey, nil)
+		got := out["breakpoints"].([]any)[0].(map[string]any)
+		if code != http.StatusOK || got["id"] != bp || got["label"] != "checkout.total" || got["file"] != nil || got["line"] != nil {
+			t.Fatalf("label breakpoint as agents see it: %d %v", code, out)
+		}
+		for bad, want := range map[string]string{
+			`{"service": "pay", "file": "a.go", "line": 3, "condition": "total >"}`:    "expected a variable",
+			`{"service": "pay", "file": "a.go", "line": 3, "condition": "os.Exit(1)"}`: "unexpected '('",
+			`{"service": "pay", "file": "a.go", "line": 3, "label": "x"}`:              "not both",
+			`{"service": "pay", "condition": "a == 1"}`:                                "or label, is required",
+		} {
+			if code, out := e.do("POST", "/v1/breakpoints", e.adminKey, bad); code != http.StatusBadRequest || !strings.Contains(fmt.Sprint(out["error"]), want) {
+				t.Errorf("create %s: %d %v, want 400 saying %q", bad, code, out, want)
 			}
 		}
 	})
