@@ -18,9 +18,14 @@ run: build
 build:
 	$(GO) build -o $(BIN)/tracekit ./cmd/tracekit
 
+# Modules of their own, which the root's ./... does not enter: the Go agent SDK (applications
+# import it without the server) and the example application.
+MODULES := sdk/go examples/shop
+
 ## test: every test, against the real PostgreSQL, a real kube-apiserver (envtest), helm, Dex and Chromium
 test: chart-test-deps test-deps lint
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO) test -count=1 ./...
+	for m in $(MODULES); do (cd $$m && $(GO) test -count=1 ./...) || exit 1; done
 
 TSCLIENT := server/oauth/testdata/tsclient
 
@@ -33,10 +38,11 @@ test-deps: $(TSCLIENT)/node_modules/.package-lock.json
 $(TSCLIENT)/node_modules/.package-lock.json: $(TSCLIENT)/package.json $(TSCLIENT)/package-lock.json
 	npm ci --prefix $(TSCLIENT) --no-audit --no-fund
 
-## lint: gofmt and go vet must be clean
+## lint: gofmt and go vet must be clean (every module)
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	for m in $(MODULES); do (cd $$m && $(GO) vet ./...) || exit 1; done
 
 ## bench-ingest: durable OTLP ingest throughput and RSS against PostgreSQL (see docs/benchmarks.md)
 bench-ingest: build
