@@ -40,9 +40,10 @@ var tracer = otel.Tracer("github.com/tracekit/tracekit/examples/shop")
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8090", "listen address")
-	load := flag.Duration("load", 0, "also send itself traffic for this long (e.g. 2m), with a slow, failing minute in the middle")
+	load := flag.Duration("load", 0, "also send itself traffic for this long (e.g. 3m), slow and failing in its middle third")
+	history := flag.Duration("history", 0, "first send this much backdated traffic (e.g. 3h) ending in a 30-minute incident, so anomalies and root causes have a baseline")
 	flag.Parse()
-	if err := run(*addr, *load); err != nil {
+	if err := run(*addr, *load, *history); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -61,7 +62,7 @@ func config() (endpoint, key string, err error) {
 	return endpoint, key, nil
 }
 
-func run(addr string, load time.Duration) error {
+func run(addr string, load, history time.Duration) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	endpoint, key, err := config()
@@ -73,6 +74,9 @@ func run(addr string, load time.Duration) error {
 		return err
 	}
 	defer shutdown()
+	if history > 0 {
+		backfill(ctx, history)
+	}
 	agent, err := debugger.Start(debugger.Config{Service: service, Endpoint: endpoint, APIKey: key, PollInterval: pollInterval()})
 	if err != nil {
 		return err
@@ -91,8 +95,9 @@ func run(addr string, load time.Duration) error {
 	if err != nil {
 		return err
 	}
+	// Span names as the HTTP conventions want them: the method and the route ("GET /checkout").
 	srv := &http.Server{Handler: otelhttp.NewHandler(mux, "shop", otelhttp.WithSpanNameFormatter(
-		func(_ string, r *http.Request) string { return r.Method + " " + r.Pattern }))}
+		func(_ string, r *http.Request) string { return r.Pattern }))}
 	go func() {
 		<-ctx.Done()
 		srv.Shutdown(context.Background())
@@ -128,7 +133,9 @@ func setupTracing(ctx context.Context, endpoint, key string) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(time.Second)), sdktrace.WithResource(res))
+	// Blocking: the backfill makes spans faster than they are exported, and none should be dropped.
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(time.Second), sdktrace.WithBlocking()),
+		sdktrace.WithResource(res))
 	otel.SetTracerProvider(tp)
 	otel.SetTextMapPropagator(propagation.TraceContext{})
 	return func() {
@@ -272,4 +279,50 @@ func sendLoad(ctx context.Context, s *shop, base string, d time.Duration) {
 			}
 		}()
 	}
+}
+
+// backfill sends d of checkouts that already happened, ten a minute up to a minute ago, with the
+// same spans as live requests; in the last 30 minutes a third of them wait 800 ms for a locked
+// database and fail.
+func backfill(ctx context.Context, d time.Duration) {
+	end := time.Now().Add(-time.Minute)
+	incident := end.Add(-30 * time.Minute)
+	r := rand.New(rand.NewPCG(1, 2))
+	n := 0
+	for at := end.Add(-d); at.Before(end); at = at.Add(6 * time.Second) {
+		pastCheckout(ctx, at, at.After(incident) && r.IntN(3) == 0, r)
+		n++
+	}
+	fmt.Printf("sent %d backdated checkouts (%s, the last 30 minutes failing)\n", n, d)
+}
+
+func pastCheckout(ctx context.Context, at time.Time, fail bool, r *rand.Rand) {
+	ctx, root := tracer.Start(ctx, "GET /checkout", trace.WithTimestamp(at), trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("http.request.method", "GET"), attribute.String("http.route", "/checkout")))
+	dbEnd := at.Add(time.Duration(1+r.IntN(4)) * time.Millisecond)
+	if fail {
+		dbEnd = at.Add(800 * time.Millisecond)
+	}
+	_, db := tracer.Start(ctx, "SELECT products", trace.WithTimestamp(at), trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
+		attribute.String("db.system.name", "sqlite"), attribute.String("db.query.text", productQuery),
+		attribute.String("db.collection.name", "products")))
+	end := dbEnd
+	if fail {
+		err := errors.New("database is locked (SQLITE_BUSY)")
+		db.RecordError(err, trace.WithTimestamp(dbEnd))
+		db.SetStatus(codes.Error, err.Error())
+		root.RecordError(err, trace.WithTimestamp(dbEnd))
+		root.SetStatus(codes.Error, err.Error())
+		root.SetAttributes(attribute.Int("http.response.status_code", 500))
+	} else {
+		_, llm := tracer.Start(ctx, "chat gpt-4o-mini", trace.WithTimestamp(dbEnd), trace.WithSpanKind(trace.SpanKindClient))
+		end = dbEnd.Add(time.Duration(30+r.IntN(60)) * time.Millisecond)
+		llm.SetAttributes(attribute.String("gen_ai.operation.name", "chat"), attribute.String("gen_ai.provider.name", "openai"),
+			attribute.String("gen_ai.request.model", "gpt-4o-mini"), attribute.String("gen_ai.response.model", "gpt-4o-mini"),
+			attribute.Int64("gen_ai.usage.input_tokens", int64(220+40*r.IntN(4))), attribute.Int64("gen_ai.usage.output_tokens", int64(40+r.IntN(60))))
+		llm.End(trace.WithTimestamp(end))
+		root.SetAttributes(attribute.Int("http.response.status_code", 200))
+	}
+	db.End(trace.WithTimestamp(dbEnd))
+	root.End(trace.WithTimestamp(end.Add(time.Millisecond)))
 }

@@ -163,7 +163,7 @@ func TestShop_BreakpointFromTheCLICapturesTheRequestsVariablesLinkedToItsTrace(t
 			b, _ := json.Marshal(res.StructuredContent)
 			json.Unmarshal(b, &detail)
 			names = fmt.Sprint(detail.Waterfall)
-			if strings.Contains(names, "SELECT products") && strings.Contains(names, "chat gpt-4o-mini") && strings.Contains(names, "GET /checkout") {
+			if strings.Contains(names, "SELECT products") && strings.Contains(names, "chat gpt-4o-mini") && strings.Contains(names, "{GET /checkout}") {
 				break
 			}
 		}
