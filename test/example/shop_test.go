@@ -150,6 +150,50 @@ func TestShop_BreakpointFromTheCLICapturesTheRequestsVariablesLinkedToItsTrace(t
 		}
 	}
 
+	// A file:line breakpoint on the same call, as a person reading the source would set it.
+	src, err := os.ReadFile("../../examples/shop/main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _, _ := strings.Cut(string(src), `debugger.Capture(ctx, "checkout.total"`)
+	at := fmt.Sprintf("shop/main.go:%d", strings.Count(before, "\n")+1)
+	out, err = exec.Command(tracekit, "breakpoint", "create", "--database-url", dsn, "--tenant", "acme", "--service", "shop",
+		"--hit-limit", "1", at).Output()
+	if err != nil {
+		t.Fatalf("tracekit breakpoint create %s: %v %s", at, err, out)
+	}
+	lineBP := strings.TrimSpace(string(out))
+	var lineSnaps struct {
+		Snapshots []snapshot `json:"snapshots"`
+		Total     int        `json:"total"`
+	}
+	for deadline := time.Now().Add(30 * time.Second); lineSnaps.Total == 0; time.Sleep(300 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no capture at %s", at)
+		}
+		resp, err := http.Get(shopURL + "/checkout?items=1&user=chen")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		callTool(t, s, "search_snapshots", map[string]any{"breakpoint_id": lineBP}, &lineSnaps)
+	}
+	// Hit limits hold: the label breakpoint stops at 3 however often alice checks out.
+	for range 6 {
+		resp, err := http.Get(shopURL + "/checkout?items=3&user=alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	time.Sleep(time.Second) // uploads are sent in the background
+	var all struct {
+		Total int `json:"total"`
+	}
+	if callTool(t, s, "search_snapshots", map[string]any{"breakpoint_id": bp}, &all); all.Total != 3 {
+		t.Errorf("%d captures of a breakpoint with hit limit 3", all.Total)
+	}
+
 	// The trace the snapshot points to arrived with its database and model-call spans.
 	var detail struct {
 		Waterfall []struct {
