@@ -40,8 +40,8 @@ var tracer = otel.Tracer("github.com/tracekit/tracekit/examples/shop")
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8090", "listen address")
-	load := flag.Duration("load", 0, "also send itself traffic for this long (e.g. 3m), slow and failing in its middle third")
-	history := flag.Duration("history", 0, "first send this much backdated traffic (e.g. 3h) ending in a 30-minute incident, so anomalies and root causes have a baseline")
+	load := flag.Duration("load", 0, "also send itself traffic for this long (e.g. 10m), slow and failing from a fifth to half of it")
+	history := flag.Duration("history", 0, "first send this much backdated, healthy traffic (e.g. 3h): the baseline anomalies are judged against")
 	flag.Parse()
 	if err := run(*addr, *load, *history); err != nil {
 		log.Fatal(err)
@@ -249,8 +249,10 @@ func recommend(ctx context.Context, cart []product) string {
 	return fmt.Sprintf("customers who bought %s also bought socks", cart[0].SKU)
 }
 
-// sendLoad requests /checkout about ten times a second for d; during the middle third the database
-// is slow and failing, which gives the metrics, alerts, anomalies and root-cause tools an incident.
+// sendLoad requests /checkout about ten times a second for d; from a fifth to half of d the
+// database is slow and failing, which gives the metrics, anomaly and root-cause tools an incident
+// that ends early enough for the analysis (15-minute windows, judged 2 minutes after they end, while
+// traffic goes on) to reach it.
 func sendLoad(ctx context.Context, s *shop, base string, d time.Duration) {
 	start := time.Now()
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -267,7 +269,7 @@ func sendLoad(ctx context.Context, s *shop, base string, d time.Duration) {
 			fmt.Println("load finished")
 			return
 		}
-		if el > d/3 && el < 2*d/3 && i%3 == 0 {
+		if el > d/5 && el < d/2 && i%3 == 0 {
 			s.slow.Store(int64(800 * time.Millisecond))
 		} else {
 			s.slow.Store(0)
@@ -281,48 +283,33 @@ func sendLoad(ctx context.Context, s *shop, base string, d time.Duration) {
 	}
 }
 
-// backfill sends d of checkouts that already happened, ten a minute up to a minute ago, with the
-// same spans as live requests; in the last 30 minutes a third of them wait 800 ms for a locked
-// database and fail.
+// backfill sends d of healthy checkouts that already happened, ten a minute up to a minute ago,
+// with the same spans as live requests.
 func backfill(ctx context.Context, d time.Duration) {
 	end := time.Now().Add(-time.Minute)
-	incident := end.Add(-30 * time.Minute)
 	r := rand.New(rand.NewPCG(1, 2))
 	n := 0
 	for at := end.Add(-d); at.Before(end); at = at.Add(6 * time.Second) {
-		pastCheckout(ctx, at, at.After(incident) && r.IntN(3) == 0, r)
+		pastCheckout(ctx, at, r)
 		n++
 	}
-	fmt.Printf("sent %d backdated checkouts (%s, the last 30 minutes failing)\n", n, d)
+	fmt.Printf("sent %d backdated checkouts (%s)\n", n, d)
 }
 
-func pastCheckout(ctx context.Context, at time.Time, fail bool, r *rand.Rand) {
+func pastCheckout(ctx context.Context, at time.Time, r *rand.Rand) {
 	ctx, root := tracer.Start(ctx, "GET /checkout", trace.WithTimestamp(at), trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(attribute.String("http.request.method", "GET"), attribute.String("http.route", "/checkout")))
+		trace.WithAttributes(attribute.String("http.request.method", "GET"), attribute.String("http.route", "/checkout"),
+			attribute.Int("http.response.status_code", 200)))
 	dbEnd := at.Add(time.Duration(1+r.IntN(4)) * time.Millisecond)
-	if fail {
-		dbEnd = at.Add(800 * time.Millisecond)
-	}
 	_, db := tracer.Start(ctx, "SELECT products", trace.WithTimestamp(at), trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
 		attribute.String("db.system.name", "sqlite"), attribute.String("db.query.text", productQuery),
 		attribute.String("db.collection.name", "products")))
-	end := dbEnd
-	if fail {
-		err := errors.New("database is locked (SQLITE_BUSY)")
-		db.RecordError(err, trace.WithTimestamp(dbEnd))
-		db.SetStatus(codes.Error, err.Error())
-		root.RecordError(err, trace.WithTimestamp(dbEnd))
-		root.SetStatus(codes.Error, err.Error())
-		root.SetAttributes(attribute.Int("http.response.status_code", 500))
-	} else {
-		_, llm := tracer.Start(ctx, "chat gpt-4o-mini", trace.WithTimestamp(dbEnd), trace.WithSpanKind(trace.SpanKindClient))
-		end = dbEnd.Add(time.Duration(30+r.IntN(60)) * time.Millisecond)
-		llm.SetAttributes(attribute.String("gen_ai.operation.name", "chat"), attribute.String("gen_ai.provider.name", "openai"),
-			attribute.String("gen_ai.request.model", "gpt-4o-mini"), attribute.String("gen_ai.response.model", "gpt-4o-mini"),
-			attribute.Int64("gen_ai.usage.input_tokens", int64(220+40*r.IntN(4))), attribute.Int64("gen_ai.usage.output_tokens", int64(40+r.IntN(60))))
-		llm.End(trace.WithTimestamp(end))
-		root.SetAttributes(attribute.Int("http.response.status_code", 200))
-	}
 	db.End(trace.WithTimestamp(dbEnd))
+	_, llm := tracer.Start(ctx, "chat gpt-4o-mini", trace.WithTimestamp(dbEnd), trace.WithSpanKind(trace.SpanKindClient))
+	end := dbEnd.Add(time.Duration(30+r.IntN(60)) * time.Millisecond)
+	llm.SetAttributes(attribute.String("gen_ai.operation.name", "chat"), attribute.String("gen_ai.provider.name", "openai"),
+		attribute.String("gen_ai.request.model", "gpt-4o-mini"), attribute.String("gen_ai.response.model", "gpt-4o-mini"),
+		attribute.Int64("gen_ai.usage.input_tokens", int64(220+40*r.IntN(4))), attribute.Int64("gen_ai.usage.output_tokens", int64(40+r.IntN(60))))
+	llm.End(trace.WithTimestamp(end))
 	root.End(trace.WithTimestamp(end.Add(time.Millisecond)))
 }

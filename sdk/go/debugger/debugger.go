@@ -370,6 +370,9 @@ func (a *Agent) pollLoop(ctx context.Context) {
 	failures := 0
 	for {
 		interval, err := a.poll(ctx)
+		if ctx.Err() != nil {
+			return // closed
+		}
 		if a.cfg.PollInterval > 0 {
 			interval = a.cfg.PollInterval
 		}
