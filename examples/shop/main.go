@@ -40,7 +40,7 @@ var tracer = otel.Tracer("github.com/tracekit/tracekit/examples/shop")
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8090", "listen address")
-	load := flag.Duration("load", 0, "also send itself traffic for this long (e.g. 10m), slow and failing from a fifth to half of it")
+	load := flag.Duration("load", 0, "also send itself two requests a second for this long (e.g. 10m), slow and failing from a fifth to three fifths of it")
 	history := flag.Duration("history", 0, "first send this much backdated, healthy traffic (e.g. 3h): the baseline anomalies are judged against")
 	flag.Parse()
 	if err := run(*addr, *load, *history); err != nil {
@@ -147,7 +147,7 @@ func setupTracing(ctx context.Context, endpoint, key string) (func(), error) {
 
 type shop struct {
 	db   *sql.DB
-	slow atomic.Int64 // nanoseconds of database latency before failing, set during the load's incident
+	slow atomic.Int64 // nanoseconds each query waits during the load's incident, when half of them fail
 }
 
 type product struct {
@@ -213,8 +213,9 @@ func (s *shop) products(ctx context.Context, n int) ([]product, error) {
 		attribute.String("db.system.name", "sqlite"), attribute.String("db.query.text", productQuery),
 		attribute.String("db.collection.name", "products")))
 	defer span.End()
-	if slow := time.Duration(s.slow.Load()); slow > 0 {
-		time.Sleep(slow)
+	slow := time.Duration(s.slow.Load())
+	time.Sleep(slow)
+	if slow > 0 && rand.IntN(2) == 0 {
 		err := errors.New("database is locked (SQLITE_BUSY)")
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
@@ -249,13 +250,16 @@ func recommend(ctx context.Context, cart []product) string {
 	return fmt.Sprintf("customers who bought %s also bought socks", cart[0].SKU)
 }
 
-// sendLoad requests /checkout about ten times a second for d; from a fifth to half of d the
-// database is slow and failing, which gives the metrics, anomaly and root-cause tools an incident
-// that ends early enough for the analysis (15-minute windows, judged 2 minutes after they end, while
-// traffic goes on) to reach it.
+// loadEvery is the pace of -load and -history.
+const loadEvery = 500 * time.Millisecond
+
+// sendLoad requests /checkout two times a second for d; from a fifth to three fifths of d the
+// database is locked: every checkout waits 800 ms and half of them fail. The incident ends early
+// enough for the analysis (15-minute windows, judged 2 minutes after they end, while traffic goes
+// on) to reach it.
 func sendLoad(ctx context.Context, s *shop, base string, d time.Duration) {
 	start := time.Now()
-	tick := time.NewTicker(100 * time.Millisecond)
+	tick := time.NewTicker(loadEvery)
 	defer tick.Stop()
 	users := []string{"alice", "bob", "chen", "dara"}
 	for i := 0; ; i++ {
@@ -269,10 +273,9 @@ func sendLoad(ctx context.Context, s *shop, base string, d time.Duration) {
 			fmt.Println("load finished")
 			return
 		}
-		if el > d/5 && el < d/2 && i%3 == 0 {
+		s.slow.Store(0)
+		if el > d/5 && el < 3*d/5 {
 			s.slow.Store(int64(800 * time.Millisecond))
-		} else {
-			s.slow.Store(0)
 		}
 		go func() {
 			resp, err := http.Get(fmt.Sprintf("%s/checkout?user=%s&items=%d", base, users[i%len(users)], 1+i%5))
@@ -283,13 +286,13 @@ func sendLoad(ctx context.Context, s *shop, base string, d time.Duration) {
 	}
 }
 
-// backfill sends d of healthy checkouts that already happened, ten a minute up to a minute ago,
-// with the same spans as live requests.
+// backfill sends d of healthy checkouts that already happened, two a second (the rate of -load)
+// up to a minute ago, with the same spans as live requests.
 func backfill(ctx context.Context, d time.Duration) {
 	end := time.Now().Add(-time.Minute)
 	r := rand.New(rand.NewPCG(1, 2))
 	n := 0
-	for at := end.Add(-d); at.Before(end); at = at.Add(6 * time.Second) {
+	for at := end.Add(-d); at.Before(end); at = at.Add(loadEvery) {
 		pastCheckout(ctx, at, r)
 		n++
 	}

@@ -94,6 +94,8 @@ func Start(cfg Config) (*Agent, error) {
 		return nil, errors.New("debugger: Endpoint is required (or $TRACEKIT_ENDPOINT), e.g. http://127.0.0.1:8080")
 	case cfg.APIKey == "":
 		return nil, errors.New("debugger: APIKey is required (or $TRACEKIT_API_KEY): a TraceKit API key with the ingest scope")
+	case strings.ContainsAny(cfg.APIKey, " \t\r\n"):
+		return nil, errors.New("debugger: APIKey contains white space: give the key alone (tk_…), without a newline or a \"Bearer\" prefix")
 	}
 	if u, err := url.Parse(cfg.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("debugger: Endpoint %q: want http(s)://host[:port]", cfg.Endpoint)

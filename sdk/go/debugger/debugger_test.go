@@ -212,7 +212,8 @@ func TestStart_HonoursThePollIntervalAndRefusesAnIncompleteConfig(t *testing.T) 
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	for _, cfg := range []debugger.Config{{Endpoint: f.URL, APIKey: "k"}, {Service: "s", APIKey: "k", Endpoint: "localhost:8080"}} {
+	for _, cfg := range []debugger.Config{{Endpoint: f.URL, APIKey: "k"}, {Service: "s", APIKey: "k", Endpoint: "localhost:8080"},
+		{Service: "s", Endpoint: f.URL, APIKey: "tk_a\nAPI key: tk_b"}} {
 		t.Setenv("OTEL_SERVICE_NAME", "")
 		t.Setenv("TRACEKIT_ENDPOINT", "")
 		t.Setenv("TRACEKIT_API_KEY", "")
