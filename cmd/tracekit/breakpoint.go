@@ -28,7 +28,7 @@ operations are available over HTTP with an API key that has the write scope.`
 
 func runBreakpoint(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return errors.New("missing subcommand\n" + breakpointUsage)
+		return fmt.Errorf("missing subcommand\n%s", breakpointUsage)
 	}
 	sub := args[0]
 	fs := flag.NewFlagSet("breakpoint "+sub, flag.ContinueOnError)
@@ -60,7 +60,7 @@ func runBreakpoint(ctx context.Context, args []string) error {
 				return err
 			}
 		default:
-			return errors.New("create needs the location as <file>:<line>, or --label NAME\n" + breakpointUsage)
+			return fmt.Errorf("create needs the location as <file>:<line>, or --label NAME\n%s", breakpointUsage)
 		}
 		b, err := debugger.NewBreakpoint(debugger.Spec{Service: *service, File: file, Line: line, Label: *label,
 			Condition: *condition, HitLimit: hitLimit, ExpiresIn: expires.String()}, now)
@@ -101,7 +101,7 @@ func runBreakpoint(ctx context.Context, args []string) error {
 		return w.Flush()
 	case "delete":
 		if fs.NArg() != 1 {
-			return errors.New("delete needs the breakpoint id (see 'tracekit breakpoint list')\n" + breakpointUsage)
+			return fmt.Errorf("delete needs the breakpoint id (see 'tracekit breakpoint list')\n%s", breakpointUsage)
 		}
 		if err := t.DeleteBreakpoint(ctx, fs.Arg(0), now.UnixNano()); err != nil {
 			if errors.Is(err, store.ErrNotFound) {

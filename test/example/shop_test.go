@@ -60,10 +60,10 @@ func TestShop_BreakpointFromTheCLICapturesTheRequestsVariablesLinkedToItsTrace(t
 	ctx := context.Background()
 	dsn := storetest.PostgresDSN(t)
 	db := storetest.Open(t, dsn)
-	if _, err := db.ProvisionTenant(ctx, store.TenantSpec{ID: "acme"}); err != nil {
+	if _, err := db.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: "acme"}); err != nil {
 		t.Fatal(err)
 	}
-	key, _, err := db.CreateAPIKey(ctx, "acme", "shop", nil)
+	key, _, err := db.Admin().CreateAPIKey(ctx, "acme", "shop", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
