@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 )
 
@@ -146,4 +148,26 @@ func NewCallback(t testing.TB) *Callback {
 	t.Cleanup(srv.Close)
 	cb.URL = srv.URL + "/callback"
 	return cb
+}
+
+// Visit opens u, lets it run for wait (a page that submits a form or loads frames), and returns the
+// text of the page the browser ends on and the URL each child frame committed: a frame whose page
+// refused to be framed commits Chromium's error page instead.
+func (b *Browser) Visit(u string, wait time.Duration) (text string, frames []string, err error) {
+	ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Navigate(u), chromedp.Sleep(wait)); err != nil {
+		return "", nil, err
+	}
+	if text, err = chromedp.Run(ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`)); err != nil {
+		return "", nil, err
+	}
+	tree, err := chromedp.Call(ctx, page.GetFrameTree, cdp.Empty{})
+	if err != nil {
+		return "", nil, err
+	}
+	for _, f := range tree.FrameTree.ChildFrames {
+		frames = append(frames, f.Frame.URL)
+	}
+	return text, frames, nil
 }

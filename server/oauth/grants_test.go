@@ -2,12 +2,16 @@ package oauth_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tracekit/tracekit/internal/browsertest"
 )
 
 // grantClient is one sign-in (grant) of a registered client, as a client keeps it.
@@ -294,5 +298,42 @@ func TestREST_OAuthTokensKeepTheirToolGroups(t *testing.T) {
 		if res, body := do(t, req); res.StatusCode != c.want {
 			t.Errorf("GET /v1/breakpoints with %v: %d %s", c.tools, res.StatusCode, body)
 		}
+	}
+}
+
+// Issue 13, item 5 in Chromium: a page of another site can neither frame the API-key page nor submit
+// its form, even with the right key.
+func TestAPIKeyPage_InChromiumAnotherSiteCannotFrameOrSubmitIt(t *testing.T) {
+	b := browsertest.New(t)
+	e := newEnv(t, envOptions{}, "acme")
+	tn := e.tenants["acme"]
+	redirect := "http://127.0.0.1:7777/callback"
+	page, _ := e.loginPage(t, tn, authorizeQuery(e.registerClient(t, tn, redirect), redirect, newPKCE()))
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		if r.URL.Path == "/frame" {
+			fmt.Fprintf(w, `<!DOCTYPE html><p>Win a prize</p><iframe src=%q width="600" height="400"></iframe>`, page)
+			return
+		}
+		fmt.Fprintf(w, `<!DOCTYPE html><form method="post" action=%q><input name="login" value="api-key">`+
+			`<input name="password" value=%q><input name="tools" value="traces"></form><script>document.forms[0].submit()</script>`, page, tn.key)
+	}))
+	defer evil.Close()
+	// localhost and 127.0.0.1 are different sites.
+	evilURL := strings.Replace(evil.URL, "127.0.0.1", "localhost", 1)
+
+	_, frames, err := b.Visit(evilURL+"/frame", 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(frames) != 1 || frames[0] == page {
+		t.Errorf("the API-key page in another site's frame: frames %q", frames)
+	}
+	text, _, err := b.Visit(evilURL+"/post", 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text, "sent from another site") {
+		t.Errorf("another site's post of the form, with the right key, ends on: %q", text)
 	}
 }
