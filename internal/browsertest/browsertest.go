@@ -38,6 +38,13 @@ func RequireTool(t testing.TB, name string, paths ...string) string {
 	return ""
 }
 
+// SameProcessFrames keeps frames of other sites in their page's process, where the page's frame tree
+// shows them (site isolation would move them out of it).
+var SameProcessFrames = []chromedp.ExecAllocatorOption{
+	chromedp.Flag("disable-site-isolation-trials", true),
+	chromedp.Flag("disable-features", "IsolateOrigins,site-per-process"),
+}
+
 // Browser is a headless Chromium, the user's browser in the sign-in flow.
 type Browser struct{ ctx context.Context }
 
@@ -151,8 +158,9 @@ func NewCallback(t testing.TB) *Callback {
 }
 
 // Visit opens u, lets it run for wait (a page that submits a form or loads frames), and returns the
-// text of the page the browser ends on and the URL each child frame committed: a frame whose page
-// refused to be framed commits Chromium's error page instead.
+// text of the page the browser ends on and the URL each child frame committed, or "unreachable <URL>"
+// for a frame whose page did not load, for instance because it refused to be framed. Child frames of
+// other sites are listed only in a browser started with SameProcessFrames.
 func (b *Browser) Visit(u string, wait time.Duration) (text string, frames []string, err error) {
 	ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
 	defer cancel()
@@ -167,6 +175,10 @@ func (b *Browser) Visit(u string, wait time.Duration) (text string, frames []str
 		return "", nil, err
 	}
 	for _, f := range tree.FrameTree.ChildFrames {
+		if f.Frame.UnreachableURL != "" {
+			frames = append(frames, "unreachable "+f.Frame.UnreachableURL)
+			continue
+		}
 		frames = append(frames, f.Frame.URL)
 	}
 	return text, frames, nil

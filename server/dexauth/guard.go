@@ -115,16 +115,16 @@ func (g *guard) authorizationRefusal(r *http.Request) string {
 	return ""
 }
 
-// crossSite reports whether a form post comes from another site, by the browser's Sec-Fetch-Site or
-// Origin header: a page elsewhere must not be able to submit the API-key form.
+// crossSite reports whether a form post comes from another site: a page elsewhere must not be able to
+// submit the API-key form. Browsers send Sec-Fetch-Site, which pages cannot set; those that do not are
+// judged by Origin. The API-key page's own post may carry Origin "null": the page is reached through
+// redirects from the tenant's URL, and Chromium then sends no origin.
 func (g *guard) crossSite(r *http.Request) bool {
-	switch r.Header.Get("Sec-Fetch-Site") {
-	case "", "same-origin", "none":
-	default:
-		return true
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
+		return site != "same-origin" && site != "none"
 	}
 	origin := r.Header.Get("Origin")
-	return origin != "" && origin != g.issuerOrigin
+	return origin != "" && origin != "null" && origin != g.issuerOrigin
 }
 
 func (g *guard) passwordLogin(w http.ResponseWriter, r *http.Request) {
