@@ -6,9 +6,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"encoding/base64"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -168,83 +165,6 @@ func (rc *receiver) readBody(r *http.Request, buf *bytes.Buffer) error {
 	}
 	if n > rc.cfg.MaxBodyBytes {
 		return errTooLarge
-	}
-	return nil
-}
-
-func decode(enc encoding, body []byte, req *collectorpb.ExportTraceServiceRequest) error {
-	if enc == encProto {
-		if err := proto.Unmarshal(body, req); err != nil {
-			return fmt.Errorf("body is not a valid OTLP ExportTraceServiceRequest protobuf: %v", err)
-		}
-		return nil
-	}
-	fixed, err := hexIDsToBase64(body)
-	if err != nil {
-		return fmt.Errorf("body is not valid OTLP JSON: %v", err)
-	}
-	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(fixed, req); err != nil {
-		return fmt.Errorf("body is not a valid OTLP ExportTraceServiceRequest in JSON: %v", err)
-	}
-	return nil
-}
-
-// hexIDsToBase64 rewrites trace and span ids from OTLP/JSON's hex form to the base64 that
-// protojson expects for bytes fields (OTLP/JSON deviates from the proto3 JSON mapping there).
-func hexIDsToBase64(body []byte) ([]byte, error) {
-	var doc map[string]any
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if err := dec.Decode(&doc); err != nil {
-		return nil, err
-	}
-	for _, rs := range list(doc, "resourceSpans", "resource_spans") {
-		for _, ss := range list(rs, "scopeSpans", "scope_spans") {
-			for _, sp := range list(ss, "spans") {
-				if err := fixIDs(sp); err != nil {
-					return nil, err
-				}
-				for _, l := range list(sp, "links") {
-					if err := fixIDs(l); err != nil {
-						return nil, err
-					}
-				}
-			}
-		}
-	}
-	return json.Marshal(doc)
-}
-
-func list(v any, keys ...string) []map[string]any {
-	m, ok := v.(map[string]any)
-	if !ok {
-		return nil
-	}
-	for _, k := range keys {
-		if arr, ok := m[k].([]any); ok {
-			out := make([]map[string]any, 0, len(arr))
-			for _, e := range arr {
-				if em, ok := e.(map[string]any); ok {
-					out = append(out, em)
-				}
-			}
-			return out
-		}
-	}
-	return nil
-}
-
-func fixIDs(m map[string]any) error {
-	for _, k := range []string{"traceId", "trace_id", "spanId", "span_id", "parentSpanId", "parent_span_id"} {
-		s, ok := m[k].(string)
-		if !ok || s == "" {
-			continue
-		}
-		raw, err := hex.DecodeString(s)
-		if err != nil {
-			return fmt.Errorf("%s %q is not hex-encoded", k, s)
-		}
-		m[k] = base64.StdEncoding.EncodeToString(raw)
 	}
 	return nil
 }
