@@ -7,6 +7,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -73,10 +74,11 @@ func run(bin, admin string, clients, batch int, dur time.Duration) error {
 	defer srv.Process.Kill()
 	url := base + "/v1/traces"
 
-	bodies := make([][]byte, 64)
+	bodies := make([]body, 64)
 	for i := range bodies {
-		bodies[i], _ = proto.Marshal(request(batch, uint64(i)))
+		bodies[i] = marshal(request(batch, uint64(i)))
 	}
+	var seq atomic.Uint64
 	var (
 		spans   atomic.Int64
 		failed  atomic.Int64
@@ -107,7 +109,9 @@ func run(bin, admin string, clients, batch int, dur time.Duration) error {
 			defer wg.Done()
 			var local []time.Duration
 			for i := c; time.Now().Before(deadline); i += clients {
-				req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(bodies[i%len(bodies)]))
+				// Every request carries new trace ids: the server stores a span once, so resending the
+				// same bodies would measure only how fast it skips duplicates.
+				req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(bodies[i%len(bodies)].withTraceIDs(seq.Add(1))))
 				req.Header.Set("Content-Type", "application/x-protobuf")
 				req.Header.Set("Authorization", "Bearer "+key)
 				t0 := time.Now()
@@ -144,6 +148,34 @@ func run(bin, admin string, clients, batch int, dur time.Duration) error {
 	fmt.Printf("request latency: p50 %s, p99 %s\n", pct(0.5).Round(time.Millisecond), pct(0.99).Round(time.Millisecond))
 	fmt.Printf("server peak RSS: %d MB\n", peakRSS.Load()/1024)
 	return nil
+}
+
+// body is a marshaled request and where its trace ids are, so that each send can make them new.
+type body struct {
+	b      []byte
+	traces []int // offsets of the 16-byte trace ids
+}
+
+func marshal(req *collectorpb.ExportTraceServiceRequest) body {
+	b, _ := proto.Marshal(req)
+	out := body{b: b}
+	for _, rs := range req.ResourceSpans {
+		for _, sp := range rs.ScopeSpans[0].Spans {
+			if off := bytes.Index(b, sp.TraceId); off >= 0 {
+				out.traces = append(out.traces, off)
+			}
+		}
+	}
+	return out
+}
+
+// withTraceIDs copies the body with the first 8 bytes of every trace id replaced by seq.
+func (b body) withTraceIDs(seq uint64) []byte {
+	buf := append([]byte(nil), b.b...)
+	for _, off := range b.traces {
+		binary.BigEndian.PutUint64(buf[off:], seq)
+	}
+	return buf
 }
 
 // request is a batch shaped like real traffic: traces of 10 spans across 3 services, with
