@@ -23,10 +23,17 @@ type Config struct {
 	// MaxInFlight caps batches being decoded and written at once (default 8); it bounds memory and
 	// database connections.
 	MaxInFlight int
-	// QueueTimeout is how long a request waits for a slot before 429 (default 5 s).
+	// QueueTimeout is how long a request waits for a slot, or for room in the memory budget, before
+	// 429 (default 5 s).
 	QueueTimeout time.Duration
-	Logger       *slog.Logger
-	Registry     prometheus.Registerer
+	// MaxBufferedBytes caps the request bytes OTLP/HTTP holds in memory at once: bodies being read and
+	// what decoding them costs (default 128 MiB). Bodies are read before a write slot is taken, each
+	// reserving room as its bytes arrive, so a slow sender holds only what it has sent.
+	MaxBufferedBytes int64
+	// BodyTimeout is how long a sender may take to send a request body (default 30 s); slower gets 408.
+	BodyTimeout time.Duration
+	Logger      *slog.Logger
+	Registry    prometheus.Registerer
 }
 
 // Ingester is the transport-independent core of trace ingest: admission (write slots) and Export,
@@ -49,6 +56,12 @@ func New(cfg Config) *Ingester {
 	}
 	if cfg.QueueTimeout == 0 {
 		cfg.QueueTimeout = 5 * time.Second
+	}
+	if cfg.MaxBufferedBytes == 0 {
+		cfg.MaxBufferedBytes = 128 << 20
+	}
+	if cfg.BodyTimeout == 0 {
+		cfg.BodyTimeout = 30 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
