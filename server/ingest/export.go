@@ -86,7 +86,7 @@ var (
 	ErrBusy = errors.New("the server is busy writing other batches; retry after a short delay")
 	// ErrUnavailable: the database did not store the batch and nothing of it was kept; retry later
 	// (HTTP 503, gRPC UNAVAILABLE).
-	ErrUnavailable = errors.New("storage is unavailable, nothing from this request was kept; retry after a short delay")
+	ErrUnavailable = errors.New("database unavailable: nothing from this request was kept; retry after a short delay")
 )
 
 // Result is what Export stored and what it refused. Rejected spans are the sender's problem (bad

@@ -78,7 +78,7 @@ func (rc *receiver) export(c *gin.Context) {
 		if errors.Is(err, auth.ErrNoCredentials) || errors.Is(err, auth.ErrInvalidCredentials) {
 			rc.fail(c, enc, http.StatusUnauthorized, codes.Unauthenticated, err.Error())
 		} else {
-			rc.cfg.Logger.Error("ingest authentication failed", "err", err)
+			rc.cfg.Logger.Error("ingest authentication failed", "err", err, "cause", errors.Unwrap(err))
 			rc.unavailable(c, enc)
 		}
 		return
@@ -256,7 +256,7 @@ func (rc *receiver) tooLarge(c *gin.Context, enc encoding) {
 
 func (rc *receiver) unavailable(c *gin.Context, enc encoding) {
 	c.Header("Retry-After", "2")
-	rc.fail(c, enc, http.StatusServiceUnavailable, codes.Unavailable, "storage is unavailable, nothing from this request was kept; retry after the delay in Retry-After")
+	rc.fail(c, enc, http.StatusServiceUnavailable, codes.Unavailable, "database unavailable: nothing from this request was kept; retry after the delay in Retry-After")
 }
 
 func (rc *receiver) fail(c *gin.Context, enc encoding, status int, code codes.Code, msg string) {
