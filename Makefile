@@ -8,7 +8,7 @@ BIN := $(CURDIR)/bin
 include hack/tools.mk
 include hack/chart.mk
 
-.PHONY: run build test test-deps lint bench-ingest smoke-mcp clean help
+.PHONY: run build test test-deps lint fuzz bench-ingest smoke-mcp clean help
 
 ## run: start tracekit on SQLite with demo data (tracekit dev); state in ./.tracekit
 run: build
@@ -19,7 +19,7 @@ build:
 	$(GO) build -o $(BIN)/tracekit ./cmd/tracekit
 
 ## test: every test, against the real PostgreSQL, a real kube-apiserver (envtest), helm, Dex and Chromium
-test: chart-test-deps test-deps lint
+test: chart-test-deps test-deps lint fuzz
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO) test -count=1 ./...
 
 TSCLIENT := server/oauth/testdata/tsclient
@@ -37,6 +37,14 @@ $(TSCLIENT)/node_modules/.package-lock.json: $(TSCLIENT)/package.json $(TSCLIENT
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+
+FUZZTIME ?= 10s
+
+## fuzz: run each fuzz target for FUZZTIME (default 10s) past its seed corpus in testdata/fuzz, which
+## every go test runs; a failing input found is written there
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeProto$$' -fuzztime $(FUZZTIME) ./server/ingest
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME) ./server/ingest
 
 ## bench-ingest: durable OTLP ingest throughput and RSS against PostgreSQL (see docs/benchmarks.md)
 bench-ingest: build
