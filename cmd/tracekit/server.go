@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -44,6 +45,11 @@ func runServer(ctx context.Context, args []string) error {
 		return err
 	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// Ingest holds at most 128 MiB of request bytes (ingest.Config.MaxBufferedBytes); a soft limit
+		// makes the collector return their garbage before the heap doubles, not after.
+		debug.SetMemoryLimit(softMemoryLimit)
+	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
@@ -98,6 +104,10 @@ func runServer(ctx context.Context, args []string) error {
 		"retention", kept)
 	return <-served
 }
+
+// softMemoryLimit is the Go runtime's memory limit unless $GOMEMLIMIT sets one: a target for the
+// garbage collector, not a cap (docs/benchmarks.md, hostile ingest).
+const softMemoryLimit = 320 << 20
 
 // waitingHandler answers while the server waits for its database: alive, not ready, and nothing
 // about the database but that it is unavailable (its address and user are for the log).

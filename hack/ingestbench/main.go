@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,43 +38,87 @@ func main() {
 	clients := flag.Int("clients", 16, "concurrent exporters")
 	batch := flag.Int("batch", 1000, "spans per export request")
 	dur := flag.Duration("duration", 30*time.Second, "measurement time")
+	hostile := flag.Bool("hostile", false, "drive the hostile mix beside the exporters (8 concurrent 15 MiB JSON bodies, 16 gzip bombs, 8 trickling senders) and report the share of their batches accepted")
 	flag.Parse()
+	run := run
+	if *hostile {
+		run = runHostile
+	}
 	if err := run(*bin, *admin, *clients, *batch, *dur); err != nil {
 		fmt.Fprintln(os.Stderr, "ingestbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bin, admin string, clients, batch int, dur time.Duration) error {
+// bench is a started server with a tenant and its ingest key.
+type bench struct {
+	srv  *exec.Cmd
+	url  string
+	key  string
+	drop func() error
+}
+
+func (b *bench) close() {
+	b.srv.Process.Kill()
+	b.srv.Wait()
+	dropDatabase(b.drop)
+}
+
+// start creates a scratch database with a tenant and an API key, and starts bin on it.
+func start(bin, admin string) (*bench, error) {
 	ctx := context.Background()
 	dsn, drop, err := storetest.NewDatabase(ctx, admin, "tracekit_bench_")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer dropDatabase(drop)
+	fail := func(err error) (*bench, error) { dropDatabase(drop); return nil, err }
 	db, err := store.Open(ctx, dsn)
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	if err := db.Migrate(ctx); err != nil {
-		return err
+		return fail(err)
 	}
 	if _, err := db.ProvisionTenant(ctx, store.TenantSpec{ID: "bench"}); err != nil {
-		return err
+		return fail(err)
 	}
 	key, _, err := db.CreateAPIKey(ctx, "bench", "ingestbench", nil)
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	db.Close()
-
 	srv, base, err := benchserver.Start(bin, dsn)
+	if err != nil {
+		return fail(err)
+	}
+	return &bench{srv: srv, url: base + "/v1/traces", key: key, drop: drop}, nil
+}
+
+// watchRSS samples pid's peak RSS until stop is closed.
+func watchRSS(pid int, stop <-chan struct{}) *atomic.Int64 {
+	var peak atomic.Int64
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+				if rss := vmHWM(pid); rss > peak.Load() {
+					peak.Store(rss)
+				}
+			}
+		}
+	}()
+	return &peak
+}
+
+func run(bin, admin string, clients, batch int, dur time.Duration) error {
+	b, err := start(bin, admin)
 	if err != nil {
 		return err
 	}
-	defer srv.Process.Kill()
-	url := base + "/v1/traces"
-
+	defer b.close()
+	url, key, srv := b.url, b.key, b.srv
 	bodies := make([]body, 64)
 	for i := range bodies {
 		bodies[i] = marshal(request(batch, uint64(i)))
@@ -84,21 +129,9 @@ func run(bin, admin string, clients, batch int, dur time.Duration) error {
 		failed  atomic.Int64
 		mu      sync.Mutex
 		latency []time.Duration
-		peakRSS atomic.Int64
 	)
 	stop := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(200 * time.Millisecond):
-				if rss := vmHWM(srv.Process.Pid); rss > peakRSS.Load() {
-					peakRSS.Store(rss)
-				}
-			}
-		}
-	}()
+	peakRSS := watchRSS(srv.Process.Pid, stop)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
 	deadline := time.Now().Add(dur)
 	start := time.Now()
