@@ -4,6 +4,9 @@
 
 GO ?= go
 BIN := $(CURDIR)/bin
+# A failing command in a pipe fails the recipe, as does any failing line.
+SHELL := bash
+.SHELLFLAGS := -o pipefail -ec
 
 include hack/tools.mk
 include hack/chart.mk
@@ -18,33 +21,52 @@ run: build
 build:
 	$(GO) build -o $(BIN)/tracekit ./cmd/tracekit
 
-## test: every test, against the real PostgreSQL, a real kube-apiserver (envtest), helm, Dex and Chromium
-test: chart-test-deps test-deps lint fuzz
+# Modules of their own, which the root's ./... does not enter: the Go agent SDK (applications
+# import it without the server) and the example application.
+MODULES := sdk/go examples/shop
+
+## test: every test, against the real PostgreSQL, a real kube-apiserver (envtest), helm, Dex and Chromium,
+## then each fuzz target for FUZZTIME
+test: chart-test-deps test-deps lint
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO) test -count=1 ./...
+	for m in $(MODULES); do (cd $$m && $(GO) test -count=1 ./...) || exit 1; done
+	$(MAKE) fuzz
+
+# Fuzz targets as package:target; go test fuzzes one target per run. Their seed corpora
+# (testdata/fuzz) also run with every plain go test.
+FUZZ_TARGETS := server/mcpserver:FuzzWindow server/mcpserver:FuzzCursor server/mcpserver:FuzzDecodeArgs server/mcpserver:FuzzAnomalyRef \
+	server/ingest:FuzzDecodeProto server/ingest:FuzzDecodeJSON
+FUZZTIME ?= 10s
+
+## fuzz: run each fuzz target for FUZZTIME (default 10s): make fuzz FUZZTIME=5m for a longer hunt
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} ($${t%%:*}, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) ./$${t%%:*}; \
+	done
 
 TSCLIENT := server/oauth/testdata/tsclient
+CONFORMANCE := hack/conformance
 
 ## test-deps: what the sign-in tests drive: Debian's chromium (apt-get, needs root or sudo) and the
-## TypeScript MCP SDK (npm ci into the git-ignored node_modules of $(TSCLIENT))
-test-deps: $(TSCLIENT)/node_modules/.package-lock.json
+## TypeScript MCP SDK (npm ci into the git-ignored node_modules of $(TSCLIENT)); the official MCP
+## conformance suite with the Node 22 it needs, from npm, into $(CONFORMANCE) (the machine's node stays)
+test-deps: $(TSCLIENT)/node_modules/.package-lock.json $(CONFORMANCE)/node_modules/.package-lock.json
 	@command -v chromium >/dev/null 2>&1 || { sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
 
 $(TSCLIENT)/node_modules/.package-lock.json: $(TSCLIENT)/package.json $(TSCLIENT)/package-lock.json
 	npm ci --prefix $(TSCLIENT) --no-audit --no-fund
 
-## lint: gofmt and go vet must be clean
-lint:
+$(CONFORMANCE)/node_modules/.package-lock.json: $(CONFORMANCE)/package.json $(CONFORMANCE)/package-lock.json
+	npm ci --prefix $(CONFORMANCE) --no-audit --no-fund
+
+## lint: gofmt, go vet and staticcheck must be clean (every module)
+lint: $(STATICCHECK)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-
-FUZZTIME ?= 10s
-
-## fuzz: run each fuzz target for FUZZTIME (default 10s) past its seed corpus in testdata/fuzz, which
-## every go test runs; a failing input found is written there
-fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeProto$$' -fuzztime $(FUZZTIME) ./server/ingest
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME) ./server/ingest
+	$(STATICCHECK) ./...
+	for m in $(MODULES); do (cd $$m && $(GO) vet ./... && $(STATICCHECK) ./...) || exit 1; done
 
 ## bench-ingest: durable OTLP ingest throughput and RSS against PostgreSQL (see docs/benchmarks.md)
 bench-ingest: build

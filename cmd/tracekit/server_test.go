@@ -146,10 +146,10 @@ func TestServer_WaitsForItsDatabaseAndNeverShowsItsAddress(t *testing.T) {
 	p := startProxy(t, proxyAddr, dbAddr)
 	waitFor("waiting for the database to become ready", func() bool { code, _ := get(t, "GET", base+"/readyz", ""); return code == 200 })
 	admin := storetest.Open(t, dsn)
-	if _, err := admin.ProvisionTenant(ctx, store.TenantSpec{ID: "acme"}); err != nil {
+	if _, err := admin.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: "acme"}); err != nil {
 		t.Fatal(err)
 	}
-	key, _, err := admin.CreateAPIKey(ctx, "acme", "test", nil)
+	key, _, err := admin.Admin().CreateAPIKey(ctx, "acme", "test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

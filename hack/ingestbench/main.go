@@ -79,10 +79,10 @@ func start(bin, admin string) (*bench, error) {
 	if err := db.Migrate(ctx); err != nil {
 		return fail(err)
 	}
-	if _, err := db.ProvisionTenant(ctx, store.TenantSpec{ID: "bench"}); err != nil {
+	if _, err := db.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: "bench"}); err != nil {
 		return fail(err)
 	}
-	key, _, err := db.CreateAPIKey(ctx, "bench", "ingestbench", nil)
+	key, _, err := db.Admin().CreateAPIKey(ctx, "bench", "ingestbench", nil)
 	if err != nil {
 		return fail(err)
 	}
