@@ -9,11 +9,18 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
+	"strings"
+	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/tracekit/tracekit/internal/tenantconfig"
 	"github.com/tracekit/tracekit/server/analysis"
 	"github.com/tracekit/tracekit/server/app"
+	"github.com/tracekit/tracekit/server/store"
 )
 
 func runServer(ctx context.Context, args []string) error {
@@ -39,16 +46,43 @@ func runServer(ctx context.Context, args []string) error {
 		return err
 	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	db, err := openDB(ctx, *dbURL)
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// Ingest holds at most 128 MiB of request bytes (ingest.Config.MaxBufferedBytes); a soft limit
+		// makes the collector return their garbage before the heap doubles, not after.
+		debug.SetMemoryLimit(softMemoryLimit)
+	}
+	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
+	}
+	// Serve at once, not ready, while waiting for the database: a pod that starts before its
+	// database (or during an outage) waits instead of crash-looping.
+	var current atomic.Pointer[http.Handler]
+	waiting := waitingHandler()
+	current.Store(&waiting)
+	serveCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	served := make(chan error, 1)
+	go func() {
+		served <- serve(serveCtx, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			(*current.Load()).ServeHTTP(w, r)
+		}))
+	}()
+	fail := func(err error) error {
+		stop()
+		<-served
+		return err
+	}
+	db, err := waitForDB(ctx, *dbURL, logger)
+	if err != nil {
+		return fail(err)
 	}
 	defer db.Close()
 	db.SetLogger(logger)
 	if own, err := db.CurrentTenant(ctx); err == nil {
 		// Connected as a tenant's role: the database decides which tenant this is.
 		if *tenant != "" && *tenant != own {
-			return fmt.Errorf("--tenant %q but the database role belongs to tenant %q", *tenant, own)
+			return fail(fmt.Errorf("--tenant %q but the database role belongs to tenant %q", *tenant, own))
 		}
 		*tenant = own
 	}
@@ -57,25 +91,61 @@ func runServer(ctx context.Context, args []string) error {
 	}
 	facade, err := oauthFlags.facade(*publicURL, *tenant, logger)
 	if err != nil {
-		return err
+		return fail(err)
 	}
-	h := app.New(app.Config{DB: db, Tenant: *tenant, PublicURL: *publicURL, AllowedOrigins: allowed, Logger: logger, OAuth: facade})
-	engine, err := analysis.New(analysis.Config{DB: db, Tenant: *tenant, Logger: logger, RulesFile: *rulesFile, Retention: keep})
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	h := app.New(app.Config{DB: db, Tenant: *tenant, PublicURL: *publicURL, AllowedOrigins: allowed, Logger: logger, OAuth: facade, Registry: registry})
+	engine, err := analysis.New(analysis.Config{DB: db, Tenant: *tenant, Logger: logger, RulesFile: *rulesFile, Retention: keep, Registry: registry})
 	if err != nil {
-		return err
+		return fail(err)
 	}
+	current.Store(&h)
 	go engine.Run(ctx) //nolint:errcheck // returns only when ctx ends
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return err
-	}
 	kept := "forever"
 	if keep > 0 {
 		kept = keep.String()
 	}
 	logger.Info("serving", "addr", ln.Addr().String(), "tenant", *tenant, "public_url", *publicURL, "database", db.Dialect(),
 		"retention", kept)
-	return serve(ctx, ln, h)
+	return <-served
+}
+
+// softMemoryLimit is the Go runtime's memory limit unless $GOMEMLIMIT sets one: a target for the
+// garbage collector, not a cap (docs/benchmarks.md, hostile ingest).
+const softMemoryLimit = 320 << 20
+
+// waitingHandler answers while the server waits for its database: alive, not ready, and nothing
+// about the database but that it is unavailable (its address and user are for the log).
+func waitingHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/healthz") {
+			fmt.Fprint(w, "ok")
+			return
+		}
+		w.Header().Set("Retry-After", "5")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprint(w, "database unavailable")
+	})
+}
+
+// waitForDB opens (and migrates) the database, retrying with backoff until it answers or ctx ends.
+// A URL that can never work is an error at once.
+func waitForDB(ctx context.Context, url string, logger *slog.Logger) (*store.DB, error) {
+	delay := 500 * time.Millisecond
+	for {
+		db, err := openDB(ctx, url)
+		if err == nil || errors.Is(err, store.ErrBadURL) {
+			return db, err
+		}
+		logger.Warn("waiting for the database", "retry_in", delay.String(), "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("gave up waiting for the database: %w", err)
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 15*time.Second)
+	}
 }
 
 // serve runs h on ln until ctx ends, then drains in-flight requests (acknowledged ingest included).

@@ -7,11 +7,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"flag"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
@@ -36,67 +38,100 @@ func main() {
 	clients := flag.Int("clients", 16, "concurrent exporters")
 	batch := flag.Int("batch", 1000, "spans per export request")
 	dur := flag.Duration("duration", 30*time.Second, "measurement time")
+	hostile := flag.Bool("hostile", false, "drive the hostile mix beside the exporters (8 concurrent 15 MiB JSON bodies, 16 gzip bombs, 8 trickling senders) and report the share of their batches accepted")
 	flag.Parse()
+	run := run
+	if *hostile {
+		run = runHostile
+	}
 	if err := run(*bin, *admin, *clients, *batch, *dur); err != nil {
 		fmt.Fprintln(os.Stderr, "ingestbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bin, admin string, clients, batch int, dur time.Duration) error {
+// bench is a started server with a tenant and its ingest key.
+type bench struct {
+	srv  *exec.Cmd
+	url  string
+	key  string
+	drop func() error
+}
+
+func (b *bench) close() {
+	b.srv.Process.Kill()
+	b.srv.Wait()
+	dropDatabase(b.drop)
+}
+
+// start creates a scratch database with a tenant and an API key, and starts bin on it.
+func start(bin, admin string) (*bench, error) {
 	ctx := context.Background()
 	dsn, drop, err := storetest.NewDatabase(ctx, admin, "tracekit_bench_")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer dropDatabase(drop)
+	fail := func(err error) (*bench, error) { dropDatabase(drop); return nil, err }
 	db, err := store.Open(ctx, dsn)
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	if err := db.Migrate(ctx); err != nil {
-		return err
+		return fail(err)
 	}
 	if _, err := db.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: "bench"}); err != nil {
-		return err
+		return fail(err)
 	}
 	key, _, err := db.Admin().CreateAPIKey(ctx, "bench", "ingestbench", nil)
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	db.Close()
-
 	srv, base, err := benchserver.Start(bin, dsn)
 	if err != nil {
-		return err
+		return fail(err)
 	}
-	defer srv.Process.Kill()
-	url := base + "/v1/traces"
+	return &bench{srv: srv, url: base + "/v1/traces", key: key, drop: drop}, nil
+}
 
-	bodies := make([][]byte, 64)
-	for i := range bodies {
-		bodies[i], _ = proto.Marshal(request(batch, uint64(i)))
-	}
-	var (
-		spans   atomic.Int64
-		failed  atomic.Int64
-		mu      sync.Mutex
-		latency []time.Duration
-		peakRSS atomic.Int64
-	)
-	stop := make(chan struct{})
+// watchRSS samples pid's peak RSS until stop is closed.
+func watchRSS(pid int, stop <-chan struct{}) *atomic.Int64 {
+	var peak atomic.Int64
 	go func() {
 		for {
 			select {
 			case <-stop:
 				return
 			case <-time.After(200 * time.Millisecond):
-				if rss := vmHWM(srv.Process.Pid); rss > peakRSS.Load() {
-					peakRSS.Store(rss)
+				if rss := vmHWM(pid); rss > peak.Load() {
+					peak.Store(rss)
 				}
 			}
 		}
 	}()
+	return &peak
+}
+
+func run(bin, admin string, clients, batch int, dur time.Duration) error {
+	b, err := start(bin, admin)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	url, key, srv := b.url, b.key, b.srv
+	bodies := make([]body, 64)
+	for i := range bodies {
+		bodies[i] = marshal(request(batch, uint64(i)))
+	}
+	var seq atomic.Uint64
+	var (
+		spans   atomic.Int64
+		failed  atomic.Int64
+		mu      sync.Mutex
+		latency []time.Duration
+	)
+	stop := make(chan struct{})
+	peakRSS := watchRSS(srv.Process.Pid, stop)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
 	deadline := time.Now().Add(dur)
 	start := time.Now()
@@ -107,7 +142,9 @@ func run(bin, admin string, clients, batch int, dur time.Duration) error {
 			defer wg.Done()
 			var local []time.Duration
 			for i := c; time.Now().Before(deadline); i += clients {
-				req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(bodies[i%len(bodies)]))
+				// Every request carries new trace ids: the server stores a span once, so resending the
+				// same bodies would measure only how fast it skips duplicates.
+				req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(bodies[i%len(bodies)].withTraceIDs(seq.Add(1))))
 				req.Header.Set("Content-Type", "application/x-protobuf")
 				req.Header.Set("Authorization", "Bearer "+key)
 				t0 := time.Now()
@@ -144,6 +181,34 @@ func run(bin, admin string, clients, batch int, dur time.Duration) error {
 	fmt.Printf("request latency: p50 %s, p99 %s\n", pct(0.5).Round(time.Millisecond), pct(0.99).Round(time.Millisecond))
 	fmt.Printf("server peak RSS: %d MB\n", peakRSS.Load()/1024)
 	return nil
+}
+
+// body is a marshaled request and where its trace ids are, so that each send can make them new.
+type body struct {
+	b      []byte
+	traces []int // offsets of the 16-byte trace ids
+}
+
+func marshal(req *collectorpb.ExportTraceServiceRequest) body {
+	b, _ := proto.Marshal(req)
+	out := body{b: b}
+	for _, rs := range req.ResourceSpans {
+		for _, sp := range rs.ScopeSpans[0].Spans {
+			if off := bytes.Index(b, sp.TraceId); off >= 0 {
+				out.traces = append(out.traces, off)
+			}
+		}
+	}
+	return out
+}
+
+// withTraceIDs copies the body with the first 8 bytes of every trace id replaced by seq.
+func (b body) withTraceIDs(seq uint64) []byte {
+	buf := append([]byte(nil), b.b...)
+	for _, off := range b.traces {
+		binary.BigEndian.PutUint64(buf[off:], seq)
+	}
+	return buf
 }
 
 // request is a batch shaped like real traffic: traces of 10 spans across 3 services, with

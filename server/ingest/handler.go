@@ -3,18 +3,14 @@
 package ingest
 
 import (
-	"bytes"
 	"compress/gzip"
 	"context"
-	"encoding/base64"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"mime"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -32,56 +28,32 @@ import (
 	"github.com/tracekit/tracekit/server/store"
 )
 
-// Config tunes the receiver. Zero values take the defaults noted.
-type Config struct {
-	DB   *store.DB
-	Auth auth.Authenticator
-	// MaxBodyBytes caps a request body after decompression (default 16 MiB); larger gets 413.
-	MaxBodyBytes int64
-	// MaxInFlight caps batches being decoded and written at once (default 8); it bounds memory and
-	// database connections.
-	MaxInFlight int
-	// QueueTimeout is how long a request waits for a slot before 429 (default 5 s).
-	QueueTimeout time.Duration
-	Logger       *slog.Logger
-	Registry     prometheus.Registerer
-}
-
+// receiver is the OTLP/HTTP transport in front of the ingest core.
 type receiver struct {
-	cfg     Config
-	slots   chan struct{}
-	prices  priceCache
-	spans   *prometheus.CounterVec
+	*Ingester
 	batches *prometheus.CounterVec
-	bufs    sync.Pool
+	mem     *memBudget
+	chunks  sync.Pool // *[]byte of readChunk bytes
 }
 
-// Register mounts POST /v1/traces on r.
-func Register(r gin.IRouter, cfg Config) {
-	if cfg.MaxBodyBytes == 0 {
-		cfg.MaxBodyBytes = 16 << 20
-	}
-	if cfg.MaxInFlight == 0 {
-		cfg.MaxInFlight = 8
-	}
-	if cfg.QueueTimeout == 0 {
-		cfg.QueueTimeout = 5 * time.Second
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+// Register mounts POST /v1/traces on r and returns the ingest core behind it, for other transports.
+func Register(r gin.IRouter, cfg Config) *Ingester {
+	in := New(cfg)
+	in.Mount(r)
+	return in
+}
+
+// Mount serves OTLP/HTTP (POST /v1/traces) on r through in.
+func (in *Ingester) Mount(r gin.IRouter) {
 	rc := &receiver{
-		cfg:   cfg,
-		slots: make(chan struct{}, cfg.MaxInFlight),
-		spans: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tracekit_ingest_spans_total",
-			Help: "Spans received over OTLP, by outcome (accepted, rejected)."}, []string{"outcome"}),
+		Ingester: in,
 		batches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tracekit_ingest_requests_total",
 			Help: "OTLP export requests, by HTTP status code."}, []string{"code"}),
-		bufs: sync.Pool{New: func() any { return new(bytes.Buffer) }},
+		mem:    newMemBudget(in.cfg.MaxBufferedBytes),
+		chunks: sync.Pool{New: func() any { b := make([]byte, readChunk); return &b }},
 	}
-	rc.prices.db = cfg.DB
-	if cfg.Registry != nil {
-		cfg.Registry.MustRegister(rc.spans, rc.batches)
+	if in.cfg.Registry != nil {
+		in.cfg.Registry.MustRegister(rc.batches)
 	}
 	r.POST("/v1/traces", rc.export)
 }
@@ -106,7 +78,8 @@ func (rc *receiver) export(c *gin.Context) {
 		if errors.Is(err, auth.ErrNoCredentials) || errors.Is(err, auth.ErrInvalidCredentials) {
 			rc.fail(c, enc, http.StatusUnauthorized, codes.Unauthenticated, err.Error())
 		} else {
-			rc.unavailable(c, enc, err)
+			rc.cfg.Logger.Error("ingest authentication failed", "err", err, "cause", errors.Unwrap(err))
+			rc.unavailable(c, enc)
 		}
 		return
 	}
@@ -119,70 +92,58 @@ func (rc *receiver) export(c *gin.Context) {
 		return
 	}
 
-	// Backpressure: wait briefly for a slot, then ask the exporter to retry later.
-	if !rc.acquire(c.Request.Context()) {
-		c.Header("Retry-After", "1")
-		rc.fail(c, enc, http.StatusTooManyRequests, codes.ResourceExhausted, "the server is busy writing other batches; retry after the delay in Retry-After")
-		return
-	}
-	defer func() { <-rc.slots }()
-
-	buf := rc.bufs.Get().(*bytes.Buffer)
-	buf.Reset()
-	defer rc.bufs.Put(buf)
-	if err := rc.readBody(c.Request, buf); err != nil {
-		if errors.Is(err, errTooLarge) {
+	// The body is read (and decoded) before a write slot is taken, within BodyTimeout and the memory
+	// budget: a slow or stalled sender costs only its own connection, never other exporters' slots.
+	start := time.Now()
+	_ = http.NewResponseController(c.Writer).SetReadDeadline(start.Add(rc.cfg.BodyTimeout))
+	room := reservation{b: rc.mem}
+	defer room.release()
+	admitBy := start.Add(rc.cfg.QueueTimeout)
+	body, chunks, err := rc.readBody(c.Request, &room, admitBy)
+	defer func() { rc.putChunks(chunks) }()
+	if err != nil {
+		switch {
+		case errors.Is(err, errTooLarge):
 			rc.tooLarge(c, enc)
-		} else {
+		case errors.Is(err, errNoRoom):
+			rc.busy(c, enc)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			rc.fail(c, enc, http.StatusRequestTimeout, codes.DeadlineExceeded,
+				fmt.Sprintf("the request body did not arrive within %s; send it faster or in smaller batches", rc.cfg.BodyTimeout))
+		default:
 			rc.fail(c, enc, http.StatusBadRequest, codes.InvalidArgument, err.Error())
 		}
 		return
 	}
-
+	// Decoding costs memory in proportion to the body: reserve it too.
+	if !room.grow(c.Request.Context(), decodeCost(enc, len(body)), admitBy) {
+		rc.busy(c, enc)
+		return
+	}
 	req := &collectorpb.ExportTraceServiceRequest{}
-	if err := decode(enc, buf.Bytes(), req); err != nil {
+	err = decode(enc, body, req)
+	rc.putChunks(chunks) // decoding copies what it keeps
+	chunks = nil
+	if err != nil {
 		rc.fail(c, enc, http.StatusBadRequest, codes.InvalidArgument, err.Error())
 		return
 	}
-	tenant := rc.cfg.DB.ForTenant(p.TenantID)
-	prices, err := rc.prices.get(c.Request.Context(), tenant)
+	release, err := rc.Admit(c.Request.Context())
 	if err != nil {
-		rc.cfg.Logger.Warn("tenant LLM price overrides unusable, using built-in prices", "tenant", p.TenantID, "err", err)
-	}
-	conv := convert(req.ResourceSpans, prices)
-	// Writes outlive a client that hangs up: once started, a batch is either committed or rolled back.
-	ctx := context.WithoutCancel(c.Request.Context())
-	if err := tenant.InsertBatch(ctx, conv.batch); err != nil {
-		rc.unavailable(c, enc, err)
+		rc.busy(c, enc)
 		return
 	}
-	rc.spans.WithLabelValues("accepted").Add(float64(len(conv.batch.Spans)))
+	defer release()
+	res, err := rc.Export(c.Request.Context(), p.TenantID, req)
+	if err != nil {
+		rc.unavailable(c, enc)
+		return
+	}
 	resp := &collectorpb.ExportTraceServiceResponse{}
-	if conv.rejected > 0 {
-		rc.spans.WithLabelValues("rejected").Add(float64(conv.rejected))
-		resp.PartialSuccess = &collectorpb.ExportTracePartialSuccess{RejectedSpans: conv.rejected,
-			ErrorMessage: fmt.Sprintf("%d span(s) rejected; last reason: %s", conv.rejected, conv.reason)}
+	if res.Rejected > 0 {
+		resp.PartialSuccess = &collectorpb.ExportTracePartialSuccess{RejectedSpans: res.Rejected, ErrorMessage: res.Message}
 	}
 	rc.write(c, enc, http.StatusOK, resp)
-}
-
-// acquire takes a write slot, waiting at most QueueTimeout.
-func (rc *receiver) acquire(ctx context.Context) bool {
-	select {
-	case rc.slots <- struct{}{}:
-		return true
-	default:
-	}
-	timer := time.NewTimer(rc.cfg.QueueTimeout)
-	defer timer.Stop()
-	select {
-	case rc.slots <- struct{}{}:
-		return true
-	case <-timer.C:
-		return false
-	case <-ctx.Done():
-		return false
-	}
 }
 
 func requestEncoding(contentType string) (encoding, bool) {
@@ -199,108 +160,93 @@ func requestEncoding(contentType string) (encoding, bool) {
 	return 0, false
 }
 
-var errTooLarge = errors.New("request body too large")
+var (
+	errTooLarge = errors.New("request body too large")
+	errNoRoom   = errors.New("no room in the memory budget")
+)
 
-func (rc *receiver) readBody(r *http.Request, buf *bytes.Buffer) error {
+// readChunk is the unit in which bodies are read and memory is reserved.
+const readChunk = 256 << 10
+
+// decodeCost is about what decoding a body of n bytes, and converting it to rows, allocates
+// (protojson allocates about five times its input, TestDecodeJSON_AllocatesLittleMoreThanTheDecodedRequest).
+func decodeCost(enc encoding, n int) int64 {
+	if enc == encJSON {
+		return int64(n) * 5
+	}
+	return int64(n) * 3
+}
+
+// readBody reads the (decompressed) body in chunks, reserving room for each before reading it; it
+// returns the body and the pooled chunks it was read into (for putChunks once the body is decoded).
+func (rc *receiver) readBody(r *http.Request, res *reservation, admitBy time.Time) ([]byte, []*[]byte, error) {
 	var body io.Reader = r.Body
 	switch ce := r.Header.Get("Content-Encoding"); ce {
 	case "", "identity":
 	case "gzip":
 		zr, err := gzip.NewReader(r.Body)
 		if err != nil {
-			return fmt.Errorf("Content-Encoding is gzip but the body is not gzip data: %v", err)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return nil, nil, err
+			}
+			return nil, nil, fmt.Errorf("Content-Encoding is gzip but the body is not gzip data: %v", err)
 		}
 		defer zr.Close()
 		body = zr
 	default:
-		return fmt.Errorf("unsupported Content-Encoding %q: send gzip or no encoding", ce)
+		return nil, nil, fmt.Errorf("unsupported Content-Encoding %q: send gzip or no encoding", ce)
 	}
 	// Read one byte past the limit to tell "exactly at the limit" from "over it" (gzip bombs included).
-	n, err := buf.ReadFrom(io.LimitReader(body, rc.cfg.MaxBodyBytes+1))
-	if err != nil {
-		return fmt.Errorf("read request body: %v", err)
-	}
-	if n > rc.cfg.MaxBodyBytes {
-		return errTooLarge
-	}
-	return nil
-}
-
-func decode(enc encoding, body []byte, req *collectorpb.ExportTraceServiceRequest) error {
-	if enc == encProto {
-		if err := proto.Unmarshal(body, req); err != nil {
-			return fmt.Errorf("body is not a valid OTLP ExportTraceServiceRequest protobuf: %v", err)
+	body = io.LimitReader(body, rc.cfg.MaxBodyBytes+1)
+	var (
+		chunks []*[]byte
+		total  int
+	)
+	for {
+		if !res.grow(r.Context(), readChunk, admitBy) {
+			return nil, chunks, errNoRoom
 		}
-		return nil
-	}
-	fixed, err := hexIDsToBase64(body)
-	if err != nil {
-		return fmt.Errorf("body is not valid OTLP JSON: %v", err)
-	}
-	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(fixed, req); err != nil {
-		return fmt.Errorf("body is not a valid OTLP ExportTraceServiceRequest in JSON: %v", err)
-	}
-	return nil
-}
-
-// hexIDsToBase64 rewrites trace and span ids from OTLP/JSON's hex form to the base64 that
-// protojson expects for bytes fields (OTLP/JSON deviates from the proto3 JSON mapping there).
-func hexIDsToBase64(body []byte) ([]byte, error) {
-	var doc map[string]any
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if err := dec.Decode(&doc); err != nil {
-		return nil, err
-	}
-	for _, rs := range list(doc, "resourceSpans", "resource_spans") {
-		for _, ss := range list(rs, "scopeSpans", "scope_spans") {
-			for _, sp := range list(ss, "spans") {
-				if err := fixIDs(sp); err != nil {
-					return nil, err
-				}
-				for _, l := range list(sp, "links") {
-					if err := fixIDs(l); err != nil {
-						return nil, err
-					}
-				}
-			}
+		c := rc.chunks.Get().(*[]byte)
+		chunks = append(chunks, c)
+		n, err := io.ReadFull(body, *c)
+		*c = (*c)[:n]
+		total += n
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
 		}
-	}
-	return json.Marshal(doc)
-}
-
-func list(v any, keys ...string) []map[string]any {
-	m, ok := v.(map[string]any)
-	if !ok {
-		return nil
-	}
-	for _, k := range keys {
-		if arr, ok := m[k].([]any); ok {
-			out := make([]map[string]any, 0, len(arr))
-			for _, e := range arr {
-				if em, ok := e.(map[string]any); ok {
-					out = append(out, em)
-				}
-			}
-			return out
-		}
-	}
-	return nil
-}
-
-func fixIDs(m map[string]any) error {
-	for _, k := range []string{"traceId", "trace_id", "spanId", "span_id", "parentSpanId", "parent_span_id"} {
-		s, ok := m[k].(string)
-		if !ok || s == "" {
-			continue
-		}
-		raw, err := hex.DecodeString(s)
 		if err != nil {
-			return fmt.Errorf("%s %q is not hex-encoded", k, s)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return nil, chunks, err
+			}
+			return nil, chunks, fmt.Errorf("read request body: %v", err)
 		}
-		m[k] = base64.StdEncoding.EncodeToString(raw)
 	}
-	return nil
+	if int64(total) > rc.cfg.MaxBodyBytes {
+		return nil, chunks, errTooLarge
+	}
+	if len(chunks) == 1 {
+		return *chunks[0], chunks, nil
+	}
+	if !res.grow(r.Context(), int64(total), admitBy) {
+		return nil, chunks, errNoRoom
+	}
+	out := make([]byte, 0, total)
+	for _, c := range chunks {
+		out = append(out, *c...)
+	}
+	return out, chunks, nil
+}
+
+func (rc *receiver) putChunks(chunks []*[]byte) {
+	for _, c := range chunks {
+		*c = (*c)[:readChunk]
+		rc.chunks.Put(c)
+	}
+}
+
+func (rc *receiver) busy(c *gin.Context, enc encoding) {
+	c.Header("Retry-After", "1")
+	rc.fail(c, enc, http.StatusTooManyRequests, codes.ResourceExhausted, "the server is busy writing other batches; retry after the delay in Retry-After")
 }
 
 func (rc *receiver) tooLarge(c *gin.Context, enc encoding) {
@@ -308,10 +254,9 @@ func (rc *receiver) tooLarge(c *gin.Context, enc encoding) {
 		fmt.Sprintf("request body exceeds %d bytes after decompression; send smaller batches (e.g. lower the exporter's max batch size)", rc.cfg.MaxBodyBytes))
 }
 
-func (rc *receiver) unavailable(c *gin.Context, enc encoding, err error) {
-	rc.cfg.Logger.Error("ingest write failed", "err", err)
+func (rc *receiver) unavailable(c *gin.Context, enc encoding) {
 	c.Header("Retry-After", "2")
-	rc.fail(c, enc, http.StatusServiceUnavailable, codes.Unavailable, "storage is unavailable, nothing from this request was kept; retry after the delay in Retry-After")
+	rc.fail(c, enc, http.StatusServiceUnavailable, codes.Unavailable, "database unavailable: nothing from this request was kept; retry after the delay in Retry-After")
 }
 
 func (rc *receiver) fail(c *gin.Context, enc encoding, status int, code codes.Code, msg string) {

@@ -25,6 +25,8 @@ type Result struct {
 	Ran     bool    // false when another replica had the tick
 	Windows int     // windows evaluated
 	Changed []int64 // anomalies created or updated
+	// Skipped are the services whose windows could not be evaluated this tick; the others were.
+	Skipped []store.Skipped
 }
 
 // details is what the detector keeps in anomalies.details.
@@ -123,9 +125,7 @@ func Detect(ctx context.Context, t *store.Tenant, now time.Time, cfg Config) (Re
 	if err != nil {
 		return res, err
 	}
-	if res.Windows, err = d.evaluateAll(p); err != nil {
-		return res, err
-	}
+	res.Windows, res.Skipped = d.evaluateAll(p)
 	d.endSilent(p.limit)
 	current, err := t.CommitTick(ctx, Job, tick, p.limit, func(tx *store.TickTx) error {
 		res.Changed, err = d.save(tx)
@@ -200,8 +200,10 @@ func (c Config) load(ctx context.Context, t *store.Tenant, p plan) (*detector, e
 	return d, nil
 }
 
-// evaluateAll evaluates every planned window of every service and returns the number of windows.
-func (d *detector) evaluateAll(p plan) (int, error) {
+// evaluateAll evaluates every planned window of every service and returns the number of windows. A
+// service whose data cannot be evaluated is passed over for the rest of the tick (and returned), so
+// it never holds up the detection of the others.
+func (d *detector) evaluateAll(p plan) (int, []store.Skipped) {
 	step, window := int64(d.cfg.Step), int64(d.cfg.Window)
 	names := make([]string, 0, len(d.tl.services))
 	for name := range d.tl.services {
@@ -209,15 +211,21 @@ func (d *detector) evaluateAll(p plan) (int, error) {
 	}
 	sort.Strings(names)
 	windows := 0
+	var skipped []store.Skipped
+	failed := map[string]bool{}
 	for end := p.firstEnd; end <= p.limit; end += step {
 		for _, name := range names {
+			if failed[name] {
+				continue
+			}
 			if err := d.evaluate(d.tl.services[name], end-window, end); err != nil {
-				return windows, fmt.Errorf("anomaly detection for %s at %s: %w", name, time.Unix(0, end).UTC().Format(time.RFC3339), err)
+				failed[name] = true
+				skipped = append(skipped, store.Skipped{Key: fmt.Sprintf("service %q at %s", name, time.Unix(0, end).UTC().Format(time.RFC3339)), Err: err})
 			}
 		}
 		windows++
 	}
-	return windows, nil
+	return windows, skipped
 }
 
 // endSilent ends the open anomaly of a service that stopped sending: it has no windows left to end it.
