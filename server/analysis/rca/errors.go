@@ -63,7 +63,7 @@ func (an *analysis) failures(ctx context.Context) ([]Cause, error) {
 		causes = append(causes, c)
 	}
 	// A bad deployment or host of the failing service is the cause behind its exceptions.
-	for _, p := range overRepresented(s.all, []string{"service.version", "host.name"}) {
+	for _, p := range overRepresented(s, []string{"service.version", "host.name"}) {
 		if share[p.service] <= 0 {
 			continue
 		}

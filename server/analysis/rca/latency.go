@@ -98,7 +98,7 @@ func (an *analysis) latency(ctx context.Context, d anomaly.Details) ([]Cause, er
 	}
 	// A deployment or a host explains its service's own code getting slower better than the code
 	// does: a slow operation is the symptom, "since version X" or "on host Y" the cause.
-	for _, o := range overRepresented(s.all, []string{"service.version", "host.name"}) {
+	for _, o := range overRepresented(s, []string{"service.version", "host.name"}) {
 		share := serviceShare[o.service]
 		if share <= 0 {
 			continue
@@ -188,13 +188,15 @@ func (p presence) cause(share float64) Cause {
 // overRepresented finds attribute values of a service present in at least half of the bad requests
 // that involve the service, and at least 30 points more often than in the baseline ones that do:
 // conditioning on the service keeps "requests that reach inventory-service" from passing for
-// "requests served by inventory-service's current version".
-func overRepresented(reqs []*request, attributes []string) []presence {
+// "requests served by inventory-service's current version". Requests count with their sample
+// weight, so a baseline matched to the bad requests' shapes stays matched.
+func overRepresented(s samples, attributes []string) []presence {
 	type key struct{ service, attribute, value string }
-	type side struct{ bad, good float64 }
+	type side struct{ bad, good, nBad, nGood float64 }
 	counts := map[key]*presence{}
 	involved := map[string]*side{}
-	for _, r := range reqs {
+	for _, r := range s.all {
+		w := s.weight(r)
 		seen := map[key]bool{}
 		services := map[string]bool{}
 		tracetree.Walk(r.entry, func(n *node) {
@@ -221,9 +223,9 @@ func overRepresented(reqs []*request, attributes []string) []presence {
 				involved[svc] = s
 			}
 			if r.bad {
-				s.bad++
+				s.bad, s.nBad = s.bad+w, s.nBad+1
 			} else {
-				s.good++
+				s.good, s.nGood = s.good+w, s.nGood+1
 			}
 		}
 		for k := range seen {
@@ -233,17 +235,17 @@ func overRepresented(reqs []*request, attributes []string) []presence {
 				counts[k] = p
 			}
 			if r.bad {
-				p.bad++
+				p.bad += w
 				p.traces[r.traceID] = 1
 			} else {
-				p.good++
+				p.good += w
 			}
 		}
 	}
 	var out []presence
 	for _, p := range counts {
 		n := involved[p.service]
-		if n.bad < 5 || n.good < 5 {
+		if n.nBad < 5 || n.nGood < 5 || n.good == 0 {
 			continue // too few requests reach the service to compare
 		}
 		p.bad /= n.bad
