@@ -43,7 +43,11 @@ func (an *analysis) latency(ctx context.Context, d anomaly.Details) ([]Cause, er
 	if tau <= 0 {
 		tau = int64(d.Baseline * 1e6)
 	}
-	s, ok, err := an.sample(ctx, store.SampleQuery{MinDurationNS: tau})
+	q := store.SampleQuery{MinDurationNS: tau}
+	if d.Route {
+		q.Operation = d.Operation
+	}
+	s, ok, err := an.sample(ctx, q)
 	if !ok || err != nil {
 		return nil, err
 	}

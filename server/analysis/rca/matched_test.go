@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -85,6 +86,22 @@ func TestAnalyze_ComparesSlowRequestsWithEarlierOnesOfTheSameKind(t *testing.T) 
 			if c.Kind == rca.KindLLMModel {
 				t.Errorf("the unchanged LLM call is listed as a cause: %+v", c)
 			}
+		}
+	})
+}
+
+// Only GET /orders, 30 % of api's requests, gets slower: the detector flags that route of api, and
+// its analysis compares orders with orders and names the stock query two services down.
+func TestAnalyze_ExplainsARouteAnomalyByTheDeepestChange(t *testing.T) {
+	storetest.Dialects(t, func(t *testing.T, db *store.DB) {
+		tn := db.ForTenant("acme")
+		chatShop(t, tn)
+		rep := analyse(t, tn, "api")
+		if !strings.Contains(rep.Summary, "on GET /orders (that route alone)") {
+			t.Errorf("summary %q; want the anomaly of GET /orders", rep.Summary)
+		}
+		if top := causes(t, rep)[0]; top.Service != "stock-service" || top.Value != stockQuery {
+			t.Fatalf("top cause %+v; want the stock query of stock-service\nsummary: %s", top, rep.Summary)
 		}
 	})
 }

@@ -136,7 +136,7 @@ func Compute(ctx context.Context, t *store.Tenant, anomalyID int64, now time.Tim
 		case anomaly.LatencyP95:
 			cs, err = an.latency(ctx, d)
 		case anomaly.ErrorRate:
-			cs, err = an.failures(ctx)
+			cs, err = an.failures(ctx, d)
 		case anomaly.Throughput:
 			cs, err = an.throughput(ctx, d)
 		default:

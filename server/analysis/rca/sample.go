@@ -20,11 +20,13 @@ type samples struct {
 }
 
 // sample loads the requests matching bad in the anomaly's window and any requests in the
-// baseline, and notes how many were compared. ok is false when either side has none.
+// baseline, of bad.Operation alone when set (an anomaly of one route), and notes how many were
+// compared. ok is false when either side has none.
 func (an *analysis) sample(ctx context.Context, bad store.SampleQuery) (s samples, ok bool, err error) {
 	svc := an.a.Service
 	bad.Service, bad.From, bad.To, bad.Slices, bad.PerSlice = svc, an.r.FromNS, an.r.ToNS, sampleSlices, samplePerSlice
-	good := store.SampleQuery{Service: svc, From: an.r.BaselineFromNS, To: an.r.BaselineToNS, Slices: sampleSlices, PerSlice: samplePerSlice}
+	good := store.SampleQuery{Service: svc, Operation: bad.Operation, From: an.r.BaselineFromNS, To: an.r.BaselineToNS,
+		Slices: sampleSlices, PerSlice: samplePerSlice}
 	if s.all, err = loadRequests(ctx, an.t, bad, good); err != nil {
 		return s, false, err
 	}
