@@ -70,7 +70,9 @@ func (an *analysis) latency(ctx context.Context, d anomaly.Details) ([]Cause, er
 	}
 	var causes []Cause
 	ownShare := map[string]float64{} // per service: share of the added time in its own code
-	specific := map[string]bool{}    // services whose top unit is a statement, model or peer
+	depShare := map[string]float64{} // and in its calls
+	shares := map[unit]float64{}
+	specific := map[string]bool{} // services whose top unit is a statement, model or peer
 	serviceShare := map[string]float64{}
 	type scored struct {
 		u     unit
@@ -85,8 +87,11 @@ func (an *analysis) latency(ctx context.Context, d anomaly.Details) ([]Cause, er
 		}
 		list = append(list, scored{u, a, share})
 		serviceShare[u.service] += share
+		shares[u] = share
 		if u.kind == KindOperation {
 			ownShare[u.service] += share
+		} else {
+			depShare[u.service] += share
 		}
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].share > list[j].share })
@@ -116,6 +121,8 @@ func (an *analysis) latency(ctx context.Context, d anomaly.Details) ([]Cause, er
 		}
 		causes = append(causes, c)
 	}
+	causes = append(causes, fallbacks(s, shares)...)
+	causes = append(causes, uniformSlowdown(units, ownShare, depShare)...)
 	return preferVersionOverHost(causes), nil
 }
 

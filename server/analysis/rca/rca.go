@@ -30,6 +30,8 @@ const (
 	KindErrorOrigin   = "error_origin"   // the service itself raises the errors
 	KindRetryStorm    = "retry_storm"    // a caller retries, multiplying requests
 	KindTrafficSource = "traffic_source" // a caller sends more requests
+	KindFallback      = "fallback"       // a dependency fails and a fallback (e.g. the database behind a cache) takes over
+	KindSelfTime      = "self_time"      // all of a service's own code is slower, none of its calls
 )
 
 // Figure is one number of the evidence, before and during the anomaly.
