@@ -298,14 +298,18 @@ func changeSpan(excess []float64) (int, int) {
 	return onset, end
 }
 
+// routeLongWindow is the longest window a route is tested over.
+const routeLongWindow = int64(time.Hour)
+
 // minRouteShare is the share of a service's baseline requests a route needs to be tested alone.
 const minRouteShare = 0.05
 
 // detectRoutes runs the latency and error tests on each route (entry operation) carrying at least
 // minRouteShare of the service's requests, for the metrics the whole service did not deviate in
 // (skip): a fault slowing or failing one route of ten is diluted in the service's figures. Each
-// route is tested over the window and over its last Step alone, where a change that began minutes
-// ago is not yet diluted by the window's earlier, normal minutes. The significance is divided by
+// route is tested over the window; over its last Step alone, where a change that began minutes ago
+// is not yet diluted by the window's earlier, normal minutes; and over the last routeLongWindow,
+// where a route of a few requests an hour has enough of them to judge. The significance is divided by
 // the number of tests (Bonferroni), so testing every route adds no false alarms. Of each metric it
 // returns the most significant route.
 func (c Config) detectRoutes(s *serviceData, b *baseline, ops map[string]*metrics.Agg, ws, we int64, skip map[string]bool) ([]finding, error) {
@@ -319,13 +323,17 @@ func (c Config) detectRoutes(s *serviceData, b *baseline, ops map[string]*metric
 		return nil, nil // one route is the whole service, already tested
 	}
 	sort.Strings(tested)
-	recentFrom := max(ws, we-int64(c.Step))
+	recentFrom, longFrom := max(ws, we-int64(c.Step)), min(ws, we-routeLongWindow)
 	_, recent, err := s.window(recentFrom, we, false)
 	if err != nil {
 		return nil, err
 	}
+	_, long, err := s.window(longFrom, we, false)
+	if err != nil {
+		return nil, err
+	}
 	rc := c
-	rc.Significance = c.Significance / float64(2*len(tested))
+	rc.Significance = c.Significance / float64(3*len(tested))
 	tests := map[string]func(minutes, *baseline, metrics.Agg, map[string]*metrics.Agg, int64, int64) (finding, bool, error){
 		LatencyP95: rc.detectLatency, ErrorRate: rc.detectErrors,
 	}
@@ -335,7 +343,7 @@ func (c Config) detectRoutes(s *serviceData, b *baseline, ops map[string]*metric
 		for _, w := range []struct {
 			from int64
 			win  *metrics.Agg
-		}{{ws, ops[name]}, {recentFrom, recent[name]}} {
+		}{{ws, ops[name]}, {recentFrom, recent[name]}, {longFrom, long[name]}} {
 			if w.win == nil {
 				continue
 			}

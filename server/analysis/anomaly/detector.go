@@ -37,6 +37,9 @@ type metricState struct {
 	finding
 	FirstSeenNS int64 `json:"first_seen_ns"`
 	LastSeenNS  int64 `json:"last_seen_ns"`
+	// DetectedNS is the end of the first window that showed the deviation: the detection delay is
+	// DetectedNS (plus Config.Lag) less the onset.
+	DetectedNS int64 `json:"detected_ns,omitempty"`
 }
 
 // Details are the per-metric figures of an anomaly, as root-cause analysis reads them.
@@ -49,6 +52,7 @@ type Details struct {
 	Route       bool    `json:"route"` // about Operation's requests alone
 	FirstSeenNS int64   `json:"first_seen_ns"`
 	LastSeenNS  int64   `json:"last_seen_ns"`
+	DetectedNS  int64   `json:"detected_ns"`
 }
 
 // ParseDetails reads the per-metric figures the detector stored with an anomaly.
@@ -60,7 +64,7 @@ func ParseDetails(b []byte) (map[string]Details, error) {
 	out := map[string]Details{}
 	for name, m := range d.Metrics {
 		out[name] = Details{Metric: name, Operation: m.Operation, Baseline: m.Baseline, Observed: m.Observed,
-			ThresholdNS: m.ThresholdNS, Route: m.Route, FirstSeenNS: m.FirstSeenNS, LastSeenNS: m.LastSeenNS}
+			ThresholdNS: m.ThresholdNS, Route: m.Route, FirstSeenNS: m.FirstSeenNS, LastSeenNS: m.LastSeenNS, DetectedNS: m.DetectedNS}
 	}
 	return out, nil
 }
@@ -409,7 +413,7 @@ func (d *detector) fold(service string, we int64, found []finding) {
 		cur.rec.LastSeenNS = max(cur.rec.LastSeenNS, f.last)
 		m := cur.d.Metrics[f.Metric]
 		if m == nil {
-			cur.d.Metrics[f.Metric] = &metricState{finding: f, FirstSeenNS: f.onset, LastSeenNS: f.last}
+			cur.d.Metrics[f.Metric] = &metricState{finding: f, FirstSeenNS: f.onset, LastSeenNS: f.last, DetectedNS: we}
 			continue
 		}
 		// Report the peak: the most severe window's figures; the whole service's over one route's.
