@@ -170,24 +170,28 @@ func changePct(now, before float64) float64 {
 	return round(100*(now-before)/before, 1)
 }
 
-// verdict judges a service from its requests in the window and the one before, and from the
-// anomalies detected in the window.
-func verdict(keys *tenantKeys, name, version string, c, p store.RequestStats, anomalies []store.Anomaly, window time.Duration) serviceRow {
-	r := serviceRow{Name: name, Version: version, Requests: c.Requests, PerMin: round(float64(c.Requests)/window.Minutes(), 2),
-		ErrorPct: round(errorPct(c), 2), P50MS: msOf(c.P50NS), P95MS: msOf(c.P95NS), P99MS: msOf(c.P99NS), Anomalies: len(anomalies)}
-	var critical, degraded []string
+// ongoingAnomaly describes the newest ongoing anomaly, as critical (high severity or more) or
+// degraded.
+func ongoingAnomaly(keys *tenantKeys, anomalies []store.Anomaly) (critical, degraded []string) {
 	for _, a := range anomalies { // newest first
 		if a.EndedNS != 0 {
 			continue
 		}
 		why := fmt.Sprintf("ongoing anomaly %s: %s %g vs usual %g", keys.anomalyRef(a.ID), a.Metric, round(a.Observed, 3), round(a.Baseline, 3))
 		if severityRank(a.Severity) >= severityRank("high") {
-			critical = append(critical, why)
-		} else {
-			degraded = append(degraded, why)
+			return []string{why}, nil
 		}
-		break
+		return nil, []string{why}
 	}
+	return nil, nil
+}
+
+// verdict judges a service from its requests in the window and the one before, and from the
+// anomalies detected in the window.
+func verdict(keys *tenantKeys, name, version string, c, p store.RequestStats, anomalies []store.Anomaly, window time.Duration) serviceRow {
+	r := serviceRow{Name: name, Version: version, Requests: c.Requests, PerMin: round(float64(c.Requests)/window.Minutes(), 2),
+		ErrorPct: round(errorPct(c), 2), P50MS: msOf(c.P50NS), P95MS: msOf(c.P95NS), P99MS: msOf(c.P99NS), Anomalies: len(anomalies)}
+	critical, degraded := ongoingAnomaly(keys, anomalies)
 	if c.Requests == 0 {
 		switch {
 		case len(critical)+len(degraded) > 0:

@@ -100,13 +100,8 @@ func (tl *tools) searchTraces(ctx context.Context, tn *store.Tenant, in searchTr
 	if err != nil {
 		return out, "", err
 	}
-	q := store.TraceQuery{From: from.UnixNano(), To: to.UnixNano(), Service: in.Service, Operation: in.Operation,
-		ErrorsOnly: in.Status == "error", OKOnly: in.Status == "ok", SortByDuration: byDuration,
-		MinDurationNS: int64(in.MinDurationMS * 1e6), MaxDurationNS: int64(in.MaxDurationMS * 1e6)}
-	if in.MaxDurationMS > 0 && in.MaxDurationMS < in.MinDurationMS {
-		return out, "", badArg("max_duration_ms %v is below min_duration_ms %v", in.MaxDurationMS, in.MinDurationMS)
-	}
-	if q.Attributes, err = attributeFilters(in.Attributes); err != nil {
+	q, err := traceQuery(in, from, to)
+	if err != nil {
 		return out, "", err
 	}
 	if paging {
@@ -160,20 +155,36 @@ func (tl *tools) searchTraces(ctx context.Context, tn *store.Tenant, in searchTr
 	}
 	out.Note, out.Next = traceSuggestions(in, out)
 
-	what := "requests"
-	if in.Service != "" {
-		what = in.Service + " requests"
-	}
-	if byDuration {
-		what += ", slowest first"
-	} else {
-		what += ", newest first"
-	}
-	text := listHeader(what, out.List) + lines.String() + contextText(out)
+	text := listHeader(traceListTitle(in), out.List) + lines.String() + contextText(out)
 	if strings.Contains(text, "«") {
 		text += capturedLegend + "\n"
 	}
 	return out, text + footer(out.Note, out.Next), nil
+}
+
+// traceQuery is the store query of the arguments over [from, to).
+func traceQuery(in searchTracesIn, from, to time.Time) (store.TraceQuery, error) {
+	q := store.TraceQuery{From: from.UnixNano(), To: to.UnixNano(), Service: in.Service, Operation: in.Operation,
+		ErrorsOnly: in.Status == "error", OKOnly: in.Status == "ok", SortByDuration: in.Sort == "duration",
+		MinDurationNS: int64(in.MinDurationMS * 1e6), MaxDurationNS: int64(in.MaxDurationMS * 1e6)}
+	if in.MaxDurationMS > 0 && in.MaxDurationMS < in.MinDurationMS {
+		return q, badArg("max_duration_ms %v is below min_duration_ms %v", in.MaxDurationMS, in.MinDurationMS)
+	}
+	var err error
+	q.Attributes, err = attributeFilters(in.Attributes)
+	return q, err
+}
+
+// traceListTitle says what the list holds, in which order.
+func traceListTitle(in searchTracesIn) string {
+	what := "requests"
+	if in.Service != "" {
+		what = in.Service + " requests"
+	}
+	if in.Sort == "duration" {
+		return what + ", slowest first"
+	}
+	return what + ", newest first"
 }
 
 // attributeFilters turns attribute arguments into the store's string equality filters.

@@ -145,6 +145,7 @@ func declared(capability string) bool {
 	case "resources":
 		return capabilities.Resources != nil
 	case "logging":
+		//lint:ignore SA1019 clients of older protocol versions still call logging/*: they get -32601 while it is not declared
 		return capabilities.Logging != nil
 	case "completions":
 		return capabilities.Completions != nil
