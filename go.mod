@@ -16,6 +16,7 @@ require (
 	github.com/onsi/gomega v1.40.0
 	github.com/pressly/goose/v3 v3.29.0
 	github.com/prometheus/client_golang v1.25.0
+	github.com/tracekit/tracekit/sdk/go v0.0.0
 	go.opentelemetry.io/proto/otlp v1.11.1
 	golang.org/x/oauth2 v0.37.0
 	golang.org/x/time v0.15.0
@@ -168,3 +169,5 @@ require (
 	sigs.k8s.io/randfill v1.0.0 // indirect
 	sigs.k8s.io/structured-merge-diff/v6 v6.4.2 // indirect
 )
+
+replace github.com/tracekit/tracekit/sdk/go => ./sdk/go
