@@ -64,11 +64,11 @@ func (an *analysis) latency(ctx context.Context, d anomaly.Details) ([]Cause, er
 			units.add(s, unitOf(step.Node), r, float64(step.PathNS))
 		}
 	}
+	causes := queueLags(s)
 	added := durBad - durGood
 	if added <= 0 {
-		return nil, nil
+		return causes, nil
 	}
-	var causes []Cause
 	ownShare := map[string]float64{} // per service: share of the added time in its own code
 	depShare := map[string]float64{} // and in its calls
 	shares := map[unit]float64{}

@@ -32,6 +32,7 @@ const (
 	KindTrafficSource = "traffic_source" // a caller sends more requests
 	KindFallback      = "fallback"       // a dependency fails and a fallback (e.g. the database behind a cache) takes over
 	KindSelfTime      = "self_time"      // all of a service's own code is slower, none of its calls
+	KindQueueLag      = "queue_lag"      // a consumer falls behind: messages wait longer on the queue
 )
 
 // Figure is one number of the evidence, before and during the anomaly.

@@ -116,3 +116,29 @@ func TestAnalyze_NamesAServiceWhoseOwnCodeIsSlowerEverywhere(t *testing.T) {
 		}
 	})
 }
+
+// billing consumes order events; its processing gets slower and the queue backs up to minutes. The
+// wait is in no span, so the report states it as a cause of its own.
+func TestAnalyze_StatesTheQueueLagOfAConsumerFallingBehind(t *testing.T) {
+	storetest.Dialects(t, func(t *testing.T, db *store.DB) {
+		cs := explain(t, db.ForTenant("acme"), "billing", 20, func(id string, at int64, incident bool, lat func(float64) int64) []store.Span {
+			wait, work := lat(50), lat(5)
+			if incident {
+				wait, work = lat(60000), lat(100)
+			}
+			root := store.Span{TraceID: id, SpanID: "root", Service: "orders", Operation: "POST /orders", Kind: store.KindServer, IsEntry: true,
+				StartNS: at, DurationNS: 20e6, HTTPStatusCode: 200}
+			pub := store.Span{TraceID: id, SpanID: "pub", ParentSpanID: "root", Service: "orders", Operation: "order-events publish",
+				Kind: store.KindProducer, StartNS: at + 5e6, DurationNS: 3e6}
+			sub := store.Span{TraceID: id, SpanID: "sub", ParentSpanID: "pub", Service: "billing", Operation: "order-events process",
+				Kind: store.KindConsumer, IsEntry: true, StartNS: pub.StartNS + pub.DurationNS + wait, DurationNS: work}
+			return []store.Span{root, pub, sub}
+		})
+		for _, c := range cs {
+			if c.Kind == rca.KindQueueLag && c.Service == "billing" && c.Figures[0].Anomalous >= 30000 && c.Figures[0].Baseline < 100 {
+				return
+			}
+		}
+		t.Fatalf("no queue lag among the causes: %+v", cs)
+	})
+}
