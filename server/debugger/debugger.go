@@ -137,12 +137,13 @@ func Register(r gin.IRouter, db *store.DB, a auth.Authenticator) {
 
 // Register mounts the API on r:
 //
-//	GET    /v1/breakpoints?service=S  active breakpoints (any scope: agents use their ingest key)
+//	GET    /v1/breakpoints?service=S  active breakpoints (any scope: agents use their ingest key; an
+//	                                  OAuth token needs the debugging tool group, as list_breakpoints)
 //	POST   /v1/breakpoints            create (write scope)
 //	DELETE /v1/breakpoints/:id        delete (write scope)
 //	POST   /v1/snapshots              upload a capture (ingest scope)
 func (h *Handler) Register(r gin.IRouter) {
-	r.GET("/v1/breakpoints", auth.Require(h.Auth, ""), h.list)
+	r.GET("/v1/breakpoints", auth.Require(h.Auth, ""), auth.RequireTool("list_breakpoints"), h.list)
 	r.POST("/v1/breakpoints", auth.Require(h.Auth, store.ScopeWrite), h.create)
 	r.DELETE("/v1/breakpoints/:id", auth.Require(h.Auth, store.ScopeWrite), h.delete)
 	r.POST("/v1/snapshots", auth.Require(h.Auth, store.ScopeIngest), h.snapshot)
