@@ -23,10 +23,15 @@ func runDev(ctx context.Context, args []string) error {
 	noDemo := fs.Bool("no-demo", false, "do not load demo data on first start")
 	// Unlike a tenant server, dev keeps everything by default: the demo day is loaded only once.
 	retention := retentionFlag(fs, "", "", "delete spans, LLM calls and snapshots older than this, e.g. 720h for 30 days, at least 1h; empty keeps them forever")
+	loadPrices := pricesFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	keep, err := retention()
+	if err != nil {
+		return err
+	}
+	prices, err := loadPrices()
 	if err != nil {
 		return err
 	}
@@ -56,7 +61,7 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	h := auth.mount(app.New(app.Config{DB: db, PublicURL: base, Logger: logger, OAuth: auth.facade}))
+	h := auth.mount(app.New(app.Config{DB: db, PublicURL: base, Logger: logger, OAuth: auth.facade, Prices: prices}))
 	errc := make(chan error, 1)
 	go func() { errc <- serve(ctx, ln, h) }()
 

@@ -26,10 +26,15 @@ func runServer(ctx context.Context, args []string) error {
 	rulesFile := fs.String("alert-rules", os.Getenv("TRACEKIT_ALERT_RULES"), "JSON file of alert rules replacing the tenant's at start, as the operator writes them ($TRACEKIT_ALERT_RULES)")
 	retention := retentionFlag(fs, os.Getenv("TRACEKIT_RETENTION"), "TRACEKIT_RETENTION",
 		"delete spans, LLM calls and snapshots older than this, e.g. 720h for 30 days, at least 1h; rollups are kept no longer ($TRACEKIT_RETENTION); empty keeps them forever")
+	loadPrices := pricesFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	keep, err := retention()
+	if err != nil {
+		return err
+	}
+	prices, err := loadPrices()
 	if err != nil {
 		return err
 	}
@@ -57,7 +62,7 @@ func runServer(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	h := app.New(app.Config{DB: db, Tenant: *tenant, PublicURL: *publicURL, AllowedOrigins: allowed, Logger: logger, OAuth: facade})
+	h := app.New(app.Config{DB: db, Tenant: *tenant, PublicURL: *publicURL, AllowedOrigins: allowed, Logger: logger, OAuth: facade, Prices: prices})
 	go analysis.Run(ctx, analysis.Config{DB: db, Tenant: *tenant, Logger: logger, RulesFile: *rulesFile, Retention: keep}) //nolint:errcheck // returns only when ctx ends
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {

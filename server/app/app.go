@@ -17,6 +17,7 @@ import (
 	"github.com/tracekit/tracekit/server/analysis/rca"
 	"github.com/tracekit/tracekit/server/auth"
 	"github.com/tracekit/tracekit/server/debugger"
+	"github.com/tracekit/tracekit/server/genai"
 	"github.com/tracekit/tracekit/server/ingest"
 	"github.com/tracekit/tracekit/server/mcpserver"
 	"github.com/tracekit/tracekit/server/oauth"
@@ -42,6 +43,8 @@ type Config struct {
 	// OAuth, when set, is the authorization server MCP clients sign in through (server/oauth); its
 	// access tokens are accepted besides API keys.
 	OAuth *oauth.Facade
+	// Prices is the LLM price table (tracekit server --prices); nil means the built-in one.
+	Prices *genai.PriceTable
 }
 
 // New returns the server's HTTP handler.
@@ -75,7 +78,7 @@ func New(cfg Config) http.Handler {
 		c.String(http.StatusOK, "ok")
 	})
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))
-	ingest.Register(r, ingest.Config{DB: cfg.DB, Auth: cfg.Auth, Logger: cfg.Logger, Registry: cfg.Registry})
+	ingest.Register(r, ingest.Config{DB: cfg.DB, Auth: cfg.Auth, Logger: cfg.Logger, Registry: cfg.Registry, Prices: cfg.Prices})
 	debugger.Register(r, cfg.DB, cfg.Auth)
 	mcpserver.Register(r, mcpserver.Config{DB: cfg.DB, Auth: cfg.Auth, PublicURL: cfg.PublicURL, AllowedOrigins: cfg.AllowedOrigins, Logger: cfg.Logger, Registry: cfg.Registry,
 		RCA: mcpserver.RCAFunc(rca.Analyze)})

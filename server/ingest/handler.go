@@ -45,6 +45,8 @@ type Config struct {
 	QueueTimeout time.Duration
 	Logger       *slog.Logger
 	Registry     prometheus.Registerer
+	// Prices prices LLM calls before each tenant's overrides; nil means the built-in table.
+	Prices *genai.PriceTable
 }
 
 type receiver struct {
@@ -80,6 +82,10 @@ func Register(r gin.IRouter, cfg Config) {
 		bufs: sync.Pool{New: func() any { return new(bytes.Buffer) }},
 	}
 	rc.prices.db = cfg.DB
+	rc.prices.base = genai.Builtin
+	if cfg.Prices != nil {
+		rc.prices.base = *cfg.Prices
+	}
 	if cfg.Registry != nil {
 		cfg.Registry.MustRegister(rc.spans, rc.batches)
 	}
@@ -340,9 +346,10 @@ func (rc *receiver) write(c *gin.Context, enc encoding, status int, m proto.Mess
 
 // priceCache keeps each tenant's price table (built-in prices with its overrides) for a minute.
 type priceCache struct {
-	db *store.DB
-	mu sync.Mutex
-	m  map[string]cachedPrices
+	db   *store.DB
+	base genai.PriceTable
+	mu   sync.Mutex
+	m    map[string]cachedPrices
 }
 
 type cachedPrices struct {
@@ -359,9 +366,9 @@ func (pc *priceCache) get(ctx context.Context, t *store.Tenant) (genai.PriceTabl
 	}
 	raw, err := t.PriceOverrides(ctx)
 	if err != nil {
-		return genai.Builtin, err
+		return pc.base, err
 	}
-	table, err := genai.Builtin.WithOverrides(raw)
+	table, err := pc.base.WithOverrides(raw)
 	pc.mu.Lock()
 	if pc.m == nil {
 		pc.m = map[string]cachedPrices{}
