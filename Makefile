@@ -18,8 +18,9 @@ run: build
 build:
 	$(GO) build -o $(BIN)/tracekit ./cmd/tracekit
 
-## test: every test, against the real PostgreSQL, a real kube-apiserver (envtest), helm, Dex and Chromium
-test: chart-test-deps test-deps lint
+## test: every test, against the real PostgreSQL, a real kube-apiserver (envtest), helm, Dex, Chromium
+## and an OpenTelemetry Collector
+test: chart-test-deps test-deps otelcol lint
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO) test -count=1 ./...
 
 TSCLIENT := server/oauth/testdata/tsclient

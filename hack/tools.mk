@@ -14,13 +14,16 @@ HELM := $(TOOLS_BIN)/helm
 # CRDs of third-party APIs that the operator (HTTPRoute) and the chart (HTTPRoute, ServiceMonitor)
 # can create, loaded into envtest by the tests.
 CHART_TEST_CRDS := $(TOOLS_BIN)/chart-test-crds
+# An OpenTelemetry Collector (one go.opentelemetry.io/collector release, see hack/tools/otelcol) for
+# the tests that forward spans through a real Collector.
+OTELCOL := $(TOOLS_BIN)/otelcol
 THIRDPARTY := $(TOOLS_ROOT)/hack/chart/thirdparty
 
 # GOWORK=off keeps a developer's go.work from changing which versions the tool modules resolve.
 TOOLS_GO := GOWORK=off GOFLAGS=-mod=readonly go
 TOOLS_BUILD = build -trimpath -ldflags='-s -w $(TOOLS_LDFLAGS)'
 
-.PHONY: envtest-assets controller-gen helm chart-test-crds manifests generate test-operator bench-operator
+.PHONY: envtest-assets controller-gen helm otelcol chart-test-crds manifests generate test-operator bench-operator
 
 # Without these the binaries report v0.0.0-master to clients asking /version.
 $(ENVTEST_ASSETS)/kube-apiserver $(ENVTEST_ASSETS)/kubectl: TOOLS_LDFLAGS = \
@@ -53,6 +56,12 @@ helm: $(HELM)
 $(HELM): TOOLS_LDFLAGS = -X helm.sh/helm/v3/internal/version.version=v3.22.0
 $(HELM): $(TOOLS_ROOT)/hack/tools/helm/go.mod $(TOOLS_ROOT)/hack/tools/helm/go.sum
 	$(TOOLS_GO) -C $(TOOLS_ROOT)/hack/tools/helm $(TOOLS_BUILD) -o $@ helm.sh/helm/v3/cmd/helm
+
+## otelcol: the OpenTelemetry Collector of hack/tools/otelcol in bin/ (OTLP receiver, otlp and otlphttp exporters)
+otelcol: $(OTELCOL)
+
+$(OTELCOL): $(wildcard $(TOOLS_ROOT)/hack/tools/otelcol/*)
+	$(TOOLS_GO) -C $(TOOLS_ROOT)/hack/tools/otelcol $(TOOLS_BUILD) -o $@ .
 
 ## chart-test-crds: the Gateway API's HTTPRoute and the Prometheus Operator's ServiceMonitor CRDs in
 ## bin/chart-test-crds, at the versions hack/chart/thirdparty pins
