@@ -7,6 +7,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
@@ -16,8 +17,27 @@ import (
 	"github.com/tracekit/tracekit/server/store"
 )
 
-// maxValueBytes caps one attribute string: applications sometimes attach whole payloads.
-const maxValueBytes = 8 << 10
+// Size limits of stored text, in bytes (a cut value ends in truncatedMark). Names and the other
+// texts that index and rollup keys are made of are short, so a key (tenant, kind, service, name, …)
+// stays far below PostgreSQL's 2,704-byte btree row limit; free text (statements, messages,
+// attribute values) is capped because applications sometimes attach whole payloads.
+const (
+	maxValueBytes   = 8 << 10 // attribute values, db statements, event names
+	maxMessageBytes = 2 << 10 // status messages
+	maxNameBytes    = 1 << 10 // span names (operations), HTTP routes
+	maxKeyBytes     = 256     // service, version, host, attribute keys, peer/rpc/db names, LLM models
+)
+
+// truncatedMark ends every value that was cut to its size limit, so a reader sees it is not whole.
+const truncatedMark = "…[truncated]"
+
+// Spans starting before minTimeNS or more than maxFuture after now are refused: a clock that is
+// that far off (or a zero or all-ones timestamp) would put the span where no query or retention
+// ever finds it.
+const (
+	minTimeNS = int64(946684800) * 1e9 // 2000-01-01T00:00:00Z
+	maxFuture = 24 * time.Hour
+)
 
 // maxDepth caps nesting of array and map attribute values.
 const maxDepth = 8
@@ -40,6 +60,7 @@ func convert(rss []*tracepb.ResourceSpans, prices genai.PriceTable) converted {
 		}
 	}
 	out.batch.Spans = make([]store.Span, 0, n)
+	latest := uint64(time.Now().Add(maxFuture).UnixNano())
 	var buf []byte
 	for _, rs := range rss {
 		res := resourceInfo(rs.GetResource().GetAttributes())
@@ -49,7 +70,13 @@ func convert(rss []*tracepb.ResourceSpans, prices genai.PriceTable) converted {
 			for _, sp := range ss.GetSpans() {
 				if len(sp.TraceId) != 16 || len(sp.SpanId) != 8 || (len(sp.ParentSpanId) != 0 && len(sp.ParentSpanId) != 8) {
 					out.rejected++
-					out.reason = fmt.Sprintf("span %q: trace id must be 16 bytes and span ids 8 bytes", sp.GetName())
+					out.reason = fmt.Sprintf("span %q: trace id must be 16 bytes and span ids 8 bytes", capText(sp.GetName(), 128))
+					continue
+				}
+				if sp.StartTimeUnixNano < uint64(minTimeNS) || sp.StartTimeUnixNano > latest || sp.EndTimeUnixNano > latest {
+					out.rejected++
+					out.reason = fmt.Sprintf("span %q (trace %x): start %d / end %d ns is before 2000 or more than %s in the future; check the sender's clock",
+						capText(sp.GetName(), 128), sp.TraceId, sp.StartTimeUnixNano, sp.EndTimeUnixNano, maxFuture)
 					continue
 				}
 				s := store.Span{
@@ -58,11 +85,11 @@ func convert(rss []*tracepb.ResourceSpans, prices genai.PriceTable) converted {
 					Service:            res.service,
 					ServiceVersion:     res.version,
 					HostName:           res.host,
-					Operation:          text(sp.Name),
+					Operation:          capText(sp.Name, maxNameBytes),
 					Kind:               int16(sp.Kind),
 					StartNS:            int64(sp.StartTimeUnixNano),
 					StatusCode:         int16(sp.GetStatus().GetCode()),
-					StatusMessage:      text(sp.GetStatus().GetMessage()),
+					StatusMessage:      capText(sp.GetStatus().GetMessage(), maxMessageBytes),
 					ResourceAttributes: resJSON,
 				}
 				if len(sp.ParentSpanId) == 8 {
@@ -99,13 +126,13 @@ func resourceInfo(attrs []*commonpb.KeyValue) resource {
 	for _, kv := range attrs {
 		switch kv.Key {
 		case "service.name":
-			if v := text(kv.GetValue().GetStringValue()); v != "" {
+			if v := capText(kv.GetValue().GetStringValue(), maxKeyBytes); v != "" {
 				r.service = v
 			}
 		case "service.version":
-			r.version = text(kv.GetValue().GetStringValue())
+			r.version = capText(kv.GetValue().GetStringValue(), maxKeyBytes)
 		case "host.name":
-			r.host = text(kv.GetValue().GetStringValue())
+			r.host = capText(kv.GetValue().GetStringValue(), maxKeyBytes)
 		}
 	}
 	return r
@@ -115,58 +142,60 @@ func resourceInfo(attrs []*commonpb.KeyValue) resource {
 // the older semantic-convention names are accepted.
 func extract(s *store.Span, ga *genai.Attributes, kv *commonpb.KeyValue) {
 	v := kv.GetValue()
-	str := text(v.GetStringValue())
+	str := v.GetStringValue()
 	num := v.GetIntValue()
 	if num == 0 && str != "" {
 		num, _ = strconv.ParseInt(str, 10, 64)
 	}
-	if ga.Set(kv.Key, str, num) {
+	if ga.Set(kv.Key, capText(str, maxKeyBytes), num) {
 		return
 	}
 	switch kv.Key {
 	case "http.request.method", "http.method":
-		s.HTTPMethod = str
+		s.HTTPMethod = capText(str, maxKeyBytes)
 	case "http.route":
-		s.HTTPRoute = str
+		s.HTTPRoute = capText(str, maxNameBytes)
 	case "http.response.status_code", "http.status_code":
 		s.HTTPStatusCode = int32(num)
 	case "db.system", "db.system.name":
-		s.DBSystem = str
+		s.DBSystem = capText(str, maxKeyBytes)
 	case "db.statement", "db.query.text":
-		s.DBStatement = str
+		s.DBStatement = capText(str, maxValueBytes)
 	case "rpc.service":
-		s.RPCService = str
+		s.RPCService = capText(str, maxKeyBytes)
 	case "rpc.method":
-		s.RPCMethod = str
+		s.RPCMethod = capText(str, maxKeyBytes)
 	case "peer.service":
-		s.PeerService = str
+		s.PeerService = capText(str, maxKeyBytes)
 	case "server.address":
 		if s.PeerService == "" && s.Kind == store.KindClient {
-			s.PeerService = str
+			s.PeerService = capText(str, maxKeyBytes)
 		}
 	}
 }
 
-// text makes s storable in a PostgreSQL text column: valid UTF-8 without NUL, and capped.
-func text(s string) string {
+// capText makes s storable in a PostgreSQL text column (valid UTF-8 without NUL) of at most limit
+// bytes, the marker included when it had to be cut.
+func capText(s string, limit int) string {
 	for i := 0; i < len(s); i++ {
 		if s[i] == 0 || s[i] >= utf8.RuneSelf {
 			s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 			break
 		}
 	}
-	return capString(s)
+	return capString(s, limit)
 }
 
-func capString(s string) string {
-	if len(s) <= maxValueBytes {
+// capString cuts s at a rune boundary so that, with truncatedMark, it holds at most limit bytes.
+func capString(s string, limit int) string {
+	if len(s) <= limit {
 		return s
 	}
-	cut := maxValueBytes
+	cut := limit - len(truncatedMark)
 	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}
-	return s[:cut] + "…[truncated]"
+	return s[:cut] + truncatedMark
 }
 
 // appendAttributes writes attrs as one flat JSON object: {"key": value, ...}.
@@ -176,7 +205,7 @@ func appendAttributes(b []byte, attrs []*commonpb.KeyValue, depth int) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(b, kv.Key)
+		b = appendString(b, capString(kv.Key, maxKeyBytes))
 		b = append(b, ':')
 		b = appendValue(b, kv.GetValue(), depth)
 	}
@@ -189,7 +218,7 @@ func appendValue(b []byte, v *commonpb.AnyValue, depth int) []byte {
 	}
 	switch x := v.GetValue().(type) {
 	case *commonpb.AnyValue_StringValue:
-		return appendString(b, capString(x.StringValue))
+		return appendString(b, capString(x.StringValue, maxValueBytes))
 	case *commonpb.AnyValue_BoolValue:
 		return strconv.AppendBool(b, x.BoolValue)
 	case *commonpb.AnyValue_IntValue:
@@ -224,7 +253,7 @@ func appendEvents(b []byte, events []*tracepb.Span_Event) []byte {
 			b = append(b, ',')
 		}
 		b = append(b, `{"name":`...)
-		b = appendString(b, e.Name)
+		b = appendString(b, capString(e.Name, maxValueBytes))
 		b = append(b, `,"time_ns":`...)
 		b = strconv.AppendUint(b, e.TimeUnixNano, 10)
 		b = append(b, `,"attributes":`...)

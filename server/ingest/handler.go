@@ -6,13 +6,9 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"encoding/base64"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"mime"
 	"net/http"
 	"strconv"
@@ -32,62 +28,30 @@ import (
 	"github.com/tracekit/tracekit/server/store"
 )
 
-// Config tunes the receiver. Zero values take the defaults noted.
-type Config struct {
-	DB   *store.DB
-	Auth auth.Authenticator
-	// MaxBodyBytes caps a request body after decompression (default 16 MiB); larger gets 413.
-	MaxBodyBytes int64
-	// MaxInFlight caps batches being decoded and written at once (default 8); it bounds memory and
-	// database connections.
-	MaxInFlight int
-	// QueueTimeout is how long a request waits for a slot before 429 (default 5 s).
-	QueueTimeout time.Duration
-	Logger       *slog.Logger
-	Registry     prometheus.Registerer
-	// Prices prices LLM calls before each tenant's overrides; nil means the built-in table.
-	Prices *genai.PriceTable
-}
-
+// receiver is the OTLP/HTTP transport in front of the ingest core.
 type receiver struct {
-	cfg     Config
-	slots   chan struct{}
-	prices  priceCache
-	spans   *prometheus.CounterVec
+	*Ingester
 	batches *prometheus.CounterVec
 	bufs    sync.Pool
 }
 
-// Register mounts POST /v1/traces on r.
-func Register(r gin.IRouter, cfg Config) {
-	if cfg.MaxBodyBytes == 0 {
-		cfg.MaxBodyBytes = 16 << 20
-	}
-	if cfg.MaxInFlight == 0 {
-		cfg.MaxInFlight = 8
-	}
-	if cfg.QueueTimeout == 0 {
-		cfg.QueueTimeout = 5 * time.Second
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+// Register mounts POST /v1/traces on r and returns the ingest core behind it, for other transports.
+func Register(r gin.IRouter, cfg Config) *Ingester {
+	in := New(cfg)
+	in.Mount(r)
+	return in
+}
+
+// Mount serves OTLP/HTTP (POST /v1/traces) on r through in.
+func (in *Ingester) Mount(r gin.IRouter) {
 	rc := &receiver{
-		cfg:   cfg,
-		slots: make(chan struct{}, cfg.MaxInFlight),
-		spans: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tracekit_ingest_spans_total",
-			Help: "Spans received over OTLP, by outcome (accepted, rejected)."}, []string{"outcome"}),
+		Ingester: in,
 		batches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tracekit_ingest_requests_total",
 			Help: "OTLP export requests, by HTTP status code."}, []string{"code"}),
 		bufs: sync.Pool{New: func() any { return new(bytes.Buffer) }},
 	}
-	rc.prices.db = cfg.DB
-	rc.prices.base = genai.Builtin
-	if cfg.Prices != nil {
-		rc.prices.base = *cfg.Prices
-	}
-	if cfg.Registry != nil {
-		cfg.Registry.MustRegister(rc.spans, rc.batches)
+	if in.cfg.Registry != nil {
+		in.cfg.Registry.MustRegister(rc.batches)
 	}
 	r.POST("/v1/traces", rc.export)
 }
@@ -112,7 +76,8 @@ func (rc *receiver) export(c *gin.Context) {
 		if errors.Is(err, auth.ErrNoCredentials) || errors.Is(err, auth.ErrInvalidCredentials) {
 			rc.fail(c, enc, http.StatusUnauthorized, codes.Unauthenticated, err.Error())
 		} else {
-			rc.unavailable(c, enc, err)
+			rc.cfg.Logger.Error("ingest authentication failed", "err", err)
+			rc.unavailable(c, enc)
 		}
 		return
 	}
@@ -126,12 +91,13 @@ func (rc *receiver) export(c *gin.Context) {
 	}
 
 	// Backpressure: wait briefly for a slot, then ask the exporter to retry later.
-	if !rc.acquire(c.Request.Context()) {
+	release, err := rc.Admit(c.Request.Context())
+	if err != nil {
 		c.Header("Retry-After", "1")
 		rc.fail(c, enc, http.StatusTooManyRequests, codes.ResourceExhausted, "the server is busy writing other batches; retry after the delay in Retry-After")
 		return
 	}
-	defer func() { <-rc.slots }()
+	defer release()
 
 	buf := rc.bufs.Get().(*bytes.Buffer)
 	buf.Reset()
@@ -150,45 +116,16 @@ func (rc *receiver) export(c *gin.Context) {
 		rc.fail(c, enc, http.StatusBadRequest, codes.InvalidArgument, err.Error())
 		return
 	}
-	tenant := rc.cfg.DB.ForTenant(p.TenantID)
-	prices, err := rc.prices.get(c.Request.Context(), tenant)
+	res, err := rc.Export(c.Request.Context(), p.TenantID, req)
 	if err != nil {
-		rc.cfg.Logger.Warn("tenant LLM price overrides unusable, using built-in prices", "tenant", p.TenantID, "err", err)
-	}
-	conv := convert(req.ResourceSpans, prices)
-	// Writes outlive a client that hangs up: once started, a batch is either committed or rolled back.
-	ctx := context.WithoutCancel(c.Request.Context())
-	if err := tenant.InsertBatch(ctx, conv.batch); err != nil {
-		rc.unavailable(c, enc, err)
+		rc.unavailable(c, enc)
 		return
 	}
-	rc.spans.WithLabelValues("accepted").Add(float64(len(conv.batch.Spans)))
 	resp := &collectorpb.ExportTraceServiceResponse{}
-	if conv.rejected > 0 {
-		rc.spans.WithLabelValues("rejected").Add(float64(conv.rejected))
-		resp.PartialSuccess = &collectorpb.ExportTracePartialSuccess{RejectedSpans: conv.rejected,
-			ErrorMessage: fmt.Sprintf("%d span(s) rejected; last reason: %s", conv.rejected, conv.reason)}
+	if res.Rejected > 0 {
+		resp.PartialSuccess = &collectorpb.ExportTracePartialSuccess{RejectedSpans: res.Rejected, ErrorMessage: res.Message}
 	}
 	rc.write(c, enc, http.StatusOK, resp)
-}
-
-// acquire takes a write slot, waiting at most QueueTimeout.
-func (rc *receiver) acquire(ctx context.Context) bool {
-	select {
-	case rc.slots <- struct{}{}:
-		return true
-	default:
-	}
-	timer := time.NewTimer(rc.cfg.QueueTimeout)
-	defer timer.Stop()
-	select {
-	case rc.slots <- struct{}{}:
-		return true
-	case <-timer.C:
-		return false
-	case <-ctx.Done():
-		return false
-	}
 }
 
 func requestEncoding(contentType string) (encoding, bool) {
@@ -232,90 +169,12 @@ func (rc *receiver) readBody(r *http.Request, buf *bytes.Buffer) error {
 	return nil
 }
 
-func decode(enc encoding, body []byte, req *collectorpb.ExportTraceServiceRequest) error {
-	if enc == encProto {
-		if err := proto.Unmarshal(body, req); err != nil {
-			return fmt.Errorf("body is not a valid OTLP ExportTraceServiceRequest protobuf: %v", err)
-		}
-		return nil
-	}
-	fixed, err := hexIDsToBase64(body)
-	if err != nil {
-		return fmt.Errorf("body is not valid OTLP JSON: %v", err)
-	}
-	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(fixed, req); err != nil {
-		return fmt.Errorf("body is not a valid OTLP ExportTraceServiceRequest in JSON: %v", err)
-	}
-	return nil
-}
-
-// hexIDsToBase64 rewrites trace and span ids from OTLP/JSON's hex form to the base64 that
-// protojson expects for bytes fields (OTLP/JSON deviates from the proto3 JSON mapping there).
-func hexIDsToBase64(body []byte) ([]byte, error) {
-	var doc map[string]any
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if err := dec.Decode(&doc); err != nil {
-		return nil, err
-	}
-	for _, rs := range list(doc, "resourceSpans", "resource_spans") {
-		for _, ss := range list(rs, "scopeSpans", "scope_spans") {
-			for _, sp := range list(ss, "spans") {
-				if err := fixIDs(sp); err != nil {
-					return nil, err
-				}
-				for _, l := range list(sp, "links") {
-					if err := fixIDs(l); err != nil {
-						return nil, err
-					}
-				}
-			}
-		}
-	}
-	return json.Marshal(doc)
-}
-
-func list(v any, keys ...string) []map[string]any {
-	m, ok := v.(map[string]any)
-	if !ok {
-		return nil
-	}
-	for _, k := range keys {
-		if arr, ok := m[k].([]any); ok {
-			out := make([]map[string]any, 0, len(arr))
-			for _, e := range arr {
-				if em, ok := e.(map[string]any); ok {
-					out = append(out, em)
-				}
-			}
-			return out
-		}
-	}
-	return nil
-}
-
-func fixIDs(m map[string]any) error {
-	for _, k := range []string{"traceId", "trace_id", "spanId", "span_id", "parentSpanId", "parent_span_id"} {
-		s, ok := m[k].(string)
-		if !ok || s == "" {
-			continue
-		}
-		raw, err := hex.DecodeString(s)
-		if err != nil {
-			return fmt.Errorf("%s %q is not hex-encoded", k, s)
-		}
-		m[k] = base64.StdEncoding.EncodeToString(raw)
-	}
-	return nil
-}
-
 func (rc *receiver) tooLarge(c *gin.Context, enc encoding) {
 	rc.fail(c, enc, http.StatusRequestEntityTooLarge, codes.InvalidArgument,
 		fmt.Sprintf("request body exceeds %d bytes after decompression; send smaller batches (e.g. lower the exporter's max batch size)", rc.cfg.MaxBodyBytes))
 }
 
-func (rc *receiver) unavailable(c *gin.Context, enc encoding, err error) {
-	rc.cfg.Logger.Error("ingest write failed", "err", err)
+func (rc *receiver) unavailable(c *gin.Context, enc encoding) {
 	c.Header("Retry-After", "2")
 	rc.fail(c, enc, http.StatusServiceUnavailable, codes.Unavailable, "storage is unavailable, nothing from this request was kept; retry after the delay in Retry-After")
 }

@@ -1,0 +1,155 @@
+package ingest_test
+
+import (
+	"bytes"
+	"context"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	collectorpb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tracekit/tracekit/server/ingest"
+	"github.com/tracekit/tracekit/server/store/storetest"
+)
+
+var dialects = []struct {
+	name string
+	dsn  func(testing.TB) string
+}{{"postgres", storetest.PostgresDSN}, {"sqlite", storetest.SQLiteDSN}}
+
+func exportOK(t *testing.T, e env, body []byte) *collectorpb.ExportTraceServiceResponse {
+	t.Helper()
+	resp, msg := post(t, e.url, e.key, "application/x-protobuf", body)
+	var out collectorpb.ExportTraceServiceResponse
+	if resp.StatusCode != 200 {
+		t.Fatalf("got %d %q, want 200", resp.StatusCode, msg)
+	}
+	if err := proto.Unmarshal(msg, &out); err != nil {
+		t.Fatal(err)
+	}
+	return &out
+}
+
+// incompressible returns n random letters: PostgreSQL compresses repetitive index keys below its
+// row size limit, which real names are not.
+func incompressible(n int) string {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = 'a' + byte(rand.IntN(26))
+	}
+	return string(b)
+}
+
+// One resource with a 7,000-character service.name used to make the whole request fail with 503
+// (the btree index on service refused the row) and so every resend: the neighbour was never stored.
+func TestExport_OverlongTextsAreCutWithAMarkerAndTheRequestStored(t *testing.T) {
+	for _, d := range dialects {
+		t.Run(d.name, func(t *testing.T) {
+			e := newEnv(t, d.dsn(t), ingest.Config{})
+			long := "sss" + incompressible(7000)
+			req := request(long, 1, 2, str("db.statement", strings.Repeat("q", 100_000)), str(strings.Repeat("k", 5000), "v"))
+			req.ResourceSpans[0].Resource.Attributes = append(req.ResourceSpans[0].Resource.Attributes,
+				str("service.version", strings.Repeat("v", 7000)), str("host.name", strings.Repeat("h", 7000)))
+			req.ResourceSpans[0].ScopeSpans[0].Spans[0].Name = "nnn" + incompressible(7000)
+			neighbour := request("neighbour", 2, 3)
+			req.ResourceSpans = append(req.ResourceSpans, neighbour.ResourceSpans...)
+			if out := exportOK(t, e, marshal(t, req)); out.PartialSuccess.GetRejectedSpans() != 0 {
+				t.Errorf("rejected %v, want everything stored", out.PartialSuccess)
+			}
+			if n := storetest.Count(t, e.dsn, "spans", "acme"); n != 5 {
+				t.Errorf("%d spans stored, want 5 (both resources)", n)
+			}
+			for _, q := range []string{
+				"SELECT max(length(service)) FROM spans",
+				"SELECT max(length(service_version)) FROM spans",
+				"SELECT max(length(host_name)) FROM spans",
+				"SELECT max(length(name)) FROM services",
+				"SELECT max(length(name)) FROM metric_rollups",
+			} {
+				if n := storetest.QueryInt(t, e.dsn, q); n > 1024 {
+					t.Errorf("%s = %d, want at most 1024", q, n)
+				}
+			}
+			if n := storetest.QueryInt(t, e.dsn, "SELECT count(*) FROM spans WHERE service LIKE 'sss%…[truncated]' AND operation LIKE 'nnn%…[truncated]' AND db_statement LIKE 'qqq%…[truncated]'"); n != 1 {
+				t.Errorf("%d spans with the cut service, name and statement ending in the marker, want 1", n)
+			}
+		})
+	}
+}
+
+// A 7,000-character span name used to be accepted, and then every compaction of the tenant failed on
+// the unique index of merged rollups: partial rows piled up and metrics degraded, for good.
+func TestExport_OverlongSpanNameDoesNotStopCompaction(t *testing.T) {
+	for _, d := range dialects {
+		t.Run(d.name, func(t *testing.T) {
+			e := newEnv(t, d.dsn(t), ingest.Config{})
+			req := request("checkout", 1, 1)
+			req.ResourceSpans[0].ScopeSpans[0].Spans[0].Name = "nnn" + incompressible(7000)
+			exportOK(t, e, marshal(t, req))
+			exportOK(t, e, marshal(t, request("checkout", 2, 1)))
+			now := time.Now().UnixNano()
+			if _, err := e.db.ForTenant("acme").CompactRollups(context.Background(), now, int64(time.Hour*24), int64(time.Hour*24*90)); err != nil {
+				t.Fatalf("compaction: %v", err)
+			}
+			if n := storetest.QueryInt(t, e.dsn, "SELECT count(*) FROM metric_rollups WHERE partial"); n != 0 {
+				t.Errorf("%d partial rollup rows left after compaction, want 0", n)
+			}
+		})
+	}
+}
+
+// Invalid UTF-8 in one protobuf string used to refuse the whole batch (400); the JSON path already
+// stored such bytes as U+FFFD.
+func TestExport_InvalidUTF8InProtobufIsReplacedNotFatal(t *testing.T) {
+	for _, d := range dialects {
+		t.Run(d.name, func(t *testing.T) {
+			e := newEnv(t, d.dsn(t), ingest.Config{})
+			req := request("svc-@@", 1, 3, str("note", "a@@b"))
+			req.ResourceSpans[0].ScopeSpans[0].Spans[1].Name = "op-@@"
+			// Same length, so the length prefixes stay right: what a buggy exporter sends.
+			body := bytes.ReplaceAll(marshal(t, req), []byte("@@"), []byte("\xff\xfe"))
+			exportOK(t, e, body)
+			if n := storetest.Count(t, e.dsn, "spans", "acme"); n != 3 {
+				t.Errorf("%d spans stored, want 3", n)
+			}
+			if n := storetest.QueryInt(t, e.dsn, "SELECT count(*) FROM spans WHERE service = 'svc-\uFFFD\uFFFD'"); n != 3 {
+				t.Errorf("%d spans with the repaired service name, want 3", n)
+			}
+			if n := storetest.QueryInt(t, e.dsn, "SELECT count(*) FROM spans WHERE operation = 'op-\uFFFD\uFFFD'"); n != 1 {
+				t.Errorf("%d spans with the repaired name, want 1", n)
+			}
+		})
+	}
+}
+
+// Timestamps far off (1990, year 2200, 2^64-1) used to be stored as sent (start_ns -1 for 2^64-1),
+// where no query window or retention ever reaches them.
+func TestExport_RejectsAbsurdTimestampsPerSpan(t *testing.T) {
+	for _, d := range dialects {
+		t.Run(d.name, func(t *testing.T) {
+			e := newEnv(t, d.dsn(t), ingest.Config{})
+			req := request("svc", 1, 5)
+			spans := req.ResourceSpans[0].ScopeSpans[0].Spans
+			y2200 := uint64(time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+			spans[1].StartTimeUnixNano, spans[1].EndTimeUnixNano = uint64(time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()), uint64(time.Date(1990, 1, 1, 0, 0, 1, 0, time.UTC).UnixNano())
+			spans[2].StartTimeUnixNano, spans[2].EndTimeUnixNano = y2200, y2200+1e6
+			spans[3].StartTimeUnixNano, spans[3].EndTimeUnixNano = math.MaxUint64, math.MaxUint64
+			spans[4].EndTimeUnixNano = math.MaxUint64
+			out := exportOK(t, e, marshal(t, req))
+			if out.PartialSuccess.GetRejectedSpans() != 4 || !strings.Contains(out.PartialSuccess.GetErrorMessage(), "clock") {
+				t.Errorf("partial success %v, want 4 rejected with the reason", out.PartialSuccess)
+			}
+			if n := storetest.Count(t, e.dsn, "spans", "acme"); n != 1 {
+				t.Errorf("%d spans stored, want only the one with sane times", n)
+			}
+			if n := storetest.QueryInt(t, e.dsn, "SELECT count(*) FROM spans WHERE start_ns < 0 OR start_ns > "+
+				"9000000000000000000"); n != 0 {
+				t.Errorf("%d spans stored with absurd start times", n)
+			}
+		})
+	}
+}
