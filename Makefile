@@ -39,7 +39,8 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-## bench-ingest: durable OTLP ingest throughput and RSS against PostgreSQL (see docs/benchmarks.md)
+## bench-ingest: durable OTLP ingest throughput and RSS against PostgreSQL (see docs/benchmarks.md);
+##   ARGS="-protocol grpc" for OTLP/gRPC, ARGS="-protocol both" for the two side by side
 bench-ingest: build
 	$(GO) run ./hack/ingestbench -tracekit $(BIN)/tracekit $(ARGS)
 

@@ -19,6 +19,7 @@ import (
 func runDev(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
+	grpcAddr := grpcAddrFlag(fs, "127.0.0.1:4317", "")
 	dataDir := fs.String("data-dir", defaultDataDir, "where the SQLite database and demo labels live")
 	noDemo := fs.Bool("no-demo", false, "do not load demo data on first start")
 	// Unlike a tenant server, dev keeps everything by default: the demo day is loaded only once.
@@ -56,14 +57,24 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another tracekit running? choose another --addr)", *addr, err)
 	}
+	gln, err := listenGRPC(*grpcAddr)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	base := "http://" + ln.Addr().String()
+	grpcBase := ""
+	if gln != nil {
+		grpcBase = "http://" + gln.Addr().String()
+	}
 	auth, err := startDevAuth(ctx, db, *dataDir, base, logger)
 	if err != nil {
 		return err
 	}
-	h := auth.mount(app.New(app.Config{DB: db, PublicURL: base, Logger: logger, OAuth: auth.facade, Prices: prices}))
+	h, gs := app.NewWithGRPC(app.Config{DB: db, PublicURL: base, Logger: logger, OAuth: auth.facade, Prices: prices})
+	h = auth.mount(h)
 	errc := make(chan error, 1)
-	go func() { errc <- serve(ctx, ln, h) }()
+	go func() { errc <- serveWithGRPC(ctx, ln, h, gln, gs) }()
 
 	marker := filepath.Join(*dataDir, "demo-loaded")
 	if _, err := os.Stat(marker); os.IsNotExist(err) && !*noDemo {
@@ -81,12 +92,16 @@ func runDev(ctx context.Context, args []string) error {
 	// Analysis starts once the demo day is in: it would otherwise compete with the load for SQLite's
 	// single writer and judge a day that is still arriving.
 	go analysis.Run(ctx, analysis.Config{DB: db, Logger: logger, DemoRules: true, Retention: keep}) //nolint:errcheck // returns only when ctx ends
-	printConnectionHelp(base, key)
+	printConnectionHelp(base, grpcBase, key)
 	return <-errc
 }
 
-func printConnectionHelp(base, key string) {
+func printConnectionHelp(base, grpcBase, key string) {
 	mcpURL := base + "/mcp"
+	grpcLine := "  OTLP/gRPC is off (--grpc-addr '')."
+	if grpcBase != "" {
+		grpcLine = fmt.Sprintf("  OTLP/gRPC:  OTEL_EXPORTER_OTLP_ENDPOINT=%s OTEL_EXPORTER_OTLP_PROTOCOL=grpc", grpcBase)
+	}
 	fmt.Printf(`
 TraceKit is running.
 MCP URL: %[1]s
@@ -99,10 +114,11 @@ Connect an assistant (it signs in through your browser: paste the API key on the
   Claude (Settings > Connectors > Add custom connector): the MCP URL.
   Headless agents and scripts can skip the browser with the header "Authorization: Bearer <API key>".
 
-Send OpenTelemetry traces (OTLP/HTTP, protobuf or JSON):
-  OTEL_EXPORTER_OTLP_ENDPOINT=%[3]s
+Send OpenTelemetry traces with the API key:
+  OTLP/HTTP:  OTEL_EXPORTER_OTLP_ENDPOINT=%[3]s OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf   (or http/json)
+%[4]s
   OTEL_EXPORTER_OTLP_HEADERS="Authorization=Bearer %[2]s"
 
 Press Ctrl+C to stop. State lives in the data directory; delete it to start over.
-`, mcpURL, key, base)
+`, mcpURL, key, base, grpcLine)
 }

@@ -11,6 +11,8 @@ import (
 	"os"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/tracekit/tracekit/server/analysis"
 	"github.com/tracekit/tracekit/server/app"
 )
@@ -18,6 +20,7 @@ import (
 func runServer(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	addr := fs.String("addr", envOr("TRACEKIT_ADDR", ":8080"), "listen address ($TRACEKIT_ADDR)")
+	grpcAddr := grpcAddrFlag(fs, envOrUnset("TRACEKIT_GRPC_ADDR", ":4317"), "TRACEKIT_GRPC_ADDR")
 	dbURL := databaseFlag(fs)
 	tenant := fs.String("tenant", os.Getenv("TRACEKIT_TENANT"), "serve only this tenant ($TRACEKIT_TENANT); empty serves every tenant whose API key is presented")
 	publicURL := fs.String("public-url", os.Getenv("TRACEKIT_PUBLIC_URL"), "external base URL clients use, e.g. https://acme.tracekit.example.com ($TRACEKIT_PUBLIC_URL); default http://<addr>")
@@ -62,34 +65,63 @@ func runServer(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	h := app.New(app.Config{DB: db, Tenant: *tenant, PublicURL: *publicURL, AllowedOrigins: allowed, Logger: logger, OAuth: facade, Prices: prices})
+	h, gs := app.NewWithGRPC(app.Config{DB: db, Tenant: *tenant, PublicURL: *publicURL, AllowedOrigins: allowed, Logger: logger, OAuth: facade, Prices: prices})
 	go analysis.Run(ctx, analysis.Config{DB: db, Tenant: *tenant, Logger: logger, RulesFile: *rulesFile, Retention: keep}) //nolint:errcheck // returns only when ctx ends
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
 	}
+	gln, err := listenGRPC(*grpcAddr)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	grpcListen := "off"
+	if gln != nil {
+		grpcListen = gln.Addr().String()
+	}
 	kept := "forever"
 	if keep > 0 {
 		kept = keep.String()
 	}
-	logger.Info("serving", "addr", ln.Addr().String(), "tenant", *tenant, "public_url", *publicURL, "database", db.Dialect(),
+	logger.Info("serving", "addr", ln.Addr().String(), "grpc_addr", grpcListen, "tenant", *tenant, "public_url", *publicURL, "database", db.Dialect(),
 		"retention", kept)
-	return serve(ctx, ln, h)
+	return serveWithGRPC(ctx, ln, h, gln, gs)
 }
 
 // serve runs h on ln until ctx ends, then drains in-flight requests (acknowledged ingest included).
 func serve(ctx context.Context, ln net.Listener, h http.Handler) error {
+	return serveWithGRPC(ctx, ln, h, nil, nil)
+}
+
+// serveWithGRPC is serve that also runs gs on gln, when gln is not nil, and drains its RPCs too.
+func serveWithGRPC(ctx context.Context, ln net.Listener, h http.Handler, gln net.Listener, gs *grpc.Server) error {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
+	if gln == nil {
+		gs = grpc.NewServer() // nothing to serve; stopping it is a no-op
+	} else {
+		go func() { errc <- gs.Serve(gln) }()
+	}
 	select {
 	case err := <-errc:
+		srv.Close()
+		gs.Stop()
 		return err
 	case <-ctx.Done():
 	}
 	shutdown, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(shutdown); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	stopped := make(chan struct{})
+	go func() { gs.GracefulStop(); close(stopped) }()
+	err := srv.Shutdown(shutdown)
+	select {
+	case <-stopped:
+	case <-shutdown.Done():
+		gs.Stop()
+	}
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil

@@ -1,7 +1,8 @@
 // Command ingestbench measures durable OTLP ingest: it starts `tracekit server` on a fresh
-// PostgreSQL database, drives POST /v1/traces with concurrent protobuf batches, and reports accepted
-// spans/s, request latency and the server's peak RSS. Every counted span was acknowledged, so it is
-// committed. Run it with `make bench-ingest`.
+// PostgreSQL database, drives OTLP/HTTP (POST /v1/traces) or OTLP/gRPC (TraceService/Export) with
+// concurrent protobuf batches, and reports accepted spans/s, request latency and the server's peak
+// RSS. Every counted span was acknowledged, so it is committed. Run it with `make bench-ingest`
+// (ARGS="-protocol grpc", or "-protocol both" for the two side by side, each on a fresh database).
 package main
 
 import (
@@ -23,6 +24,10 @@ import (
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tracekit/tracekit/hack/benchserver"
@@ -36,14 +41,26 @@ func main() {
 	clients := flag.Int("clients", 16, "concurrent exporters")
 	batch := flag.Int("batch", 1000, "spans per export request")
 	dur := flag.Duration("duration", 30*time.Second, "measurement time")
+	protocol := flag.String("protocol", "http", "http (OTLP/HTTP protobuf), grpc (OTLP/gRPC) or both, one after the other")
 	flag.Parse()
-	if err := run(*bin, *admin, *clients, *batch, *dur); err != nil {
-		fmt.Fprintln(os.Stderr, "ingestbench:", err)
-		os.Exit(1)
+	protocols := []string{*protocol}
+	switch *protocol {
+	case "http", "grpc":
+	case "both":
+		protocols = []string{"http", "grpc"}
+	default:
+		fmt.Fprintf(os.Stderr, "ingestbench: -protocol %q: use http, grpc or both\n", *protocol)
+		os.Exit(2)
+	}
+	for _, p := range protocols {
+		if err := run(*bin, *admin, p, *clients, *batch, *dur); err != nil {
+			fmt.Fprintln(os.Stderr, "ingestbench:", err)
+			os.Exit(1)
+		}
 	}
 }
 
-func run(bin, admin string, clients, batch int, dur time.Duration) error {
+func run(bin, admin, protocol string, clients, batch int, dur time.Duration) error {
 	ctx := context.Background()
 	dsn, drop, err := storetest.NewDatabase(ctx, admin, "tracekit_bench_")
 	if err != nil {
@@ -66,12 +83,17 @@ func run(bin, admin string, clients, batch int, dur time.Duration) error {
 	}
 	db.Close()
 
-	srv, base, err := benchserver.Start(bin, dsn)
+	srv, base, grpcAddr, err := benchserver.StartGRPC(bin, dsn)
 	if err != nil {
 		return err
 	}
 	defer srv.Process.Kill()
-	url := base + "/v1/traces"
+	export := httpExporter(base+"/v1/traces", key, clients)
+	if protocol == "grpc" {
+		if export, err = grpcExporter(grpcAddr, key); err != nil {
+			return err
+		}
+	}
 
 	bodies := make([][]byte, 64)
 	for i := range bodies {
@@ -97,7 +119,6 @@ func run(bin, admin string, clients, batch int, dur time.Duration) error {
 			}
 		}
 	}()
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
 	deadline := time.Now().Add(dur)
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -107,17 +128,8 @@ func run(bin, admin string, clients, batch int, dur time.Duration) error {
 			defer wg.Done()
 			var local []time.Duration
 			for i := c; time.Now().Before(deadline); i += clients {
-				req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(bodies[i%len(bodies)]))
-				req.Header.Set("Content-Type", "application/x-protobuf")
-				req.Header.Set("Authorization", "Bearer "+key)
 				t0 := time.Now()
-				resp, err := client.Do(req)
-				if err != nil {
-					failed.Add(1)
-					continue
-				}
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
+				if err := export(bodies[i%len(bodies)]); err != nil {
 					failed.Add(1)
 					continue
 				}
@@ -139,12 +151,61 @@ func run(bin, admin string, clients, batch int, dur time.Duration) error {
 		}
 		return latency[int(p*float64(len(latency)-1))]
 	}
-	fmt.Printf("clients=%d batch=%d duration=%s\n", clients, batch, elapsed.Round(time.Millisecond))
+	fmt.Printf("protocol=%s clients=%d batch=%d duration=%s\n", protocol, clients, batch, elapsed.Round(time.Millisecond))
 	fmt.Printf("accepted spans: %d (%.0f spans/s), failed requests: %d\n", spans.Load(), float64(spans.Load())/elapsed.Seconds(), failed.Load())
 	fmt.Printf("request latency: p50 %s, p99 %s\n", pct(0.5).Round(time.Millisecond), pct(0.99).Round(time.Millisecond))
 	fmt.Printf("server peak RSS: %d MB\n", peakRSS.Load()/1024)
 	return nil
 }
+
+// httpExporter posts an encoded request to url as OTLP/HTTP protobuf.
+func httpExporter(url, key string, clients int) func([]byte) error {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
+	return func(body []byte) error {
+		req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-protobuf")
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("HTTP %d", resp.StatusCode)
+		}
+		return nil
+	}
+}
+
+// grpcExporter calls TraceService/Export with an already encoded request over one connection, as
+// an OTLP exporter does; encoding once keeps the load generator's CPU out of the comparison, as
+// the HTTP mode's pre-encoded bodies do.
+func grpcExporter(addr, key string) (func([]byte) error, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{}), grpc.MaxCallSendMsgSize(64<<20)))
+	if err != nil {
+		return nil, err
+	}
+	md := metadata.Pairs("authorization", "Bearer "+key)
+	return func(body []byte) error {
+		ctx := metadata.NewOutgoingContext(context.Background(), md)
+		var resp collectorpb.ExportTraceServiceResponse
+		return conn.Invoke(ctx, collectorpb.TraceService_Export_FullMethodName, body, &resp)
+	}, nil
+}
+
+// rawCodec sends []byte as the already encoded message and decodes answers as protobuf.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(v.([]byte))}, nil
+}
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	return proto.Unmarshal(data.Materialize(), v.(proto.Message))
+}
+
+func (rawCodec) Name() string { return "proto" }
 
 // request is a batch shaped like real traffic: traces of 10 spans across 3 services, with
 // HTTP and DB attributes.

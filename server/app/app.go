@@ -13,6 +13,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
 
 	"github.com/tracekit/tracekit/server/analysis/rca"
 	"github.com/tracekit/tracekit/server/auth"
@@ -49,6 +50,17 @@ type Config struct {
 
 // New returns the server's HTTP handler.
 func New(cfg Config) http.Handler {
+	h, _ := build(cfg, false)
+	return h
+}
+
+// NewWithGRPC also returns a gRPC server for OTLP/gRPC in front of the same ingest core as
+// POST /v1/traces (one set of write slots and limits for both); the caller serves it on its own port.
+func NewWithGRPC(cfg Config) (http.Handler, *grpc.Server) {
+	return build(cfg, true)
+}
+
+func build(cfg Config, withGRPC bool) (http.Handler, *grpc.Server) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -78,11 +90,15 @@ func New(cfg Config) http.Handler {
 		c.String(http.StatusOK, "ok")
 	})
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))
-	ingest.Register(r, ingest.Config{DB: cfg.DB, Auth: cfg.Auth, Logger: cfg.Logger, Registry: cfg.Registry, Prices: cfg.Prices})
+	in := ingest.Register(r, ingest.Config{DB: cfg.DB, Auth: cfg.Auth, Logger: cfg.Logger, Registry: cfg.Registry, Prices: cfg.Prices})
+	var gs *grpc.Server
+	if withGRPC {
+		gs = in.GRPCServer()
+	}
 	debugger.Register(r, cfg.DB, cfg.Auth)
 	mcpserver.Register(r, mcpserver.Config{DB: cfg.DB, Auth: cfg.Auth, PublicURL: cfg.PublicURL, AllowedOrigins: cfg.AllowedOrigins, Logger: cfg.Logger, Registry: cfg.Registry,
 		RCA: mcpserver.RCAFunc(rca.Analyze)})
-	return withoutPrefix(publicPath(cfg.PublicURL), r)
+	return withoutPrefix(publicPath(cfg.PublicURL), r), gs
 }
 
 // publicPath is the path of a per-team URL such as https://tracekit.example.com/t/acme, or "".

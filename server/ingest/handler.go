@@ -82,7 +82,7 @@ func (rc *receiver) export(c *gin.Context) {
 		return
 	}
 	if !p.HasScope(store.ScopeIngest) {
-		rc.fail(c, enc, http.StatusForbidden, codes.PermissionDenied, "this API key lacks the 'ingest' scope; create one with: tracekit apikey create --scopes ingest")
+		rc.fail(c, enc, http.StatusForbidden, codes.PermissionDenied, errNoIngestScope)
 		return
 	}
 	if c.Request.ContentLength > rc.cfg.MaxBodyBytes {

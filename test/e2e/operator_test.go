@@ -442,7 +442,7 @@ func waitReady(t *testing.T, k8s client.Client, ns, name string) *tracekitv1alph
 
 // runPod does what a kubelet would with the Deployment's pod template: the container's args and
 // environment as written, Secret references resolved, ConfigMap volumes materialised in a directory
-// standing in for their mount path. Only the listen address changes, since pods have their own
+// standing in for their mount path. Only the listen addresses change, since pods have their own
 // network namespaces and these processes share one.
 func runPod(t *testing.T, k8s client.Client, dir, bin string, dep *appsv1.Deployment, addr string) {
 	t.Helper()
@@ -484,6 +484,9 @@ func runPod(t *testing.T, k8s client.Client, dir, bin string, dep *appsv1.Deploy
 	for i, a := range c.Args {
 		if strings.HasPrefix(a, "--addr=") {
 			a = "--addr=" + addr
+		}
+		if strings.HasPrefix(a, "--grpc-addr=") {
+			a = "--grpc-addr=127.0.0.1:0"
 		}
 		args[i] = a
 	}
