@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -92,17 +93,17 @@ func runDev(ctx context.Context, args []string) error {
 	// Analysis starts once the demo day is in: it would otherwise compete with the load for SQLite's
 	// single writer and judge a day that is still arriving.
 	go analysis.Run(ctx, analysis.Config{DB: db, Logger: logger, DemoRules: true, Retention: keep}) //nolint:errcheck // returns only when ctx ends
-	printConnectionHelp(base, grpcBase, key)
+	printConnectionHelp(os.Stdout, base, grpcBase, key)
 	return <-errc
 }
 
-func printConnectionHelp(base, grpcBase, key string) {
+func printConnectionHelp(w io.Writer, base, grpcBase, key string) {
 	mcpURL := base + "/mcp"
 	grpcLine := "  OTLP/gRPC is off (--grpc-addr '')."
 	if grpcBase != "" {
 		grpcLine = fmt.Sprintf("  OTLP/gRPC:  OTEL_EXPORTER_OTLP_ENDPOINT=%s OTEL_EXPORTER_OTLP_PROTOCOL=grpc", grpcBase)
 	}
-	fmt.Printf(`
+	fmt.Fprintf(w, `
 TraceKit is running.
 MCP URL: %[1]s
 API key: %[2]s
