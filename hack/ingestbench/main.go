@@ -120,6 +120,7 @@ func run(bin, admin, protocol string, clients, batch int, dur time.Duration) err
 		}
 	}()
 	deadline := time.Now().Add(dur)
+	cpu0 := cpuSeconds(srv.Process.Pid)
 	start := time.Now()
 	var wg sync.WaitGroup
 	for c := 0; c < clients; c++ {
@@ -143,6 +144,7 @@ func run(bin, admin, protocol string, clients, batch int, dur time.Duration) err
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu := cpuSeconds(srv.Process.Pid) - cpu0
 	close(stop)
 	sort.Slice(latency, func(i, j int) bool { return latency[i] < latency[j] })
 	pct := func(p float64) time.Duration {
@@ -155,6 +157,10 @@ func run(bin, admin, protocol string, clients, batch int, dur time.Duration) err
 	fmt.Printf("accepted spans: %d (%.0f spans/s), failed requests: %d\n", spans.Load(), float64(spans.Load())/elapsed.Seconds(), failed.Load())
 	fmt.Printf("request latency: p50 %s, p99 %s\n", pct(0.5).Round(time.Millisecond), pct(0.99).Round(time.Millisecond))
 	fmt.Printf("server peak RSS: %d MB\n", peakRSS.Load()/1024)
+	if n := spans.Load(); n > 0 {
+		// CPU per span is steadier than spans/s on a shared machine: it does not count waiting.
+		fmt.Printf("server CPU: %.1f s, %.2f µs per span\n", cpu, cpu/float64(n)*1e6)
+	}
 	return nil
 }
 
@@ -252,6 +258,19 @@ func request(n int, seed uint64) *collectorpb.ExportTraceServiceRequest {
 
 func kv(k, v string) *commonpb.KeyValue {
 	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}}}
+}
+
+// cpuSeconds is the user+system CPU time a process has used, from /proc/<pid>/stat.
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the parenthesised command name; utime and stime are the 14th and 15th of the line.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100 // USER_HZ is 100 on Linux
 }
 
 // vmHWM is a process's peak resident set size in KiB.
