@@ -11,6 +11,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
 
 	"github.com/tracekit/tracekit/server/analysis"
@@ -65,8 +67,10 @@ func runServer(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	h, gs := app.NewWithGRPC(app.Config{DB: db, Tenant: *tenant, PublicURL: *publicURL, AllowedOrigins: allowed, Logger: logger, OAuth: facade, Prices: prices})
-	go analysis.Run(ctx, analysis.Config{DB: db, Tenant: *tenant, Logger: logger, RulesFile: *rulesFile, Retention: keep}) //nolint:errcheck // returns only when ctx ends
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	h, gs := app.NewWithGRPC(app.Config{DB: db, Tenant: *tenant, PublicURL: *publicURL, AllowedOrigins: allowed, Logger: logger, OAuth: facade, Registry: registry, Prices: prices})
+	go analysis.Run(ctx, analysis.Config{DB: db, Tenant: *tenant, Logger: logger, RulesFile: *rulesFile, Retention: keep, Registry: registry}) //nolint:errcheck // returns only when ctx ends
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -95,10 +96,11 @@ func run(bin, admin, protocol string, clients, batch int, dur time.Duration) err
 		}
 	}
 
-	bodies := make([][]byte, 64)
+	bodies := make([]body, 64)
 	for i := range bodies {
-		bodies[i], _ = proto.Marshal(request(batch, uint64(i)))
+		bodies[i] = marshal(request(batch, uint64(i)))
 	}
+	var seq atomic.Uint64
 	var (
 		spans   atomic.Int64
 		failed  atomic.Int64
@@ -129,8 +131,11 @@ func run(bin, admin, protocol string, clients, batch int, dur time.Duration) err
 			defer wg.Done()
 			var local []time.Duration
 			for i := c; time.Now().Before(deadline); i += clients {
+				// Every request carries new trace ids: the server stores a span once, so resending the
+				// same bodies would measure only how fast it skips duplicates.
+				b := bodies[i%len(bodies)].withTraceIDs(seq.Add(1))
 				t0 := time.Now()
-				if err := export(bodies[i%len(bodies)]); err != nil {
+				if err := export(b); err != nil {
 					failed.Add(1)
 					continue
 				}
@@ -212,6 +217,34 @@ func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 }
 
 func (rawCodec) Name() string { return "proto" }
+
+// body is a marshaled request and where its trace ids are, so that each send can make them new.
+type body struct {
+	b      []byte
+	traces []int // offsets of the 16-byte trace ids
+}
+
+func marshal(req *collectorpb.ExportTraceServiceRequest) body {
+	b, _ := proto.Marshal(req)
+	out := body{b: b}
+	for _, rs := range req.ResourceSpans {
+		for _, sp := range rs.ScopeSpans[0].Spans {
+			if off := bytes.Index(b, sp.TraceId); off >= 0 {
+				out.traces = append(out.traces, off)
+			}
+		}
+	}
+	return out
+}
+
+// withTraceIDs copies the body with the first 8 bytes of every trace id replaced by seq.
+func (b body) withTraceIDs(seq uint64) []byte {
+	buf := append([]byte(nil), b.b...)
+	for _, off := range b.traces {
+		binary.BigEndian.PutUint64(buf[off:], seq)
+	}
+	return buf
+}
 
 // request is a batch shaped like real traffic: traces of 10 spans across 3 services, with
 // HTTP and DB attributes.

@@ -8,7 +8,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tracekit/tracekit/server/analysis/alerting"
 	"github.com/tracekit/tracekit/server/analysis/anomaly"
@@ -35,6 +38,42 @@ type Config struct {
 	Anomaly                        anomaly.Config
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Registry receives the count of skipped items (tracekit_analysis_skipped_total); optional.
+	Registry prometheus.Registerer
+
+	skips *skipLog
+}
+
+// skipLog reports the items background work passed over (a rollup series, an alert rule, a service
+// it could not process): each is logged once, with its key, and counted; the rest of the work goes on.
+type skipLog struct {
+	mu      sync.Mutex
+	seen    map[string]bool
+	skipped *prometheus.CounterVec
+}
+
+func newSkipLog(reg prometheus.Registerer) *skipLog {
+	l := &skipLog{seen: map[string]bool{}, skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tracekit_analysis_skipped_total",
+		Help: "Items background work could not process and passed over, by job (compaction, alerting, anomaly)."}, []string{"job"})}
+	if reg != nil {
+		reg.MustRegister(l.skipped)
+	}
+	return l
+}
+
+func (l *skipLog) report(logger *slog.Logger, tenant, job string, items []store.Skipped) {
+	for _, it := range items {
+		l.skipped.WithLabelValues(job).Inc()
+		key := tenant + "\x00" + job + "\x00" + it.Key
+		l.mu.Lock()
+		first := !l.seen[key]
+		l.seen[key] = true
+		l.mu.Unlock()
+		if first {
+			logger.Warn("background work skipped an item it cannot process; the rest went on", "tenant", tenant, "job", job, "item", it.Key, "err", it.Err)
+		}
+	}
 }
 
 // Jobs claimed per tick.
@@ -53,6 +92,7 @@ const (
 // Run does the background work every 20 seconds until ctx ends. Errors of one tenant's tick are
 // logged and retried at the next tick; Run returns only ctx's error or a configuration error.
 func Run(ctx context.Context, cfg Config) error {
+	cfg.skips = newSkipLog(cfg.Registry)
 	cfg = cfg.withDefaults()
 	var rules []store.AlertRule
 	if cfg.RulesFile != "" {
@@ -99,6 +139,9 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.skips == nil {
+		cfg.skips = newSkipLog(nil)
 	}
 	if cfg.MinuteRetention == 0 {
 		cfg.MinuteRetention = 8 * 24 * time.Hour
@@ -151,18 +194,23 @@ func (cfg Config) Tick(ctx context.Context, t *store.Tenant) error {
 	if ok, err := t.ClaimTick(ctx, compactionJob, minute); err != nil {
 		errs = append(errs, err)
 	} else if ok {
-		if _, err := t.CompactRollups(ctx, now.UnixNano(), int64(cfg.MinuteRetention), int64(cfg.HourRetention)); err != nil {
+		st, err := t.CompactRollups(ctx, now.UnixNano(), int64(cfg.MinuteRetention), int64(cfg.HourRetention))
+		if err != nil {
 			errs = append(errs, err)
 		}
+		cfg.skips.report(cfg.Logger, t.ID(), compactionJob, st.Skipped)
 	}
 	// Alert windows end at a whole minute half a minute ago, so late spans of that minute are in.
-	if _, err := alerting.Evaluate(ctx, t, minute); err != nil {
+	_, skipped, err := alerting.Evaluate(ctx, t, minute)
+	if err != nil {
 		errs = append(errs, err)
 	}
+	cfg.skips.report(cfg.Logger, t.ID(), alerting.Job, skipped)
 	res, err := anomaly.Detect(ctx, t, now, cfg.Anomaly)
 	if err != nil {
 		errs = append(errs, err)
 	}
+	cfg.skips.report(cfg.Logger, t.ID(), anomaly.Job, res.Skipped)
 	for _, id := range res.Changed {
 		if err := cfg.explain(ctx, t, id); err != nil {
 			errs = append(errs, err)

@@ -6,10 +6,12 @@ import (
 	"math"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	collectorpb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tracekit/tracekit/server/ingest"
@@ -149,6 +151,50 @@ func TestExport_RejectsAbsurdTimestampsPerSpan(t *testing.T) {
 			if n := storetest.QueryInt(t, e.dsn, "SELECT count(*) FROM spans WHERE start_ns < 0 OR start_ns > "+
 				"9000000000000000000"); n != 0 {
 				t.Errorf("%d spans stored with absurd start times", n)
+			}
+		})
+	}
+}
+
+// The same batch sent twice (what an exporter does when a 200 is lost to a timeout) used to store
+// and count every span twice.
+func TestExport_StoresAndCountsASpanOnceHoweverOftenItArrives(t *testing.T) {
+	for _, d := range dialects {
+		t.Run(d.name, func(t *testing.T) {
+			e := newEnv(t, d.dsn(t), ingest.Config{})
+			genAI := []*commonpb.KeyValue{str("gen_ai.operation.name", "chat"), str("gen_ai.request.model", "gpt-4o"), num("gen_ai.usage.input_tokens", 10)}
+			req := request("checkout", 1, 3, genAI...)
+			body := marshal(t, req)
+			exportOK(t, e, body) // first delivery
+			exportOK(t, e, body) // a retry
+			// Twice in one request, beside a new trace.
+			twice := request("checkout", 1, 3, genAI...)
+			twice.ResourceSpans = append(twice.ResourceSpans, request("checkout", 1, 3, genAI...).ResourceSpans...)
+			twice.ResourceSpans = append(twice.ResourceSpans, request("checkout", 2, 3, genAI...).ResourceSpans...)
+			exportOK(t, e, marshal(t, twice))
+			// Several writers at once, each with the same new trace.
+			concurrent := marshal(t, request("checkout", 3, 3, genAI...))
+			var wg sync.WaitGroup
+			for range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					exportOK(t, e, concurrent)
+				}()
+			}
+			wg.Wait()
+
+			if n := storetest.Count(t, e.dsn, "spans", "acme"); n != 9 {
+				t.Errorf("%d spans stored, want 9 (3 traces of 3)", n)
+			}
+			if n := storetest.Count(t, e.dsn, "llm_calls", "acme"); n != 3 {
+				t.Errorf("%d LLM calls stored, want 3", n)
+			}
+			if n := storetest.QueryInt(t, e.dsn, "SELECT sum(n) FROM metric_rollups WHERE kind = 1"); n != 3 {
+				t.Errorf("rollups count %d requests, want 3", n)
+			}
+			if n := storetest.QueryInt(t, e.dsn, "SELECT sum(n) FROM metric_rollups WHERE kind = 2"); n != 3 {
+				t.Errorf("rollups count %d LLM calls, want 3", n)
 			}
 		})
 	}

@@ -9,7 +9,7 @@ import (
 
 // expiring are the per-event tables that retention empties: what ingest and the debugger append
 // without bound. Each is deleted by the time column of an index that has it (sqliteIndex names it,
-// since SQLite's planner prefers spans_trace for the tenant_id equality and would scan every span).
+// since SQLite's planner prefers spans_span for the tenant_id equality and would scan every span).
 // Rollups expire in CompactRollups; services, alerts, anomalies and their reports are one row per
 // service or episode and are kept.
 var expiring = []struct{ table, col, sqliteIndex string }{

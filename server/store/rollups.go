@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 
@@ -249,11 +250,23 @@ type CompactStats struct {
 	Hours       int // hours whose partial rows were merged
 	PartialRows int
 	Expired     int64 // rows deleted by retention
+	// Skipped are the series whose rows could not be merged (an unreadable histogram, say); their
+	// partial rows stay until a later run merges them or they expire, and every other series went on.
+	Skipped []Skipped
+}
+
+// Skipped is an item that background work could not process and passed over, so that one bad row
+// never holds up the rest: Key says which (a rollup series, an alert rule, a service…).
+type Skipped struct {
+	Key string
+	Err error
 }
 
 // CompactRollups merges partial rows into one row per series and minute, and those into hourly rows,
 // one hour per transaction; then it deletes minute rows older than minuteTTL and hourly rows older
-// than hourTTL (nanoseconds before now). It must not run in two processes at once for a tenant (the
+// than hourTTL (nanoseconds before now), and partial rows that were never merged once they are older
+// than hourTTL. An hour that fails is compacted again series by series, and a series that still fails
+// is skipped (and reported in Skipped). It must not run in two processes at once for a tenant (the
 // unique index on merged rows makes the second fail rather than double-count).
 func (t *Tenant) CompactRollups(ctx context.Context, now, minuteTTL, hourTTL int64) (CompactStats, error) {
 	var st CompactStats
@@ -264,16 +277,27 @@ func (t *Tenant) CompactRollups(ctx context.Context, now, minuteTTL, hourTTL int
 		return st, fmt.Errorf("find rollups to compact: %w", err)
 	}
 	for _, h := range hours {
-		n, err := t.compactHour(ctx, h, h >= now-minuteTTL)
+		n, err := t.compactHour(ctx, h, h >= now-minuteTTL, nil)
 		if err != nil {
-			return st, fmt.Errorf("compact rollups of %d: %w", h, err)
+			if ctx.Err() != nil {
+				return st, fmt.Errorf("compact rollups of %d: %w", h, err)
+			}
+			var skipped []Skipped
+			n, skipped, err = t.compactHourBySeries(ctx, h, h >= now-minuteTTL)
+			if err != nil {
+				return st, fmt.Errorf("compact rollups of %d: %w", h, err)
+			}
+			st.Skipped = append(st.Skipped, skipped...)
 		}
 		st.Hours++
 		st.PartialRows += n
 	}
-	for _, ttl := range []struct{ res, before int64 }{{Minute, now - minuteTTL}, {Hour, now - hourTTL}} {
+	for _, ttl := range []struct {
+		res, before int64
+		partial     bool
+	}{{Minute, now - minuteTTL, false}, {Hour, now - hourTTL, false}, {Minute, now - hourTTL, true}} {
 		res, err := t.db.x.ExecContext(ctx, t.rebind(`DELETE FROM metric_rollups
-			WHERE tenant_id = ? AND res_ns = ? AND bucket_ns < ? AND partial = false`), t.id, ttl.res, ttl.before)
+			WHERE tenant_id = ? AND res_ns = ? AND bucket_ns < ? AND partial = ?`), t.id, ttl.res, ttl.before, ttl.partial)
 		if err != nil {
 			return st, fmt.Errorf("expire rollups: %w", err)
 		}
@@ -283,17 +307,62 @@ func (t *Tenant) CompactRollups(ctx context.Context, now, minuteTTL, hourTTL int
 	return st, nil
 }
 
+// series is one rollup series: what compactHour narrows to when an hour failed as a whole.
+type series struct {
+	Kind    int16  `db:"kind"`
+	Service string `db:"service"`
+	Name    string `db:"name"`
+}
+
+func (s series) String() string {
+	const keep = 80 // the key of a log line, not the whole (possibly huge) name
+	cut := func(v string) string {
+		if len(v) > keep {
+			return v[:keep] + "…"
+		}
+		return v
+	}
+	return fmt.Sprintf("rollup series kind=%d service=%q name=%q", s.Kind, cut(s.Service), cut(s.Name))
+}
+
+// compactHourBySeries compacts one hour a series at a time, skipping the series that fail.
+func (t *Tenant) compactHourBySeries(ctx context.Context, hour int64, keepMinutes bool) (int, []Skipped, error) {
+	var all []series
+	if err := t.db.x.SelectContext(ctx, &all, t.rebind(`SELECT DISTINCT kind, service, name FROM metric_rollups
+		WHERE tenant_id = ? AND partial = true AND bucket_ns >= ? AND bucket_ns < ?`), t.id, hour, hour+Hour); err != nil {
+		return 0, nil, err
+	}
+	claimed := 0
+	var skipped []Skipped
+	for i := range all {
+		n, err := t.compactHour(ctx, hour, keepMinutes, &all[i])
+		if err != nil {
+			if ctx.Err() != nil {
+				return claimed, skipped, err
+			}
+			skipped = append(skipped, Skipped{Key: fmt.Sprintf("%s hour=%s", all[i], time.Unix(0, hour).UTC().Format(time.RFC3339)), Err: err})
+			continue
+		}
+		claimed += n
+	}
+	return claimed, skipped, nil
+}
+
 // compactHour replaces the partial rows of one hour, and the merged rows they add to, by their sums.
 // Partial rows are claimed with DELETE … RETURNING, so rows that concurrent ingest commits meanwhile
 // stay for the next run. keepMinutes is false for hours past minute retention: only the hourly row
-// is kept.
-func (t *Tenant) compactHour(ctx context.Context, hour int64, keepMinutes bool) (int, error) {
+// is kept. only, when set, narrows the work to one series.
+func (t *Tenant) compactHour(ctx context.Context, hour int64, keepMinutes bool, only *series) (int, error) {
 	var claimed int
 	err := t.db.write(ctx, func(tx *sqlx.Tx) error {
 		var partials []Rollup
-		err := tx.SelectContext(ctx, &partials, t.rebind(`DELETE FROM metric_rollups
-			WHERE tenant_id = ? AND partial = true AND bucket_ns >= ? AND bucket_ns < ? RETURNING `+rollupSelect),
-			t.id, hour, hour+Hour)
+		claim := `DELETE FROM metric_rollups WHERE tenant_id = ? AND partial = true AND bucket_ns >= ? AND bucket_ns < ?`
+		args := []any{t.id, hour, hour + Hour}
+		if only != nil {
+			claim += ` AND kind = ? AND service = ? AND name = ?`
+			args = append(args, only.Kind, only.Service, only.Name)
+		}
+		err := tx.SelectContext(ctx, &partials, t.rebind(claim+` RETURNING `+rollupSelect), args...)
 		if err != nil || len(partials) == 0 {
 			return err
 		}
@@ -310,6 +379,14 @@ func (t *Tenant) compactHour(ctx context.Context, hour int64, keepMinutes bool) 
 		q, args, err := sqlx.In(`DELETE FROM metric_rollups WHERE tenant_id = ? AND partial = false
 			AND (res_ns = ? AND bucket_ns IN (?) OR res_ns = ? AND bucket_ns = ?) RETURNING `+rollupSelect,
 			t.id, Minute, buckets, Hour, hour)
+		if only != nil {
+			// The series' own merged rows, and its service's hourly total when it counts requests.
+			q, args, err = sqlx.In(`DELETE FROM metric_rollups WHERE tenant_id = ? AND partial = false
+				AND (kind = ? AND service = ? AND name = ? AND (res_ns = ? AND bucket_ns IN (?) OR res_ns = ? AND bucket_ns = ?)
+					OR kind = ? AND service = ? AND name = '' AND res_ns = ? AND bucket_ns = ?) RETURNING `+rollupSelect,
+				t.id, only.Kind, only.Service, only.Name, Minute, buckets, Hour, hour,
+				serviceTotalKind(only.Kind), only.Service, Hour, hour)
+		}
 		if err != nil {
 			return err
 		}
@@ -348,6 +425,15 @@ func (t *Tenant) compactHour(ctx context.Context, hour int64, keepMinutes bool) 
 		return t.insertRollups(ctx, tx, rows)
 	})
 	return claimed, err
+}
+
+// serviceTotalKind is the kind of the hourly whole-service row a series adds to; 0 (no such row)
+// unless the series counts requests.
+func serviceTotalKind(kind int16) int16 {
+	if kind == RollupRequests {
+		return RollupServiceRequests
+	}
+	return 0
 }
 
 // insertRollups writes rows with multi-row INSERTs, a few hundred rows per statement.

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/tracekit/tracekit/server/sketch"
@@ -159,4 +160,55 @@ func TestCompactRollups_KeepsOnlyHourlyRowsPastMinuteRetention(t *testing.T) {
 			t.Fatalf("%d requests in hourly rows, want the second hour's 3600", n)
 		}
 	})
+}
+
+// One unreadable rollup row (here a corrupt histogram; before size limits, a name too long for the
+// unique index) used to fail every compaction of the tenant: partial rows piled up for good, since
+// retention deleted only merged ones.
+func TestCompactRollups_SkipsASeriesItCannotMergeAndCompactsTheRest(t *testing.T) {
+	for _, d := range []struct {
+		name, corrupt string
+		dsn           func(testing.TB) string
+	}{{"postgres", `'\xff'::bytea`, storetest.PostgresDSN}, {"sqlite", `X'FF'`, storetest.SQLiteDSN}} {
+		t.Run(d.name, func(t *testing.T) {
+			ctx := context.Background()
+			dsn := d.dsn(t)
+			db := storetest.Open(t, dsn)
+			tn := db.ForTenant("acme")
+			base := int64(1_700_000_000) / 3600 * 3600 * 1e9
+			ingestHours(t, tn, base, 1)
+			insertBad := func(bucket int64) {
+				storetest.QueryInt(t, dsn, fmt.Sprintf(`INSERT INTO metric_rollups (tenant_id, kind, service, name, res_ns, bucket_ns, partial, n, errors, cost_usd, input_tokens, output_tokens, hist)
+					VALUES ('acme', 1, 'pay', 'broken', %d, %d, true, 1, 0, 0, 0, 0, %s) RETURNING 1`, store.Minute, bucket, d.corrupt))
+			}
+			insertBad(base + 5*store.Minute)
+			insertBad(base - 100*24*store.Hour) // older than hourly retention: expires unmerged
+			now := base + 2*store.Hour
+			st, err := tn.CompactRollups(ctx, now, 8*24*store.Hour, 90*24*store.Hour)
+			if err != nil {
+				t.Fatalf("compaction failed as a whole: %v", err)
+			}
+			if len(st.Skipped) == 0 {
+				t.Error("nothing reported skipped, want the broken series")
+			}
+			for _, s := range st.Skipped {
+				if !strings.Contains(s.Key, `name="broken"`) {
+					t.Errorf("skipped %v, want only the broken series", s)
+				}
+			}
+			if n := storetest.QueryInt(t, dsn, "SELECT count(*) FROM metric_rollups WHERE partial AND name <> 'broken'"); n != 0 {
+				t.Errorf("%d partial rows of the good series left, want all merged", n)
+			}
+			if n := storetest.QueryInt(t, dsn, "SELECT count(*) FROM metric_rollups WHERE partial AND name = 'broken'"); n != 1 {
+				t.Errorf("%d partial rows of the broken series, want 1 (the old one expired)", n)
+			}
+			rows, err := tn.Rollups(ctx, store.RollupQuery{Kind: store.RollupRequests, Service: "pay", Name: "POST /charge", From: base, To: base + store.Hour, Hourly: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n, _, _, _ := rollupTotals(t, rows); n != 3600 {
+				t.Errorf("%d requests counted after compaction, want 3600", n)
+			}
+		})
+	}
 }

@@ -4,12 +4,14 @@ import (
 	"cmp"
 	"context"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/jmoiron/sqlx"
 )
@@ -121,13 +123,16 @@ func (t *Tenant) json(b []byte, empty string) any {
 }
 
 // InsertBatch stores the batch in one transaction and returns only once it is committed, so a caller
-// may acknowledge the data. PostgreSQL uses COPY; SQLite a prepared insert.
+// may acknowledge the data. It is idempotent: a span already stored for the tenant (same trace and
+// span id: an exporter's retry, or the same span from two writers at once) is skipped, with its LLM
+// call and its share of the rollups, so nothing is stored or counted twice. PostgreSQL uses COPY,
+// and only a batch that COPY finds a duplicate in is written again row by row; SQLite (and a tenant's
+// own PostgreSQL role, under row-level security) use multi-row INSERTs that skip duplicates.
 func (t *Tenant) InsertBatch(ctx context.Context, b Batch) error {
+	b = withoutRepeats(b)
 	if len(b.Spans) == 0 && len(b.LLMCalls) == 0 {
 		return nil
 	}
-	// Metric rollups commit with the spans they count, so metrics never disagree with stored traces.
-	rollups := batchRollups(&b)
 	useCopy := false
 	if t.db.dialect == Postgres {
 		rls, err := t.db.underRLS(ctx)
@@ -140,17 +145,14 @@ func (t *Tenant) InsertBatch(ctx context.Context, b Batch) error {
 	}
 	var err error
 	if useCopy {
-		err = t.copyBatch(ctx, b, rollups)
+		// Metric rollups commit with the spans they count, so metrics never disagree with stored traces.
+		err = t.copyBatch(ctx, b, batchRollups(&b))
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == uniqueViolation {
+			err = t.insertNew(ctx, &b)
+		}
 	} else {
-		err = t.db.write(ctx, func(tx *sqlx.Tx) error {
-			if err := t.insertRows(ctx, tx, "spans", spanColumns, len(b.Spans), func(i int) []any { return t.spanRow(&b.Spans[i]) }); err != nil {
-				return err
-			}
-			if err := t.insertRows(ctx, tx, "metric_rollups", rollupColumns, len(rollups), func(i int) []any { return t.rollupRow(&rollups[i]) }); err != nil {
-				return err
-			}
-			return t.insertRows(ctx, tx, "llm_calls", llmColumns, len(b.LLMCalls), func(i int) []any { return t.llmRow(&b.LLMCalls[i]) })
-		})
+		err = t.insertNew(ctx, &b)
 	}
 	if err != nil {
 		return fmt.Errorf("store %d spans for tenant %q: %w", len(b.Spans), t.id, err)
@@ -159,6 +161,118 @@ func (t *Tenant) InsertBatch(ctx context.Context, b Batch) error {
 	// committed (the client would resend them), and the next batch repairs it.
 	_ = t.touchServices(ctx, b.Spans)
 	return nil
+}
+
+// uniqueViolation is PostgreSQL's SQLSTATE for a duplicate key.
+const uniqueViolation = "23505"
+
+// spanKey identifies a span within a tenant.
+type spanKey struct{ trace, span string }
+
+// withoutRepeats keeps the first of the spans (and LLM calls) a batch holds more than once.
+func withoutRepeats(b Batch) Batch {
+	seen := make(map[spanKey]struct{}, len(b.Spans))
+	var spans []Span
+	for i := range b.Spans {
+		k := spanKey{b.Spans[i].TraceID, b.Spans[i].SpanID}
+		if _, dup := seen[k]; dup {
+			if spans == nil {
+				spans = append(make([]Span, 0, len(b.Spans)), b.Spans[:i]...)
+			}
+			continue
+		}
+		seen[k] = struct{}{}
+		if spans != nil {
+			spans = append(spans, b.Spans[i])
+		}
+	}
+	if spans == nil {
+		return b // the common case: nothing repeated, nothing copied
+	}
+	b.Spans = spans
+	calls := map[spanKey]bool{}
+	b.LLMCalls = keepCalls(b.LLMCalls, func(k spanKey) bool {
+		if calls[k] {
+			return false // one call per span
+		}
+		calls[k] = true
+		return true
+	})
+	return b
+}
+
+func keepCalls(calls []LLMCall, keep func(spanKey) bool) []LLMCall {
+	out := calls[:0:0]
+	for _, c := range calls {
+		if keep(spanKey{c.TraceID, c.SpanID}) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// insertNew writes the spans of b not stored yet, and the LLM calls and rollups of those only; b is
+// narrowed to what was written.
+func (t *Tenant) insertNew(ctx context.Context, b *Batch) error {
+	return t.db.write(ctx, func(tx *sqlx.Tx) error {
+		stored, err := t.insertSpansOnce(ctx, tx, b.Spans)
+		if err != nil {
+			return err
+		}
+		if len(stored) < len(b.Spans) {
+			spans := make([]Span, 0, len(stored))
+			skipped := map[spanKey]bool{}
+			for _, s := range b.Spans {
+				k := spanKey{s.TraceID, s.SpanID}
+				if _, ok := stored[k]; ok {
+					spans = append(spans, s)
+				} else {
+					skipped[k] = true
+				}
+			}
+			b.Spans = spans
+			b.LLMCalls = keepCalls(b.LLMCalls, func(k spanKey) bool { return !skipped[k] })
+		}
+		rollups := batchRollups(b)
+		if err := t.insertRows(ctx, tx, "metric_rollups", rollupColumns, len(rollups), func(i int) []any { return t.rollupRow(&rollups[i]) }); err != nil {
+			return err
+		}
+		return t.insertRows(ctx, tx, "llm_calls", llmColumns, len(b.LLMCalls), func(i int) []any { return t.llmRow(&b.LLMCalls[i]) })
+	})
+}
+
+// insertSpansOnce inserts spans with multi-row INSERTs that skip those already stored (the unique
+// index spans_span), and returns the ones it inserted.
+func (t *Tenant) insertSpansOnce(ctx context.Context, tx *sqlx.Tx, spans []Span) (map[spanKey]struct{}, error) {
+	const perStatement = 64
+	stored := make(map[spanKey]struct{}, len(spans))
+	tuple := "(" + placeholders(len(spanColumns)) + ")"
+	args := make([]any, 0, perStatement*len(spanColumns))
+	for i := 0; i < len(spans); i += perStatement {
+		k := min(perStatement, len(spans)-i)
+		q := "INSERT INTO spans (" + strings.Join(spanColumns, ", ") + ") VALUES " + strings.Repeat(tuple+",", k-1) + tuple +
+			" ON CONFLICT (tenant_id, trace_id, span_id) DO NOTHING RETURNING trace_id, span_id"
+		args = args[:0]
+		for j := i; j < i+k; j++ {
+			args = append(args, t.spanRow(&spans[j])...)
+		}
+		rows, err := tx.QueryContext(ctx, tx.Rebind(q), args...)
+		if err != nil {
+			return nil, fmt.Errorf("insert into spans: %w", err)
+		}
+		for rows.Next() {
+			var key spanKey
+			if err := rows.Scan(&key.trace, &key.span); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			stored[key] = struct{}{}
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return nil, fmt.Errorf("insert into spans: %w", err)
+		}
+	}
+	return stored, nil
 }
 
 func (t *Tenant) copyBatch(ctx context.Context, b Batch, rollups []Rollup) error {

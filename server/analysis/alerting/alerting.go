@@ -104,18 +104,19 @@ func Value(ctx context.Context, t *store.Tenant, r store.AlertRule, end int64) (
 
 // Evaluate runs one tick of rule evaluation for tenant t at tick (the end of every rule's window).
 // It returns false without evaluating when another replica has claimed this tick or a later one.
-func Evaluate(ctx context.Context, t *store.Tenant, tick int64) (bool, error) {
+// A rule whose value cannot be computed is skipped (and returned in skipped); the others are evaluated.
+func Evaluate(ctx context.Context, t *store.Tenant, tick int64) (ran bool, skipped []store.Skipped, err error) {
 	claimed, err := t.ClaimTick(ctx, Job, tick)
 	if err != nil || !claimed {
-		return false, err
+		return false, nil, err
 	}
 	rules, err := t.AlertRules(ctx)
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
 	firing, err := t.ActiveAlerts(ctx, "", "")
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
 	open := map[string]store.ActiveAlert{}
 	for _, a := range firing {
@@ -133,7 +134,11 @@ func Evaluate(ctx context.Context, t *store.Tenant, tick int64) (bool, error) {
 		}
 		v, ok, err := Value(ctx, t, r, tick)
 		if err != nil {
-			return false, fmt.Errorf("evaluate alert rule %s: %w", r.ID, err)
+			if ctx.Err() != nil {
+				return false, nil, err
+			}
+			skipped = append(skipped, store.Skipped{Key: fmt.Sprintf("alert rule %q", r.ID), Err: err})
+			continue
 		}
 		results = append(results, result{r, v, ok})
 	}
@@ -165,7 +170,7 @@ func Evaluate(ctx context.Context, t *store.Tenant, tick int64) (bool, error) {
 		}
 		return nil
 	})
-	return current, err
+	return current, skipped, err
 }
 
 // Message describes a rule's current value for a person reading the alert.

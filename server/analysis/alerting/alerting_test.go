@@ -67,7 +67,7 @@ func TestEvaluate_TwoReplicasEvaluateEachRuleOncePerTickAndFireOnce(t *testing.T
 			var wg sync.WaitGroup
 			for r, db := range replicas {
 				wg.Go(func() {
-					ok, err := alerting.Evaluate(ctx, db.ForTenant("acme"), tick)
+					ok, _, err := alerting.Evaluate(ctx, db.ForTenant("acme"), tick)
 					if err != nil {
 						t.Error(err)
 					}
@@ -92,7 +92,7 @@ func TestEvaluate_TwoReplicasEvaluateEachRuleOncePerTickAndFireOnce(t *testing.T
 			}
 		}
 		// A restarted replica does not redo a tick that was done.
-		if ok, err := alerting.Evaluate(ctx, storetest.Open(t, dsn).ForTenant("acme"), base+10*store.Minute); ok || err != nil {
+		if ok, _, err := alerting.Evaluate(ctx, storetest.Open(t, dsn).ForTenant("acme"), base+10*store.Minute); ok || err != nil {
 			t.Fatalf("re-evaluating a past tick: ran=%v err=%v", ok, err)
 		}
 
@@ -124,7 +124,7 @@ func TestEvaluate_FiringAlertCarriesSinceValueAndThresholdAcrossRestarts(t *test
 		}
 		seed(t, tn)
 		for m := int64(20); m <= 27; m++ {
-			if _, err := alerting.Evaluate(ctx, tn, base+m*store.Minute); err != nil {
+			if _, _, err := alerting.Evaluate(ctx, tn, base+m*store.Minute); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -138,7 +138,7 @@ func TestEvaluate_FiringAlertCarriesSinceValueAndThresholdAcrossRestarts(t *test
 		}
 		// Another process (a restart) continues the same episode rather than firing a new one.
 		other := storetest.Open(t, dsn).ForTenant("acme")
-		if _, err := alerting.Evaluate(ctx, other, base+28*store.Minute); err != nil {
+		if _, _, err := alerting.Evaluate(ctx, other, base+28*store.Minute); err != nil {
 			t.Fatal(err)
 		}
 		if h, _ := tn.AlertHistory(ctx, rules[0].ID); len(h) != 1 || h[0].State != store.AlertFiring {

@@ -25,6 +25,8 @@ type Result struct {
 	Ran     bool    // false when another replica had the tick
 	Windows int     // windows evaluated
 	Changed []int64 // anomalies created or updated
+	// Skipped are the services whose windows could not be evaluated this tick; the others were.
+	Skipped []store.Skipped
 }
 
 // details is what the detector keeps in anomalies.details.
@@ -167,10 +169,17 @@ func Detect(ctx context.Context, t *store.Tenant, now time.Time, cfg Config) (Re
 		names = append(names, name)
 	}
 	sort.Strings(names)
+	// A service whose data cannot be evaluated is passed over for the rest of the tick, so it never
+	// holds up the detection of the others.
+	failed := map[string]bool{}
 	for end := firstEnd; end <= limit; end += step {
 		for _, name := range names {
+			if failed[name] {
+				continue
+			}
 			if err := d.evaluate(tl.services[name], end-window, end); err != nil {
-				return res, fmt.Errorf("anomaly detection for %s at %s: %w", name, time.Unix(0, end).UTC().Format(time.RFC3339), err)
+				failed[name] = true
+				res.Skipped = append(res.Skipped, store.Skipped{Key: fmt.Sprintf("service %q at %s", name, time.Unix(0, end).UTC().Format(time.RFC3339)), Err: err})
 			}
 		}
 		res.Windows++
