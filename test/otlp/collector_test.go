@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -156,8 +157,9 @@ func sendThrough(t *testing.T, addr, service string, traces, spans int) {
 }
 
 // Spans go SDK → Collector → TraceKit over both of the Collector's OTLP exporters. TraceKit is
-// stopped while the Collector keeps accepting spans; after it is back, the Collector's retries
-// deliver them: every span the Collector accepted is stored exactly once.
+// stopped (SIGTERM), and later killed (SIGKILL) in the middle of exports, while the Collector keeps
+// accepting spans; after each restart the Collector's retries deliver them: every span the Collector
+// accepted is stored exactly once.
 func TestCollector_ForwardsOverGRPCAndHTTPAcrossARestart(t *testing.T) {
 	for _, dialect := range []string{"postgres", "sqlite"} {
 		t.Run(dialect, func(t *testing.T) {
@@ -179,8 +181,24 @@ func TestCollector_ForwardsOverGRPCAndHTTPAcrossARestart(t *testing.T) {
 			if n := storetest.QueryInt(t, tdb.admin, "SELECT count(*) FROM spans"); n != 2*traces*spans {
 				t.Fatalf("%d spans stored while TraceKit was down, want the %d from before", n, 2*traces*spans)
 			}
-			startServer(t, tdb.serverURL, tkHTTP, tkGRPC)
+			srv = startServer(t, tdb.serverURL, tkHTTP, tkGRPC)
 			waitForSpans(t, tdb.admin, map[string]int{"via-grpc": 2 * traces * spans, "via-http": 2 * traces * spans})
+
+			// Killed while the Collector is exporting: batches committed but not yet acknowledged are
+			// sent again after the restart, and must not be stored twice.
+			var wg sync.WaitGroup
+			for _, via := range []struct{ addr, service string }{{toGRPC, "via-grpc"}, {toHTTP, "via-http"}} {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					sendThrough(t, via.addr, via.service, 10*traces, spans)
+				}()
+			}
+			time.Sleep(300 * time.Millisecond)
+			srv.stop(syscall.SIGKILL)
+			wg.Wait()
+			startServer(t, tdb.serverURL, tkHTTP, tkGRPC)
+			waitForSpans(t, tdb.admin, map[string]int{"via-grpc": 12 * traces * spans, "via-http": 12 * traces * spans})
 		})
 	}
 }
