@@ -45,8 +45,8 @@ func (in *Ingester) GRPCServer() *grpc.Server {
 
 // traceService is opentelemetry.proto.collector.trace.v1.TraceService with a hand-written handler:
 // the generated one decodes the request before anything else runs, while here the caller is
-// authenticated and a write slot taken first, as on the HTTP path. grpc-go (since unary calls run as
-// streams, v1.7x) reads the message off the connection only when dec is called, so a call waiting
+// authenticated and a write slot taken first, as on the HTTP path. grpc-go (v1.84, go.mod's; unary calls
+// run as streams) reads the message off the connection only when dec is called, so a call waiting
 // for a slot holds no message in memory, like an HTTP request whose body is not yet read.
 var traceService = grpc.ServiceDesc{
 	ServiceName: "opentelemetry.proto.collector.trace.v1.TraceService",
