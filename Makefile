@@ -4,11 +4,14 @@
 
 GO ?= go
 BIN := $(CURDIR)/bin
+# A failing command in a pipe fails the recipe, as does any failing line.
+SHELL := bash
+.SHELLFLAGS := -o pipefail -ec
 
 include hack/tools.mk
 include hack/chart.mk
 
-.PHONY: run build test test-deps lint bench-ingest smoke-mcp clean help
+.PHONY: run build test test-deps lint fuzz bench-ingest smoke-mcp clean help
 
 ## run: start tracekit on SQLite with demo data (tracekit dev); state in ./.tracekit
 run: build
@@ -19,25 +22,44 @@ build:
 	$(GO) build -o $(BIN)/tracekit ./cmd/tracekit
 
 ## test: every test, against the real PostgreSQL, a real kube-apiserver (envtest), helm, Dex, Chromium
-## and an OpenTelemetry Collector
+## and an OpenTelemetry Collector, then each fuzz target for FUZZTIME
 test: chart-test-deps test-deps otelcol lint
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO) test -count=1 ./...
+	$(MAKE) fuzz
+
+# Fuzz targets as package:target; go test fuzzes one target per run. Their seed corpora
+# (testdata/fuzz) also run with every plain go test.
+FUZZ_TARGETS := server/mcpserver:FuzzWindow server/mcpserver:FuzzCursor server/mcpserver:FuzzDecodeArgs server/mcpserver:FuzzAnomalyRef
+FUZZTIME ?= 10s
+
+## fuzz: run each fuzz target for FUZZTIME (default 10s): make fuzz FUZZTIME=5m for a longer hunt
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} ($${t%%:*}, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) ./$${t%%:*}; \
+	done
 
 TSCLIENT := server/oauth/testdata/tsclient
+CONFORMANCE := hack/conformance
 
 ## test-deps: what the sign-in tests drive: Debian's chromium (apt-get, needs root or sudo) and the
-## TypeScript MCP SDK (npm ci into the git-ignored node_modules of $(TSCLIENT))
-test-deps: $(TSCLIENT)/node_modules/.package-lock.json
+## TypeScript MCP SDK (npm ci into the git-ignored node_modules of $(TSCLIENT)); the official MCP
+## conformance suite with the Node 22 it needs, from npm, into $(CONFORMANCE) (the machine's node stays)
+test-deps: $(TSCLIENT)/node_modules/.package-lock.json $(CONFORMANCE)/node_modules/.package-lock.json
 	@command -v chromium >/dev/null 2>&1 || { sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
 
 $(TSCLIENT)/node_modules/.package-lock.json: $(TSCLIENT)/package.json $(TSCLIENT)/package-lock.json
 	npm ci --prefix $(TSCLIENT) --no-audit --no-fund
 
-## lint: gofmt and go vet must be clean
-lint:
+$(CONFORMANCE)/node_modules/.package-lock.json: $(CONFORMANCE)/package.json $(CONFORMANCE)/package-lock.json
+	npm ci --prefix $(CONFORMANCE) --no-audit --no-fund
+
+## lint: gofmt, go vet and staticcheck must be clean
+lint: $(STATICCHECK)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(STATICCHECK) ./...
 
 ## bench-ingest: durable OTLP ingest throughput and RSS against PostgreSQL (see docs/benchmarks.md);
 ##   ARGS="-protocol grpc" for OTLP/gRPC, ARGS="-protocol both" for the two side by side

@@ -81,42 +81,12 @@ type dbResult struct {
 // reconcileDatabase makes the tenant row and the tenant's login role exist in the database, sets the
 // tenant's LLM prices, imports its bootstrap API keys, and keeps the role's URL in a Secret.
 func (r *TenantReconciler) reconcileDatabase(ctx context.Context, t *tracekitv1alpha1.TraceKitTenant, st *status) (dbResult, error) {
-	var res dbResult
-	ref := t.Spec.Database.AdminSecretRef
-	adminURL, reason, err := r.secretValue(ctx, t.Namespace, ref.Name, secretKey(ref.Key))
-	if err != nil {
+	in, ok, err := r.databaseInputs(ctx, t, st)
+	res := dbResult{port: in.port} // known once the admin URL is, for the NetworkPolicy
+	if !ok || err != nil {
 		return res, err
 	}
-	if reason != "" {
-		st.set(tracekitv1alpha1.ConditionDatabaseReady, false, reason,
-			"spec.database.adminSecretRef: Secret %s in namespace %s needs key %q with the database's admin postgres:// URL",
-			ref.Name, t.Namespace, secretKey(ref.Key))
-		return res, nil
-	}
-	port, err := postgresPort(adminURL)
-	if err != nil {
-		st.set(tracekitv1alpha1.ConditionDatabaseReady, false, "AdminURLInvalid",
-			"key %q of Secret %s is not a postgres:// URL (%v): store the admin URL as postgres://user:password@host:5432/database",
-			secretKey(ref.Key), ref.Name, err)
-		return res, nil
-	}
-	res.port = port
-
-	keys, err := r.bootstrapKeys(ctx, t)
-	if err != nil {
-		return res, err
-	}
-	if t.Spec.APIKeys != nil && keys == nil {
-		st.set(tracekitv1alpha1.ConditionDatabaseReady, false, "APIKeysSecretNotFound",
-			"spec.apiKeys.secretName: Secret %s not found in namespace %s; create it (one API key per data key) or remove spec.apiKeys",
-			t.Spec.APIKeys.SecretName, t.Namespace)
-		return res, nil
-	}
-	prices, err := priceOverrides(t.Spec.LLMPriceOverrides)
-	if err != nil {
-		st.set(tracekitv1alpha1.ConditionDatabaseReady, false, "PriceOverridesInvalid", "spec.llmPriceOverrides: %v", err)
-		return res, nil
-	}
+	ref, adminURL, prices, keys := t.Spec.Database.AdminSecretRef, in.adminURL, in.prices, in.keys
 
 	current := &corev1.Secret{}
 	if err := r.Get(ctx, types.NamespacedName{Namespace: t.Namespace, Name: dbSecretName(t)}, current); err != nil && !apierrors.IsNotFound(err) {
@@ -170,14 +140,59 @@ func (r *TenantReconciler) reconcileDatabase(ctx context.Context, t *tracekitv1a
 	return res, nil
 }
 
+// dbInputs are what provisioning reads from the resource and the Secrets it names.
+type dbInputs struct {
+	adminURL string
+	port     int32
+	keys     map[string]string // bootstrap API keys by name
+	prices   []byte            // LLM price overrides as the store takes them
+}
+
+// databaseInputs reads the admin URL, bootstrap keys and price overrides. When one is missing or
+// invalid it sets DatabaseReady false saying what to fix, and ok is false.
+func (r *TenantReconciler) databaseInputs(ctx context.Context, t *tracekitv1alpha1.TraceKitTenant, st *status) (in dbInputs, ok bool, err error) {
+	ref := t.Spec.Database.AdminSecretRef
+	adminURL, reason, err := r.secretValue(ctx, t.Namespace, ref.Name, secretKey(ref.Key))
+	if err != nil {
+		return in, false, err
+	}
+	if reason != "" {
+		st.set(tracekitv1alpha1.ConditionDatabaseReady, false, reason,
+			"spec.database.adminSecretRef: Secret %s in namespace %s needs key %q with the database's admin postgres:// URL",
+			ref.Name, t.Namespace, secretKey(ref.Key))
+		return in, false, nil
+	}
+	in.adminURL = adminURL
+	if in.port, err = postgresPort(adminURL); err != nil {
+		st.set(tracekitv1alpha1.ConditionDatabaseReady, false, "AdminURLInvalid",
+			"key %q of Secret %s is not a postgres:// URL (%v): store the admin URL as postgres://user:password@host:5432/database",
+			secretKey(ref.Key), ref.Name, err)
+		return in, false, nil
+	}
+	if in.keys, err = r.bootstrapKeys(ctx, t); err != nil {
+		return in, false, err
+	}
+	if t.Spec.APIKeys != nil && in.keys == nil {
+		st.set(tracekitv1alpha1.ConditionDatabaseReady, false, "APIKeysSecretNotFound",
+			"spec.apiKeys.secretName: Secret %s not found in namespace %s; create it (one API key per data key) or remove spec.apiKeys",
+			t.Spec.APIKeys.SecretName, t.Namespace)
+		return in, false, nil
+	}
+	if in.prices, err = priceOverrides(t.Spec.LLMPriceOverrides); err != nil {
+		st.set(tracekitv1alpha1.ConditionDatabaseReady, false, "PriceOverridesInvalid", "spec.llmPriceOverrides: %v", err)
+		return in, false, nil
+	}
+	return in, true, nil
+}
+
 // provision is the database work: tenant row and role (keeping the password when there is one),
 // LLM prices, API keys. Every call is idempotent.
 func provision(ctx context.Context, db *store.DB, t *tracekitv1alpha1.TraceKitTenant, password string, prices []byte, keys map[string]string) (store.TenantCredentials, error) {
-	creds, err := db.ProvisionTenant(ctx, store.TenantSpec{ID: t.Name, DisplayName: t.Spec.DisplayName, Password: password})
+	creds, err := db.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: t.Name, DisplayName: t.Spec.DisplayName, Password: password})
 	if err != nil {
 		return creds, err
 	}
-	if err := db.SetPriceOverrides(ctx, t.Name, prices); err != nil {
+	if err := db.Admin().SetPriceOverrides(ctx, t.Name, prices); err != nil {
 		return creds, fmt.Errorf("set LLM price overrides of tenant %q: %w", t.Name, err)
 	}
 	names := make([]string, 0, len(keys))
@@ -186,7 +201,7 @@ func provision(ctx context.Context, db *store.DB, t *tracekitv1alpha1.TraceKitTe
 	}
 	slices.Sort(names)
 	for _, name := range names {
-		if _, err := db.ImportAPIKey(ctx, t.Name, name, keys[name], apiKeyScopes(t)); err != nil {
+		if _, err := db.Admin().ImportAPIKey(ctx, t.Name, name, keys[name], apiKeyScopes(t)); err != nil {
 			return creds, fmt.Errorf("spec.apiKeys: key %q of Secret %s: %w", name, t.Spec.APIKeys.SecretName, err)
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tracekitv1alpha1 "github.com/tracekit/tracekit/api/v1alpha1"
+	"github.com/tracekit/tracekit/internal/tenantconfig"
 )
 
 const (
@@ -28,8 +29,6 @@ const (
 	grpcPort = 4317
 	// serverUID is the non-root user of the server image.
 	serverUID = 65532
-	// configDir holds the alert rules file in the server's container.
-	configDir = "/etc/tracekit"
 	// configHashAnnotation on the pod template changes whenever a Secret or ConfigMap the pods read
 	// changes, so the pods roll to pick it up.
 	configHashAnnotation = "tracekit.dev/config-hash"
@@ -126,16 +125,16 @@ func sortedKeys[V any](m map[string]V) []string {
 // probed on /healthz and /readyz, rolling one new pod in before an old one goes.
 func desiredDeployment(t *tracekitv1alpha1.TraceKitTenant, p deploymentParams) *appsv1ac.DeploymentApplyConfiguration {
 	env := []*corev1ac.EnvVarApplyConfiguration{
-		secretEnv("TRACEKIT_DATABASE_URL", dbSecretName(t), "url"),
-		corev1ac.EnvVar().WithName("TRACEKIT_TENANT").WithValue(t.Name),
-		corev1ac.EnvVar().WithName("TRACEKIT_PUBLIC_URL").WithValue(p.publicURL),
-		corev1ac.EnvVar().WithName("TRACEKIT_ALERT_RULES").WithValue(configDir + "/" + alertRulesFile),
-		corev1ac.EnvVar().WithName("TRACEKIT_RETENTION").WithValue(retention(t)),
-		secretEnv("TRACEKIT_OAUTH_CLIENT_ID", oauthSecretName(t), "client-id"),
-		secretEnv("TRACEKIT_OAUTH_CLIENT_SECRET", oauthSecretName(t), "client-secret"),
+		secretEnv(tenantconfig.EnvDatabaseURL, dbSecretName(t), "url"),
+		corev1ac.EnvVar().WithName(tenantconfig.EnvTenant).WithValue(t.Name),
+		corev1ac.EnvVar().WithName(tenantconfig.EnvPublicURL).WithValue(p.publicURL),
+		corev1ac.EnvVar().WithName(tenantconfig.EnvAlertRules).WithValue(tenantconfig.AlertRulesPath),
+		corev1ac.EnvVar().WithName(tenantconfig.EnvRetention).WithValue(retention(t)),
+		secretEnv(tenantconfig.EnvOAuthClientID, oauthSecretName(t), "client-id"),
+		secretEnv(tenantconfig.EnvOAuthClientSecret, oauthSecretName(t), "client-secret"),
 	}
 	if p.authIssuer != "" {
-		env = append(env, corev1ac.EnvVar().WithName("TRACEKIT_AUTH_ISSUER").WithValue(p.authIssuer))
+		env = append(env, corev1ac.EnvVar().WithName(tenantconfig.EnvAuthIssuer).WithValue(p.authIssuer))
 	}
 	httpGet := func(path string) *corev1ac.HTTPGetActionApplyConfiguration {
 		return corev1ac.HTTPGetAction().WithPath(path).WithPort(intstr.FromString("http"))
@@ -158,7 +157,7 @@ func desiredDeployment(t *tracekitv1alpha1.TraceKitTenant, p deploymentParams) *
 			WithAllowPrivilegeEscalation(false).
 			WithCapabilities(corev1ac.Capabilities().WithDrop("ALL"))).
 		WithVolumeMounts(
-			corev1ac.VolumeMount().WithName("config").WithMountPath(configDir).WithReadOnly(true),
+			corev1ac.VolumeMount().WithName("config").WithMountPath(tenantconfig.ConfigDir).WithReadOnly(true),
 			corev1ac.VolumeMount().WithName("tmp").WithMountPath("/tmp"))
 
 	pod := corev1ac.PodTemplateSpec().

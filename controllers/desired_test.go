@@ -169,30 +169,6 @@ func TestPriceOverrides_DefaultsCachedInputToInput(t *testing.T) {
 	}
 }
 
-func TestDesiredAlertRules_DefaultsWindowAndSeverity(t *testing.T) {
-	cm, err := desiredAlertRules(tenantFor("acme", func(s *tracekitv1alpha1.TraceKitTenantSpec) {
-		s.AlertRules = []tracekitv1alpha1.AlertRule{{Name: "tput", Service: "api", Metric: tracekitv1alpha1.MetricThroughput, Comparison: "lt", Threshold: "1.5"}}
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := `[
-  {
-    "id": "tput",
-    "service": "api",
-    "metric": "throughput",
-    "comparison": "lt",
-    "threshold": 1.5,
-    "window_seconds": 300,
-    "severity": "warning",
-    "enabled": true
-  }
-]`
-	if got := cm.Data[alertRulesFile]; got != want {
-		t.Errorf("got %s", got)
-	}
-}
-
 func TestDesiredNetworkPolicy_OpensOnlyWhatTheServerUses(t *testing.T) {
 	np := desiredNetworkPolicy(tenantFor("acme", nil), 6432, "http://dex.auth:5556/dex")
 	if len(np.Spec.Ingress) != 1 || len(np.Spec.Ingress[0].Ports) != 2 || np.Spec.Ingress[0].Ports[0].Port.IntValue() != serverPort ||

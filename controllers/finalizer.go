@@ -57,5 +57,5 @@ func (r *TenantReconciler) deleteExternal(ctx context.Context, t *tracekitv1alph
 	if err != nil {
 		return fmt.Errorf("cannot delete tenant %q from the database: %w (retrying)", t.Name, err)
 	}
-	return db.DeleteTenant(dctx, t.Name)
+	return db.Admin().DeleteTenant(dctx, t.Name)
 }

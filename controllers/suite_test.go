@@ -24,6 +24,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -33,6 +34,7 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	tracekitv1alpha1 "github.com/tracekit/tracekit/api/v1alpha1"
+	"github.com/tracekit/tracekit/internal/clustertest"
 	"github.com/tracekit/tracekit/server/store/storetest"
 )
 
@@ -68,50 +70,16 @@ func TestMain(m *testing.M) {
 
 func runSuite(m *testing.M) int {
 	flag.Parse()
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		fmt.Fprintln(os.Stderr, "KUBEBUILDER_ASSETS is not set: run `make envtest-assets` and then `make test-operator` (or set KUBEBUILDER_ASSETS=bin/k8s/<version>)")
-		return 1
-	}
 	ctrl.SetLogger(zap.New(zap.WriteTo(io.Discard)))
 	if v := os.Getenv("TRACEKIT_TEST_LOG"); v != "" {
 		ctrl.SetLogger(zap.New(zap.UseDevMode(true)))
 	}
-	if err := clientgoscheme.AddToScheme(testScheme); err != nil {
-		panic(err)
-	}
-	if err := tracekitv1alpha1.AddToScheme(testScheme); err != nil {
-		panic(err)
-	}
-	if err := gatewayv1.Install(testScheme); err != nil {
-		panic(err)
-	}
-	thirdParty := os.Getenv("CHART_TEST_CRDS")
-	if thirdParty == "" {
-		thirdParty = filepath.Join("..", "bin", "chart-test-crds")
-	}
-	httpRouteCRD := filepath.Join(thirdParty, "gateway.networking.k8s.io_httproutes.yaml")
-	if _, err := os.Stat(httpRouteCRD); err != nil {
-		fmt.Fprintf(os.Stderr, "the Gateway API's HTTPRoute CRD is missing (%v): run `make chart-test-crds`\n", err)
-		return 1
-	}
-
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{tracekitCRDs, httpRouteCRD},
-		ErrorIfCRDPathMissing: true,
-		Scheme:                testScheme,
-	}
-	cfg, err := env.Start()
+	cfg, stopAPIServer, err := startAPIServer()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "start envtest (KUBEBUILDER_ASSETS=%s): %v\n", os.Getenv("KUBEBUILDER_ASSETS"), err)
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer env.Stop()
-	gatewayAPI, err := GatewayAPIInstalled(cfg)
-	if err != nil || !gatewayAPI {
-		fmt.Fprintf(os.Stderr, "the API server does not serve HTTPRoutes after loading %s (%v)\n", httpRouteCRD, err)
-		return 1
-	}
-
+	defer stopAPIServer()
 	if k8s, err = client.New(cfg, client.Options{Scheme: testScheme}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -129,7 +97,56 @@ func runSuite(m *testing.M) int {
 	}
 	defer conn.Close()
 	dex = dexapi.NewDexClient(conn)
+	dbs := NewDatabases()
+	defer dbs.Close()
+	stopManager, err := startManager(cfg, conn, dbs)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer stopManager()
+	return m.Run()
+}
 
+// startAPIServer starts envtest with the TraceKit and HTTPRoute CRDs loaded.
+func startAPIServer() (*rest.Config, func(), error) {
+	// Like kubebuilder's scaffold: $KUBEBUILDER_ASSETS, else what `make envtest-assets` built in bin/k8s.
+	if _, err := clustertest.Assets(); err != nil {
+		return nil, nil, err
+	}
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, tracekitv1alpha1.AddToScheme, gatewayv1.Install} {
+		if err := add(testScheme); err != nil {
+			panic(err)
+		}
+	}
+	thirdParty := os.Getenv("CHART_TEST_CRDS")
+	if thirdParty == "" {
+		thirdParty = filepath.Join("..", "bin", "chart-test-crds")
+	}
+	httpRouteCRD := filepath.Join(thirdParty, "gateway.networking.k8s.io_httproutes.yaml")
+	if _, err := os.Stat(httpRouteCRD); err != nil {
+		return nil, nil, fmt.Errorf("the Gateway API's HTTPRoute CRD is missing (%v): run `make chart-test-crds`", err)
+	}
+	env := &envtest.Environment{
+		CRDDirectoryPaths:     []string{tracekitCRDs, httpRouteCRD},
+		ErrorIfCRDPathMissing: true,
+		Scheme:                testScheme,
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		return nil, nil, fmt.Errorf("start envtest (KUBEBUILDER_ASSETS=%s): %v", os.Getenv("KUBEBUILDER_ASSETS"), err)
+	}
+	stop := func() { _ = env.Stop() }
+	if gatewayAPI, err := GatewayAPIInstalled(cfg); err != nil || !gatewayAPI {
+		stop()
+		return nil, nil, fmt.Errorf("the API server does not serve HTTPRoutes after loading %s (%v)", httpRouteCRD, err)
+	}
+	return cfg, stop, nil
+}
+
+// startManager runs the tenant reconciler (through the counting and failure-injecting clients the
+// tests read) and a fake Deployment controller until the returned stop is called.
+func startManager(cfg *rest.Config, dexConn *grpc.ClientConn, dbs *Databases) (stop func(), err error) {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 testScheme,
 		Cache:                  CacheOptions(true),
@@ -137,8 +154,7 @@ func runSuite(m *testing.M) int {
 		HealthProbeBindAddress: "0",
 	})
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return nil, err
 	}
 	opts := Options{ServerImage: testImage, TenantURL: "https://tracekit.example.com/t/{tenant}", AuthIssuer: testIssuer, GatewayAPI: true}
 	// Tests need outages noticed and retried within their patience; benchmarks measure the
@@ -146,12 +162,10 @@ func runSuite(m *testing.M) int {
 	if flag.Lookup("test.bench").Value.String() == "" {
 		opts.Recheck, opts.MaxBackoff = time.Second, 2*time.Second
 	}
-	dbs := NewDatabases()
-	defer dbs.Close()
 	managerWrites.Client = mgr.GetClient()
 	managerCache = mgr.GetClient()
 	managerEvents.EventRecorder = mgr.GetEventRecorder("tracekit-operator")
-	managerOAuth.OAuthClients = NewDexClients(conn)
+	managerOAuth.OAuthClients = NewDexClients(dexConn)
 	reconciler = &TenantReconciler{
 		Client:    managerWrites,
 		Scheme:    mgr.GetScheme(),
@@ -161,13 +175,11 @@ func runSuite(m *testing.M) int {
 		Options:   opts,
 	}
 	if err := reconciler.SetupWithManager(mgr); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return nil, err
 	}
 	if err := ctrl.NewControllerManagedBy(mgr).Named("fake-deployment-controller").For(&appsv1.Deployment{}).
 		Complete(&fakeDeploymentController{mgr.GetClient()}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -178,9 +190,7 @@ func runSuite(m *testing.M) int {
 			fmt.Fprintln(os.Stderr, "manager:", err)
 		}
 	}()
-	defer wg.Wait()
-	defer cancel()
-	return m.Run()
+	return func() { cancel(); wg.Wait() }, nil
 }
 
 // startDex serves Dex's gRPC API (the same code a Dex deployment runs) over its memory storage on a

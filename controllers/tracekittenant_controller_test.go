@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/url"
@@ -29,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tracekitv1alpha1 "github.com/tracekit/tracekit/api/v1alpha1"
+	"github.com/tracekit/tracekit/internal/tenantconfig"
 	"github.com/tracekit/tracekit/server/store"
 	"github.com/tracekit/tracekit/server/store/storetest"
 )
@@ -152,10 +152,10 @@ func TestTenant_CreateMakesEveryObjectAndRecord(t *testing.T) {
 	cm := &corev1.ConfigMap{}
 	getObject(g, ns, server+"-alert-rules", cm)
 	owned(cm)
-	var rules []alertRuleJSON
-	g.Expect(json.Unmarshal([]byte(cm.Data[alertRulesFile]), &rules)).To(Succeed())
-	g.Expect(rules).To(Equal([]alertRuleJSON{{ID: "checkout-errors", Service: "checkout", Metric: "error_rate", Comparison: "gt",
-		Threshold: 0.05, WindowSeconds: 300, Severity: "critical", Enabled: true}}))
+	rules, err := tenantconfig.DecodeAlertRules([]byte(cm.Data[tenantconfig.AlertRulesFile]))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(rules).To(Equal([]tenantconfig.AlertRule{{ID: "checkout-errors", Service: "checkout", Metric: "error_rate", Comparison: ">",
+		Threshold: 0.05, WindowSeconds: 300, Severity: "critical", Enabled: ptr.To(true)}}))
 
 	dep := &appsv1.Deployment{}
 	getObject(g, ns, server, dep)
@@ -296,8 +296,8 @@ func TestTenant_UpdatesAreReflected(t *testing.T) {
 
 		cm := &corev1.ConfigMap{}
 		getObject(g, ns, server+"-alert-rules", cm)
-		g.Expect(cm.Data[alertRulesFile]).To(ContainSubstring(`"window_seconds": 600`))
-		g.Expect(cm.Data[alertRulesFile]).To(ContainSubstring(`"metric": "latency_p99"`))
+		g.Expect(cm.Data[tenantconfig.AlertRulesFile]).To(ContainSubstring(`"window_seconds": 600`))
+		g.Expect(cm.Data[tenantconfig.AlertRulesFile]).To(ContainSubstring(`"metric": "latency_p99_ms"`))
 
 		getObject(g, ns, server, &policyv1.PodDisruptionBudget{})
 		dc := dexClient(g, "tenant-"+name)

@@ -11,6 +11,7 @@ ENVTEST_K8S_VERSION ?= 1.37.2
 ENVTEST_ASSETS := $(TOOLS_BIN)/k8s/$(ENVTEST_K8S_VERSION)
 CONTROLLER_GEN := $(TOOLS_BIN)/controller-gen
 HELM := $(TOOLS_BIN)/helm
+STATICCHECK := $(TOOLS_BIN)/staticcheck
 # CRDs of third-party APIs that the operator (HTTPRoute) and the chart (HTTPRoute, ServiceMonitor)
 # can create, loaded into envtest by the tests.
 CHART_TEST_CRDS := $(TOOLS_BIN)/chart-test-crds
@@ -23,7 +24,7 @@ THIRDPARTY := $(TOOLS_ROOT)/hack/chart/thirdparty
 TOOLS_GO := GOWORK=off GOFLAGS=-mod=readonly go
 TOOLS_BUILD = build -trimpath -ldflags='-s -w $(TOOLS_LDFLAGS)'
 
-.PHONY: envtest-assets controller-gen helm otelcol chart-test-crds manifests generate test-operator bench-operator
+.PHONY: envtest-assets controller-gen helm staticcheck otelcol chart-test-crds manifests generate test-operator bench-operator
 
 # Without these the binaries report v0.0.0-master to clients asking /version.
 $(ENVTEST_ASSETS)/kube-apiserver $(ENVTEST_ASSETS)/kubectl: TOOLS_LDFLAGS = \
@@ -57,7 +58,13 @@ $(HELM): TOOLS_LDFLAGS = -X helm.sh/helm/v3/internal/version.version=v3.22.0
 $(HELM): $(TOOLS_ROOT)/hack/tools/helm/go.mod $(TOOLS_ROOT)/hack/tools/helm/go.sum
 	$(TOOLS_GO) -C $(TOOLS_ROOT)/hack/tools/helm $(TOOLS_BUILD) -o $@ helm.sh/helm/v3/cmd/helm
 
-## otelcol: the OpenTelemetry Collector of hack/tools/otelcol in bin/ (OTLP receiver, otlp and otlphttp exporters)
+## staticcheck: staticcheck in bin/ (make lint runs it)
+staticcheck: $(STATICCHECK)
+
+$(STATICCHECK): $(TOOLS_ROOT)/hack/tools/staticcheck/go.mod $(TOOLS_ROOT)/hack/tools/staticcheck/go.sum
+	$(TOOLS_GO) -C $(TOOLS_ROOT)/hack/tools/staticcheck $(TOOLS_BUILD) -o $@ honnef.co/go/tools/cmd/staticcheck
+
+## otelcol: the OpenTelemetry Collector of hack/tools/otelcol in bin/ (OTLP receiver, otlp_grpc and otlp_http exporters)
 otelcol: $(OTELCOL)
 
 $(OTELCOL): $(wildcard $(TOOLS_ROOT)/hack/tools/otelcol/*)

@@ -345,7 +345,3 @@ type TraceKitTenantList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []TraceKitTenant `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&TraceKitTenant{}, &TraceKitTenantList{})
-}

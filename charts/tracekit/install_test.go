@@ -1,21 +1,15 @@
 package chart
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -37,15 +31,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	tracekitv1alpha1 "github.com/tracekit/tracekit/api/v1alpha1"
+	"github.com/tracekit/tracekit/internal/clustertest"
 	"github.com/tracekit/tracekit/server/store/storetest"
 )
 
 // cluster is envtest's kube-apiserver and etcd with helm pointed at them.
 type cluster struct {
-	env        *envtest.Environment
+	*clustertest.Cluster
 	cfg        *rest.Config
 	k8s        client.Client
 	kubeconfig string   // cluster admin, for helm and kubectl
@@ -55,13 +49,6 @@ type cluster struct {
 
 func startCluster(t *testing.T) *cluster {
 	t.Helper()
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		t.Fatal("KUBEBUILDER_ASSETS is not set: run `make chart-test` (or `make envtest-assets` and set KUBEBUILDER_ASSETS=bin/k8s/<version>)")
-	}
-	if _, err := os.Stat(filepath.Join(assets, "kubectl")); err != nil {
-		t.Fatalf("kubectl not in KUBEBUILDER_ASSETS (%v): run `make envtest-assets`", err)
-	}
 	// HTTPRoute and ServiceMonitor are not in a bare API server; the chart can create them.
 	thirdParty := os.Getenv("CHART_TEST_CRDS")
 	if thirdParty == "" {
@@ -80,37 +67,11 @@ func startCluster(t *testing.T) *cluster {
 		t.Fatal(err)
 	}
 	// The TraceKit CRD is not preloaded: helm installs it from the chart's crds/.
-	env := &envtest.Environment{CRDDirectoryPaths: []string{thirdParty}, ErrorIfCRDPathMissing: true, Scheme: scheme}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatalf("start envtest (KUBEBUILDER_ASSETS=%s): %v", assets, err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	c := &cluster{env: env, cfg: cfg, kubectlDir: assets}
-	if c.k8s, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	c.kubeconfig = c.writeKubeconfig(t, dir, envtest.User{Name: "chart-test-admin", Groups: []string{"system:masters"}})
+	cc := clustertest.Start(t, scheme, thirdParty)
+	c := &cluster{Cluster: cc, cfg: cc.Config, k8s: cc.Client, kubectlDir: cc.Assets}
+	c.kubeconfig = c.Kubeconfig(t, t.TempDir(), envtest.User{Name: "chart-test-admin", Groups: []string{"system:masters"}}, "")
 	c.helmEnv = []string{"KUBECONFIG=" + c.kubeconfig}
 	return c
-}
-
-func (c *cluster) writeKubeconfig(t *testing.T, dir string, u envtest.User) string {
-	t.Helper()
-	user, err := c.env.AddUser(u, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := user.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, strings.NewReplacer(":", "-").Replace(u.Name)+".kubeconfig")
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 func (c *cluster) helm(t *testing.T, args ...string) string {
@@ -242,7 +203,7 @@ func TestInstall_UpgradeAndUninstallLeaveNoOrphans(t *testing.T) {
 // reaches the tenant; deleting tenants as the NOTES say removes their records; uninstall leaves
 // nothing.
 func TestInstall_NotesNextStepMakesATenantReady(t *testing.T) {
-	tracekit := buildTracekit(t) // meanwhile
+	tracekit := clustertest.BuildTracekit(t) // meanwhile
 	c := startCluster(t)
 	const release, ns = "tracekit", "tracekit"
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -258,15 +219,15 @@ func TestInstall_NotesNextStepMakesATenantReady(t *testing.T) {
 	}
 	c.helm(t, "install", release, ".", "-n", ns, "-f", "testdata/values/default.yaml",
 		"--set", "postgresql.enabled=false", "--set", "database.existingSecret.name=platform-db")
-	fakeDeploymentController(t, ctx, c.cfg, c.k8s.Scheme())
+	c.ReportDeploymentsAvailable(t, ctx)
 
-	auth := c.startDeployment(t, ctx, tracekit(), ns, "tracekit-auth", nil, "http")
+	auth := c.RunDeployment(t, ctx, tracekit(), clustertest.Deployment{Namespace: ns, Name: "tracekit-auth", ProbePort: "http"})
 	// The operator runs as the chart's ServiceAccount, so the chart's RBAC is what it gets.
-	sa := c.writeKubeconfig(t, t.TempDir(), envtest.User{Name: "system:serviceaccount:" + ns + ":tracekit-operator",
-		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"}})
-	operatorEnv := []string{"KUBECONFIG=" + sa}
-	operatorAddrs := map[string]string{"--dex-grpc-addr": auth.addrs["--grpc-addr"]}
-	operator := c.startDeployment(t, ctx, tracekit(), ns, "tracekit-operator", operatorEnv, "health", operatorAddrs)
+	sa := c.Kubeconfig(t, t.TempDir(), envtest.User{Name: "system:serviceaccount:" + ns + ":tracekit-operator",
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"}}, "")
+	operatorDeployment := clustertest.Deployment{Namespace: ns, Name: "tracekit-operator", Env: []string{"KUBECONFIG=" + sa},
+		ProbePort: "health", Overrides: map[string]string{"--dex-grpc-addr": auth.Addrs["--grpc-addr"]}}
+	operator := c.RunDeployment(t, ctx, tracekit(), operatorDeployment)
 
 	notes := c.helm(t, "get", "notes", release, "-n", ns)
 	script := nextStep(t, notes)
@@ -280,36 +241,25 @@ func TestInstall_NotesNextStepMakesATenantReady(t *testing.T) {
 		t.Errorf("mcpURL = %q, want %q (the chart's operator.tenantURL)", tenant.Status.MCPURL, want)
 	}
 	c.expectServerImage(t, ctx, ns, "tracekit-my-team", "ghcr.io/tracekit/tracekit:0.1.0")
-	conn, err := grpc.NewClient(auth.addrs["--grpc-addr"], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(auth.Addrs["--grpc-addr"], grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
 	dex := dexapi.NewDexClient(conn)
-	if _, err := dex.GetClient(ctx, &dexapi.GetClientReq{Id: tenant.Status.OAuthClientID}); err != nil {
-		t.Errorf("tenant's OAuth client %q is not in Dex: %v", tenant.Status.OAuthClientID, err)
-	}
 	db, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close(ctx)
-	var keys int
-	if err := db.QueryRow(ctx, "SELECT count(*) FROM api_keys WHERE tenant_id = 'my-team'").Scan(&keys); err != nil || keys != 1 {
-		t.Errorf("the NOTES' API key was not imported: %d keys, %v", keys, err)
-	}
-	dbSecret := &corev1.Secret{}
-	if err := c.k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "tracekit-my-team-db"}, dbSecret); err != nil {
-		t.Fatal(err)
-	}
-	role := string(dbSecret.Data["role"])
+	role := c.expectProvisioned(t, ctx, dex, db, tenant)
 
 	// An upgrade with other values rolls the operator; the tenant follows its new settings.
 	c.helm(t, "upgrade", release, ".", "-n", ns, "--reuse-values",
 		"--set", "operator.tenantURL=https://tracekit.example.com/t/{tenant}", "--set", "image.tag=0.1.1")
-	operator.stop(t)
-	operator = c.startDeployment(t, ctx, tracekit(), ns, "tracekit-operator", operatorEnv, "health", operatorAddrs)
-	eventually(t, ctx, "the tenant's URL follows the upgraded operator.tenantURL", func() error {
+	operator.Stop(t)
+	operator = c.RunDeployment(t, ctx, tracekit(), operatorDeployment)
+	clustertest.Eventually(t, "the tenant's URL follows the upgraded operator.tenantURL", time.Minute, func() error {
 		if err := c.k8s.Get(ctx, client.ObjectKeyFromObject(tenant), tenant); err != nil {
 			return err
 		}
@@ -321,6 +271,21 @@ func TestInstall_NotesNextStepMakesATenantReady(t *testing.T) {
 	c.expectServerImage(t, ctx, ns, "tracekit-my-team", "ghcr.io/tracekit/tracekit:0.1.1")
 
 	// Before uninstalling, the NOTES say to delete the tenants while the operator runs.
+	c.expectDeletedAsNotesSay(t, ctx, notes, tenant, dex, db, role)
+
+	operator.Stop(t)
+	auth.Stop(t)
+	c.helm(t, "uninstall", release, "-n", ns, "--wait")
+	if got := c.labelled(t, release); len(got) > 0 {
+		t.Errorf("helm uninstall left %v", got)
+	}
+}
+
+// expectDeletedAsNotesSay deletes the tenant with the NOTES' command and checks that its records
+// outside the cluster went with it: OAuth client and database role.
+func (c *cluster) expectDeletedAsNotesSay(t *testing.T, ctx context.Context, notes string, tenant *tracekitv1alpha1.TraceKitTenant,
+	dex dexapi.DexClient, db *pgx.Conn, role string) {
+	t.Helper()
 	del := regexp.MustCompile(`kubectl delete tracekittenants [^\n]*`).FindString(notes)
 	if del == "" {
 		t.Fatalf("the NOTES do not say how to delete tenants before uninstalling:\n%s", notes)
@@ -336,13 +301,24 @@ func TestInstall_NotesNextStepMakesATenantReady(t *testing.T) {
 	if err := db.QueryRow(ctx, "SELECT count(*) FROM pg_roles WHERE rolname = $1", role).Scan(&roles); err != nil || roles != 0 {
 		t.Errorf("the tenant's database role %s is still there (%d, %v)", role, roles, err)
 	}
+}
 
-	operator.stop(t)
-	auth.stop(t)
-	c.helm(t, "uninstall", release, "-n", ns, "--wait")
-	if got := c.labelled(t, release); len(got) > 0 {
-		t.Errorf("helm uninstall left %v", got)
+// expectProvisioned checks what the operator made for the tenant outside the cluster (its OAuth
+// client in Dex, its imported API key) and returns its database role.
+func (c *cluster) expectProvisioned(t *testing.T, ctx context.Context, dex dexapi.DexClient, db *pgx.Conn, tenant *tracekitv1alpha1.TraceKitTenant) string {
+	t.Helper()
+	if _, err := dex.GetClient(ctx, &dexapi.GetClientReq{Id: tenant.Status.OAuthClientID}); err != nil {
+		t.Errorf("tenant's OAuth client %q is not in Dex: %v", tenant.Status.OAuthClientID, err)
 	}
+	var keys int
+	if err := db.QueryRow(ctx, "SELECT count(*) FROM api_keys WHERE tenant_id = $1", tenant.Name).Scan(&keys); err != nil || keys != 1 {
+		t.Errorf("the NOTES' API key was not imported: %d keys, %v", keys, err)
+	}
+	dbSecret := &corev1.Secret{}
+	if err := c.k8s.Get(ctx, client.ObjectKey{Namespace: tenant.Namespace, Name: "tracekit-" + tenant.Name + "-db"}, dbSecret); err != nil {
+		t.Fatal(err)
+	}
+	return string(dbSecret.Data["role"])
 }
 
 // nextStep is the shell block of the NOTES: the lines after "Copy and run:" up to the next blank
@@ -371,7 +347,7 @@ func (c *cluster) kubectlScript(t *testing.T, ctx context.Context, script string
 
 func (c *cluster) expectServerImage(t *testing.T, ctx context.Context, ns, name, want string) {
 	t.Helper()
-	eventually(t, ctx, "tenant server image "+want, func() error {
+	clustertest.Eventually(t, "tenant server image "+want, time.Minute, func() error {
 		d := &appsv1.Deployment{}
 		if err := c.k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, d); err != nil {
 			return err
@@ -381,253 +357,4 @@ func (c *cluster) expectServerImage(t *testing.T, ctx context.Context, ns, name,
 		}
 		return nil
 	})
-}
-
-// buildTracekit starts building the binary the image runs; the function it returns waits for it.
-func buildTracekit(t *testing.T) func() string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "tracekit")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/tracekit")
-	cmd.Dir = repoRoot
-	var out []byte
-	var err error
-	done := make(chan struct{})
-	go func() {
-		out, err = cmd.CombinedOutput()
-		close(done)
-	}()
-	t.Cleanup(func() { <-done })
-	return func() string {
-		t.Helper()
-		<-done
-		if err != nil {
-			t.Fatalf("go build ./cmd/tracekit: %v\n%s", err, out)
-		}
-		return bin
-	}
-}
-
-// process is a Deployment's container run on this machine.
-type process struct {
-	name   string
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when the process has ended, err then set
-	err    error
-	once   sync.Once
-	addrs  map[string]string // listen flag → the loopback address it got
-	logs   *syncBuffer
-}
-
-// listenFlags are the chart's listen-address flags. Pods have their own network; here each gets a
-// free loopback port instead, the only change to the chart's arguments.
-var listenFlags = []string{"--addr", "--grpc-addr", "--metrics-bind-address", "--health-probe-bind-address"}
-
-// startDeployment runs the first container of an installed Deployment with its arguments and
-// environment (Secret references resolved), listen addresses moved to free loopback ports and the
-// given flags overridden, then waits until its readiness probe answers on the port named probePort.
-func (c *cluster) startDeployment(t *testing.T, ctx context.Context, bin, ns, name string, env []string, probePort string, overrides ...map[string]string) *process {
-	t.Helper()
-	d := &appsv1.Deployment{}
-	if err := c.k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, d); err != nil {
-		t.Fatal(err)
-	}
-	ctr := d.Spec.Template.Spec.Containers[0]
-	p := &process{name: name, exited: make(chan struct{}), addrs: map[string]string{}, logs: &syncBuffer{}}
-	set := map[string]string{}
-	for _, o := range overrides {
-		for k, v := range o {
-			set[k] = v
-		}
-	}
-	args := slices.Clone(ctr.Args)
-	listen := map[string]string{} // listen flag → the chart's address
-	for i, a := range args {
-		flag, value, ok := strings.Cut(a, "=")
-		if !ok {
-			continue
-		}
-		if slices.Contains(listenFlags, flag) {
-			listen[flag] = value
-			p.addrs[flag] = freeAddr(t)
-			args[i] = flag + "=" + p.addrs[flag]
-		}
-		if v, ok := set[flag]; ok {
-			args[i] = flag + "=" + v
-			delete(set, flag)
-		}
-	}
-	if len(set) > 0 {
-		t.Fatalf("%s: the chart no longer passes %v", name, set)
-	}
-	for _, e := range ctr.Env {
-		v := e.Value
-		if ref := e.ValueFrom; ref != nil && ref.SecretKeyRef != nil {
-			s := &corev1.Secret{}
-			if err := c.k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: ref.SecretKeyRef.Name}, s); err != nil {
-				t.Fatalf("%s: env %s: %v", name, e.Name, err)
-			}
-			v = string(s.Data[ref.SecretKeyRef.Key])
-		}
-		env = append(env, e.Name+"="+v)
-	}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		p.stop(t)
-		if t.Failed() {
-			t.Logf("--- %s log:\n%s", name, p.logs.String())
-		}
-	})
-
-	probe := ctr.ReadinessProbe.HTTPGet
-	var addr string
-	for _, port := range ctr.Ports {
-		for flag, value := range listen {
-			if port.Name == probePort && strings.HasSuffix(value, fmt.Sprintf(":%d", port.ContainerPort)) {
-				addr = p.addrs[flag]
-			}
-		}
-	}
-	if addr == "" || probe == nil || probe.Port.String() != probePort {
-		t.Fatalf("%s: no readiness probe on a listen flag's port %q", name, probePort)
-	}
-	url := "http://" + addr + probe.Path
-	eventually(t, ctx, name+" ready at "+url, func() error {
-		select {
-		case <-p.exited:
-			return backoffStop{fmt.Errorf("%s exited: %v\n%s", name, p.err, p.logs.String())}
-		default:
-		}
-		resp, err := http.Get(url)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%s", resp.Status)
-		}
-		return nil
-	})
-	return p
-}
-
-// stop sends SIGTERM, as the kubelet does, and waits for the process to end.
-func (p *process) stop(t *testing.T) {
-	p.once.Do(func() {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.exited:
-		case <-time.After(15 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.exited
-			t.Errorf("%s did not stop within 15s of SIGTERM", p.name)
-		}
-	})
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// backoffStop ends eventually at once.
-type backoffStop struct{ error }
-
-// eventually polls check until it returns nil, failing the test when ctx ends first.
-func eventually(t *testing.T, ctx context.Context, what string, check func() error) {
-	t.Helper()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		var stop backoffStop
-		if errors.As(err, &stop) {
-			t.Fatalf("%s: %v", what, stop.error)
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%s: %v", what, err)
-		case <-tick.C:
-		}
-	}
-}
-
-// fakeDeploymentController stands in for kube-controller-manager and kubelets, which envtest does
-// not run: it reports every replica of a Deployment available.
-func fakeDeploymentController(t *testing.T, ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme) {
-	t.Helper()
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	k := mgr.GetClient()
-	err = ctrl.NewControllerManagedBy(mgr).Named("fake-deployment-controller").For(&appsv1.Deployment{}).
-		Complete(reconcileFunc(func(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-			d := &appsv1.Deployment{}
-			if err := k.Get(ctx, req.NamespacedName, d); err != nil {
-				return ctrl.Result{}, client.IgnoreNotFound(err)
-			}
-			n := int32(1)
-			if d.Spec.Replicas != nil {
-				n = *d.Spec.Replicas
-			}
-			if d.Status.ObservedGeneration == d.Generation && d.Status.AvailableReplicas == n {
-				return ctrl.Result{}, nil
-			}
-			d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n}
-			return ctrl.Result{}, client.IgnoreNotFound(k.Status().Update(ctx, d))
-		}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := mgr.Start(ctx); err != nil {
-			t.Errorf("fake deployment controller: %v", err)
-		}
-	}()
-	t.Cleanup(func() { cancel(); wg.Wait() })
-}
-
-type reconcileFunc func(context.Context, ctrl.Request) (ctrl.Result, error)
-
-func (f reconcileFunc) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	return f(ctx, req)
-}
-
-// syncBuffer collects a process's output while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -39,7 +39,7 @@ func runAPIKey(ctx context.Context, args []string) error {
 	t := db.ForTenant(*tenant)
 	switch sub {
 	case "create":
-		key, info, err := db.CreateAPIKey(ctx, *tenant, *name, strings.Split(*scopes, ","))
+		key, info, err := db.Admin().CreateAPIKey(ctx, *tenant, *name, strings.Split(*scopes, ","))
 		if err != nil {
 			return err
 		}
@@ -64,7 +64,7 @@ func runAPIKey(ctx context.Context, args []string) error {
 		if fs.NArg() != 1 {
 			return errors.New("revoke needs the key's id or prefix (see 'tracekit apikey list')\n" + apikeyUsage)
 		}
-		if err := t.RevokeAPIKey(ctx, fs.Arg(0)); err != nil {
+		if err := db.Admin().RevokeAPIKey(ctx, *tenant, fs.Arg(0)); err != nil {
 			return err
 		}
 		fmt.Printf("revoked %s; running servers stop accepting it within 30 seconds\n", fs.Arg(0))

@@ -25,7 +25,7 @@ operations are available over HTTP with an API key that has the write scope.`
 
 func runBreakpoint(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return errors.New("missing subcommand\n" + breakpointUsage)
+		return fmt.Errorf("missing subcommand\n%s", breakpointUsage)
 	}
 	sub := args[0]
 	fs := flag.NewFlagSet("breakpoint "+sub, flag.ContinueOnError)
@@ -48,7 +48,7 @@ func runBreakpoint(ctx context.Context, args []string) error {
 	switch sub {
 	case "create":
 		if fs.NArg() != 1 {
-			return errors.New("create needs the location as <file>:<line>\n" + breakpointUsage)
+			return fmt.Errorf("create needs the location as <file>:<line>\n%s", breakpointUsage)
 		}
 		file, line, err := location(fs.Arg(0))
 		if err != nil {
@@ -93,7 +93,7 @@ func runBreakpoint(ctx context.Context, args []string) error {
 		return w.Flush()
 	case "delete":
 		if fs.NArg() != 1 {
-			return errors.New("delete needs the breakpoint id (see 'tracekit breakpoint list')\n" + breakpointUsage)
+			return fmt.Errorf("delete needs the breakpoint id (see 'tracekit breakpoint list')\n%s", breakpointUsage)
 		}
 		if err := t.DeleteBreakpoint(ctx, fs.Arg(0), now.UnixNano()); err != nil {
 			if errors.Is(err, store.ErrNotFound) {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/tracekit/tracekit/internal/tenantconfig"
 	"github.com/tracekit/tracekit/server/store"
 )
 
@@ -21,7 +22,7 @@ func devDatabaseURL(dataDir string) string {
 
 // databaseFlag registers --database-url, defaulting to $TRACEKIT_DATABASE_URL, then the dev database.
 func databaseFlag(fs *flag.FlagSet) *string {
-	def := os.Getenv("TRACEKIT_DATABASE_URL")
+	def := os.Getenv(tenantconfig.EnvDatabaseURL)
 	if def == "" {
 		def = devDatabaseURL(defaultDataDir)
 	}

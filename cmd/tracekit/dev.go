@@ -46,11 +46,12 @@ func runDev(ctx context.Context, args []string) error {
 		return err
 	}
 	defer db.Close()
-	if _, err := db.ProvisionTenant(ctx, store.TenantSpec{ID: devTenant, DisplayName: "Local development"}); err != nil {
+	db.SetLogger(logger)
+	if _, err := db.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: devTenant, DisplayName: "Local development"}); err != nil {
 		return err
 	}
 	// A fresh key each start: no clear-text key is ever kept on disk.
-	key, _, err := db.CreateAPIKey(ctx, devTenant, "tracekit dev "+time.Now().UTC().Format(time.RFC3339), nil)
+	key, _, err := db.Admin().CreateAPIKey(ctx, devTenant, "tracekit dev "+time.Now().UTC().Format(time.RFC3339), nil)
 	if err != nil {
 		return err
 	}
@@ -92,7 +93,11 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	// Analysis starts once the demo day is in: it would otherwise compete with the load for SQLite's
 	// single writer and judge a day that is still arriving.
-	go analysis.Run(ctx, analysis.Config{DB: db, Logger: logger, DemoRules: true, Retention: keep}) //nolint:errcheck // returns only when ctx ends
+	engine, err := analysis.New(analysis.Config{DB: db, Logger: logger, DemoRules: true, Retention: keep})
+	if err != nil {
+		return err
+	}
+	go engine.Run(ctx) //nolint:errcheck // returns only when ctx ends
 	printConnectionHelp(os.Stdout, base, grpcBase, key)
 	return <-errc
 }

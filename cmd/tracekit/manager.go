@@ -92,7 +92,7 @@ func runManager(ctx context.Context, args []string) error {
 	}
 	conn, err := grpc.NewClient(*dexAddr, grpc.WithTransportCredentials(creds))
 	if err != nil {
-		return fmt.Errorf("Dex gRPC API at %s: %w", *dexAddr, err)
+		return fmt.Errorf("the Dex gRPC API at %s: %w", *dexAddr, err)
 	}
 	defer conn.Close()
 	dbs := controllers.NewDatabases()

@@ -15,21 +15,22 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
 
+	"github.com/tracekit/tracekit/internal/tenantconfig"
 	"github.com/tracekit/tracekit/server/analysis"
 	"github.com/tracekit/tracekit/server/app"
 )
 
 func runServer(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
-	addr := fs.String("addr", envOr("TRACEKIT_ADDR", ":8080"), "listen address ($TRACEKIT_ADDR)")
-	grpcAddr := grpcAddrFlag(fs, envOrUnset("TRACEKIT_GRPC_ADDR", ":4317"), "TRACEKIT_GRPC_ADDR")
+	addr := fs.String("addr", envOr(tenantconfig.EnvAddr, ":8080"), "listen address ($TRACEKIT_ADDR)")
+	grpcAddr := grpcAddrFlag(fs, envOrUnset(tenantconfig.EnvGRPCAddr, ":4317"), tenantconfig.EnvGRPCAddr)
 	dbURL := databaseFlag(fs)
-	tenant := fs.String("tenant", os.Getenv("TRACEKIT_TENANT"), "serve only this tenant ($TRACEKIT_TENANT); empty serves every tenant whose API key is presented")
-	publicURL := fs.String("public-url", os.Getenv("TRACEKIT_PUBLIC_URL"), "external base URL clients use, e.g. https://acme.tracekit.example.com ($TRACEKIT_PUBLIC_URL); default http://<addr>")
-	origins := fs.String("allowed-origins", os.Getenv("TRACEKIT_ALLOWED_ORIGINS"), "comma-separated browser origins (scheme://host[:port]) allowed to call /mcp besides the public URL's and loopback ones ($TRACEKIT_ALLOWED_ORIGINS)")
+	tenant := fs.String("tenant", os.Getenv(tenantconfig.EnvTenant), "serve only this tenant ($TRACEKIT_TENANT); empty serves every tenant whose API key is presented")
+	publicURL := fs.String("public-url", os.Getenv(tenantconfig.EnvPublicURL), "external base URL clients use, e.g. https://acme.tracekit.example.com ($TRACEKIT_PUBLIC_URL); default http://<addr>")
+	origins := fs.String("allowed-origins", os.Getenv(tenantconfig.EnvAllowedOrigins), "comma-separated browser origins (scheme://host[:port]) allowed to call /mcp besides the public URL's and loopback ones ($TRACEKIT_ALLOWED_ORIGINS)")
 	oauthFlags := registerOAuthFlags(fs)
-	rulesFile := fs.String("alert-rules", os.Getenv("TRACEKIT_ALERT_RULES"), "JSON file of alert rules replacing the tenant's at start, as the operator writes them ($TRACEKIT_ALERT_RULES)")
-	retention := retentionFlag(fs, os.Getenv("TRACEKIT_RETENTION"), "TRACEKIT_RETENTION",
+	rulesFile := fs.String("alert-rules", os.Getenv(tenantconfig.EnvAlertRules), "JSON file of alert rules replacing the tenant's at start, as the operator writes them ($TRACEKIT_ALERT_RULES)")
+	retention := retentionFlag(fs, os.Getenv(tenantconfig.EnvRetention), tenantconfig.EnvRetention,
 		"delete spans, LLM calls and snapshots older than this, e.g. 720h for 30 days, at least 1h; rollups are kept no longer ($TRACEKIT_RETENTION); empty keeps them forever")
 	loadPrices := pricesFlag(fs)
 	if err := fs.Parse(args); err != nil {
@@ -53,6 +54,7 @@ func runServer(ctx context.Context, args []string) error {
 		return err
 	}
 	defer db.Close()
+	db.SetLogger(logger)
 	if own, err := db.CurrentTenant(ctx); err == nil {
 		// Connected as a tenant's role: the database decides which tenant this is.
 		if *tenant != "" && *tenant != own {
@@ -70,7 +72,11 @@ func runServer(ctx context.Context, args []string) error {
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	h, gs := app.NewWithGRPC(app.Config{DB: db, Tenant: *tenant, PublicURL: *publicURL, AllowedOrigins: allowed, Logger: logger, OAuth: facade, Registry: registry, Prices: prices})
-	go analysis.Run(ctx, analysis.Config{DB: db, Tenant: *tenant, Logger: logger, RulesFile: *rulesFile, Retention: keep, Registry: registry}) //nolint:errcheck // returns only when ctx ends
+	engine, err := analysis.New(analysis.Config{DB: db, Tenant: *tenant, Logger: logger, RulesFile: *rulesFile, Retention: keep, Registry: registry})
+	if err != nil {
+		return err
+	}
+	go engine.Run(ctx) //nolint:errcheck // returns only when ctx ends
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err

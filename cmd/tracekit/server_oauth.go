@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/tracekit/tracekit/internal/tenantconfig"
 	"github.com/tracekit/tracekit/server/oauth"
 )
 
@@ -17,8 +18,8 @@ type oauthFlags struct {
 
 func registerOAuthFlags(fs *flag.FlagSet) oauthFlags {
 	return oauthFlags{
-		issuer:   fs.String("auth-issuer", os.Getenv("TRACEKIT_AUTH_ISSUER"), "issuer URL of the authorization server (tracekit auth); MCP clients then sign in with OAuth ($TRACEKIT_AUTH_ISSUER); empty: API keys only"),
-		clientID: fs.String("oauth-client-id", os.Getenv("TRACEKIT_OAUTH_CLIENT_ID"), "this tenant's client id at the authorization server ($TRACEKIT_OAUTH_CLIENT_ID; the secret is read from $TRACEKIT_OAUTH_CLIENT_SECRET)"),
+		issuer:   fs.String("auth-issuer", os.Getenv(tenantconfig.EnvAuthIssuer), "issuer URL of the authorization server (tracekit auth); MCP clients then sign in with OAuth ($TRACEKIT_AUTH_ISSUER); empty: API keys only"),
+		clientID: fs.String("oauth-client-id", os.Getenv(tenantconfig.EnvOAuthClientID), "this tenant's client id at the authorization server ($TRACEKIT_OAUTH_CLIENT_ID; the secret is read from $TRACEKIT_OAUTH_CLIENT_SECRET)"),
 	}
 }
 
@@ -31,5 +32,5 @@ func (o oauthFlags) facade(publicURL, tenant string, logger *slog.Logger) (*oaut
 		return nil, errors.New("OAuth sign-in serves one tenant: set --tenant (or $TRACEKIT_TENANT) with --auth-issuer")
 	}
 	return oauth.New(oauth.Config{PublicURL: publicURL, Tenant: tenant, Issuer: *o.issuer,
-		ClientID: *o.clientID, ClientSecret: os.Getenv("TRACEKIT_OAUTH_CLIENT_SECRET"), Logger: logger})
+		ClientID: *o.clientID, ClientSecret: os.Getenv(tenantconfig.EnvOAuthClientSecret), Logger: logger})
 }

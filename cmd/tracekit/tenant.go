@@ -66,7 +66,7 @@ func tenantCommand(ctx context.Context, args []string, out io.Writer) error {
 		if exists && !*reset {
 			return fmt.Errorf("tenant %q already exists; its servers keep their database URL. To issue a new password run: tracekit tenant create %s --reset-password", id, id)
 		}
-		creds, err := db.ProvisionTenant(ctx, store.TenantSpec{ID: id, DisplayName: *display})
+		creds, err := db.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: id, DisplayName: *display})
 		if err != nil {
 			return err
 		}
@@ -94,7 +94,7 @@ func tenantCommand(ctx context.Context, args []string, out io.Writer) error {
 		if !exists {
 			return fmt.Errorf("tenant %q does not exist (see tracekit tenant list)", id)
 		}
-		if err := db.DeleteTenant(ctx, id); err != nil {
+		if err := db.Admin().DeleteTenant(ctx, id); err != nil {
 			return err
 		}
 		fmt.Fprintf(out, "deleted tenant %q with all its data and its database role\n", id)

@@ -75,10 +75,10 @@ func run(bin, admin, protocol string, clients, batch int, dur time.Duration) err
 	if err := db.Migrate(ctx); err != nil {
 		return err
 	}
-	if _, err := db.ProvisionTenant(ctx, store.TenantSpec{ID: "bench"}); err != nil {
+	if _, err := db.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: "bench"}); err != nil {
 		return err
 	}
-	key, _, err := db.CreateAPIKey(ctx, "bench", "ingestbench", nil)
+	key, _, err := db.Admin().CreateAPIKey(ctx, "bench", "ingestbench", nil)
 	if err != nil {
 		return err
 	}

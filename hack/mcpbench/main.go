@@ -78,10 +78,10 @@ func run(bin, admin, dsn string, spans int, keep bool, clients int, dur time.Dur
 	if err := db.Migrate(ctx); err != nil {
 		return err
 	}
-	if _, err := db.ProvisionTenant(ctx, store.TenantSpec{ID: tenant}); err != nil {
+	if _, err := db.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: tenant}); err != nil {
 		return err
 	}
-	key, _, err := db.CreateAPIKey(ctx, tenant, "mcpbench", nil)
+	key, _, err := db.Admin().CreateAPIKey(ctx, tenant, "mcpbench", nil)
 	if err != nil {
 		return err
 	}

@@ -19,7 +19,7 @@ import (
 	"github.com/tracekit/tracekit/server/store"
 )
 
-// Config is what Run needs. Zero values take the defaults noted.
+// Config is what New needs. Zero values take the defaults noted.
 type Config struct {
 	DB *store.DB
 	// Tenant restricts the work to one tenant (a tenant pod); empty means every tenant in DB.
@@ -89,40 +89,50 @@ const (
 	rcaAfter = 10 * time.Minute
 )
 
-// Run does the background work every 20 seconds until ctx ends. Errors of one tenant's tick are
-// logged and retried at the next tick; Run returns only ctx's error or a configuration error.
-func Run(ctx context.Context, cfg Config) error {
+// Engine does the background work for a Config.
+type Engine struct {
+	cfg   Config
+	rules []store.AlertRule // from RulesFile
+}
+
+// New checks cfg, loads its rules file and fills in the defaults.
+func New(cfg Config) (*Engine, error) {
 	cfg.skips = newSkipLog(cfg.Registry)
-	cfg = cfg.withDefaults()
-	var rules []store.AlertRule
+	e := &Engine{cfg: cfg.withDefaults()}
 	if cfg.RulesFile != "" {
 		var err error
-		if rules, err = alerting.LoadRules(cfg.RulesFile); err != nil {
-			return err
+		if e.rules, err = alerting.LoadRules(cfg.RulesFile); err != nil {
+			return nil, err
 		}
 	}
-	if cfg.Retention > 0 {
-		go cfg.expireLoop(ctx)
+	return e, nil
+}
+
+// Run does the background work every 20 seconds until ctx ends. Errors of one tenant's tick are
+// logged and retried at the next tick; Run returns ctx's error.
+func (e *Engine) Run(ctx context.Context) error {
+	if e.cfg.Retention > 0 {
+		go e.expireLoop(ctx)
 	}
 	seeded := map[string]bool{}
 	tick := time.NewTicker(20 * time.Second)
 	defer tick.Stop()
 	for {
-		tenants, err := cfg.tenants(ctx)
+		tenants, err := e.tenants(ctx)
 		if err != nil {
-			cfg.Logger.Warn("list tenants for analysis", "err", err)
+			e.cfg.Logger.Warn("list tenants for analysis", "err", err)
 		}
 		for _, id := range tenants {
-			t := cfg.DB.ForTenant(id)
+			t := e.cfg.DB.ForTenant(id)
 			if !seeded[id] {
-				if err := cfg.seedRules(ctx, t, rules); err != nil {
-					cfg.Logger.Warn("alert rules not loaded", "tenant", id, "err", err)
+				if err := e.seedRules(ctx, t); err != nil {
+					e.cfg.Logger.Warn("alert rules not loaded", "tenant", id, "err", err)
 				} else {
 					seeded[id] = true
 				}
 			}
-			if err := cfg.Tick(ctx, t); err != nil && ctx.Err() == nil {
-				cfg.Logger.Warn("analysis tick failed; retrying at the next one", "tenant", id, "err", err)
+			if err := e.Tick(ctx, t); err != nil && ctx.Err() == nil {
+				e.cfg.Logger.Warn("analysis tick failed; retrying at the next one", "tenant", id, "err", err)
 			}
 		}
 		select {
@@ -157,11 +167,11 @@ func (cfg Config) withDefaults() Config {
 	return cfg
 }
 
-func (cfg Config) tenants(ctx context.Context) ([]string, error) {
-	if cfg.Tenant != "" {
-		return []string{cfg.Tenant}, nil
+func (e *Engine) tenants(ctx context.Context) ([]string, error) {
+	if e.cfg.Tenant != "" {
+		return []string{e.cfg.Tenant}, nil
 	}
-	infos, err := cfg.DB.ListTenants(ctx)
+	infos, err := e.cfg.DB.ListTenants(ctx)
 	ids := make([]string, len(infos))
 	for i, t := range infos {
 		ids[i] = t.ID
@@ -169,8 +179,9 @@ func (cfg Config) tenants(ctx context.Context) ([]string, error) {
 	return ids, err
 }
 
-func (cfg Config) seedRules(ctx context.Context, t *store.Tenant, rules []store.AlertRule) error {
-	if rules == nil && cfg.DemoRules {
+func (e *Engine) seedRules(ctx context.Context, t *store.Tenant) error {
+	rules := e.rules
+	if rules == nil && e.cfg.DemoRules {
 		existing, err := t.AlertRules(ctx)
 		if err != nil || len(existing) > 0 {
 			return err
@@ -186,8 +197,8 @@ func (cfg Config) seedRules(ctx context.Context, t *store.Tenant, rules []store.
 }
 
 // Tick runs each job once for tenant t, if no replica has run it for the current tick.
-func (cfg Config) Tick(ctx context.Context, t *store.Tenant) error {
-	cfg = cfg.withDefaults()
+func (e *Engine) Tick(ctx context.Context, t *store.Tenant) error {
+	cfg := e.cfg
 	now := cfg.Now()
 	minute := now.Add(-30 * time.Second).Truncate(time.Minute).UnixNano()
 	var errs []error
@@ -212,7 +223,7 @@ func (cfg Config) Tick(ctx context.Context, t *store.Tenant) error {
 	}
 	cfg.skips.report(cfg.Logger, t.ID(), anomaly.Job, res.Skipped)
 	for _, id := range res.Changed {
-		if err := cfg.explain(ctx, t, id); err != nil {
+		if err := e.explain(ctx, t, id); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -221,17 +232,17 @@ func (cfg Config) Tick(ctx context.Context, t *store.Tenant) error {
 
 // expireLoop runs Expire for every tenant at start and every retentionEvery, beside the analysis
 // ticks so that a long first purge does not hold up alert evaluation.
-func (cfg Config) expireLoop(ctx context.Context) {
+func (e *Engine) expireLoop(ctx context.Context) {
 	tick := time.NewTicker(retentionEvery)
 	defer tick.Stop()
 	for {
-		tenants, err := cfg.tenants(ctx)
+		tenants, err := e.tenants(ctx)
 		if err != nil {
-			cfg.Logger.Warn("list tenants for retention", "err", err)
+			e.cfg.Logger.Warn("list tenants for retention", "err", err)
 		}
 		for _, id := range tenants {
-			if err := cfg.Expire(ctx, cfg.DB.ForTenant(id)); err != nil && ctx.Err() == nil {
-				cfg.Logger.Warn("deleting data past retention failed; retrying at the next run", "tenant", id, "err", err)
+			if err := e.Expire(ctx, e.cfg.DB.ForTenant(id)); err != nil && ctx.Err() == nil {
+				e.cfg.Logger.Warn("deleting data past retention failed; retrying at the next run", "tenant", id, "err", err)
 			}
 		}
 		select {
@@ -244,8 +255,8 @@ func (cfg Config) expireLoop(ctx context.Context) {
 
 // Expire deletes tenant t's spans, LLM calls and snapshots older than Retention, unless a replica
 // has already claimed the current retentionEvery period.
-func (cfg Config) Expire(ctx context.Context, t *store.Tenant) error {
-	cfg = cfg.withDefaults()
+func (e *Engine) Expire(ctx context.Context, t *store.Tenant) error {
+	cfg := e.cfg
 	if cfg.Retention <= 0 {
 		return nil
 	}
@@ -253,17 +264,17 @@ func (cfg Config) Expire(ctx context.Context, t *store.Tenant) error {
 	if ok, err := t.ClaimTick(ctx, retentionJob, now.Truncate(retentionEvery).UnixNano()); err != nil || !ok {
 		return err
 	}
-	e, err := t.DeleteOlderThan(ctx, now.Add(-cfg.Retention).UnixNano(), retentionBatch)
-	if e.Rows() > 0 {
+	n, err := t.DeleteOlderThan(ctx, now.Add(-cfg.Retention).UnixNano(), retentionBatch)
+	if n.Rows() > 0 {
 		cfg.Logger.Info("deleted data past retention", "tenant", t.ID(), "retention", cfg.Retention.String(),
-			"spans", e.Spans, "llm_calls", e.LLMCalls, "snapshots", e.Snapshots, "statements", e.Statements)
+			"spans", n.Spans, "llm_calls", n.LLMCalls, "snapshots", n.Snapshots, "statements", n.Statements)
 	}
 	return err
 }
 
 // explain analyses an anomaly that the detector created or changed: once it has lasted rcaAfter,
 // and again when it ends, so the stored report covers the whole episode.
-func (cfg Config) explain(ctx context.Context, t *store.Tenant, id int64) error {
+func (e *Engine) explain(ctx context.Context, t *store.Tenant, id int64) error {
 	a, err := t.AnomalyRecord(ctx, id)
 	if err != nil {
 		return err
@@ -277,7 +288,7 @@ func (cfg Config) explain(ctx context.Context, t *store.Tenant, id int64) error 
 	if err != nil {
 		return err
 	}
-	cfg.Logger.Info("anomaly analysed", "tenant", t.ID(), "anomaly", id, "service", a.Service, "metric", a.Metric,
+	e.cfg.Logger.Info("anomaly analysed", "tenant", t.ID(), "anomaly", id, "service", a.Service, "metric", a.Metric,
 		"severity", a.Severity, "ongoing", a.EndedNS == 0, "summary", rep.Summary)
 	return nil
 }

@@ -45,14 +45,14 @@ func TestExpire_AsTheTenantRoleOncePerPeriod(t *testing.T) {
 	defer pod.Close()
 	tn := pod.ForTenant("team-a")
 	now := start.Add(4*time.Hour + 3*time.Minute)
-	cfg := analysis.Config{DB: pod, Tenant: "team-a", Retention: 2 * time.Hour, Now: func() time.Time { return now },
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	engine := newEngine(t, analysis.Config{DB: pod, Tenant: "team-a", Retention: 2 * time.Hour, Now: func() time.Time { return now },
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	cutoff := now.Add(-2 * time.Hour).UnixNano()
 	oldSpans := func(tenant string) int {
 		return storetest.QueryInt(t, dsn, fmt.Sprintf("SELECT count(*) FROM spans WHERE tenant_id = '%s' AND start_ns < %d", tenant, cutoff))
 	}
 
-	if err := cfg.Expire(ctx, tn); err != nil {
+	if err := engine.Expire(ctx, tn); err != nil {
 		t.Fatalf("retention as the tenant role: %v", err)
 	}
 	if n := oldSpans("team-a"); n != 0 {
@@ -66,7 +66,7 @@ func TestExpire_AsTheTenantRoleOncePerPeriod(t *testing.T) {
 	}
 
 	insert("team-a", 0) // arrives late; another replica runs retention within the same period
-	if err := cfg.Expire(ctx, tn); err != nil {
+	if err := engine.Expire(ctx, tn); err != nil {
 		t.Fatal(err)
 	}
 	if n := oldSpans("team-a"); n != 1 {
@@ -74,14 +74,14 @@ func TestExpire_AsTheTenantRoleOncePerPeriod(t *testing.T) {
 	}
 	now = now.Add(10 * time.Minute)
 	cutoff = now.Add(-2 * time.Hour).UnixNano()
-	if err := cfg.Expire(ctx, tn); err != nil {
+	if err := engine.Expire(ctx, tn); err != nil {
 		t.Fatal(err)
 	}
 	if n := oldSpans("team-a"); n != 0 {
 		t.Errorf("%d old spans after the next period's run, want none", n)
 	}
 
-	if err := cfg.Tick(ctx, tn); err != nil {
+	if err := engine.Tick(ctx, tn); err != nil {
 		t.Fatal(err)
 	}
 	first, err := tn.FirstRollup(ctx)
@@ -92,4 +92,14 @@ func TestExpire_AsTheTenantRoleOncePerPeriod(t *testing.T) {
 		t.Errorf("oldest rollup at %s, want none before %s: rollups must not outlive a shorter retention",
 			time.Unix(0, first).UTC(), time.Unix(0, cutoff).UTC())
 	}
+}
+
+// newEngine constructs the analysis engine of cfg, failing the test on a bad configuration.
+func newEngine(t testing.TB, cfg analysis.Config) *analysis.Engine {
+	t.Helper()
+	e, err := analysis.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
 }

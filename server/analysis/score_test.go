@@ -58,8 +58,8 @@ func TestDemoIncidents_DetectedAndExplained(t *testing.T) {
 		res := analysistest.LoadDemo(t, db, opts)
 		tn := db.ForTenant(analysistest.Tenant)
 		now := analysistest.End.Add(10 * time.Minute)
-		cfg := analysis.Config{DB: db, Now: func() time.Time { return now }, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-		if err := cfg.Tick(ctx, tn); err != nil {
+		engine := newEngine(t, analysis.Config{DB: db, Now: func() time.Time { return now }, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err := engine.Tick(ctx, tn); err != nil {
 			t.Fatal(err)
 		}
 		anomalies, err := tn.AnomalyRecords(ctx, 0)
@@ -69,37 +69,7 @@ func TestDemoIncidents_DetectedAndExplained(t *testing.T) {
 
 		var rows []scored
 		for _, inc := range res.Incidents {
-			row := scored{inc: inc}
-			best := int64(0)
-			for i, a := range anomalies {
-				if a.Service != inc.Service {
-					continue
-				}
-				overlap := min(endOf(a, now.UnixNano()), inc.End.UnixNano()) - max(a.StartedNS, inc.Start.UnixNano())
-				if overlap > best {
-					best, row.anomaly = overlap, &anomalies[i]
-				}
-			}
-			if row.anomaly != nil {
-				row.detected = true
-				// What get_rca reads: the stored report, computed on demand when missing.
-				rep, err := tn.RCAReport(ctx, row.anomaly.ID)
-				if errors.Is(err, store.ErrNotFound) {
-					rep, err = rca.Analyze(ctx, tn, row.anomaly.ID)
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-				var causes []rca.Cause
-				if err := json.Unmarshal(rep.Causes, &causes); err != nil {
-					t.Fatal(err)
-				}
-				if len(causes) > 0 {
-					row.top = causes[0]
-					row.correct = causeMatches(row.top, inc.Cause)
-				}
-			}
-			rows = append(rows, row)
+			rows = append(rows, score(t, tn, inc, anomalies, now))
 		}
 		var false_ []store.AnomalyRecord
 		for _, a := range anomalies {
@@ -164,4 +134,42 @@ func short(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+// score matches an incident with the anomaly of its service that overlaps it most and reads that
+// anomaly's top cause as get_rca would (the stored report, computed on demand when missing).
+func score(t *testing.T, tn *store.Tenant, inc demo.Incident, anomalies []store.AnomalyRecord, now time.Time) scored {
+	t.Helper()
+	ctx := context.Background()
+	row := scored{inc: inc}
+	best := int64(0)
+	for i, a := range anomalies {
+		if a.Service != inc.Service {
+			continue
+		}
+		overlap := min(endOf(a, now.UnixNano()), inc.End.UnixNano()) - max(a.StartedNS, inc.Start.UnixNano())
+		if overlap > best {
+			best, row.anomaly = overlap, &anomalies[i]
+		}
+	}
+	if row.anomaly == nil {
+		return row
+	}
+	row.detected = true
+	rep, err := tn.RCAReport(ctx, row.anomaly.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		rep, err = rca.Analyze(ctx, tn, row.anomaly.ID)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var causes []rca.Cause
+	if err := json.Unmarshal(rep.Causes, &causes); err != nil {
+		t.Fatal(err)
+	}
+	if len(causes) > 0 {
+		row.top = causes[0]
+		row.correct = causeMatches(row.top, inc.Cause)
+	}
+	return row
 }

@@ -48,9 +48,9 @@ func TestTick_RunsAsTheTenantRoleAndSeesOnlyItsTenant(t *testing.T) {
 	defer pod.Close()
 	tn := pod.ForTenant("team-a")
 	now := start.Add(4*time.Hour + 3*time.Minute)
-	cfg := analysis.Config{DB: pod, Tenant: "team-a", Now: func() time.Time { return now },
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	if err := cfg.Tick(ctx, tn); err != nil {
+	engine := newEngine(t, analysis.Config{DB: pod, Tenant: "team-a", Now: func() time.Time { return now },
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err := engine.Tick(ctx, tn); err != nil {
 		t.Fatalf("analysis tick as the tenant role: %v", err)
 	}
 	if alerts, err := tn.ActiveAlerts(ctx, "", ""); err != nil || len(alerts) != 1 {

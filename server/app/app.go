@@ -12,6 +12,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 
@@ -69,7 +70,7 @@ func build(cfg Config, withGRPC bool) (http.Handler, *grpc.Server) {
 	}
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
-		cfg.Registry.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
@@ -89,6 +90,9 @@ func build(cfg Config, withGRPC bool) (http.Handler, *grpc.Server) {
 		}
 		c.String(http.StatusOK, "ok")
 	})
+	cfg.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tracekit_services_update_failures_total",
+		Help: "Ingested batches whose spans were stored but whose services-table update failed (repaired by the next batch)."},
+		func() float64 { return float64(cfg.DB.ServicesUpdateFailures()) }))
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))
 	in := ingest.Register(r, ingest.Config{DB: cfg.DB, Auth: cfg.Auth, Logger: cfg.Logger, Registry: cfg.Registry, Prices: cfg.Prices})
 	var gs *grpc.Server

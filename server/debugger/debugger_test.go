@@ -34,12 +34,12 @@ func newEnv(t *testing.T, db *store.DB) *env {
 	e := &env{db: db, t: t}
 	e.clock.Store(time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC).UnixNano())
 	for _, id := range []string{"acme", "other"} {
-		if _, err := db.ProvisionTenant(ctx, store.TenantSpec{ID: id}); err != nil {
+		if _, err := db.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: id}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	key := func(tenant string, scopes ...string) string {
-		k, _, err := db.CreateAPIKey(ctx, tenant, "test", scopes)
+		k, _, err := db.Admin().CreateAPIKey(ctx, tenant, "test", scopes)
 		if err != nil {
 			t.Fatal(err)
 		}

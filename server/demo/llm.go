@@ -62,25 +62,7 @@ func (t *trace) genai(parent *span, c llmCall, at int64, viaGateway bool) (int64
 
 	end := at + dur
 	if viaGateway {
-		r := t.call(s, llmGateway, "POST", gatewayRoute(m), gatewayRoute(m), at+g.lognorm(0.2, 0.8), func(gs *span, at int64) reply {
-			at = t.db(gs, cacheRedis, "INCRBY", "", "INCRBY ratelimit:"+parent.res.svc.name+":? ?", at, g.lognorm(0.3, 1.1)).done()
-			at = t.work(gs, "route "+m.name, at, g.lognorm(0.1, 0.4), str("llm.upstream.provider", m.provider)).done()
-			up := t.child(gs, llmGateway.scopes.client, client, "POST", at,
-				str("http.request.method", "POST"),
-				str("server.address", m.host),
-				i64("server.port", int64(m.port)),
-				str("url.full", providerURL(m, path)),
-				str("peer.service", m.provider),
-				i64("http.response.status_code", int64(code)))
-			at = up.end(at + dur)
-			if failed {
-				up.set(str("error.type", strconv.Itoa(code)))
-				up.fail(at, "", "")
-				return reply{end: at + g.lognorm(0.2, 0.6), code: code, err: msg}
-			}
-			return ok(at+g.lognorm(0.2, 0.6), 200)
-		})
-		end = r.end + g.lognorm(0.1, 0.4)
+		end = t.throughGateway(parent, s, m, path, at, dur, failed, code, msg)
 	}
 
 	if failed {
@@ -102,6 +84,31 @@ func (t *trace) genai(parent *span, c llmCall, at int64, viaGateway bool) (int64
 		s.set(i64("gen_ai.usage.cache_read.input_tokens", min(c.cached, c.in)))
 	}
 	return s.end(end), false
+}
+
+// throughGateway adds the llm-gateway's spans to the call s (from parent's pod) that started at
+// and took dur at the provider, and returns when the answer is back with the caller.
+func (t *trace) throughGateway(parent, s *span, m *model, path string, at, dur int64, failed bool, code int, msg string) int64 {
+	g := t.g
+	r := t.call(s, llmGateway, "POST", gatewayRoute(m), gatewayRoute(m), at+g.lognorm(0.2, 0.8), func(gs *span, at int64) reply {
+		at = t.db(gs, cacheRedis, "INCRBY", "", "INCRBY ratelimit:"+parent.res.svc.name+":? ?", at, g.lognorm(0.3, 1.1)).done()
+		at = t.work(gs, "route "+m.name, at, g.lognorm(0.1, 0.4), str("llm.upstream.provider", m.provider)).done()
+		up := t.child(gs, llmGateway.scopes.client, client, "POST", at,
+			str("http.request.method", "POST"),
+			str("server.address", m.host),
+			i64("server.port", int64(m.port)),
+			str("url.full", providerURL(m, path)),
+			str("peer.service", m.provider),
+			i64("http.response.status_code", int64(code)))
+		at = up.end(at + dur)
+		if failed {
+			up.set(str("error.type", strconv.Itoa(code)))
+			up.fail(at, "", "")
+			return reply{end: at + g.lognorm(0.2, 0.6), code: code, err: msg}
+		}
+		return ok(at+g.lognorm(0.2, 0.6), 200)
+	})
+	return r.end + g.lognorm(0.1, 0.4)
 }
 
 // providerError is the failure each provider is known for under load: OpenAI rate limits, Anthropic

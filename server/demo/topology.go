@@ -73,9 +73,6 @@ var (
 	llmGateway     = newService("llm-gateway", "1.2.0", "go", 2, 8080)
 	search         = newService("search-service", "2.0.1", "go", 2, 8080)
 	assistant      = newService("support-assistant", "0.4.2", "python", 2, 8000)
-
-	services = []*service{frontend, gateway, checkout, payment, inventory, users, recommendation, llmGateway,
-		search, assistant}
 )
 
 const (

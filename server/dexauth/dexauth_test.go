@@ -38,11 +38,11 @@ func newFixture(t *testing.T, maxClients int) *fixture {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"acme", "globex"} {
-		if _, err := db.ProvisionTenant(ctx, store.TenantSpec{ID: id}); err != nil {
+		if _, err := db.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: id}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	key, _, err := db.CreateAPIKey(ctx, "acme", "test", nil)
+	key, _, err := db.Admin().CreateAPIKey(ctx, "acme", "test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +242,7 @@ func TestConnector_KeyMustBelongToTheTenantSigningIn(t *testing.T) {
 	if _, _, err := conn.Login(context.WithValue(t.Context(), tenantKey{}, "acme"), connector.Scopes{}, "", f.key); err == nil {
 		t.Fatal("a sign-in without a choice of tools succeeded")
 	}
-	ingestOnly, _, _ := f.db.CreateAPIKey(t.Context(), "acme", "collector", []string{store.ScopeIngest})
+	ingestOnly, _, _ := f.db.Admin().CreateAPIKey(t.Context(), "acme", "collector", []string{store.ScopeIngest})
 	if _, _, err := conn.Login(forTenant("acme"), connector.Scopes{}, "", ingestOnly); err == nil || !strings.Contains(err.Error(), "read") {
 		t.Fatalf("ingest-only key: %v", err)
 	}
@@ -252,7 +252,7 @@ func TestConnector_KeyMustBelongToTheTenantSigningIn(t *testing.T) {
 	}
 	keys, _ := f.db.ForTenant("acme").APIKeys(t.Context())
 	for _, k := range keys {
-		f.db.ForTenant("acme").RevokeAPIKey(t.Context(), k.ID)
+		f.db.Admin().RevokeAPIKey(t.Context(), "acme", k.ID)
 	}
 	outcome := &refreshOutcome{}
 	if _, err := conn.Refresh(context.WithValue(t.Context(), refreshKey{}, outcome), connector.Scopes{}, id); err == nil || !outcome.keyRevoked {

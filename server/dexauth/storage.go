@@ -32,7 +32,7 @@ func OpenStorage(dsn string, logger *slog.Logger) (storage.Storage, error) {
 	case strings.HasPrefix(dsn, "sqlite:"):
 		return openSQLite(strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "//"), logger)
 	}
-	return nil, fmt.Errorf("Dex storage %q: want memory, postgres://user@host/db or sqlite:<path>", dsn)
+	return nil, fmt.Errorf("the Dex storage %q: want memory, postgres://user@host/db or sqlite:<path>", dsn)
 }
 
 // postgresConfig translates a URL into Dex's PostgreSQL settings. Without sslmode, a loopback
@@ -40,14 +40,14 @@ func OpenStorage(dsn string, logger *slog.Logger) (storage.Storage, error) {
 func postgresConfig(dsn string) (*dexsql.Postgres, error) {
 	u, err := url.Parse(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("Dex storage URL: %w", err)
+		return nil, fmt.Errorf("the Dex storage URL: %w", err)
 	}
 	cfg := &dexsql.Postgres{}
 	cfg.Host = u.Hostname()
 	if p := u.Port(); p != "" {
 		port, err := strconv.ParseUint(p, 10, 16)
 		if err != nil {
-			return nil, fmt.Errorf("Dex storage URL: port %q", p)
+			return nil, fmt.Errorf("the Dex storage URL: port %q", p)
 		}
 		cfg.Port = uint16(port)
 	}

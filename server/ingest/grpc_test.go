@@ -35,10 +35,10 @@ func newGRPCEnv(t *testing.T, dsn string, cfg ingest.Config) grpcEnv {
 	t.Helper()
 	db := storetest.Open(t, dsn)
 	ctx := context.Background()
-	if _, err := db.ProvisionTenant(ctx, store.TenantSpec{ID: "acme"}); err != nil {
+	if _, err := db.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: "acme"}); err != nil {
 		t.Fatal(err)
 	}
-	key, _, err := db.CreateAPIKey(ctx, "acme", "test", nil)
+	key, _, err := db.Admin().CreateAPIKey(ctx, "acme", "test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func retryDelay(err error) time.Duration {
 
 func TestExportGRPC_RefusesWithOTLPStatusCodes(t *testing.T) {
 	e := newGRPCEnv(t, storetest.SQLiteDSN(t), ingest.Config{MaxBodyBytes: 4096})
-	readOnly, _, err := e.db.CreateAPIKey(context.Background(), "acme", "reader", []string{store.ScopeRead})
+	readOnly, _, err := e.db.Admin().CreateAPIKey(context.Background(), "acme", "reader", []string{store.ScopeRead})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,10 +41,10 @@ func newEnvTB(t testing.TB, dsn string, cfg ingest.Config) env {
 	t.Helper()
 	db := storetest.Open(t, dsn)
 	ctx := context.Background()
-	if _, err := db.ProvisionTenant(ctx, store.TenantSpec{ID: "acme"}); err != nil {
+	if _, err := db.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: "acme"}); err != nil {
 		t.Fatal(err)
 	}
-	key, _, err := db.CreateAPIKey(ctx, "acme", "test", nil)
+	key, _, err := db.Admin().CreateAPIKey(ctx, "acme", "test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +266,7 @@ func TestExport_DerivesPricedLLMCallsFromGenAISpans(t *testing.T) {
 		t.Error("unknown model's call not stored with an unknown (NULL) cost")
 	}
 	// A tenant's price override applies (after the per-tenant price cache expires; a new server here).
-	if err := e.db.SetPriceOverrides(context.Background(), "acme", []byte(`{"my-private-model": {"input": 1, "output": 2, "cached_input": 0.5}}`)); err != nil {
+	if err := e.db.Admin().SetPriceOverrides(context.Background(), "acme", []byte(`{"my-private-model": {"input": 1, "output": 2, "cached_input": 0.5}}`)); err != nil {
 		t.Fatal(err)
 	}
 	gin.SetMode(gin.ReleaseMode)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -141,4 +142,36 @@ func mustJSON(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// Clients that map schemas onto a one-type dialect (Gemini's function declarations, for one) refuse
+// type unions such as ["null","array"]: every schema in the catalog names at most one type.
+func TestCatalog_SchemasNameOneTypeEach(t *testing.T) {
+	e := newEnv(t, storetest.Open(t, storetest.SQLiteDSN(t)))
+	_, body := e.post(t, e.keyA, `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}`, nil)
+	var walk func(path string, v any)
+	walk = func(path string, v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			if _, ok := x["type"].([]any); ok {
+				t.Errorf("%s: type union %v", path, x["type"])
+			}
+			for k, c := range x {
+				walk(path+"."+k, c)
+			}
+		case []any:
+			for i, c := range x {
+				walk(fmt.Sprintf("%s[%d]", path, i), c)
+			}
+		}
+	}
+	var msg struct {
+		Result struct{ Tools []map[string]any }
+	}
+	if err := json.Unmarshal(body, &msg); err != nil || len(msg.Result.Tools) == 0 {
+		t.Fatalf("tools/list: %v %s", err, body)
+	}
+	for _, tool := range msg.Result.Tools {
+		walk(tool["name"].(string), tool)
+	}
 }

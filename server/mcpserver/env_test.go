@@ -37,15 +37,15 @@ func newEnv(t testing.TB, db *store.DB) *env {
 	ctx := context.Background()
 	e := &env{db: db, acme: db.ForTenant("acme"), globex: db.ForTenant("globex")}
 	for _, id := range []string{"acme", "globex"} {
-		if _, err := db.ProvisionTenant(ctx, store.TenantSpec{ID: id}); err != nil {
+		if _, err := db.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: id}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	var err error
-	if e.keyA, _, err = db.CreateAPIKey(ctx, "acme", "test", nil); err != nil {
+	if e.keyA, _, err = db.Admin().CreateAPIKey(ctx, "acme", "test", nil); err != nil {
 		t.Fatal(err)
 	}
-	if e.keyB, _, err = db.CreateAPIKey(ctx, "globex", "test", nil); err != nil {
+	if e.keyB, _, err = db.Admin().CreateAPIKey(ctx, "globex", "test", nil); err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(app.New(app.Config{DB: db, PublicURL: publicURL, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}))
@@ -203,4 +203,14 @@ func mustOK(t *testing.T, tool string, res *mcp.CallToolResult) string {
 func answerTokens(res *mcp.CallToolResult) int {
 	b, _ := json.Marshal(res.StructuredContent)
 	return (len(text(res)) + len(b)) / 4
+}
+
+// anomalyRef is the id under which the tools show tenant tn's anomaly id.
+func anomalyRef(t testing.TB, tn *store.Tenant, id int64) string {
+	t.Helper()
+	ref, err := mcpserver.AnomalyRef(context.Background(), tn, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
 }

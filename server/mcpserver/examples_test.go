@@ -34,7 +34,7 @@ func newDemoEnv(t *testing.T, db *store.DB) *demoEnv {
 	if _, err := anomaly.Detect(ctx, db.ForTenant(analysistest.Tenant), now, anomaly.Config{}); err != nil {
 		t.Fatal(err)
 	}
-	key, _, err := db.CreateAPIKey(ctx, analysistest.Tenant, "assistant", []string{store.ScopeRead})
+	key, _, err := db.Admin().CreateAPIKey(ctx, analysistest.Tenant, "assistant", []string{store.ScopeRead})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,21 +146,21 @@ func TestExampleQuestions_AreAnsweredFromTheDemoInAtMostThreeCalls(t *testing.T)
 			inc := incident(t, e.res, "checkout-errors-inventory-pool")
 			var found struct {
 				Anomalies []struct {
-					ID      int64  `json:"id"`
+					ID      string `json:"id"`
 					Service string `json:"service"`
 					Metric  string `json:"metric"`
 					Started string `json:"started"`
 				} `json:"anomalies"`
 			}
 			ask(t, "search_anomalies", map[string]any{"since": "24h"}, &found)
-			var id int64
+			var id string
 			for _, a := range found.Anomalies {
 				started, _ := time.Parse(time.RFC3339, a.Started)
 				if a.Service == inc.Service && strings.Contains(a.Metric, "error") && !started.Before(inc.Start.Add(-5*time.Minute)) && started.Before(inc.End) {
 					id = a.ID
 				}
 			}
-			if id == 0 {
+			if id == "" {
 				t.Fatalf("the %s error burst of %s is not among the anomalies: %+v", inc.Service, inc.Start, found.Anomalies)
 			}
 			var rca struct {

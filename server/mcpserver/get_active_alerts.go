@@ -19,7 +19,7 @@ type getActiveAlertsIn struct {
 }
 
 type alertRow struct {
-	ID        int64   `json:"id"`
+	ID        string  `json:"id"` // opaque, see tenantKeys.ref
 	Rule      string  `json:"rule"`
 	Service   string  `json:"service,omitempty"`
 	Severity  string  `json:"severity"`
@@ -50,7 +50,7 @@ func (tl *tools) getActiveAlerts(ctx context.Context, tn *store.Tenant, in getAc
 	var out getActiveAlertsOut
 	now := tl.now()
 	var offset int
-	if _, _, _, err := decodeCursor(in.Cursor, in, &offset); err != nil {
+	if _, _, _, err := decodeCursor(ctx, in.Cursor, in, &offset); err != nil {
 		return out, "", err
 	}
 	alerts, err := tn.ActiveAlerts(ctx, in.Service, in.Severity)
@@ -59,10 +59,10 @@ func (tl *tools) getActiveAlerts(ctx context.Context, tn *store.Tenant, in getAc
 	}
 	out.Window, out.Total = timeRange(time.Time{}, now), len(alerts)
 	page, lines, next := offsetPage(len(alerts), offset, clamp(in.Limit, 1, 100, 20), newBudget(in.MaxTokens),
-		func(i int) alertRow { return newAlertRow(alerts[i]) })
+		func(i int) alertRow { return newAlertRow(ctx, alerts[i]) })
 	out.Alerts = page
 	if next >= 0 {
-		out.Truncated, out.NextCursor = true, encodeCursor(in, time.Time{}, now, next)
+		out.Truncated, out.NextCursor = true, encodeCursor(ctx, in, time.Time{}, now, next)
 	}
 	out.Returned = len(out.Alerts)
 	if out.Total == 0 {
@@ -82,12 +82,12 @@ func (tl *tools) getActiveAlerts(ctx context.Context, tn *store.Tenant, in getAc
 	return out, text + footer(out.Note, out.Next), nil
 }
 
-func newAlertRow(a store.ActiveAlert) alertRow {
+func newAlertRow(ctx context.Context, a store.ActiveAlert) alertRow {
 	cond := strings.TrimSpace(fmt.Sprintf("%s %s %g", a.Metric, a.Comparison, a.Threshold))
 	if a.WindowSeconds > 0 {
 		cond += " over " + fmtStep(time.Duration(a.WindowSeconds)*time.Second)
 	}
-	return alertRow{ID: a.ID, Rule: a.RuleID, Service: a.Service, Severity: a.Severity, Condition: cond, Value: round(a.Value, 3),
+	return alertRow{ID: keysOf(ctx).ref(kindAlert, a.ID), Rule: a.RuleID, Service: a.Service, Severity: a.Severity, Condition: cond, Value: round(a.Value, 3),
 		Threshold: a.Threshold, Since: at(a.StartedNS), LastEval: at(a.LastEvalNS), Message: a.Message}
 }
 

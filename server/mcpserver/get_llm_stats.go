@@ -72,7 +72,7 @@ func (tl *tools) addGetLLMStats(s *mcp.Server) {
 func (tl *tools) getLLMStats(ctx context.Context, tn *store.Tenant, in getLLMStatsIn) (getLLMStatsOut, string, error) {
 	var out getLLMStatsOut
 	var offset int
-	from, to, _, err := pageWindow(in.Window, in.Page, in, &offset, tl.now(), 24*time.Hour)
+	from, to, _, err := pageWindow(ctx, in.Window, in.Page, in, &offset, tl.now(), 24*time.Hour)
 	if err != nil {
 		return out, "", err
 	}
@@ -136,7 +136,7 @@ func (tl *tools) getLLMStats(ctx context.Context, tn *store.Tenant, in getLLMSta
 	out.Groups, lines, next = offsetPage(len(groups), offset, clamp(in.Limit, 1, 100, 20), b,
 		func(i int) llmGroupRow { return newLLMGroupRow(groups[i], out.Totals) })
 	if next >= 0 {
-		out.Truncated, out.NextCursor = true, encodeCursor(in, from, to, next)
+		out.Truncated, out.NextCursor = true, encodeCursor(ctx, in, from, to, next)
 	}
 	out.Returned = len(out.Groups)
 	out.Note, out.Next = llmStatsSuggestions(out, fmtStep(to.Sub(from)))

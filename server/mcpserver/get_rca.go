@@ -16,7 +16,7 @@ import (
 )
 
 type getRCAIn struct {
-	AnomalyID int64  `json:"anomaly_id,omitempty" jsonschema:"from search_anomalies"`
+	AnomalyID string `json:"anomaly_id,omitempty" jsonschema:"from search_anomalies"`
 	TraceID   string `json:"trace_id,omitempty" jsonschema:"instead of anomaly_id: the most severe anomaly this trace ran into"`
 	MaxTokens int    `json:"max_tokens,omitempty"`
 }
@@ -40,7 +40,6 @@ func (tl *tools) addGetRCA(s *mcp.Server) {
 		Description: "Root-cause analysis of an anomaly: summary and ranked causes with evidence and example traces. " +
 			"Computed on demand if missing. Give anomaly_id from search_anomalies, or a trace_id.",
 	}, func(p map[string]*jsonschema.Schema) {
-		p["anomaly_id"].Minimum = new(1.0)
 		def(p["max_tokens"], defaultMaxTokens)
 		bounds(p["max_tokens"], minMaxTokens, hardMaxTokens)
 	}, tl.getRCA)
@@ -52,7 +51,7 @@ func (tl *tools) getRCA(ctx context.Context, tn *store.Tenant, in getRCAIn) (get
 	if err != nil {
 		return out, "", err
 	}
-	out.Anomaly = newAnomalyRow(a)
+	out.Anomaly = newAnomalyRow(ctx, a)
 	end := tl.now()
 	if a.EndedNS != 0 {
 		end = time.Unix(0, a.EndedNS)
@@ -68,12 +67,12 @@ func (tl *tools) getRCA(ctx context.Context, tn *store.Tenant, in getRCAIn) (get
 		return out, "", err
 	case tl.rca == nil:
 		out.Status = "not_computed"
-		out.Note = fmt.Sprintf("no root-cause analysis of anomaly #%d yet: the analysis engine is not enabled on this server. The calls below gather the evidence.", a.ID)
+		out.Note = fmt.Sprintf("no root-cause analysis of anomaly %s yet: the analysis engine is not enabled on this server. The calls below gather the evidence.", out.Anomaly.ID)
 	default:
 		if report, err = tl.rca.ComputeRCA(ctx, tn, a.ID); err != nil {
 			tl.log.Error("root-cause analysis failed", "tenant", tn.ID(), "anomaly", a.ID, "err", err)
 			out.Status = "failed"
-			out.Note = fmt.Sprintf("the root-cause analysis of anomaly #%d failed; the calls below gather the evidence.", a.ID)
+			out.Note = fmt.Sprintf("the root-cause analysis of anomaly %s failed; the calls below gather the evidence.", out.Anomaly.ID)
 			break
 		}
 		out.Status = "computed"
@@ -108,10 +107,14 @@ func (tl *tools) getRCA(ctx context.Context, tn *store.Tenant, in getRCAIn) (get
 // anomalyFor finds the anomaly to explain: by id, or the most severe one a trace ran into.
 func (tl *tools) anomalyFor(ctx context.Context, tn *store.Tenant, in getRCAIn) (store.Anomaly, error) {
 	switch {
-	case in.AnomalyID != 0:
-		a, err := tn.Anomaly(ctx, in.AnomalyID)
+	case in.AnomalyID != "":
+		id, ok := keysOf(ctx).parseAnomalyRef(in.AnomalyID)
+		if !ok {
+			return store.Anomaly{}, badArg("anomaly_id %q is not an id of this tenant's anomalies: pass an id from search_anomalies unchanged", in.AnomalyID)
+		}
+		a, err := tn.Anomaly(ctx, id)
 		if errors.Is(err, store.ErrNotFound) {
-			return a, badArg("anomaly %d does not exist: take an id from search_anomalies", in.AnomalyID)
+			return a, badArg("anomaly %s no longer exists (retention may have removed it): take an id from search_anomalies", in.AnomalyID)
 		}
 		return a, err
 	case in.TraceID != "":
@@ -247,7 +250,7 @@ func exampleTrace(c any) string {
 func (o getRCAOut) text(causes string) string {
 	var b strings.Builder
 	a := o.Anomaly
-	fmt.Fprintf(&b, "Anomaly #%d [%s] %s %s: %g → %g, %s\n", a.ID, strings.ToUpper(a.Severity), a.Service, a.Metric, a.Baseline, a.Observed, o.Window)
+	fmt.Fprintf(&b, "Anomaly %s [%s] %s %s: %g → %g, %s\n", a.ID, strings.ToUpper(a.Severity), a.Service, a.Metric, a.Baseline, a.Observed, o.Window)
 	fmt.Fprintf(&b, "Root-cause analysis: %s", o.Status)
 	if o.Created != "" {
 		b.WriteString(" (" + o.Created + ")")

@@ -10,6 +10,7 @@ import (
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/tracekit/tracekit/server/analysis/tracetree"
 	"github.com/tracekit/tracekit/server/store"
 )
 
@@ -106,15 +107,7 @@ func (tl *tools) addGetTraceDetail(s *mcp.Server) {
 }
 
 // node is a span in the trace tree.
-type node struct {
-	*store.TraceSpan
-	children []*node
-	selfNS   int64
-	size     int // spans in the subtree, this one included
-	critical bool
-}
-
-func (n *node) end() int64 { return n.StartNS + n.DurationNS }
+type node = tracetree.Node[store.TraceSpan]
 
 func (tl *tools) getTraceDetail(ctx context.Context, tn *store.Tenant, in getTraceDetailIn) (getTraceDetailOut, string, error) {
 	var out getTraceDetailOut
@@ -126,34 +119,35 @@ func (tl *tools) getTraceDetail(ctx context.Context, tn *store.Tenant, in getTra
 	if len(spans) == 0 {
 		return out, "", badArg("trace %q has no stored spans: take a trace_id from search_traces (ids are hex, 32 characters)", in.TraceID)
 	}
-	roots, byID := buildTree(spans)
-	top := roots[0]
+	tree := tracetree.Build(spans)
+	roots, top := tree.Roots, tree.Roots[0]
 	if in.FocusSpanID != "" {
-		if top = byID[in.FocusSpanID]; top == nil {
+		if top = tree.ByID[in.FocusSpanID]; top == nil {
 			return out, "", badArg("span %q is not in trace %s: use a span_id from this trace's waterfall", in.FocusSpanID, in.TraceID)
 		}
 		roots = []*node{top}
 	}
-	start, end := top.StartNS, top.end()
+	start, end := top.StartNS, top.End()
 	for _, r := range roots {
-		start, end = min(start, r.StartNS), max(end, r.end())
+		start, end = min(start, r.StartNS), max(end, r.End())
 	}
 	services := map[string]int{}
 	var subtree []*node
 	for _, r := range roots {
-		walk(r, func(n *node) { subtree = append(subtree, n); services[n.Service]++ })
+		tracetree.Walk(r, func(n *node) { subtree = append(subtree, n); services[n.Span.Service]++ })
 	}
 
 	out.TraceID, out.Spans = in.TraceID, total
 	out.Window = TimeRange{From: at(start), To: at(end)}
-	out.Root = top.Service + " " + top.Operation
+	out.Root = top.Span.Service + " " + top.Span.Operation
 	out.DurationMS = msOf(end - start)
 	out.Services = sortedByCount(services)
-	out.CriticalPath, out.CriticalSteps = criticalPath(top)
+	critical := tracetree.CriticalPath(top)
+	out.CriticalPath, out.CriticalSteps = pathSteps(top, critical), len(critical)
 	out.SelfTime = topBySelfTime(subtree)
 	failed := []*node{}
 	for _, n := range subtree {
-		if n.Error {
+		if n.Span.Error {
 			failed = append(failed, n)
 		}
 	}
@@ -166,7 +160,10 @@ func (tl *tools) getTraceDetail(ctx context.Context, tn *store.Tenant, in getTra
 	for _, fixed := range []any{out.CriticalPath, out.Errors, out.SelfTime, out.Services} {
 		b.fit(fixed, "")
 	}
-	w := waterfall{start: start, budget: b}
+	w := waterfall{start: start, budget: b, critical: map[*node]bool{}}
+	for _, c := range critical {
+		w.critical[c.Node] = true
+	}
 	for _, r := range roots {
 		w.add(r, 0)
 	}
@@ -192,112 +189,26 @@ func (tl *tools) getTraceDetail(ctx context.Context, tn *store.Tenant, in getTra
 	return out, text, nil
 }
 
-func buildTree(spans []store.TraceSpan) ([]*node, map[string]*node) {
-	byID := make(map[string]*node, len(spans))
-	nodes := make([]*node, len(spans))
-	for i := range spans {
-		nodes[i] = &node{TraceSpan: &spans[i]}
-		byID[spans[i].SpanID] = nodes[i]
-	}
-	var roots []*node
-	for _, n := range nodes { // spans come ordered by start, so children lists are too
-		if p := byID[n.ParentSpanID]; p != nil && p != n {
-			p.children = append(p.children, n)
-		} else {
-			roots = append(roots, n) // the root, or an orphan whose parent was not received
-		}
-	}
-	// The longest root first: a trace missing its real root shows its biggest fragment.
-	sort.SliceStable(roots, func(i, j int) bool { return roots[i].DurationNS > roots[j].DurationNS })
-	for _, r := range roots {
-		measure(r)
-	}
-	return roots, byID
-}
-
-// measure computes self time (duration not covered by children) and subtree sizes, iteratively so
-// that a pathological deep trace cannot exhaust the stack.
-func measure(root *node) {
-	var order []*node
-	walk(root, func(n *node) { order = append(order, n) })
-	for i := len(order) - 1; i >= 0; i-- {
-		n := order[i]
-		n.size = 1
-		covered, curStart, curEnd := int64(0), int64(0), int64(-1)
-		for _, c := range n.children {
-			n.size += c.size
-			s, e := max(c.StartNS, n.StartNS), min(c.end(), n.end())
-			if e <= s {
-				continue
-			}
-			if s > curEnd {
-				if curEnd > curStart {
-					covered += curEnd - curStart
-				}
-				curStart, curEnd = s, e
-			} else {
-				curEnd = max(curEnd, e)
-			}
-		}
-		if curEnd > curStart {
-			covered += curEnd - curStart
-		}
-		n.selfNS = max(n.DurationNS-covered, 0)
-	}
-}
-
-// walk visits the subtree of n depth-first in start order without recursion.
-func walk(n *node, visit func(*node)) {
-	stack := []*node{n}
-	for len(stack) > 0 {
-		n := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		visit(n)
-		for i := len(n.children) - 1; i >= 0; i-- {
-			stack = append(stack, n.children[i])
-		}
-	}
-}
-
-// criticalPath returns, in start order, the spans the request waited for: from the end of a span,
-// the child that finished last, then the one that finished before that child started, and so on,
-// recursively (sequential calls all count; of parallel ones, the longest).
-func criticalPath(top *node) ([]step, int) {
-	var mark func(n *node)
-	mark = func(n *node) {
-		n.critical = true
-		kids := append([]*node(nil), n.children...)
-		sort.SliceStable(kids, func(i, j int) bool { return kids[i].end() > kids[j].end() })
-		cursor := n.end()
-		for i, c := range kids {
-			if i == 0 || c.end() <= cursor { // the last to finish counts even if clocks make it outlive its parent
-				mark(c)
-				cursor = c.StartNS
-			}
-		}
-	}
-	mark(top)
+// pathSteps summarises the critical path under top for the answer.
+func pathSteps(top *node, critical []tracetree.Step[store.TraceSpan]) []step {
 	var path []step
 	var last *node
-	steps, minSelf := 0, top.DurationNS/100
-	walk(top, func(n *node) {
-		if !n.critical {
-			return
-		}
-		steps++
+	minSelf := top.DurationNS / 100
+	for _, c := range critical {
+		n := c.Node
 		// Sequential sibling calls to one operation are one step: the waterfall shows them collapsed.
-		if last != nil && last.ParentSpanID == n.ParentSpanID && last.Service == n.Service && last.Operation == n.Operation {
+		if last != nil && last.ParentID == n.ParentID && last.Span.Service == n.Span.Service && last.Span.Operation == n.Span.Operation {
 			p := &path[len(path)-1]
 			p.Count = max(p.Count, 1) + 1
 			p.DurationMS = round(p.DurationMS+msOf(n.DurationNS), 1)
-			p.SelfMS = round(p.SelfMS+msOf(n.selfNS), 1)
-			return
+			p.SelfMS = round(p.SelfMS+msOf(n.SelfNS), 1)
+			continue
 		}
 		last = n
 		if len(path) < maxPathSteps {
 			path = append(path, stepOf(n))
 		}
-	})
+	}
 	// Keep the steps that explain time; the waterfall marks every critical span.
 	significant := path[:0:0]
 	for _, p := range path {
@@ -308,12 +219,12 @@ func criticalPath(top *node) ([]step, int) {
 	if len(significant) == 0 && len(path) > 0 {
 		significant = path[len(path)-1:]
 	}
-	return significant, steps
+	return significant
 }
 
 func topBySelfTime(nodes []*node) []step {
 	sorted := append([]*node(nil), nodes...)
-	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].selfNS > sorted[j].selfNS })
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].SelfNS > sorted[j].SelfNS })
 	var out []step
 	for _, n := range sorted[:min(len(sorted), topSelfTime)] {
 		out = append(out, stepOf(n))
@@ -322,9 +233,9 @@ func topBySelfTime(nodes []*node) []step {
 }
 
 func stepOf(n *node) step {
-	s := step{SpanID: n.SpanID, Service: n.Service, Operation: n.Operation, DurationMS: msOf(n.DurationNS), SelfMS: msOf(n.selfNS)}
-	if n.DBStatement != "" {
-		s.Statement = capString(n.DBStatement)
+	s := step{SpanID: n.ID, Service: n.Span.Service, Operation: n.Span.Operation, DurationMS: msOf(n.DurationNS), SelfMS: msOf(n.SelfNS)}
+	if n.Span.DBStatement != "" {
+		s.Statement = capString(n.Span.DBStatement)
 	}
 	return s
 }
@@ -338,7 +249,7 @@ func (tl *tools) spanErrors(ctx context.Context, tn *store.Tenant, traceID strin
 	failed = failed[:min(len(failed), maxErrors)]
 	ids := make([]string, len(failed))
 	for i, n := range failed {
-		ids[i] = n.SpanID
+		ids[i] = n.ID
 	}
 	data, err := tn.SpansData(ctx, traceID, ids)
 	if err != nil {
@@ -349,10 +260,10 @@ func (tl *tools) spanErrors(ctx context.Context, tn *store.Tenant, traceID strin
 		events[d.SpanID] = d.Events
 	}
 	for _, n := range failed {
-		e := spanError{SpanID: n.SpanID, Service: n.Service, Operation: n.Operation, HTTPStatus: n.HTTPStatusCode,
-			Exceptions: exceptions(events[n.SpanID])}
-		if n.StatusMessage != "" {
-			e.Message = capString(n.StatusMessage)
+		e := spanError{SpanID: n.ID, Service: n.Span.Service, Operation: n.Span.Operation, HTTPStatus: n.Span.HTTPStatusCode,
+			Exceptions: exceptions(events[n.ID])}
+		if n.Span.StatusMessage != "" {
+			e.Message = capString(n.Span.StatusMessage)
 		}
 		out = append(out, e)
 	}
@@ -390,13 +301,14 @@ func exceptions(raw []byte) any {
 
 // waterfall renders the tree depth-first within a budget, collapsing repeated siblings.
 type waterfall struct {
-	start   int64
-	budget  *budget
-	rows    []spanRow
-	lines   []string // per row
-	spans   []int    // spans each row stands for
-	covered int      // spans shown as a row or collapsed into one
-	cut     string   // the span whose subtree was the first not to fit
+	start    int64
+	budget   *budget
+	critical map[*node]bool
+	rows     []spanRow
+	lines    []string // per row
+	spans    []int    // spans each row stands for
+	covered  int      // spans shown as a row or collapsed into one
+	cut      string   // the span whose subtree was the first not to fit
 }
 
 func (w *waterfall) add(n *node, depth int) {
@@ -411,16 +323,16 @@ func (w *waterfall) add(n *node, depth int) {
 	// its first member starts.
 	type group struct{ members []*node }
 	groups := map[string]*group{}
-	for _, c := range n.children {
-		k := c.Service + "\x00" + c.Operation
+	for _, c := range n.Children {
+		k := c.Span.Service + "\x00" + c.Span.Operation
 		if groups[k] == nil {
 			groups[k] = &group{}
 		}
 		groups[k].members = append(groups[k].members, c)
 	}
 	done := map[string]bool{}
-	for _, c := range n.children {
-		k := c.Service + "\x00" + c.Operation
+	for _, c := range n.Children {
+		k := c.Span.Service + "\x00" + c.Span.Operation
 		g := groups[k]
 		if len(g.members) < collapseAt {
 			w.add(c, depth+1)
@@ -444,8 +356,8 @@ func (w *waterfall) collapse(members []*node, depth int) bool {
 			slowest = m
 		}
 		totalNS += m.DurationNS
-		hidden += m.size - 1
-		callsOut = callsOut || m.DBSystem != "" || m.Kind == store.KindClient
+		hidden += m.Size - 1
+		callsOut = callsOut || m.Span.DBSystem != "" || m.Span.Kind == store.KindClient
 	}
 	row := w.row(slowest, depth)
 	row.Count, row.TotalMS, row.Hidden = len(members), msOf(totalNS), hidden
@@ -455,11 +367,11 @@ func (w *waterfall) collapse(members []*node, depth int) bool {
 }
 
 func (w *waterfall) row(n *node, depth int) spanRow {
-	r := spanRow{SpanID: n.SpanID, Depth: depth, Service: n.Service, Operation: n.Operation,
-		OffsetMS: msOf(n.StartNS - w.start), DurationMS: msOf(n.DurationNS), SelfMS: msOf(n.selfNS),
-		Error: n.Error, Critical: n.critical}
-	if n.DBStatement != "" {
-		r.Statement = capString(n.DBStatement)
+	r := spanRow{SpanID: n.ID, Depth: depth, Service: n.Span.Service, Operation: n.Span.Operation,
+		OffsetMS: msOf(n.StartNS - w.start), DurationMS: msOf(n.DurationNS), SelfMS: msOf(n.SelfNS),
+		Error: n.Span.Error, Critical: w.critical[n]}
+	if n.Span.DBStatement != "" {
+		r.Statement = capString(n.Span.DBStatement)
 	}
 	return r
 }
@@ -471,7 +383,7 @@ func (w *waterfall) emit(r spanRow, n *node, spans int) bool {
 	}
 	line := r.line()
 	if !w.budget.fit(r, line) {
-		w.cut = n.SpanID
+		w.cut = n.ID
 		return false
 	}
 	w.rows, w.lines, w.spans = append(w.rows, r), append(w.lines, line), append(w.spans, spans)

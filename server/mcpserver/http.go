@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -87,7 +88,8 @@ func (e *endpoint) allowed(origin string) bool {
 }
 
 var (
-	corsAllowHeaders  = "Authorization, Content-Type, Accept, Mcp-Session-Id, Mcp-Protocol-Version, Last-Event-ID"
+	// Mcp-Method and Mcp-Name are sent on every request of revision 2026-07-28.
+	corsAllowHeaders  = "Authorization, Content-Type, Accept, Mcp-Session-Id, Mcp-Protocol-Version, Mcp-Method, Mcp-Name, Last-Event-ID"
 	corsExposeHeaders = "WWW-Authenticate, Mcp-Session-Id, Mcp-Protocol-Version"
 )
 
@@ -151,14 +153,64 @@ func (e *endpoint) serve(c *gin.Context) {
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxBody))
 	if err != nil {
-		writeRPCError(c.Writer, http.StatusRequestEntityTooLarge, nil, jsonrpc.CodeInvalidRequest,
-			fmt.Sprintf("request body over %d bytes", maxBody))
+		writeRPCError(c.Writer, http.StatusRequestEntityTooLarge, nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest,
+			Message: fmt.Sprintf("request body over %d bytes", maxBody)})
+		return
+	}
+	id, rerr := checkMessage(body)
+	if rerr != nil {
+		writeRPCError(c.Writer, http.StatusBadRequest, id, rerr)
+		return
+	}
+	if v := c.GetHeader("Mcp-Protocol-Version"); v != "" && !slices.Contains(supportedVersions, v) {
+		// The SDK takes a version later than its newest for a sessionless request and answers with
+		// whatever check fails next; every client needs the list to fall back on.
+		writeRPCError(c.Writer, http.StatusBadRequest, id, &jsonrpc.Error{Code: mcp.CodeUnsupportedProtocolVersion,
+			Message: fmt.Sprintf("protocol version %q is not supported; this server speaks %s", v, strings.Join(supportedVersions, ", ")),
+			Data:    mustJSON(mcp.UnsupportedProtocolVersionData{Supported: supportedVersions, Requested: v})})
 		return
 	}
 	c.Request.Body = io.NopCloser(bytes.NewReader(body))
 	w := &rpcErrors{ResponseWriter: c.Writer, body: body}
 	e.sdk.ServeHTTP(w, c.Request)
 	w.finish()
+}
+
+// supportedVersions are the protocol revisions the SDK negotiates, newest first.
+var supportedVersions = mcp.SupportedProtocolVersions()
+
+// checkMessage refuses, before the SDK sees it, a body that is not a JSON-RPC message: invalid JSON,
+// JSON other than an object or a batch, or an object that is neither a request (it has a method) nor
+// a response (it has a result or an error). The SDK would answer these with Go's decoding errors or
+// take them for responses (202). It returns the message's id, if any, for an error answer.
+func checkMessage(body []byte) (json.RawMessage, *jsonrpc.Error) {
+	if !json.Valid(body) {
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeParseError, Message: "the request body is not valid JSON"}
+	}
+	body = bytes.TrimSpace(body)
+	if body[0] == '[' {
+		return nil, nil // a batch: the SDK answers it
+	}
+	const example = `; send an object such as {"jsonrpc":"2.0","id":1,"method":"tools/list"}`
+	if body[0] != '{' {
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "the request body is not a JSON-RPC message" + example}
+	}
+	var m struct {
+		ID            json.RawMessage `json:"id"`
+		Method        json.RawMessage `json:"method"`
+		Result, Error json.RawMessage
+	}
+	_ = json.Unmarshal(body, &m) // valid JSON object: only duplicate or odd-typed fields can fail, seen below
+	var method string
+	switch {
+	case m.Method == nil && (m.Result != nil || m.Error != nil):
+		return nil, nil // a response to a server request
+	case m.Method == nil:
+		return m.ID, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "the JSON-RPC message has no method" + example}
+	case json.Unmarshal(m.Method, &method) != nil || method == "":
+		return m.ID, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "the JSON-RPC method must be a non-empty string" + example}
+	}
+	return m.ID, nil
 }
 
 // rpcErrors turns the SDK's plain-text rejections of a POST (malformed JSON, unknown method, wrong
@@ -203,21 +255,28 @@ func (w *rpcErrors) finish() {
 	var req struct {
 		ID json.RawMessage `json:"id"`
 	}
-	if err := json.Unmarshal(w.body, &req); err != nil && !bytes.HasPrefix(bytes.TrimSpace(w.body), []byte("[")) {
-		code, msg = jsonrpc.CodeParseError, "the request body is not valid JSON: "+err.Error()
-	} else if strings.Contains(msg, "not handled") {
+	_ = json.Unmarshal(w.body, &req) // checkMessage let only objects and batches through
+	if strings.Contains(msg, "not handled") {
 		code = jsonrpc.CodeMethodNotFound
 	}
 	w.Header().Del("X-Content-Type-Options")
-	writeRPCError(w.ResponseWriter, w.status, req.ID, code, msg)
+	writeRPCError(w.ResponseWriter, w.status, req.ID, &jsonrpc.Error{Code: code, Message: msg})
 }
 
-func writeRPCError(w http.ResponseWriter, status int, rawID json.RawMessage, code int64, msg string) {
+func writeRPCError(w http.ResponseWriter, status int, rawID json.RawMessage, rerr *jsonrpc.Error) {
 	var v any
 	_ = json.Unmarshal(rawID, &v)
 	id, _ := jsonrpc.MakeID(v) // a missing or odd id answers with null, as JSON-RPC prescribes
-	b, _ := jsonrpc.EncodeMessage(&jsonrpc.Response{ID: id, Error: &jsonrpc.Error{Code: code, Message: msg}})
+	b, _ := jsonrpc.EncodeMessage(&jsonrpc.Response{ID: id, Error: rerr})
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	w.Write(b)
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only called with types that marshal
+	}
+	return b
 }

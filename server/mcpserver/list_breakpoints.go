@@ -46,7 +46,7 @@ func (tl *tools) listBreakpoints(ctx context.Context, tn *store.Tenant, in listB
 	var out listBreakpointsOut
 	now := tl.now()
 	var offset int
-	if _, _, _, err := decodeCursor(in.Cursor, in, &offset); err != nil {
+	if _, _, _, err := decodeCursor(ctx, in.Cursor, in, &offset); err != nil {
 		return out, "", err
 	}
 	bps, err := tn.ActiveBreakpoints(ctx, in.Service, now.UnixNano())
@@ -58,7 +58,7 @@ func (tl *tools) listBreakpoints(ctx context.Context, tn *store.Tenant, in listB
 		func(i int) breakpointRow { return newBreakpointRow(bps[i]) })
 	out.Breakpoints = page
 	if next >= 0 {
-		out.Truncated, out.NextCursor = true, encodeCursor(in, time.Time{}, now, next)
+		out.Truncated, out.NextCursor = true, encodeCursor(ctx, in, time.Time{}, now, next)
 	}
 	out.Returned = len(out.Breakpoints)
 	if out.Total == 0 {

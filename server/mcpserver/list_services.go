@@ -77,7 +77,7 @@ func (tl *tools) addListServices(s *mcp.Server) {
 func (tl *tools) listServices(ctx context.Context, tn *store.Tenant, in listServicesIn) (listServicesOut, string, error) {
 	var out listServicesOut
 	var offset int
-	from, to, _, err := pageWindow(in.Window, in.Page, in, &offset, tl.now(), time.Hour)
+	from, to, _, err := pageWindow(ctx, in.Window, in.Page, in, &offset, tl.now(), time.Hour)
 	if err == nil {
 		from, to, err = minuteWindow(from, to)
 	}
@@ -101,13 +101,13 @@ func (tl *tools) listServices(ctx context.Context, tn *store.Tenant, in listServ
 	if err != nil {
 		return out, "", err
 	}
-	rows := serviceRows(cur, prev, known, anomalies, prevFrom.UnixNano(), to.Sub(from))
+	rows := serviceRows(keysOf(ctx), cur, prev, known, anomalies, prevFrom.UnixNano(), to.Sub(from))
 	out.Window, out.Total = timeRange(from, to), len(rows)
 	page, lines, next := offsetPage(len(rows), offset, clamp(in.Limit, 1, 200, 50), newBudget(in.MaxTokens),
 		func(i int) serviceRow { return rows[i] })
 	out.Services = page
 	if next >= 0 {
-		out.Truncated, out.NextCursor = true, encodeCursor(in, from, to, next)
+		out.Truncated, out.NextCursor = true, encodeCursor(ctx, in, from, to, next)
 	}
 	out.Returned = len(out.Services)
 	out.Note, out.Next = serviceSuggestions(out, in.Since)
@@ -115,7 +115,7 @@ func (tl *tools) listServices(ctx context.Context, tn *store.Tenant, in listServ
 	return out, text + footer(out.Note, out.Next), nil
 }
 
-func serviceRows(cur, prev []store.RequestStats, known []store.Service, anomalies []store.Anomaly, prevFrom int64, window time.Duration) []serviceRow {
+func serviceRows(keys *tenantKeys, cur, prev []store.RequestStats, known []store.Service, anomalies []store.Anomaly, prevFrom int64, window time.Duration) []serviceRow {
 	byService := map[string][]store.Anomaly{}
 	for _, a := range anomalies {
 		byService[a.Service] = append(byService[a.Service], a)
@@ -141,7 +141,7 @@ func serviceRows(cur, prev []store.RequestStats, known []store.Service, anomalie
 	}
 	rows := make([]serviceRow, 0, len(names))
 	for name := range names {
-		rows = append(rows, verdict(name, version[name], curBy[name], prevBy[name], byService[name], window))
+		rows = append(rows, verdict(keys, name, version[name], curBy[name], prevBy[name], byService[name], window))
 	}
 	sort.Slice(rows, func(i, j int) bool {
 		a, b := rows[i], rows[j]
@@ -170,24 +170,28 @@ func changePct(now, before float64) float64 {
 	return round(100*(now-before)/before, 1)
 }
 
-// verdict judges a service from its requests in the window and the one before, and from the
-// anomalies detected in the window.
-func verdict(name, version string, c, p store.RequestStats, anomalies []store.Anomaly, window time.Duration) serviceRow {
-	r := serviceRow{Name: name, Version: version, Requests: c.Requests, PerMin: round(float64(c.Requests)/window.Minutes(), 2),
-		ErrorPct: round(errorPct(c), 2), P50MS: msOf(c.P50NS), P95MS: msOf(c.P95NS), P99MS: msOf(c.P99NS), Anomalies: len(anomalies)}
-	var critical, degraded []string
+// ongoingAnomaly describes the newest ongoing anomaly, as critical (high severity or more) or
+// degraded.
+func ongoingAnomaly(keys *tenantKeys, anomalies []store.Anomaly) (critical, degraded []string) {
 	for _, a := range anomalies { // newest first
 		if a.EndedNS != 0 {
 			continue
 		}
-		why := fmt.Sprintf("ongoing anomaly #%d: %s %g vs usual %g", a.ID, a.Metric, round(a.Observed, 3), round(a.Baseline, 3))
+		why := fmt.Sprintf("ongoing anomaly %s: %s %g vs usual %g", keys.anomalyRef(a.ID), a.Metric, round(a.Observed, 3), round(a.Baseline, 3))
 		if severityRank(a.Severity) >= severityRank("high") {
-			critical = append(critical, why)
-		} else {
-			degraded = append(degraded, why)
+			return []string{why}, nil
 		}
-		break
+		return nil, []string{why}
 	}
+	return nil, nil
+}
+
+// verdict judges a service from its requests in the window and the one before, and from the
+// anomalies detected in the window.
+func verdict(keys *tenantKeys, name, version string, c, p store.RequestStats, anomalies []store.Anomaly, window time.Duration) serviceRow {
+	r := serviceRow{Name: name, Version: version, Requests: c.Requests, PerMin: round(float64(c.Requests)/window.Minutes(), 2),
+		ErrorPct: round(errorPct(c), 2), P50MS: msOf(c.P50NS), P95MS: msOf(c.P95NS), P99MS: msOf(c.P99NS), Anomalies: len(anomalies)}
+	critical, degraded := ongoingAnomaly(keys, anomalies)
 	if c.Requests == 0 {
 		switch {
 		case len(critical)+len(degraded) > 0:

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Captured data: values that applications put in spans, events and snapshots. They are untrusted
@@ -159,3 +160,9 @@ func footer(note string, next []Call) string {
 	}
 	return b.String()
 }
+
+// at formats an event time to the millisecond.
+func at(ns int64) string { return time.Unix(0, ns).UTC().Format("2006-01-02T15:04:05.000Z07:00") }
+
+// msOf converts nanoseconds to milliseconds rounded to 0.1 ms.
+func msOf(ns int64) float64 { return float64(ns/100000) / 10 }

@@ -22,7 +22,7 @@ type searchAnomaliesIn struct {
 }
 
 type anomalyRow struct {
-	ID        int64   `json:"id"`
+	ID        string  `json:"id"` // opaque and tenant-scoped: see tenantKeys.ids
 	Service   string  `json:"service"`
 	Operation string  `json:"operation,omitempty"`
 	Metric    string  `json:"metric"`
@@ -56,7 +56,7 @@ func (tl *tools) addSearchAnomalies(s *mcp.Server) {
 func (tl *tools) searchAnomalies(ctx context.Context, tn *store.Tenant, in searchAnomaliesIn) (searchAnomaliesOut, string, error) {
 	var out searchAnomaliesOut
 	var pos store.AnomalyKey
-	from, to, paging, err := pageWindow(in.Window, in.Page, in, &pos, tl.now(), 24*time.Hour)
+	from, to, paging, err := pageWindow(ctx, in.Window, in.Page, in, &pos, tl.now(), 24*time.Hour)
 	if err != nil {
 		return out, "", err
 	}
@@ -93,12 +93,12 @@ func (tl *tools) searchAnomalies(ctx context.Context, tn *store.Tenant, in searc
 	b := newBudget(in.MaxTokens)
 	var lines strings.Builder
 	for i, a := range found {
-		row := newAnomalyRow(a)
+		row := newAnomalyRow(ctx, a)
 		line := row.line()
 		if i == limit || !b.fit(row, line) {
 			out.Truncated = true
 			last := found[len(out.Anomalies)-1]
-			out.NextCursor = encodeCursor(in, from, to, store.AnomalyKey{StartedNS: last.StartedNS, ID: last.ID})
+			out.NextCursor = encodeCursor(ctx, in, from, to, store.AnomalyKey{StartedNS: last.StartedNS, ID: last.ID})
 			break
 		}
 		out.Anomalies = append(out.Anomalies, row)
@@ -128,8 +128,8 @@ func (tl *tools) searchAnomalies(ctx context.Context, tn *store.Tenant, in searc
 	return out, text + footer(out.Note, out.Next), nil
 }
 
-func newAnomalyRow(a store.Anomaly) anomalyRow {
-	r := anomalyRow{ID: a.ID, Service: a.Service, Operation: a.Operation, Metric: a.Metric, Severity: a.Severity,
+func newAnomalyRow(ctx context.Context, a store.Anomaly) anomalyRow {
+	r := anomalyRow{ID: keysOf(ctx).anomalyRef(a.ID), Service: a.Service, Operation: a.Operation, Metric: a.Metric, Severity: a.Severity,
 		Started: at(a.StartedNS), Baseline: round(a.Baseline, 3), Observed: round(a.Observed, 3), Score: round(a.Score, 2),
 		Summary: a.Summary, HasRCA: a.HasRCA}
 	if a.EndedNS != 0 {
@@ -140,7 +140,7 @@ func newAnomalyRow(a store.Anomaly) anomalyRow {
 
 func (r anomalyRow) line() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "- #%d [%s] %s", r.ID, strings.ToUpper(r.Severity), r.Service)
+	fmt.Fprintf(&b, "- %s [%s] %s", r.ID, strings.ToUpper(r.Severity), r.Service)
 	if r.Operation != "" {
 		b.WriteString(" " + r.Operation)
 	}

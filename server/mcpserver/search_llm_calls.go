@@ -26,7 +26,7 @@ type searchLLMCallsIn struct {
 }
 
 type llmCallRow struct {
-	ID           int64    `json:"id"`
+	ID           string   `json:"id"` // opaque, see tenantKeys.ref
 	Start        string   `json:"start"`
 	Service      string   `json:"service"`
 	Provider     string   `json:"provider,omitempty"`
@@ -69,7 +69,7 @@ func (tl *tools) addSearchLLMCalls(s *mcp.Server) {
 func (tl *tools) searchLLMCalls(ctx context.Context, tn *store.Tenant, in searchLLMCallsIn) (searchLLMCallsOut, string, error) {
 	var out searchLLMCallsOut
 	var pos llmPos
-	from, to, paging, err := pageWindow(in.Window, in.Page, in, &pos, tl.now(), 24*time.Hour)
+	from, to, paging, err := pageWindow(ctx, in.Window, in.Page, in, &pos, tl.now(), 24*time.Hour)
 	if err != nil {
 		return out, "", err
 	}
@@ -103,11 +103,11 @@ func (tl *tools) searchLLMCalls(ctx context.Context, tn *store.Tenant, in search
 	b := newBudget(in.MaxTokens)
 	var lines strings.Builder
 	for i, c := range calls {
-		row := newLLMCallRow(c)
+		row := newLLMCallRow(ctx, c)
 		line := row.line()
 		if i == limit || !b.fit(row, line) {
 			out.Truncated = true
-			out.NextCursor = encodeCursor(in, from, to, llmPosOf(calls[len(out.Calls)-1], sortBy))
+			out.NextCursor = encodeCursor(ctx, in, from, to, llmPosOf(calls[len(out.Calls)-1], sortBy))
 			break
 		}
 		out.Calls = append(out.Calls, row)
@@ -150,14 +150,14 @@ func llmPosOf(c store.LLMCall, sortBy string) llmPos {
 	return p
 }
 
-func newLLMCallRow(c store.LLMCall) llmCallRow {
-	r := llmCallRow{ID: c.ID, Start: at(c.StartNS), Service: c.Service, Provider: c.Provider, Model: c.RequestModel,
+func newLLMCallRow(ctx context.Context, c store.LLMCall) llmCallRow {
+	r := llmCallRow{ID: keysOf(ctx).ref(kindLLMCall, c.ID), Start: at(c.StartNS), Service: c.Service, Provider: c.Provider, Model: c.RequestModel,
 		InputTokens: c.InputTokens, OutputTokens: c.OutputTokens, CachedTokens: c.CachedInputTokens, CostUSD: c.CostUSD,
 		DurationMS: msOf(c.DurationNS), TraceID: c.TraceID, SpanID: c.SpanID}
 	if r.Model == "" {
 		r.Model = c.ResponseModel
 	}
-	if c.StatusCode == store.StatusError || c.ErrorType != "" {
+	if c.Failed() {
 		r.Error = capString(c.ErrorType)
 		if r.Error == "" {
 			r.Error = "error"

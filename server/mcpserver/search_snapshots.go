@@ -21,7 +21,7 @@ type searchSnapshotsIn struct {
 }
 
 type snapshotRow struct {
-	ID           int64  `json:"id"`
+	ID           string `json:"id"` // opaque, see tenantKeys.ref
 	BreakpointID string `json:"breakpoint_id"`
 	Service      string `json:"service"`
 	Captured     string `json:"captured"`
@@ -49,7 +49,7 @@ func (tl *tools) addSearchSnapshots(s *mcp.Server) {
 func (tl *tools) searchSnapshots(ctx context.Context, tn *store.Tenant, in searchSnapshotsIn) (searchSnapshotsOut, string, error) {
 	var out searchSnapshotsOut
 	var pos store.SnapshotKey
-	from, to, paging, err := pageWindow(in.Window, in.Page, in, &pos, tl.now(), 24*time.Hour)
+	from, to, paging, err := pageWindow(ctx, in.Window, in.Page, in, &pos, tl.now(), 24*time.Hour)
 	if err != nil {
 		return out, "", err
 	}
@@ -70,13 +70,13 @@ func (tl *tools) searchSnapshots(ctx context.Context, tn *store.Tenant, in searc
 	b := newBudget(in.MaxTokens)
 	var lines strings.Builder
 	for i, s := range snaps {
-		row := snapshotRow{ID: s.ID, BreakpointID: s.BreakpointID, Service: s.Service, Captured: at(s.CapturedNS),
+		row := snapshotRow{ID: keysOf(ctx).ref(kindSnapshot, s.ID), BreakpointID: s.BreakpointID, Service: s.Service, Captured: at(s.CapturedNS),
 			TraceID: s.TraceID, SpanID: s.SpanID, Variables: capJSON(s.Variables), Stack: capJSON(s.Stack)}
 		line := row.line()
 		if i == limit || !b.fit(row, line) {
 			out.Truncated = true
 			last := snaps[len(out.Snapshots)-1]
-			out.NextCursor = encodeCursor(in, from, to, store.SnapshotKey{CapturedNS: last.CapturedNS, ID: last.ID})
+			out.NextCursor = encodeCursor(ctx, in, from, to, store.SnapshotKey{CapturedNS: last.CapturedNS, ID: last.ID})
 			break
 		}
 		out.Snapshots = append(out.Snapshots, row)
@@ -102,7 +102,7 @@ func (tl *tools) searchSnapshots(ctx context.Context, tn *store.Tenant, in searc
 
 func (r snapshotRow) line() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "- #%d %s breakpoint=%s at %s", r.ID, r.Service, r.BreakpointID, r.Captured)
+	fmt.Fprintf(&b, "- %s %s breakpoint=%s at %s", r.ID, r.Service, r.BreakpointID, r.Captured)
 	if r.TraceID != "" {
 		fmt.Fprintf(&b, " trace=%s span=%s", r.TraceID, r.SpanID)
 	}

@@ -61,7 +61,7 @@ type versionRow struct {
 
 // anomalyRef names an anomaly of the searched service that overlaps the window.
 type anomalyRef struct {
-	ID       int64  `json:"id"`
+	ID       string `json:"id"`
 	Metric   string `json:"metric"`
 	Severity string `json:"severity"`
 	Started  string `json:"started"`
@@ -84,7 +84,9 @@ func (tl *tools) addSearchTraces(s *mcp.Server) {
 		enum(p["status"], "error", "ok")
 		enum(p["sort"], "start", "duration")
 		def(p["sort"], "start")
-		p["attributes"].AdditionalProperties = &jsonschema.Schema{Types: []string{"string", "number", "boolean"}}
+		// Any value type: a union of string, number and boolean is refused by clients that map schemas
+		// onto one-type dialects; attributeFilters checks the values.
+		p["attributes"].AdditionalProperties = nil
 		windowSchema(p, "1h")
 		pageSchema(p, 10, 100)
 	}, tl.searchTraces)
@@ -94,17 +96,12 @@ func (tl *tools) searchTraces(ctx context.Context, tn *store.Tenant, in searchTr
 	var out searchTracesOut
 	byDuration := in.Sort == "duration"
 	var pos store.TraceKey
-	from, to, paging, err := pageWindow(in.Window, in.Page, in, &pos, tl.now(), time.Hour)
+	from, to, paging, err := pageWindow(ctx, in.Window, in.Page, in, &pos, tl.now(), time.Hour)
 	if err != nil {
 		return out, "", err
 	}
-	q := store.TraceQuery{From: from.UnixNano(), To: to.UnixNano(), Service: in.Service, Operation: in.Operation,
-		ErrorsOnly: in.Status == "error", OKOnly: in.Status == "ok", SortByDuration: byDuration,
-		MinDurationNS: int64(in.MinDurationMS * 1e6), MaxDurationNS: int64(in.MaxDurationMS * 1e6)}
-	if in.MaxDurationMS > 0 && in.MaxDurationMS < in.MinDurationMS {
-		return out, "", badArg("max_duration_ms %v is below min_duration_ms %v", in.MaxDurationMS, in.MinDurationMS)
-	}
-	if q.Attributes, err = attributeFilters(in.Attributes); err != nil {
+	q, err := traceQuery(in, from, to)
+	if err != nil {
 		return out, "", err
 	}
 	if paging {
@@ -151,27 +148,43 @@ func (tl *tools) searchTraces(ctx context.Context, tn *store.Tenant, in searchTr
 	out.Window, out.Returned = timeRange(from, to), len(out.Traces)
 	if out.Truncated {
 		last := hits[len(out.Traces)-1].Key(byDuration)
-		out.NextCursor = encodeCursor(in, from, to, last)
+		out.NextCursor = encodeCursor(ctx, in, from, to, last)
 	}
 	if out.Total, out.TotalEstimated, err = countTraces(ctx, tn, q); err != nil {
 		return out, "", err
 	}
 	out.Note, out.Next = traceSuggestions(in, out)
 
-	what := "requests"
-	if in.Service != "" {
-		what = in.Service + " requests"
-	}
-	if byDuration {
-		what += ", slowest first"
-	} else {
-		what += ", newest first"
-	}
-	text := listHeader(what, out.List) + lines.String() + contextText(out)
+	text := listHeader(traceListTitle(in), out.List) + lines.String() + contextText(out)
 	if strings.Contains(text, "«") {
 		text += capturedLegend + "\n"
 	}
 	return out, text + footer(out.Note, out.Next), nil
+}
+
+// traceQuery is the store query of the arguments over [from, to).
+func traceQuery(in searchTracesIn, from, to time.Time) (store.TraceQuery, error) {
+	q := store.TraceQuery{From: from.UnixNano(), To: to.UnixNano(), Service: in.Service, Operation: in.Operation,
+		ErrorsOnly: in.Status == "error", OKOnly: in.Status == "ok", SortByDuration: in.Sort == "duration",
+		MinDurationNS: int64(in.MinDurationMS * 1e6), MaxDurationNS: int64(in.MaxDurationMS * 1e6)}
+	if in.MaxDurationMS > 0 && in.MaxDurationMS < in.MinDurationMS {
+		return q, badArg("max_duration_ms %v is below min_duration_ms %v", in.MaxDurationMS, in.MinDurationMS)
+	}
+	var err error
+	q.Attributes, err = attributeFilters(in.Attributes)
+	return q, err
+}
+
+// traceListTitle says what the list holds, in which order.
+func traceListTitle(in searchTracesIn) string {
+	what := "requests"
+	if in.Service != "" {
+		what = in.Service + " requests"
+	}
+	if in.Sort == "duration" {
+		return what + ", slowest first"
+	}
+	return what + ", newest first"
 }
 
 // attributeFilters turns attribute arguments into the store's string equality filters.
@@ -190,7 +203,7 @@ func attributeFilters(attrs map[string]any) (map[string]string, error) {
 		case bool:
 			s = strconv.FormatBool(x)
 		default:
-			return nil, badArg("attribute %q: give a string, number or boolean to compare with, not %T", k, v)
+			return nil, badArg("attribute %q: give a string, number or boolean to compare with, not %s", k, jsonKind(v))
 		}
 		if store.IntegerAttribute(k) {
 			if _, err := strconv.Atoi(s); err != nil {
@@ -200,6 +213,17 @@ func attributeFilters(attrs map[string]any) (map[string]string, error) {
 		out[k] = s
 	}
 	return out, nil
+}
+
+// jsonKind names the JSON type of a decoded value that is not a string, number or boolean.
+func jsonKind(v any) string {
+	switch v.(type) {
+	case map[string]any:
+		return "an object"
+	case []any:
+		return "an array"
+	}
+	return "null"
 }
 
 func newTraceRow(h store.TraceHit, o *store.TraceOverview) traceRow {
@@ -294,7 +318,7 @@ func serviceContext(ctx context.Context, tn *store.Tenant, service string, from,
 		return err
 	}
 	for _, a := range anomalies {
-		r := anomalyRef{ID: a.ID, Metric: a.Metric, Severity: a.Severity, Started: at(a.StartedNS)}
+		r := anomalyRef{ID: keysOf(ctx).anomalyRef(a.ID), Metric: a.Metric, Severity: a.Severity, Started: at(a.StartedNS)}
 		if a.EndedNS != 0 {
 			r.Ended = at(a.EndedNS)
 		}
@@ -337,7 +361,7 @@ func contextText(out searchTracesOut) string {
 			if a.Ended != "" {
 				end = "to " + a.Ended
 			}
-			fmt.Fprintf(&b, " #%d [%s] %s from %s %s;", a.ID, a.Severity, a.Metric, a.Started, end)
+			fmt.Fprintf(&b, " %s [%s] %s from %s %s;", a.ID, a.Severity, a.Metric, a.Started, end)
 		}
 		b.WriteString("\n")
 	}

@@ -11,12 +11,14 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"reflect"
 	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/google/jsonschema-go/jsonschema"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/prometheus/client_golang/prometheus"
@@ -81,6 +83,7 @@ type tools struct {
 	// args lists each tool's argument names, for error messages.
 	args    map[string][]string
 	answers *answers
+	keys    keyring
 }
 
 // NewServer returns the MCP server with the eleven tools. It serves any tenant: each call takes the
@@ -101,6 +104,7 @@ func NewServer(cfg Config) *mcp.Server {
 		Instructions: instructions,
 		Logger:       tl.log,
 		SchemaCache:  mcp.NewSchemaCache(),
+		Capabilities: capabilities,
 	})
 	tl.addSearchTraces(s)
 	tl.addGetTraceDetail(s)
@@ -113,12 +117,51 @@ func NewServer(cfg Config) *mcp.Server {
 	tl.addSearchLLMCalls(s)
 	tl.addGetLLMStats(s)
 	tl.addGetRCA(s)
-	s.AddReceivingMiddleware(toolGroups)
+	s.AddReceivingMiddleware(undeclared, toolGroups)
 	if cfg.Registry != nil {
 		s.AddReceivingMiddleware(tl.toolMetrics(cfg.Registry))
 	}
 	s.AddReceivingMiddleware(tl.guard) // added last: the outermost
 	return s
+}
+
+// capabilities are what the server declares: tools, without list-changed notifications, which a
+// stateless server answering in JSON has no stream to send on (nor log messages: no logging).
+var capabilities = &mcp.ServerCapabilities{Tools: &mcp.ToolCapabilities{}}
+
+// methodCapability is the capability each optional method belongs to. The SDK answers some of them
+// (empty prompt and resource lists) whether declared or not; undeclared ones are unknown methods.
+var methodCapability = map[string]string{
+	"prompts/list": "prompts", "prompts/get": "prompts",
+	"resources/list": "resources", "resources/templates/list": "resources", "resources/read": "resources",
+	"resources/subscribe": "resources", "resources/unsubscribe": "resources",
+	"logging/setLevel": "logging", "completion/complete": "completions",
+}
+
+func declared(capability string) bool {
+	switch capability {
+	case "prompts":
+		return capabilities.Prompts != nil
+	case "resources":
+		return capabilities.Resources != nil
+	case "logging":
+		//lint:ignore SA1019 clients of older protocol versions still call logging/*: they get -32601 while it is not declared
+		return capabilities.Logging != nil
+	case "completions":
+		return capabilities.Completions != nil
+	}
+	return true
+}
+
+// undeclared answers -32601 to the methods of capabilities the server does not declare.
+func undeclared(next mcp.MethodHandler) mcp.MethodHandler {
+	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+		if c, ok := methodCapability[method]; ok && !declared(c) {
+			return nil, &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound,
+				Message: fmt.Sprintf("method %q is not served: this server declares no %s capability, only tools", method, c)}
+		}
+		return next(ctx, method, req)
+	}
 }
 
 // handler is a tool's logic: it reads through the caller's tenant handle and returns the structured
@@ -166,14 +209,22 @@ func addTool[In, Out any](s *mcp.Server, tl *tools, t *mcp.Tool, tweak func(p ma
 		var args In
 		key, err := decodeArgs(req.Params.Arguments, resolved, &args)
 		if err != nil {
+			//lint:ignore ST1005 the tool result is read by a model as prose: full sentences help it retry
 			return errorResult(fmt.Errorf("invalid arguments for %s: %v. Accepted arguments: %s.", name, err, strings.Join(accepted, ", "))), nil
 		}
 		tn := tl.db.ForTenant(p.TenantID)
+		keys, err := tl.keys.forTenant(ctx, tn)
+		if err != nil {
+			tl.log.Error("MCP tool failed: tenant keys", "tool", name, "tenant", p.TenantID, "err", err)
+			return errorResult(errInternal), nil
+		}
+		ctx = withKeys(ctx, keys)
 		compute := func(ctx context.Context) (any, string, error) {
 			res, text, err := h(ctx, tn, args)
 			if err != nil {
 				return nil, "", err
 			}
+			noNulls(&res)
 			b, err := json.Marshal(res)
 			return json.RawMessage(b), text, err
 		}
@@ -191,6 +242,9 @@ func addTool[In, Out any](s *mcp.Server, tl *tools, t *mcp.Tool, tweak func(p ma
 			if errors.As(err, &ae) {
 				return errorResult(err), nil
 			}
+			if msg, ok := refusedValue(err); ok {
+				return errorResult(fmt.Errorf("the database cannot compare a value of these arguments (%s): check them for control characters or numbers out of range", msg)), nil
+			}
 			tl.log.Error("MCP tool failed", "tool", name, "tenant", p.TenantID, "err", err)
 			return errorResult(errInternal), nil
 		}
@@ -207,6 +261,9 @@ func decodeArgs(raw json.RawMessage, schema *jsonschema.Resolved, dst any) (stri
 			return "", errors.New("arguments must be a JSON object of named arguments")
 		}
 	}
+	if err := noNUL("", m); err != nil {
+		return "", err
+	}
 	if err := schema.ApplyDefaults(&m); err != nil {
 		return "", err
 	}
@@ -221,6 +278,51 @@ func decodeArgs(raw json.RawMessage, schema *jsonschema.Resolved, dst any) (stri
 		return "", err
 	}
 	return string(b), nil
+}
+
+// noNUL refuses a NUL character in any argument, key or value: no stored text contains one, and
+// PostgreSQL would refuse the query, which must not read as the database being unavailable.
+func noNUL(path string, v any) error {
+	switch x := v.(type) {
+	case string:
+		if strings.ContainsRune(x, 0) {
+			return fmt.Errorf("argument %s contains a NUL character (\\u0000), which no stored value holds: remove it", path)
+		}
+	case map[string]any:
+		for k, c := range x {
+			p := k
+			if path != "" {
+				p = path + "." + k
+			}
+			if strings.ContainsRune(k, 0) && path == "" {
+				return fmt.Errorf("an argument name contains a NUL character (\\u0000): remove it")
+			}
+			if strings.ContainsRune(k, 0) {
+				return fmt.Errorf("argument %s has a key containing a NUL character (\\u0000), which no stored name holds: remove it", path)
+			}
+			if err := noNUL(p, c); err != nil {
+				return err
+			}
+		}
+	case []any:
+		for i, c := range x {
+			if err := noNUL(fmt.Sprintf("%s[%d]", path, i), c); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// refusedValue reports whether err is the database refusing a value of the query (PostgreSQL's
+// class 22, data exception: an unencodable character, a number out of range), which the caller's
+// arguments caused and can fix, rather than the database failing.
+func refusedValue(err error) (string, bool) {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && strings.HasPrefix(pe.Code, "22") {
+		return pe.Message, true
+	}
+	return "", false
 }
 
 func errorResult(err error) *mcp.CallToolResult {
@@ -240,13 +342,34 @@ func shallow(s *jsonschema.Schema) *jsonschema.Schema {
 		}
 		p := s.Properties[name]
 		t := &jsonschema.Schema{Type: p.Type, Types: p.Types}
-		if !slices.Contains(s.Required, name) && len(p.Types) == 2 && p.Types[0] == "null" {
-			t = &jsonschema.Schema{Type: p.Types[1]} // omitted when nil, never null
+		if len(p.Types) == 2 && p.Types[0] == "null" {
+			// A single type: clients that map schemas onto a one-type dialect reject unions. Nil
+			// fields are omitted or, for lists, sent empty (noNulls), never null.
+			t = &jsonschema.Schema{Type: p.Types[1]}
 		}
 		out.Properties[name] = t
 		out.PropertyOrder = append(out.PropertyOrder, name)
 	}
 	return out
+}
+
+// noNulls makes the nil slices and maps among the top-level fields of *out empty, so that the answer
+// matches the single-typed output schema (see shallow).
+func noNulls(out any) {
+	v := reflect.ValueOf(out).Elem()
+	if v.Kind() != reflect.Struct {
+		return
+	}
+	for i := range v.NumField() {
+		f := v.Field(i)
+		switch {
+		case !f.CanSet():
+		case f.Kind() == reflect.Slice && f.IsNil():
+			f.Set(reflect.MakeSlice(f.Type(), 0, 0))
+		case f.Kind() == reflect.Map && f.IsNil():
+			f.Set(reflect.MakeMap(f.Type()))
+		}
+	}
 }
 
 // listFields are the fields of List.

@@ -3,16 +3,19 @@ package mcpserver_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/tracekit/tracekit/server/app"
@@ -43,7 +46,7 @@ func TestMCP_WithoutValidKeyAnswers401PointingAtResourceMetadata(t *testing.T) {
 
 func TestMCP_KeyWithoutReadScopeIsForbidden(t *testing.T) {
 	e := newEnv(t, storetest.Open(t, storetest.SQLiteDSN(t)))
-	key, _, err := e.db.CreateAPIKey(context.Background(), "acme", "exporter", []string{store.ScopeIngest})
+	key, _, err := e.db.Admin().CreateAPIKey(context.Background(), "acme", "exporter", []string{store.ScopeIngest})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +165,7 @@ func TestMCP_StatelessServerAnswersGETAndDELETEWith405(t *testing.T) {
 func TestMCP_AnyReplicaServesAnyRequestOfASession(t *testing.T) {
 	db := storetest.Open(t, storetest.PostgresDSN(t))
 	e := newEnv(t, db)
-	seedShop(t, e.acme, time.Now())
+	sh := seedShop(t, e.acme, time.Now())
 	other := httptest.NewServer(app.New(app.Config{DB: db, PublicURL: publicURL, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}))
 	t.Cleanup(other.Close)
 	for _, version := range []string{"2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"} {
@@ -187,6 +190,11 @@ func TestMCP_AnyReplicaServesAnyRequestOfASession(t *testing.T) {
 					t.Errorf("call %d: %d services", i, out.Total)
 				}
 			}
+			// Each page's cursor is opened by the other replica: both derive its key from the tenant's
+			// secret in the database.
+			if ids := pageAll(t, s, "search_traces", map[string]any{"limit": 40, "since": "3h"}, "traces", "trace_id"); len(ids) != sh.traces {
+				t.Errorf("paged %d requests across replicas, want %d", len(ids), sh.traces)
+			}
 			if n.Load() < 5 {
 				t.Errorf("only %d HTTP requests: the session did not alternate between replicas", n.Load())
 			}
@@ -205,6 +213,107 @@ func TestMCP_NullArgumentsAreNoArgumentsAndDoNotCrashTheServer(t *testing.T) {
 		resp, b := e.post(t, e.keyA, body, nil)
 		if resp.StatusCode != http.StatusOK || strings.Contains(string(b), `"isError":true`) || !strings.Contains(string(b), "0 of 0 services") {
 			t.Errorf("%s: %d %s", params, resp.StatusCode, b)
+		}
+	}
+}
+
+// Browser clients on 2026-07-28 send Mcp-Method and Mcp-Name on every request; a preflight that
+// does not allow them blocks the request.
+func TestMCP_PreflightAllowsThe20260728RequestHeaders(t *testing.T) {
+	e := newEnv(t, storetest.Open(t, storetest.SQLiteDSN(t)))
+	req, _ := http.NewRequest(http.MethodOptions, e.url+"/mcp", nil)
+	req.Header.Set("Origin", "http://localhost:6274")
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	req.Header.Set("Access-Control-Request-Headers", "authorization, content-type, mcp-protocol-version, mcp-method, mcp-name")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	allow := strings.ToLower(resp.Header.Get("Access-Control-Allow-Headers"))
+	for _, h := range []string{"mcp-method", "mcp-name"} {
+		if !strings.Contains(allow, h) {
+			t.Errorf("preflight allows %q, not %s", allow, h)
+		}
+	}
+}
+
+// A stateless JSON-only server never sends log messages nor list-changed notifications, and serves
+// no prompts or resources: it declares only tools, and the methods of what it does not declare are
+// unknown to it, under every revision.
+func TestMCP_DeclaresOnlyWhatItServes(t *testing.T) {
+	e := newEnv(t, storetest.Open(t, storetest.SQLiteDSN(t)))
+	for _, version := range []string{"2025-06-18", "2025-11-25", "2026-07-28"} {
+		t.Run(version, func(t *testing.T) {
+			s := e.connectVersion(t, e.keyA, version, nil)
+			caps := s.InitializeResult().Capabilities
+			//lint:ignore SA1019 older protocol versions still have logging: it must not be declared
+			if caps.Logging != nil || caps.Prompts != nil || caps.Resources != nil || caps.Completions != nil {
+				t.Errorf("declares more than tools: %+v", caps)
+			}
+			if caps.Tools == nil || caps.Tools.ListChanged {
+				t.Errorf("tools capability %+v, want declared without listChanged", caps.Tools)
+			}
+			ctx := context.Background()
+			for name, call := range map[string]func() error{
+				"prompts/list":             func() error { _, err := s.ListPrompts(ctx, nil); return err },
+				"resources/list":           func() error { _, err := s.ListResources(ctx, nil); return err },
+				"resources/templates/list": func() error { _, err := s.ListResourceTemplates(ctx, nil); return err },
+				"resources/read":           func() error { _, err := s.ReadResource(ctx, &mcp.ReadResourceParams{URI: "file:///x"}); return err },
+				"prompts/get":              func() error { _, err := s.GetPrompt(ctx, &mcp.GetPromptParams{Name: "x"}); return err },
+			} {
+				err := call()
+				var werr *jsonrpc.Error
+				if !errors.As(err, &werr) || werr.Code != jsonrpc.CodeMethodNotFound {
+					t.Errorf("%s: %v, want JSON-RPC error -32601", name, err)
+				}
+			}
+		})
+	}
+	// The same over plain HTTP under 2025-06-18, where no initialize is needed in stateless mode.
+	resp, body := e.post(t, e.keyA, `{"jsonrpc":"2.0","id":4,"method":"prompts/list","params":{}}`, nil)
+	if !strings.Contains(string(body), `"code":-32601`) {
+		t.Errorf("prompts/list: %d %s", resp.StatusCode, body)
+	}
+}
+
+// An unsupported version is answered with the supported ones whatever the request, including
+// versions later than the newest this server knows (which the SDK takes for the sessionless kind).
+func TestMCP_UnsupportedVersionListsTheSupportedOnes(t *testing.T) {
+	e := newEnv(t, storetest.Open(t, storetest.SQLiteDSN(t)))
+	init := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2099-01-01","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}`
+	for _, tc := range []struct{ version, body string }{
+		{"1999-01-01", listTools},
+		{"2099-01-01", listTools},
+		{"2099-01-01", init},
+		{"2026-13-45", listTools},
+	} {
+		resp, body := e.post(t, e.keyA, tc.body, map[string]string{"MCP-Protocol-Version": tc.version})
+		var got struct {
+			ID    any
+			Error struct {
+				Code    int
+				Message string
+				Data    struct{ Supported []string }
+			}
+		}
+		_ = json.Unmarshal(body, &got)
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(got.Error.Message, "2025-06-18") ||
+			!slices.Contains(got.Error.Data.Supported, "2026-07-28") || got.Error.Code != mcp.CodeUnsupportedProtocolVersion || got.ID == nil {
+			t.Errorf("version %s: %d %s, want 400 with error %d listing the supported versions, with the request's id", tc.version, resp.StatusCode, body, mcp.CodeUnsupportedProtocolVersion)
+		}
+	}
+}
+
+// Bodies that are JSON but not a JSON-RPC request are invalid requests, answered without the
+// server's internals; a message with neither method nor result is not a notification to accept.
+func TestMCP_JSONThatIsNotARequestIsAnInvalidRequest(t *testing.T) {
+	e := newEnv(t, storetest.Open(t, storetest.SQLiteDSN(t)))
+	for _, body := range []string{`42`, `"tools/list"`, `null`, `true`, `{"jsonrpc":"2.0","id":1}`, `{"jsonrpc":"2.0","id":1,"method":""}`, `{"jsonrpc":"2.0","id":1,"method":42}`} {
+		resp, b := e.post(t, e.keyA, body, nil)
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), `"code":-32600`) ||
+			strings.Contains(string(b), "Go value") || strings.Contains(string(b), "json.RawMessage") {
+			t.Errorf("body %s: %d %s, want 400 with JSON-RPC error -32600 and no Go type names", body, resp.StatusCode, b)
 		}
 	}
 }

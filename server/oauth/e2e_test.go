@@ -245,7 +245,7 @@ func TestRefresh_RotatesAndStopsOnceTheKeyIsRevoked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.db.ForTenant("acme").RevokeAPIKey(t.Context(), keys[0].ID); err != nil {
+	if err := e.db.Admin().RevokeAPIKey(t.Context(), "acme", keys[0].ID); err != nil {
 		t.Fatal(err)
 	}
 	refresh.Set("refresh_token", next.RefreshToken)

@@ -78,10 +78,10 @@ func newEnv(t *testing.T, opt envOptions, names ...string) *env {
 	t.Cleanup(dexSrv.Close)
 
 	for _, name := range names {
-		if _, err := db.ProvisionTenant(ctx, store.TenantSpec{ID: name, DisplayName: name}); err != nil {
+		if _, err := db.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: name, DisplayName: name}); err != nil {
 			t.Fatal(err)
 		}
-		key, _, err := db.CreateAPIKey(ctx, name, "e2e", nil)
+		key, _, err := db.Admin().CreateAPIKey(ctx, name, "e2e", nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -50,7 +50,8 @@ func HashAPIKey(key string) string {
 }
 
 // CreateAPIKey makes a new key for tenant and returns it once, in clear; only its hash is kept.
-func (db *DB) CreateAPIKey(ctx context.Context, tenant, name string, scopes []string) (string, APIKey, error) {
+func (a *Admin) CreateAPIKey(ctx context.Context, tenant, name string, scopes []string) (string, APIKey, error) {
+	db := a.db
 	if len(scopes) == 0 {
 		scopes = DefaultScopes
 	}
@@ -113,8 +114,9 @@ func (t *Tenant) APIKeys(ctx context.Context) ([]APIKey, error) {
 	return out, err
 }
 
-// RevokeAPIKey revokes the tenant's key named by its id or its displayed prefix.
-func (t *Tenant) RevokeAPIKey(ctx context.Context, idOrPrefix string) error {
+// RevokeAPIKey revokes tenant's key named by its id or its displayed prefix.
+func (a *Admin) RevokeAPIKey(ctx context.Context, tenant, idOrPrefix string) error {
+	t := a.db.ForTenant(tenant)
 	res, err := t.db.x.ExecContext(ctx, t.rebind(`UPDATE api_keys SET revoked_ns = ?
 		WHERE tenant_id = ? AND (id = ? OR prefix = ?) AND revoked_ns = 0`), time.Now().UnixNano(), t.id, idOrPrefix, idOrPrefix)
 	if err != nil {
@@ -128,7 +130,8 @@ func (t *Tenant) RevokeAPIKey(ctx context.Context, idOrPrefix string) error {
 
 // ImportAPIKey stores a key chosen elsewhere (e.g. a Kubernetes Secret the operator reads), so a
 // tenant's first key needs no SQL. Importing the same key again changes nothing.
-func (db *DB) ImportAPIKey(ctx context.Context, tenant, name, key string, scopes []string) (APIKey, error) {
+func (a *Admin) ImportAPIKey(ctx context.Context, tenant, name, key string, scopes []string) (APIKey, error) {
+	db := a.db
 	if !strings.HasPrefix(key, KeyPrefix) || len(key) < len(KeyPrefix)+32 {
 		return APIKey{}, fmt.Errorf("import API key %q: keys start with %q and carry at least 32 random characters; create one with `tracekit apikey create`", name, KeyPrefix)
 	}

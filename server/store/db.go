@@ -10,9 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 	"github.com/jmoiron/sqlx"
@@ -45,7 +47,24 @@ type DB struct {
 	rlsMu    sync.Mutex
 	rlsKnown bool
 	rls      bool // connected as a tenant role, subject to row-level security
+
+	logger         atomic.Pointer[slog.Logger] // nil: slog.Default()
+	servicesFailed atomic.Int64                // services-table updates dropped after a committed batch
 }
+
+// SetLogger sets where the store reports what it recovers from without failing a call.
+func (db *DB) SetLogger(l *slog.Logger) { db.logger.Store(l) }
+
+func (db *DB) log() *slog.Logger {
+	if l := db.logger.Load(); l != nil {
+		return l
+	}
+	return slog.Default()
+}
+
+// ServicesUpdateFailures counts the batches whose spans were stored but whose update of the
+// services tables failed (the next batch of those services repairs it).
+func (db *DB) ServicesUpdateFailures() int64 { return db.servicesFailed.Load() }
 
 // underRLS reports whether this PostgreSQL connection is a tenant's role, which PostgreSQL subjects
 // to row-level security (and then refuses COPY FROM). Only a definite answer is remembered.

@@ -38,7 +38,7 @@ func TestTenantRoleSeesOnlyItsOwnRows(t *testing.T) {
 	ctx := context.Background()
 	db, dsn, tenantDSN := storetest.TwoTenants(t)
 	for _, tenant := range []string{"team-a", "team-b"} {
-		if _, _, err := db.CreateAPIKey(ctx, tenant, "k", nil); err != nil {
+		if _, _, err := db.Admin().CreateAPIKey(ctx, tenant, "k", nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -109,25 +109,25 @@ func TestTenantRoleSeesOnlyItsOwnRows(t *testing.T) {
 func TestProvisionTenantIsIdempotentAndDeleteRemovesEverything(t *testing.T) {
 	storetest.Dialects(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
-		c1, err := db.ProvisionTenant(ctx, store.TenantSpec{ID: "acme", DisplayName: "Acme"})
+		c1, err := db.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: "acme", DisplayName: "Acme"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		c2, err := db.ProvisionTenant(ctx, store.TenantSpec{ID: "acme", DisplayName: "Acme Corp", Password: c1.Password})
+		c2, err := db.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: "acme", DisplayName: "Acme Corp", Password: c1.Password})
 		if err != nil {
 			t.Fatalf("second provision: %v", err)
 		}
 		if c1 != c2 {
 			t.Errorf("credentials changed on re-provision: %+v vs %+v", c1, c2)
 		}
-		key, _, err := db.CreateAPIKey(ctx, "acme", "ci", nil)
+		key, _, err := db.Admin().CreateAPIKey(ctx, "acme", "ci", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if err := db.ForTenant("acme").InsertBatch(ctx, store.Batch{Spans: []store.Span{{TraceID: "t", SpanID: "s", Service: "svc", Operation: "op", IsEntry: true, StartNS: 1, DurationNS: 2}}}); err != nil {
 			t.Fatal(err)
 		}
-		if err := db.DeleteTenant(ctx, "acme"); err != nil {
+		if err := db.Admin().DeleteTenant(ctx, "acme"); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := db.LookupAPIKey(ctx, key); err != store.ErrNotFound {
@@ -137,7 +137,7 @@ func TestProvisionTenantIsIdempotentAndDeleteRemovesEverything(t *testing.T) {
 		if len(tenants) != 0 {
 			t.Errorf("tenants after delete: %+v", tenants)
 		}
-		if err := db.DeleteTenant(ctx, "acme"); err != nil {
+		if err := db.Admin().DeleteTenant(ctx, "acme"); err != nil {
 			t.Errorf("deleting a deleted tenant: %v", err)
 		}
 	})
@@ -146,7 +146,7 @@ func TestProvisionTenantIsIdempotentAndDeleteRemovesEverything(t *testing.T) {
 func TestProvisionTenantRejectsBadIDs(t *testing.T) {
 	db := storetest.Open(t, storetest.SQLiteDSN(t))
 	for _, id := range []string{"", "Acme", "a_b", "-a", strings.Repeat("a", 64), "a;drop"} {
-		_, err := db.ProvisionTenant(context.Background(), store.TenantSpec{ID: id})
+		_, err := db.Admin().ProvisionTenant(context.Background(), store.TenantSpec{ID: id})
 		if err == nil || !strings.Contains(err.Error(), "lowercase") {
 			t.Errorf("ProvisionTenant(%q) = %v, want an error explaining the allowed form", id, err)
 		}
@@ -156,10 +156,10 @@ func TestProvisionTenantRejectsBadIDs(t *testing.T) {
 func TestAPIKeys(t *testing.T) {
 	storetest.Dialects(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
-		if _, err := db.ProvisionTenant(ctx, store.TenantSpec{ID: "acme"}); err != nil {
+		if _, err := db.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: "acme"}); err != nil {
 			t.Fatal(err)
 		}
-		key, info, err := db.CreateAPIKey(ctx, "acme", "laptop", nil)
+		key, info, err := db.Admin().CreateAPIKey(ctx, "acme", "laptop", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -177,16 +177,16 @@ func TestAPIKeys(t *testing.T) {
 		if err != nil || len(keys) != 1 || strings.Contains(fmt.Sprint(keys), key) {
 			t.Errorf("list: %+v %v", keys, err)
 		}
-		if err := db.ForTenant("other").RevokeAPIKey(ctx, info.ID); err == nil {
+		if err := db.Admin().RevokeAPIKey(ctx, "other", info.ID); err == nil {
 			t.Error("another tenant revoked acme's key")
 		}
-		if err := db.ForTenant("acme").RevokeAPIKey(ctx, info.Prefix); err != nil {
+		if err := db.Admin().RevokeAPIKey(ctx, "acme", info.Prefix); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := db.LookupAPIKey(ctx, key); err != store.ErrNotFound {
 			t.Errorf("revoked key still accepted: %v", err)
 		}
-		if _, _, err := db.CreateAPIKey(ctx, "nobody", "x", nil); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		if _, _, err := db.Admin().CreateAPIKey(ctx, "nobody", "x", nil); err == nil || !strings.Contains(err.Error(), "does not exist") {
 			t.Errorf("key for unknown tenant: %v", err)
 		}
 	})
@@ -217,7 +217,7 @@ func TestInsertBatch_WorksForATenantRoleAndStaysInItsTenant(t *testing.T) {
 	ctx := context.Background()
 	dsn := storetest.PostgresDSN(t)
 	admin := storetest.Open(t, dsn)
-	creds, err := admin.ProvisionTenant(ctx, store.TenantSpec{ID: "team-a"})
+	creds, err := admin.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: "team-a"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,7 @@ var llmSortKeys = map[string]string{
 	LLMByTokens:  "(input_tokens + output_tokens)",
 }
 
-// llmErrorCond is what makes an LLM call a failure.
+// llmErrorCond is what makes an LLM call a failure; LLMCall.Failed is the same rule in Go.
 const llmErrorCond = "(status_code = 2 OR error_type <> '')"
 
 // llmModel names a call's model as the application chose it (the requested model), else as the

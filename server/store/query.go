@@ -11,7 +11,8 @@ import (
 // Read queries shared by the MCP tools. Both engines run the same SQL except for reading a key out
 // of a JSON column, which jsonText keeps in one place.
 
-// errorCond is what makes a request a failure: OTLP status ERROR, or an HTTP 5xx answer.
+// errorCond is what makes a request a failure: OTLP status ERROR, or an HTTP 5xx answer. Span.Failed
+// is the same rule in Go.
 const errorCond = "(status_code = 2 OR http_status_code >= 500)"
 
 // where accumulates AND-ed conditions and their bind arguments.

@@ -88,7 +88,7 @@ func TestDeleteOlderThan_DeletesOnlyTheTenantsOldRowsInBatches(t *testing.T) {
 			ctx := context.Background()
 			db := storetest.Open(t, d.dsn)
 			for _, tenant := range []string{"team-a", "team-b"} {
-				if _, err := db.ProvisionTenant(ctx, store.TenantSpec{ID: tenant}); err != nil {
+				if _, err := db.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: tenant}); err != nil {
 					t.Fatal(err)
 				}
 				seedRetention(t, db, tenant)

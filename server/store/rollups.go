@@ -126,7 +126,7 @@ func batchRollups(b *Batch) []Rollup {
 		}
 		r, h := rb.get(seriesKey{RollupRequests, s.Service, s.Operation, s.StartNS - s.StartNS%Minute}, Minute)
 		r.N++
-		if s.StatusCode == StatusError || s.HTTPStatusCode >= 500 {
+		if s.Failed() {
 			r.Errors++
 		}
 		h.Add(s.DurationNS)
@@ -139,7 +139,7 @@ func batchRollups(b *Batch) []Rollup {
 		}
 		r, h := rb.get(seriesKey{RollupLLM, c.Service, model, c.StartNS - c.StartNS%Minute}, Minute)
 		r.N++
-		if c.StatusCode == StatusError || c.ErrorType != "" {
+		if c.Failed() {
 			r.Errors++
 		}
 		if c.CostUSD != nil {

@@ -61,6 +61,17 @@ type Span struct {
 	Events             []byte `db:"events"`
 }
 
+// TreeFields places the span in its trace's tree (tracetree.Build).
+func (s *Span) TreeFields() (id, parentID string, startNS, durationNS int64) {
+	return s.SpanID, s.ParentSpanID, s.StartNS, s.DurationNS
+}
+
+// Failed says whether the span counts as a failure: the rule errorCond states in SQL.
+func (s *Span) Failed() bool { return s.StatusCode == StatusError || s.HTTPStatusCode >= 500 }
+
+// Failed says whether the call counts as a failure: the rule llmErrorCond states in SQL.
+func (c *LLMCall) Failed() bool { return c.StatusCode == StatusError || c.ErrorType != "" }
+
 // LLMCall is one call to a language model, derived from a GenAI span. CostUSD is nil when the model's
 // price is unknown.
 type LLMCall struct {
@@ -159,7 +170,11 @@ func (t *Tenant) InsertBatch(ctx context.Context, b Batch) error {
 	}
 	// The services table is derived from spans; a failure here must not fail an ingest whose spans are
 	// committed (the client would resend them), and the next batch repairs it.
-	_ = t.touchServices(ctx, b.Spans)
+	if err := t.touchServices(ctx, b.Spans); err != nil {
+		t.db.servicesFailed.Add(1)
+		t.db.log().Warn("spans stored but the services table not updated; the next batch of these services repairs it",
+			"tenant", t.id, "err", err)
+	}
 	return nil
 }
 

@@ -45,7 +45,8 @@ func (c TenantCredentials) DSN(adminDSN string) (string, error) {
 
 // ProvisionTenant creates or updates the tenant row and, on PostgreSQL, the tenant's login role
 // (member of tracekit_tenant, so row-level security confines it to its own rows). Idempotent.
-func (db *DB) ProvisionTenant(ctx context.Context, spec TenantSpec) (TenantCredentials, error) {
+func (a *Admin) ProvisionTenant(ctx context.Context, spec TenantSpec) (TenantCredentials, error) {
+	db := a.db
 	if err := ValidateTenantID(spec.ID); err != nil {
 		return TenantCredentials{}, err
 	}
@@ -95,12 +96,13 @@ func (db *DB) ProvisionTenant(ctx context.Context, spec TenantSpec) (TenantCrede
 }
 
 // tenantTables lists every table holding tenant rows, children first.
-var tenantTables = []string{"snapshots", "breakpoints", "rca_reports", "anomalies", "alerts", "alert_rules",
+var tenantTables = []string{"tenant_secrets", "snapshots", "breakpoints", "rca_reports", "anomalies", "alerts", "alert_rules",
 	"llm_calls", "service_versions", "services", "spans", "api_keys"}
 
 // DeleteTenant removes every row of the tenant and, on PostgreSQL, its role. Deleting a tenant that
 // does not exist is not an error.
-func (db *DB) DeleteTenant(ctx context.Context, id string) error {
+func (a *Admin) DeleteTenant(ctx context.Context, id string) error {
+	db := a.db
 	var role *string
 	err := db.write(ctx, func(tx *sqlx.Tx) error {
 		if err := tx.GetContext(ctx, &role, db.x.Rebind("SELECT db_role FROM tenants WHERE id = ?"), id); err != nil && notFound(err) != ErrNotFound {
@@ -192,7 +194,8 @@ func (t *Tenant) PriceOverrides(ctx context.Context) ([]byte, error) {
 }
 
 // SetPriceOverrides replaces the tenant's LLM price overrides (a JSON object model → prices).
-func (db *DB) SetPriceOverrides(ctx context.Context, tenant string, overrides []byte) error {
+func (a *Admin) SetPriceOverrides(ctx context.Context, tenant string, overrides []byte) error {
+	db := a.db
 	if len(overrides) == 0 {
 		overrides = []byte("{}")
 	}

@@ -268,6 +268,11 @@ type TraceSpan struct {
 	PeerService    string `db:"peer_service"`
 }
 
+// TreeFields places the span in its trace's tree (tracetree.Build).
+func (s *TraceSpan) TreeFields() (id, parentID string, startNS, durationNS int64) {
+	return s.SpanID, s.ParentSpanID, s.StartNS, s.DurationNS
+}
+
 // statementChars bounds the statement text read per span: a waterfall shows a prefix anyway.
 const statementChars = 300
 

@@ -21,8 +21,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -42,17 +40,15 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	tracekitv1alpha1 "github.com/tracekit/tracekit/api/v1alpha1"
 	"github.com/tracekit/tracekit/internal/browsertest"
+	"github.com/tracekit/tracekit/internal/clustertest"
 	"github.com/tracekit/tracekit/server/store"
 	"github.com/tracekit/tracekit/server/store/storetest"
 )
-
-var repoRoot = filepath.Join("..", "..")
 
 // platform is what every test here starts: the cluster with the operator's install applied,
 // `tracekit auth`, `tracekit manager`, and two tenants, each served by the `tracekit server` its
@@ -74,32 +70,29 @@ type tenant struct {
 
 func startPlatform(t *testing.T) *platform {
 	t.Helper()
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		t.Fatal("KUBEBUILDER_ASSETS is not set: run `make envtest-assets` and set it to bin/k8s/<version>")
-	}
 	ctx := t.Context()
-	dir := t.TempDir()
-	tracekit := buildTracekit(t, dir)
-	k8s, adminKubeconfig, managerKubeconfig := startCluster(t, dir)
+	build := clustertest.BuildTracekit(t)
+	c, adminKubeconfig, managerKubeconfig := startCluster(t)
+	k8s := c.Client
+	tracekit := build()
 
 	// The operator's install, as a user applies it: CRD, RBAC, namespace (the manager Deployment in
 	// it never runs here; the manager runs below as its ServiceAccount).
-	kubectl(t, assets, adminKubeconfig, "apply", "-k", filepath.Join(repoRoot, "config", "default"))
+	c.Kubectl(t, adminKubeconfig, "apply", "-k", filepath.Join(clustertest.RepoRoot(), "config", "default"))
 
 	dsn := storetest.PostgresDSN(t)
 	authHTTP, authGRPC, ingressPort := freePort(t), freePort(t), freePort(t)
 	p := &platform{tenants: map[string]*tenant{}}
 	issuer := fmt.Sprintf("http://127.0.0.1:%d/dex", authHTTP)
-	start(t, dir, "auth", tracekit, nil, "auth", "--addr", fmt.Sprintf("127.0.0.1:%d", authHTTP),
+	clustertest.Run(t, "auth", tracekit, nil, "auth", "--addr", fmt.Sprintf("127.0.0.1:%d", authHTTP),
 		"--grpc-addr", fmt.Sprintf("127.0.0.1:%d", authGRPC), "--issuer", issuer, "--database-url", dsn, "--storage", "memory")
 	probes := freePort(t)
-	start(t, dir, "manager", tracekit, []string{"KUBECONFIG=" + managerKubeconfig}, "manager",
+	manager := clustertest.Run(t, "manager", tracekit, []string{"KUBECONFIG=" + managerKubeconfig}, "manager",
 		"--dex-grpc-addr", fmt.Sprintf("127.0.0.1:%d", authGRPC), "--auth-issuer", issuer,
 		"--tenant-url", fmt.Sprintf("http://{tenant}.e2e.test:%d", ingressPort), "--server-image", "tracekit:e2e",
 		"--metrics-bind-address", "0", "--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probes),
 		"--leader-election-namespace", "tracekit-system")
-	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", probes))
+	manager.WaitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", probes))
 
 	ns := "team"
 	cert := newCertificate(t, "*.e2e.test")
@@ -133,10 +126,9 @@ func startPlatform(t *testing.T) *platform {
 	backends := map[string]string{} // namespace/Service → the tenant server standing in for its pods
 	for name := range p.tenants {
 		dep := waitDeployment(t, k8s, ns, "tracekit-"+name)
-		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		runPod(t, k8s, dir, tracekit, dep, addr)
-		backends[ns+"/"+dep.Name] = addr
-		markAvailable(t, k8s, dep)
+		pod := c.RunDeployment(t, ctx, tracekit, clustertest.Deployment{Namespace: ns, Name: dep.Name})
+		backends[ns+"/"+dep.Name] = pod.Addrs["--addr"]
+		c.MarkAvailable(t, ns, dep.Name)
 	}
 	p.ingress = startIngress(t, k8s, ingressPort, backends, cert)
 	for name, tn := range p.tenants {
@@ -289,90 +281,17 @@ func must(t *testing.T, err error) {
 	}
 }
 
-func buildTracekit(t *testing.T, dir string) string {
-	t.Helper()
-	bin := filepath.Join(dir, "tracekit")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/tracekit")
-	cmd.Dir = repoRoot
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build tracekit: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // startCluster starts envtest and writes two kubeconfigs: an administrator's, and one that
 // impersonates the operator's ServiceAccount so the manager runs with config/rbac's permissions only.
-func startCluster(t *testing.T, dir string) (client.Client, string, string) {
+func startCluster(t *testing.T) (*clustertest.Cluster, string, string) {
 	t.Helper()
-	env := &envtest.Environment{}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatalf("start envtest: %v", err)
-	}
-	t.Cleanup(func() { env.Stop() })
-	user, err := env.AddUser(envtest.User{Name: "e2e-admin", Groups: []string{"system:masters"}}, cfg)
-	must(t, err)
-	kc, err := user.KubeConfig()
-	must(t, err)
-	admin := filepath.Join(dir, "admin.kubeconfig")
-	must(t, os.WriteFile(admin, kc, 0o600))
-	parsed, err := clientcmd.Load(kc)
-	must(t, err)
-	for _, a := range parsed.AuthInfos {
-		a.Impersonate = "system:serviceaccount:tracekit-system:tracekit-manager"
-	}
-	manager := filepath.Join(dir, "manager.kubeconfig")
-	must(t, clientcmd.WriteToFile(*parsed, manager))
-
 	scheme := runtime.NewScheme()
 	must(t, clientgoscheme.AddToScheme(scheme))
 	must(t, tracekitv1alpha1.AddToScheme(scheme))
-	c, err := client.New(user.Config(), client.Options{Scheme: scheme})
-	must(t, err)
-	return c, admin, manager
-}
-
-func kubectl(t *testing.T, assets, kubeconfig string, args ...string) {
-	t.Helper()
-	cmd := exec.Command(filepath.Join(assets, "kubectl"), append([]string{"--kubeconfig", kubeconfig}, args...)...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("kubectl %v: %v\n%s", args, err, out)
-	}
-}
-
-// start runs a process until the test ends; its output goes to a log file shown when the test fails.
-func start(t *testing.T, dir, name, bin string, env []string, args ...string) {
-	t.Helper()
-	logPath := filepath.Join(dir, name+".log")
-	logFile, err := os.Create(logPath)
-	must(t, err)
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	must(t, cmd.Start())
-	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		logFile.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("--- %s log ---\n%s", name, tail(string(b), 4000))
-		}
-	})
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return "…" + s[len(s)-n:]
-	}
-	return s
+	c := clustertest.Start(t, scheme)
+	dir := t.TempDir()
+	admin := envtest.User{Name: "e2e-admin", Groups: []string{"system:masters"}}
+	return c, c.Kubeconfig(t, dir, admin, ""), c.Kubeconfig(t, dir, admin, "system:serviceaccount:tracekit-system:tracekit-manager")
 }
 
 func freePort(t *testing.T) int {
@@ -383,43 +302,10 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// poll calls fn until it returns nil or the deadline passes.
-func poll(t *testing.T, what string, timeout time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		<-tick.C
-	}
-}
-
-func waitHTTP(t *testing.T, u string) {
-	t.Helper()
-	poll(t, "GET "+u, time.Minute, func() error {
-		res, err := http.Get(u)
-		if err != nil {
-			return err
-		}
-		res.Body.Close()
-		if res.StatusCode != http.StatusOK {
-			return fmt.Errorf("status %d", res.StatusCode)
-		}
-		return nil
-	})
-}
-
 func waitDeployment(t *testing.T, k8s client.Client, ns, name string) *appsv1.Deployment {
 	t.Helper()
 	dep := &appsv1.Deployment{}
-	poll(t, "Deployment "+name, time.Minute, func() error {
+	clustertest.Eventually(t, "Deployment "+name, time.Minute, func() error {
 		return k8s.Get(t.Context(), types.NamespacedName{Namespace: ns, Name: name}, dep)
 	})
 	return dep
@@ -428,7 +314,7 @@ func waitDeployment(t *testing.T, k8s client.Client, ns, name string) *appsv1.De
 func waitReady(t *testing.T, k8s client.Client, ns, name string) *tracekitv1alpha1.TraceKitTenant {
 	t.Helper()
 	tt := &tracekitv1alpha1.TraceKitTenant{}
-	poll(t, "tenant "+name+" Ready", time.Minute, func() error {
+	clustertest.Eventually(t, "tenant "+name+" Ready", time.Minute, func() error {
 		if err := k8s.Get(t.Context(), types.NamespacedName{Namespace: ns, Name: name}, tt); err != nil {
 			return err
 		}
@@ -438,77 +324,6 @@ func waitReady(t *testing.T, k8s client.Client, ns, name string) *tracekitv1alph
 		return nil
 	})
 	return tt
-}
-
-// runPod does what a kubelet would with the Deployment's pod template: the container's args and
-// environment as written, Secret references resolved, ConfigMap volumes materialised in a directory
-// standing in for their mount path. Only the listen addresses change, since pods have their own
-// network namespaces and these processes share one.
-func runPod(t *testing.T, k8s client.Client, dir, bin string, dep *appsv1.Deployment, addr string) {
-	t.Helper()
-	ctx := t.Context()
-	pod := dep.Spec.Template.Spec
-	c := pod.Containers[0]
-	mounts := map[string]string{} // mount path → local directory
-	for _, vm := range c.VolumeMounts {
-		local := filepath.Join(dir, dep.Name, vm.Name)
-		must(t, os.MkdirAll(local, 0o755))
-		mounts[vm.MountPath] = local
-		for _, v := range pod.Volumes {
-			if v.Name != vm.Name || v.ConfigMap == nil {
-				continue
-			}
-			cm := &corev1.ConfigMap{}
-			must(t, k8s.Get(ctx, types.NamespacedName{Namespace: dep.Namespace, Name: v.ConfigMap.Name}, cm))
-			for k, data := range cm.Data {
-				must(t, os.WriteFile(filepath.Join(local, k), []byte(data), 0o644))
-			}
-		}
-	}
-	var env []string
-	for _, e := range c.Env {
-		value := e.Value
-		if ref := e.ValueFrom; ref != nil && ref.SecretKeyRef != nil {
-			s := &corev1.Secret{}
-			must(t, k8s.Get(ctx, types.NamespacedName{Namespace: dep.Namespace, Name: ref.SecretKeyRef.Name}, s))
-			value = string(s.Data[ref.SecretKeyRef.Key])
-		}
-		for mountPath, local := range mounts {
-			if strings.HasPrefix(value, mountPath+"/") {
-				value = local + strings.TrimPrefix(value, mountPath)
-			}
-		}
-		env = append(env, e.Name+"="+value)
-	}
-	args := make([]string, len(c.Args))
-	for i, a := range c.Args {
-		if strings.HasPrefix(a, "--addr=") {
-			a = "--addr=" + addr
-		}
-		if strings.HasPrefix(a, "--grpc-addr=") {
-			a = "--grpc-addr=127.0.0.1:0"
-		}
-		args[i] = a
-	}
-	start(t, dir, dep.Name, bin, env, args...)
-	for _, probe := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe} {
-		waitHTTP(t, "http://"+addr+probe.HTTPGet.Path)
-	}
-}
-
-// markAvailable reports the Deployment's pods available once its process answers its probes, as the
-// Deployment controller would.
-func markAvailable(t *testing.T, k8s client.Client, dep *appsv1.Deployment) {
-	t.Helper()
-	poll(t, "mark "+dep.Name+" available", time.Minute, func() error {
-		d := &appsv1.Deployment{}
-		if err := k8s.Get(t.Context(), client.ObjectKeyFromObject(dep), d); err != nil {
-			return err
-		}
-		n := *d.Spec.Replicas
-		d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: n, ReadyReplicas: n, AvailableReplicas: n, UpdatedReplicas: n}
-		return k8s.Status().Update(t.Context(), d)
-	})
 }
 
 // ingress stands in for an Ingress controller: it serves the Ingresses in the cluster as written,

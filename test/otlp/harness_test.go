@@ -78,11 +78,11 @@ func newTenantDB(t *testing.T, dialect string) tenantDB {
 	}
 	db := storetest.Open(t, admin)
 	ctx := context.Background()
-	creds, err := db.ProvisionTenant(ctx, store.TenantSpec{ID: "acme"})
+	creds, err := db.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: "acme"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, _, err := db.CreateAPIKey(ctx, "acme", "otlp test", nil)
+	key, _, err := db.Admin().CreateAPIKey(ctx, "acme", "otlp test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ package alerting
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tracekit/tracekit/internal/tenantconfig"
 	"github.com/tracekit/tracekit/server/analysis/metrics"
 	"github.com/tracekit/tracekit/server/store"
 )
@@ -175,7 +175,7 @@ func Evaluate(ctx context.Context, t *store.Tenant, tick int64) (ran bool, skipp
 
 // Message describes a rule's current value for a person reading the alert.
 func Message(r store.AlertRule, v float64, ok bool) string {
-	what := r.Metric
+	var what string
 	switch r.Metric {
 	case ErrorRate:
 		what = "error rate"
@@ -214,35 +214,19 @@ func format(metric string, v float64) string {
 	return strconv.FormatFloat(v, 'f', 0, 64) + " ms"
 }
 
-// LoadRules reads rules from a JSON file: an array of objects with the fields of store.AlertRule in
-// snake case (id, service, metric, comparison, threshold, window_seconds, severity, enabled).
+// LoadRules reads the rules file the operator writes (tenantconfig.AlertRulesPath), already in the
+// server's terms, and validates every rule.
 func LoadRules(path string) ([]store.AlertRule, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read alert rules: %w", err)
 	}
-	var specs []struct {
-		ID            string  `json:"id"`
-		Service       string  `json:"service"`
-		Metric        string  `json:"metric"`
-		Comparison    string  `json:"comparison"`
-		Threshold     float64 `json:"threshold"`
-		WindowSeconds int     `json:"window_seconds"`
-		Severity      string  `json:"severity"`
-		Enabled       *bool   `json:"enabled"`
-	}
-	if err := json.Unmarshal(b, &specs); err != nil {
-		return nil, fmt.Errorf("alert rules in %s: %w", path, err)
+	specs, err := tenantconfig.DecodeAlertRules(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	rules := make([]store.AlertRule, len(specs))
 	for i, s := range specs {
-		s.Metric, s.Threshold = fromTenantSpec(s.Metric, s.Threshold)
-		if c, ok := tenantComparisons[s.Comparison]; ok {
-			s.Comparison = c
-		}
-		if sev, ok := tenantSeverities[s.Severity]; ok {
-			s.Severity = sev
-		}
 		rules[i] = store.AlertRule{ID: s.ID, Service: s.Service, Metric: s.Metric, Comparison: s.Comparison,
 			Threshold: s.Threshold, WindowSeconds: s.WindowSeconds, Severity: s.Severity, Enabled: s.Enabled == nil || *s.Enabled}
 		if err := Validate(rules[i]); err != nil {
@@ -250,26 +234,6 @@ func LoadRules(path string) ([]store.AlertRule, error) {
 		}
 	}
 	return rules, nil
-}
-
-// tenantComparisons are the TraceKitTenant spelling of comparisons.
-var tenantComparisons = map[string]string{"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
-
-// tenantSeverities are the TraceKitTenant severities (info, warning, critical) on our scale.
-var tenantSeverities = map[string]string{"info": "low", "warning": "medium"}
-
-// fromTenantSpec maps the metric names of a TraceKitTenant's alert rules (written by the operator to
-// the rules file) to ours; its throughput is per second, ours per minute.
-func fromTenantSpec(metric string, threshold float64) (string, float64) {
-	switch metric {
-	case "latency_p50", "latency_p90", "latency_p95", "latency_p99":
-		return metric + "_ms", threshold
-	case "throughput":
-		return Throughput, threshold * 60
-	case "llm_cost":
-		return LLMCost, threshold
-	}
-	return metric, threshold
 }
 
 // DemoRules watch the demo shop. Thresholds sit well above what its normal traffic reaches in a

@@ -147,19 +147,20 @@ func TestEvaluate_FiringAlertCarriesSinceValueAndThresholdAcrossRestarts(t *test
 	})
 }
 
-func TestLoadRules_AcceptsTheOperatorsRulesFile(t *testing.T) {
+func TestLoadRules_ReadsTheFileAndRejectsARuleItCannotEvaluate(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "alert-rules.json")
-	os.WriteFile(path, []byte(`[{"id":"p95","service":"checkout","metric":"latency_p95","comparison":"gt","threshold":800,"window_seconds":300,"severity":"critical","enabled":true},
-		{"id":"rps","service":"checkout","metric":"throughput","comparison":"lt","threshold":2,"window_seconds":300,"severity":"warning"},
-		{"id":"spend","metric":"llm_cost","comparison":"gt","threshold":5,"window_seconds":3600,"severity":"warning"}]`), 0o600)
+	os.WriteFile(path, []byte(`[{"id":"p95","service":"checkout","metric":"latency_p95_ms","comparison":">","threshold":800,"window_seconds":300,"severity":"critical","enabled":false},
+		{"id":"spend","metric":"llm_cost_usd","comparison":">=","threshold":5,"window_seconds":3600,"severity":"medium"}]`), 0o600)
 	rules, err := alerting.LoadRules(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string][2]any{"p95": {alerting.P95, 800.0}, "rps": {alerting.Throughput, 120.0}, "spend": {alerting.LLMCost, 5.0}}
-	for _, r := range rules {
-		if w := want[r.ID]; r.Metric != w[0] || r.Threshold != w[1] {
-			t.Errorf("rule %s: %s %v, want %v", r.ID, r.Metric, r.Threshold, w)
-		}
+	if len(rules) != 2 || rules[0].Enabled || !rules[1].Enabled || rules[1].Metric != alerting.LLMCost {
+		t.Errorf("rules %+v: want p95 disabled, spend enabled by default", rules)
+	}
+	// The resource's spelling is the operator's to translate (controllers.serverAlertRule).
+	os.WriteFile(path, []byte(`[{"id":"p95","metric":"latency_p95","comparison":"gt","threshold":800,"window_seconds":300,"severity":"warning"}]`), 0o600)
+	if _, err := alerting.LoadRules(path); err == nil || !strings.Contains(err.Error(), `unknown metric "latency_p95"`) {
+		t.Errorf("want the unknown metric named, got %v", err)
 	}
 }

@@ -27,10 +27,10 @@ const Tenant = "demo"
 func LoadDemo(t testing.TB, db *store.DB, opts demo.Options) demo.Result {
 	t.Helper()
 	ctx := context.Background()
-	if _, err := db.ProvisionTenant(ctx, store.TenantSpec{ID: Tenant}); err != nil {
+	if _, err := db.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: Tenant}); err != nil {
 		t.Fatal(err)
 	}
-	key, _, err := db.CreateAPIKey(ctx, Tenant, "demo loader", nil)
+	key, _, err := db.Admin().CreateAPIKey(ctx, Tenant, "demo loader", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

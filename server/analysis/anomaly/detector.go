@@ -105,58 +105,91 @@ type cachedBaseline struct {
 // changed anomalies only if no later tick was claimed meanwhile.
 func Detect(ctx context.Context, t *store.Tenant, now time.Time, cfg Config) (Result, error) {
 	cfg = cfg.withDefaults()
-	step, window := int64(cfg.Step), int64(cfg.Window)
 	// Ticks are claimed every minute, so a backlog (a first run, or data loaded from the past) is
 	// worked off soon; windows still end every Step.
 	tick := now.Add(-cfg.Lag).Truncate(time.Minute).UnixNano()
-	var res Result
 	claimed, err := t.ClaimTick(ctx, Job, tick)
 	if err != nil || !claimed {
-		return res, err
+		return Result{}, err
 	}
-	res.Ran = true
-	st, err := t.JobState(ctx, Job)
+	res := Result{Ran: true}
+	p, err := cfg.plan(ctx, t, tick)
 	if err != nil {
 		return res, err
+	}
+	if p.idle {
+		_, err := t.CommitTick(ctx, Job, tick, p.progress, func(*store.TickTx) error { return nil })
+		return res, err
+	}
+	d, err := cfg.load(ctx, t, p)
+	if err != nil {
+		return res, err
+	}
+	res.Windows, res.Skipped = d.evaluateAll(p)
+	d.endSilent(p.limit)
+	current, err := t.CommitTick(ctx, Job, tick, p.limit, func(tx *store.TickTx) error {
+		res.Changed, err = d.save(tx)
+		return err
+	})
+	if err != nil || !current {
+		return Result{Ran: false}, err
+	}
+	return res, nil
+}
+
+// plan is the windows a tick evaluates: those ending every Step from firstEnd up to limit.
+type plan struct {
+	progress        int64 // where the last tick stopped
+	firstEnd, limit int64
+	idle            bool // no data, or none past the last tick's progress
+}
+
+// plan picks the windows the data has moved past since the last tick: loading a day of history
+// (the demo) is then analysed as it arrives rather than skipped as empty.
+func (c Config) plan(ctx context.Context, t *store.Tenant, tick int64) (plan, error) {
+	step, window := int64(c.Step), int64(c.Window)
+	st, err := t.JobState(ctx, Job)
+	if err != nil {
+		return plan{}, err
 	}
 	first, err := t.FirstRollup(ctx)
 	if err != nil {
-		return res, err
+		return plan{}, err
 	}
 	newest, err := t.LastRollup(ctx)
 	if err != nil {
-		return res, err
+		return plan{}, err
 	}
-	// Evaluate only windows the data has moved past: loading a day of history (the demo) is then
-	// analysed as it arrives rather than skipped as empty.
-	limit := min(tick, newest-int64(cfg.Lag))
-	limit -= limit % step
+	p := plan{progress: st.ProgressNS, limit: min(tick, newest-int64(c.Lag))}
+	p.limit -= p.limit % step
 	last := st.ProgressNS
 	if last == 0 && first != 0 {
-		start := max(first+window+minBaselineHours*store.Hour, tick-int64(cfg.MaxBackfill))
+		start := max(first+window+minBaselineHours*store.Hour, tick-int64(c.MaxBackfill))
 		start += (step - start%step) % step
 		last = start - step
 	}
-	last = max(last, tick-int64(cfg.MaxBackfill))
-	if first == 0 || last >= limit {
-		_, err := t.CommitTick(ctx, Job, tick, st.ProgressNS, func(*store.TickTx) error { return nil })
-		return res, err
-	}
+	last = max(last, tick-int64(c.MaxBackfill))
+	p.firstEnd, p.idle = last+step, first == 0 || last >= p.limit
+	return p, nil
+}
 
-	firstEnd := last + step
-	from := firstEnd - window - int64(cfg.Baseline)
+// load reads the timeline the planned windows and their baselines need, and the anomalies already
+// recorded over it.
+func (c Config) load(ctx context.Context, t *store.Tenant, p plan) (*detector, error) {
+	window := int64(c.Window)
+	from := p.firstEnd - window - int64(c.Baseline)
 	from -= from % store.Hour
-	split := firstEnd - window
+	split := p.firstEnd - window
 	split -= split % store.Hour
-	tl, err := loadTimeline(ctx, t, from, split, limit)
+	tl, err := loadTimeline(ctx, t, from, split, p.limit)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
 	recs, err := t.AnomalyRecords(ctx, from)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
-	d := &detector{cfg: cfg, tl: tl, episodes: map[string][]*episode{}, cache: map[string]cachedBaseline{}, version: map[string]int{}}
+	d := &detector{cfg: c, tl: tl, episodes: map[string][]*episode{}, cache: map[string]cachedBaseline{}, version: map[string]int{}}
 	for _, r := range recs {
 		e := &episode{rec: r}
 		if err := json.Unmarshal(r.Details, &e.d); err != nil || e.d.Metrics == nil {
@@ -164,53 +197,63 @@ func Detect(ctx context.Context, t *store.Tenant, now time.Time, cfg Config) (Re
 		}
 		d.episodes[r.Service] = append(d.episodes[r.Service], e)
 	}
-	names := make([]string, 0, len(tl.services))
-	for name := range tl.services {
+	return d, nil
+}
+
+// evaluateAll evaluates every planned window of every service and returns the number of windows
+// and the services it had to pass over.
+func (d *detector) evaluateAll(p plan) (windows int, skipped []store.Skipped) {
+	step, window := int64(d.cfg.Step), int64(d.cfg.Window)
+	names := make([]string, 0, len(d.tl.services))
+	for name := range d.tl.services {
 		names = append(names, name)
 	}
 	sort.Strings(names)
 	// A service whose data cannot be evaluated is passed over for the rest of the tick, so it never
 	// holds up the detection of the others.
 	failed := map[string]bool{}
-	for end := firstEnd; end <= limit; end += step {
+	for end := p.firstEnd; end <= p.limit; end += step {
 		for _, name := range names {
 			if failed[name] {
 				continue
 			}
-			if err := d.evaluate(tl.services[name], end-window, end); err != nil {
+			if err := d.evaluate(d.tl.services[name], end-window, end); err != nil {
 				failed[name] = true
-				res.Skipped = append(res.Skipped, store.Skipped{Key: fmt.Sprintf("service %q at %s", name, time.Unix(0, end).UTC().Format(time.RFC3339)), Err: err})
+				skipped = append(skipped, store.Skipped{Key: fmt.Sprintf("service %q at %s", name, time.Unix(0, end).UTC().Format(time.RFC3339)), Err: err})
 			}
 		}
-		res.Windows++
+		windows++
 	}
-	// A service that stopped sending has no windows left to end its anomaly.
+	return windows, skipped
+}
+
+// endSilent ends the open anomaly of a service that stopped sending: it has no windows left to end it.
+func (d *detector) endSilent(limit int64) {
 	for name, eps := range d.episodes {
-		if e := eps[len(eps)-1]; tl.services[name] == nil && e.open() && limit-e.rec.LastSeenNS >= 2*window {
+		if e := eps[len(eps)-1]; d.tl.services[name] == nil && e.open() && limit-e.rec.LastSeenNS >= 2*int64(d.cfg.Window) {
 			e.rec.EndedNS, e.changed = e.rec.LastSeenNS, true
 		}
 	}
-	current, err := t.CommitTick(ctx, Job, tick, limit, func(tx *store.TickTx) error {
-		for _, eps := range d.episodes {
-			for _, e := range eps {
-				if !e.changed {
-					continue
-				}
-				e.rec.Details, _ = json.Marshal(e.d)
-				id, err := tx.SaveAnomaly(e.rec)
-				if err != nil {
-					return err
-				}
-				e.rec.ID = id
-				res.Changed = append(res.Changed, id)
+}
+
+// save stores the new and changed anomalies and returns their ids.
+func (d *detector) save(tx *store.TickTx) ([]int64, error) {
+	var ids []int64
+	for _, eps := range d.episodes {
+		for _, e := range eps {
+			if !e.changed {
+				continue
 			}
+			e.rec.Details, _ = json.Marshal(e.d)
+			id, err := tx.SaveAnomaly(e.rec)
+			if err != nil {
+				return nil, err
+			}
+			e.rec.ID = id
+			ids = append(ids, id)
 		}
-		return nil
-	})
-	if err != nil || !current {
-		return Result{Ran: false}, err
 	}
-	return res, nil
+	return ids, nil
 }
 
 // baseline sums the whole hours of the Baseline before ws that overlap no anomaly of the service.
@@ -255,59 +298,81 @@ func (d *detector) anomalous(service string, from, to int64) bool {
 
 // evaluate tests one service's window [ws, we) and folds what it finds into the service's episodes.
 func (d *detector) evaluate(s *serviceData, ws, we int64) error {
-	b := d.baseline(s, ws)
-	req, ops, err := s.window(ws, we, false)
+	found, err := d.findings(s, ws, we)
 	if err != nil {
 		return err
 	}
+	d.fold(s.name, we, found)
+	return nil
+}
+
+// findings runs every test on one service's window [ws, we).
+func (d *detector) findings(s *serviceData, ws, we int64) ([]finding, error) {
+	b := d.baseline(s, ws)
+	req, ops, err := s.window(ws, we, false)
+	if err != nil {
+		return nil, err
+	}
 	var found []finding
 	if f, ok, err := d.cfg.detectLatency(s, b, req, ops, ws, we); err != nil {
-		return err
+		return nil, err
 	} else if ok {
 		found = append(found, f)
 	}
 	if f, ok, err := d.cfg.detectErrors(s, b, req, ops, ws, we); err != nil {
-		return err
+		return nil, err
 	} else if ok {
 		found = append(found, f)
 	}
-	var others int64
-	for m := ws; m < we; m += store.Minute {
-		others += d.tl.totals[m]
-	}
-	if f, ok := d.cfg.detectThroughput(b, req, others-req.N, ops, d.cfg.Window); ok {
-		// Where in the window the share changed: minutes whose count exceeds the midpoint between
-		// the expected and the observed share of the other services' requests.
-		share := (f.Baseline + f.Observed) / 2 / (float64(others-req.N) / d.cfg.Window.Minutes())
-		var excess []float64
-		for m := ws; m < we; m += store.Minute {
-			a, err := s.minute(m, false)
-			if err != nil {
-				return err
-			}
-			excess = append(excess, float64(a.N)-share*float64(d.tl.totals[m]-a.N))
-		}
-		if f.Observed < f.Baseline {
-			for i := range excess {
-				excess[i] = -excess[i]
-			}
-		}
-		first, last := changeSpan(excess)
-		f.onset, f.last = ws+int64(first)*store.Minute, ws+int64(last)*store.Minute
+	if f, ok, err := d.throughput(s, b, req, ops, ws, we); err != nil {
+		return nil, err
+	} else if ok {
 		found = append(found, f)
 	}
 	llm, models, err := s.window(ws, we, true)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	fs, err := d.cfg.detectLLM(s, b, llm, models, ws, we)
-	if err != nil {
-		return err
-	}
-	found = append(found, fs...)
+	return append(found, fs...), err
+}
 
+// throughput tests the service's share of all requests in [ws, we) and places the change in it.
+func (d *detector) throughput(s *serviceData, b *baseline, req metrics.Agg, ops map[string]*metrics.Agg, ws, we int64) (finding, bool, error) {
+	var others int64
+	for m := ws; m < we; m += store.Minute {
+		others += d.tl.totals[m]
+	}
+	f, ok := d.cfg.detectThroughput(b, req, others-req.N, ops, d.cfg.Window)
+	if !ok {
+		return f, false, nil
+	}
+	// Where in the window the share changed: minutes whose count exceeds the midpoint between
+	// the expected and the observed share of the other services' requests.
+	share := (f.Baseline + f.Observed) / 2 / (float64(others-req.N) / d.cfg.Window.Minutes())
+	var excess []float64
+	for m := ws; m < we; m += store.Minute {
+		a, err := s.minute(m, false)
+		if err != nil {
+			return f, false, err
+		}
+		excess = append(excess, float64(a.N)-share*float64(d.tl.totals[m]-a.N))
+	}
+	if f.Observed < f.Baseline {
+		for i := range excess {
+			excess[i] = -excess[i]
+		}
+	}
+	first, last := changeSpan(excess)
+	f.onset, f.last = ws+int64(first)*store.Minute, ws+int64(last)*store.Minute
+	return f, true, nil
+}
+
+// fold adds a window's findings to the service's open episode (opening one), or ends the open
+// episode after a long enough run of clean windows.
+func (d *detector) fold(service string, we int64, found []finding) {
 	var cur *episode
-	if eps := d.episodes[s.name]; len(eps) > 0 && eps[len(eps)-1].open() {
+	if eps := d.episodes[service]; len(eps) > 0 && eps[len(eps)-1].open() {
 		cur = eps[len(eps)-1]
 	}
 	if len(found) == 0 {
@@ -316,15 +381,15 @@ func (d *detector) evaluate(s *serviceData, ws, we int64) error {
 		if cur != nil && we-cur.rec.LastSeenNS >= 2*int64(d.cfg.Window) {
 			cur.rec.EndedNS = cur.rec.LastSeenNS
 			cur.changed = true
-			d.version[s.name]++
+			d.version[service]++
 		}
-		return nil
+		return
 	}
 	if cur == nil {
-		cur = &episode{rec: store.AnomalyRecord{Anomaly: store.Anomaly{Service: s.name, StartedNS: found[0].onset}},
+		cur = &episode{rec: store.AnomalyRecord{Anomaly: store.Anomaly{Service: service, StartedNS: found[0].onset}},
 			d: details{WindowNS: int64(d.cfg.Window), Metrics: map[string]*metricState{}}}
-		d.episodes[s.name] = append(d.episodes[s.name], cur)
-		d.version[s.name]++
+		d.episodes[service] = append(d.episodes[service], cur)
+		d.version[service]++
 	}
 	for _, f := range found {
 		cur.rec.StartedNS = min(cur.rec.StartedNS, f.onset)
@@ -342,7 +407,6 @@ func (d *detector) evaluate(s *serviceData, ws, we int64) error {
 	}
 	cur.summarise()
 	cur.changed = true
-	return nil
 }
 
 // summarise sets the row's headline fields from its most severe metric and writes the summary.

@@ -43,39 +43,6 @@ func lchoose(n, k int64) float64 {
 	return a - b - c
 }
 
-// poissonUpper is P(K >= k) for K ~ Poisson(mu).
-func poissonUpper(k int64, mu float64) float64 {
-	if k <= 0 || float64(k) <= mu {
-		return 1
-	}
-	lg, _ := math.Lgamma(float64(k + 1))
-	logTerm := float64(k)*math.Log(mu) - mu - lg
-	sum := 0.0
-	for i := k; ; i++ {
-		t := math.Exp(logTerm)
-		sum += t
-		if t < sum*1e-12 || i-k > 1e6 {
-			break
-		}
-		logTerm += math.Log(mu) - math.Log(float64(i+1))
-	}
-	return math.Min(1, sum)
-}
-
-// poissonLower is P(K <= k) for K ~ Poisson(mu).
-func poissonLower(k int64, mu float64) float64 {
-	if float64(k) >= mu {
-		return 1
-	}
-	sum := 0.0
-	logTerm := -mu // i = 0
-	for i := int64(0); i <= k; i++ {
-		sum += math.Exp(logTerm)
-		logTerm += math.Log(mu) - math.Log(float64(i+1))
-	}
-	return math.Min(1, sum)
-}
-
 // surprise converts a tail probability into a score: -log10 p, capped so that products of tiny
 // probabilities stay finite.
 func surprise(p float64) float64 {

@@ -3,7 +3,6 @@ package rca
 import (
 	"context"
 	"fmt"
-	"sort"
 
 	"github.com/tracekit/tracekit/server/store"
 )
@@ -12,60 +11,34 @@ import (
 // entry span, by service, operation and exception type.
 func (an *analysis) failures(ctx context.Context) ([]Cause, error) {
 	svc := an.a.Service
-	reqs, err := loadRequests(ctx, an.t,
-		store.SampleQuery{Service: svc, From: an.r.FromNS, To: an.r.ToNS, ErrorsOnly: true, Slices: sampleSlices, PerSlice: samplePerSlice},
-		store.SampleQuery{Service: svc, From: an.r.BaselineFromNS, To: an.r.BaselineToNS, Slices: sampleSlices, PerSlice: samplePerSlice})
-	if err != nil {
+	s, ok, err := an.sample(ctx, store.SampleQuery{ErrorsOnly: true})
+	if !ok || err != nil {
 		return nil, err
 	}
-	bad, good := split(reqs)
-	an.note(len(bad), len(good))
-	if len(bad) == 0 || len(good) == 0 {
-		return nil, nil
-	}
 	type origin struct{ service, operation, exception, message string }
-	type acc struct {
-		bad, good float64
-		traces    map[string]float64
-	}
-	origins := map[origin]*acc{}
+	origins := tally[origin]{}
 	ops := map[origin][]string{} // operations raising each origin in bad requests
-	for _, r := range reqs {
+	for _, r := range s.all {
 		seen := map[origin]bool{}
 		for _, n := range errorOrigins(r.entry) {
 			// One exception type is one cause wherever it is raised; without one, the operation
 			// and message identify it.
-			o := origin{service: n.s.Service, exception: n.exceptionType()}
+			o := origin{service: n.Span.Service, exception: n.Span.exceptionType()}
 			if o.exception == "" {
-				o.operation, o.message = n.s.Operation, short(n.s.StatusMessage, 160)
+				o.operation, o.message = n.Span.Operation, short(n.Span.StatusMessage, 160)
 			}
 			seen[o] = true
 			if r.bad {
-				ops[o] = append(ops[o], n.s.Operation)
+				ops[o] = append(ops[o], n.Span.Operation)
 			}
 		}
 		for o := range seen {
-			a := origins[o]
-			if a == nil {
-				a = &acc{traces: map[string]float64{}}
-				origins[o] = a
-			}
-			if r.bad {
-				a.bad += 1 / float64(len(bad))
-				a.traces[r.traceID] = 1
-			} else {
-				a.good += 1 / float64(len(good))
-			}
+			origins.set(s, o, r, 1)
 		}
 	}
-	keys := make([]origin, 0, len(origins))
-	for o := range origins {
-		keys = append(keys, o)
-	}
-	sort.Slice(keys, func(i, j int) bool { return origins[keys[i]].bad > origins[keys[j]].bad })
 	var causes []Cause
 	share := map[string]float64{}
-	for _, o := range keys {
+	for _, o := range origins.byBad() {
 		a := origins[o]
 		if a.bad-a.good <= 0 {
 			continue
@@ -90,7 +63,7 @@ func (an *analysis) failures(ctx context.Context) ([]Cause, error) {
 		causes = append(causes, c)
 	}
 	// A bad deployment or host of the failing service is the cause behind its exceptions.
-	for _, p := range overRepresented(reqs, []string{"service.version", "host.name"}) {
+	for _, p := range overRepresented(s.all, []string{"service.version", "host.name"}) {
 		if share[p.service] <= 0 {
 			continue
 		}

@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	"github.com/tracekit/tracekit/server/analysis/anomaly"
+	"github.com/tracekit/tracekit/server/analysis/tracetree"
 	"github.com/tracekit/tracekit/server/store"
 )
 
@@ -22,14 +23,14 @@ type unit struct {
 }
 
 func unitOf(n *node) unit {
-	s := n.s
+	s := n.Span
 	u := unit{service: s.Service, operation: s.Operation, kind: KindOperation}
 	switch {
 	case s.DBStatement != "":
 		u.kind, u.attribute, u.value = KindDBStatement, "db.statement", s.DBStatement
-	case s.Kind == store.KindClient && n.attr("gen_ai.request.model") != "":
-		u.kind, u.attribute, u.value = KindLLMModel, "gen_ai.request.model", n.attr("gen_ai.request.model")
-	case s.Kind == store.KindClient && s.PeerService != "" && len(n.children) == 0:
+	case s.Kind == store.KindClient && n.Span.attr("gen_ai.request.model") != "":
+		u.kind, u.attribute, u.value = KindLLMModel, "gen_ai.request.model", n.Span.attr("gen_ai.request.model")
+	case s.Kind == store.KindClient && s.PeerService != "" && len(n.Children) == 0:
 		// A call whose callee reports no spans: an external API or an uninstrumented service.
 		u.kind, u.attribute, u.value = KindDependency, "peer.service", s.PeerService
 	}
@@ -42,48 +43,22 @@ func (an *analysis) latency(ctx context.Context, d anomaly.Details) ([]Cause, er
 	if tau <= 0 {
 		tau = int64(d.Baseline * 1e6)
 	}
-	svc := an.a.Service
-	reqs, err := loadRequests(ctx, an.t,
-		store.SampleQuery{Service: svc, From: an.r.FromNS, To: an.r.ToNS, MinDurationNS: tau, Slices: sampleSlices, PerSlice: samplePerSlice},
-		store.SampleQuery{Service: svc, From: an.r.BaselineFromNS, To: an.r.BaselineToNS, Slices: sampleSlices, PerSlice: samplePerSlice})
-	if err != nil {
+	s, ok, err := an.sample(ctx, store.SampleQuery{MinDurationNS: tau})
+	if !ok || err != nil {
 		return nil, err
 	}
-	bad, good := split(reqs)
-	an.note(len(bad), len(good))
-	if len(bad) == 0 || len(good) == 0 {
-		return nil, nil
-	}
 	// Mean critical-path self time per unit, and which bad requests show most of it.
-	type acc struct {
-		bad, good float64
-		nodes     []*node // in bad requests, for examples
-		traces    map[string]float64
-	}
-	units := map[unit]*acc{}
+	units := tally[unit]{}
 	var durBad, durGood float64
-	for _, r := range reqs {
-		w := 1 / float64(len(good))
+	for _, r := range s.all {
 		if r.bad {
-			w = 1 / float64(len(bad))
-			durBad += float64(r.entry.s.DurationNS) * w
+			durBad += float64(r.entry.DurationNS) * s.weight(r)
 		} else {
-			durGood += float64(r.entry.s.DurationNS) * w
+			durGood += float64(r.entry.DurationNS) * s.weight(r)
 		}
-		criticalPath(r.entry, r.entry.end(), func(n *node, self int64) {
-			u := unitOf(n)
-			a := units[u]
-			if a == nil {
-				a = &acc{traces: map[string]float64{}}
-				units[u] = a
-			}
-			if r.bad {
-				a.bad += float64(self) * w
-				a.traces[r.traceID] += float64(self)
-			} else {
-				a.good += float64(self) * w
-			}
-		})
+		for _, step := range tracetree.CriticalPath(r.entry) {
+			units.add(s, unitOf(step.Node), r, float64(step.PathNS))
+		}
 	}
 	added := durBad - durGood
 	if added <= 0 {
@@ -95,7 +70,7 @@ func (an *analysis) latency(ctx context.Context, d anomaly.Details) ([]Cause, er
 	serviceShare := map[string]float64{}
 	type scored struct {
 		u     unit
-		a     *acc
+		a     *evidence
 		share float64
 	}
 	var list []scored
@@ -123,7 +98,7 @@ func (an *analysis) latency(ctx context.Context, d anomaly.Details) ([]Cause, er
 	}
 	// A deployment or a host explains its service's own code getting slower better than the code
 	// does: a slow operation is the symptom, "since version X" or "on host Y" the cause.
-	for _, o := range overRepresented(reqs, []string{"service.version", "host.name"}) {
+	for _, o := range overRepresented(s.all, []string{"service.version", "host.name"}) {
 		share := serviceShare[o.service]
 		if share <= 0 {
 			continue
@@ -138,22 +113,6 @@ func (an *analysis) latency(ctx context.Context, d anomaly.Details) ([]Cause, er
 		causes = append(causes, c)
 	}
 	return preferVersionOverHost(causes), nil
-}
-
-func split(reqs []*request) (bad, good []*request) {
-	for _, r := range reqs {
-		if r.bad {
-			bad = append(bad, r)
-		} else {
-			good = append(good, r)
-		}
-	}
-	return bad, good
-}
-
-func (an *analysis) note(bad, good int) {
-	an.r.Anomalous = max(an.r.Anomalous, bad)
-	an.r.Baseline = max(an.r.Baseline, good)
 }
 
 func describeUnit(u unit, good, bad, share float64) string {
@@ -238,20 +197,20 @@ func overRepresented(reqs []*request, attributes []string) []presence {
 	for _, r := range reqs {
 		seen := map[key]bool{}
 		services := map[string]bool{}
-		walk(r.entry, func(n *node) {
-			services[n.s.Service] = true
+		tracetree.Walk(r.entry, func(n *node) {
+			services[n.Span.Service] = true
 			for _, a := range attributes {
 				v := ""
 				switch a {
 				case "service.version":
-					v = n.s.ServiceVersion
+					v = n.Span.ServiceVersion
 				case "host.name":
-					v = n.s.HostName
+					v = n.Span.HostName
 				default:
-					v = n.attr(a)
+					v = n.Span.attr(a)
 				}
 				if v != "" {
-					seen[key{n.s.Service, a, v}] = true
+					seen[key{n.Span.Service, a, v}] = true
 				}
 			}
 		})

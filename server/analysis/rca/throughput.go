@@ -3,9 +3,9 @@ package rca
 import (
 	"context"
 	"fmt"
-	"sort"
 
 	"github.com/tracekit/tracekit/server/analysis/anomaly"
+	"github.com/tracekit/tracekit/server/analysis/tracetree"
 	"github.com/tracekit/tracekit/server/store"
 )
 
@@ -16,16 +16,9 @@ func (an *analysis) throughput(ctx context.Context, d anomaly.Details) ([]Cause,
 		return nil, nil // a drop: the callers that vanished left no spans to compare
 	}
 	svc := an.a.Service
-	reqs, err := loadRequests(ctx, an.t,
-		store.SampleQuery{Service: svc, From: an.r.FromNS, To: an.r.ToNS, Slices: sampleSlices, PerSlice: samplePerSlice},
-		store.SampleQuery{Service: svc, From: an.r.BaselineFromNS, To: an.r.BaselineToNS, Slices: sampleSlices, PerSlice: samplePerSlice})
-	if err != nil {
+	s, ok, err := an.sample(ctx, store.SampleQuery{})
+	if !ok || err != nil || d.Baseline <= 0 {
 		return nil, err
-	}
-	bad, good := split(reqs)
-	an.note(len(bad), len(good))
-	if len(bad) == 0 || len(good) == 0 || d.Baseline <= 0 {
-		return nil, nil
 	}
 	// ratio is how many times the usual traffic arrived; a caller explains the part of the surplus
 	// its own requests make up.
@@ -34,73 +27,48 @@ func (an *analysis) throughput(ctx context.Context, d anomaly.Details) ([]Cause,
 		return min(1, max(0, (nowShare*ratio-beforeShare)/(ratio-1)))
 	}
 	type caller struct{ service, operation string }
-	type acc struct {
-		bad, good           float64 // share of requests
-		callsBad, callsGood float64 // calls into the service per request of the caller's trace
-		resent              float64 // share of its bad requests marked as resends
-		traces              map[string]float64
-	}
-	callers := map[caller]*acc{}
-	for _, r := range reqs {
+	// Per caller: its share of requests, its calls into the service per request of its trace, and
+	// the share of its bad requests marked as resends.
+	share, calls, resent := tally[caller]{}, tally[caller]{}, tally[caller]{}
+	for _, r := range s.all {
 		c := caller{service: "(external clients)"}
-		parent := r.entry.parent
+		parent := r.entry.Parent
 		if parent != nil {
-			c = caller{service: parent.s.Service, operation: parent.s.Operation}
+			c = caller{service: parent.Span.Service, operation: parent.Span.Operation}
 		}
-		a := callers[c]
-		if a == nil {
-			a = &acc{traces: map[string]float64{}}
-			callers[c] = a
-		}
-		calls := 0.0
-		root := r.entry
-		for root.parent != nil {
-			root = root.parent
-		}
-		walk(root, func(n *node) {
-			if n.s.Service == svc && n.s.IsEntry && n.parent != nil && n.parent.s.Service == c.service && n.parent.s.Operation == c.operation {
-				calls++
+		n := 0.0
+		tracetree.Walk(tracetree.Root(r.entry), func(x *node) {
+			if x.Span.Service == svc && x.Span.IsEntry && x.Parent != nil && x.Parent.Span.Service == c.service && x.Parent.Span.Operation == c.operation {
+				n++
 			}
 		})
-		calls = max(calls, 1)
-		if r.bad {
-			a.bad += 1 / float64(len(bad))
-			a.callsBad += calls / float64(len(bad))
-			a.traces[r.traceID] = calls
-			if parent != nil && parent.attr("http.request.resend_count") != "" {
-				a.resent += 1 / float64(len(bad))
-			}
-		} else {
-			a.good += 1 / float64(len(good))
-			a.callsGood += calls / float64(len(good))
+		share.set(s, c, r, 1)
+		calls.set(s, c, r, max(n, 1))
+		if r.bad && parent != nil && parent.Span.attr("http.request.resend_count") != "" {
+			resent.set(s, c, r, 1)
 		}
 	}
-	keys := make([]caller, 0, len(callers))
-	for c := range callers {
-		keys = append(keys, c)
-	}
-	sort.Slice(keys, func(i, j int) bool { return callers[keys[i]].bad > callers[keys[j]].bad })
 	var causes []Cause
-	for _, k := range keys {
-		a := callers[k]
-		perBad, perGood := a.callsBad/max(a.bad, 1e-9), a.callsGood/max(a.good, 1e-9)
+	for _, k := range share.byBad() {
+		a, n, rs := share.get(k), calls.get(k), resent.get(k).bad
+		perBad, perGood := n.bad/max(a.bad, 1e-9), n.good/max(a.good, 1e-9)
 		switch {
 		case a.good > 0 && perBad >= 1.5*perGood:
 			c := Cause{Kind: KindRetryStorm, Service: k.service, Operation: k.operation,
-				Confidence: 0.8 * explained(a.bad, a.good), TraceIDs: examples(a.traces),
+				Confidence: 0.8 * explained(a.bad, a.good), TraceIDs: examples(n.traces),
 				Figures: []Figure{{Name: "calls into " + svc + " per request of the caller", Baseline: perGood, Anomalous: perBad},
 					{Name: "share of requests to " + svc, Baseline: a.good, Anomalous: a.bad}}}
-			if a.resent >= 0.2 {
+			if rs >= 0.2 {
 				// The calls say themselves that they are resends.
 				c.Attribute = "http.request.resend_count"
 				c.Confidence = 0.95 * explained(a.bad, a.good)
 			}
 			c.Description = fmt.Sprintf("%s %q calls %s %.1f times per request instead of %.1f (%s of them resends): a retry storm.",
-				k.service, k.operation, svc, perBad, perGood, pct(a.resent/max(a.bad, 1e-9)))
+				k.service, k.operation, svc, perBad, perGood, pct(rs/max(a.bad, 1e-9)))
 			causes = append(causes, c)
 		case a.bad-a.good >= 0.2:
 			c := Cause{Kind: KindTrafficSource, Service: k.service, Operation: k.operation, Confidence: 0.8 * explained(a.bad, a.good),
-				TraceIDs: examples(a.traces),
+				TraceIDs: examples(n.traces),
 				Figures:  []Figure{{Name: "share of requests to " + svc, Baseline: a.good, Anomalous: a.bad}}}
 			c.Description = fmt.Sprintf("%s %q sends %s of the requests to %s, against %s before.", k.service, k.operation, pct(a.bad), svc, pct(a.good))
 			causes = append(causes, c)

@@ -7,30 +7,26 @@ import (
 	"sort"
 	"strconv"
 
+	"github.com/tracekit/tracekit/server/analysis/tracetree"
 	"github.com/tracekit/tracekit/server/store"
 )
 
+// span is a stored span whose attributes are parsed on first use.
+type span struct {
+	*store.Span
+	attrs map[string]any
+}
+
 // node is a span in a trace tree.
-type node struct {
-	s        *store.Span
-	parent   *node
-	children []*node
-	attrs    map[string]any // parsed on first use
-}
-
-func (n *node) end() int64 { return n.s.StartNS + n.s.DurationNS }
-
-func (n *node) failed() bool {
-	return n.s.StatusCode == store.StatusError || n.s.HTTPStatusCode >= 500
-}
+type node = tracetree.Node[span]
 
 // attr returns a span attribute as text ("" when absent), parsing the span's JSON once.
-func (n *node) attr(key string) string {
-	if n.attrs == nil {
-		n.attrs = map[string]any{}
-		_ = json.Unmarshal(n.s.Attributes, &n.attrs)
+func (s *span) attr(key string) string {
+	if s.attrs == nil {
+		s.attrs = map[string]any{}
+		_ = json.Unmarshal(s.Attributes, &s.attrs)
 	}
-	switch v := n.attrs[key].(type) {
+	switch v := s.attrs[key].(type) {
 	case string:
 		return v
 	case float64:
@@ -42,15 +38,15 @@ func (n *node) attr(key string) string {
 }
 
 // exceptionType is the type of the exception recorded on the span, if any.
-func (n *node) exceptionType() string {
-	if !bytes.Contains(n.s.Events, []byte("exception.type")) {
+func (s *span) exceptionType() string {
+	if !bytes.Contains(s.Events, []byte("exception.type")) {
 		return ""
 	}
 	var events []struct {
 		Name       string         `json:"name"`
 		Attributes map[string]any `json:"attributes"`
 	}
-	if json.Unmarshal(n.s.Events, &events) != nil {
+	if json.Unmarshal(s.Events, &events) != nil {
 		return ""
 	}
 	for _, e := range events {
@@ -92,26 +88,13 @@ func loadRequests(ctx context.Context, t *store.Tenant, bad, good store.SampleQu
 	if err != nil {
 		return nil, err
 	}
-	byTrace := map[string]map[string]*node{}
+	byTrace := map[string][]span{}
 	for i := range spans {
-		s := &spans[i]
-		m := byTrace[s.TraceID]
-		if m == nil {
-			m = map[string]*node{}
-			byTrace[s.TraceID] = m
-		}
-		m[s.SpanID] = &node{s: s}
+		byTrace[spans[i].TraceID] = append(byTrace[spans[i].TraceID], span{Span: &spans[i]})
 	}
-	for _, m := range byTrace {
-		for _, n := range m {
-			if p := m[n.s.ParentSpanID]; p != nil && n.s.ParentSpanID != "" {
-				p.children = append(p.children, n)
-				n.parent = p
-			}
-		}
-		for _, n := range m {
-			sort.Slice(n.children, func(i, j int) bool { return n.children[i].s.StartNS < n.children[j].s.StartNS })
-		}
+	trees := make(map[string]*tracetree.Tree[span], len(byTrace))
+	for id, spans := range byTrace {
+		trees[id] = tracetree.Build(spans)
 	}
 	var out []*request
 	for _, group := range []struct {
@@ -119,45 +102,12 @@ func loadRequests(ctx context.Context, t *store.Tenant, bad, good store.SampleQu
 		bad  bool
 	}{{badRefs, true}, {goodRefs, false}} {
 		for _, r := range group.refs {
-			if e := byTrace[r.TraceID][r.SpanID]; e != nil {
-				out = append(out, &request{traceID: r.TraceID, entry: e, bad: group.bad})
+			if tr := trees[r.TraceID]; tr != nil && tr.ByID[r.SpanID] != nil {
+				out = append(out, &request{traceID: r.TraceID, entry: tr.ByID[r.SpanID], bad: group.bad})
 			}
 		}
 	}
 	return out, nil
-}
-
-// walk visits the subtree of n.
-func walk(n *node, visit func(*node)) {
-	visit(n)
-	for _, c := range n.children {
-		walk(c, visit)
-	}
-}
-
-// criticalPath attributes the time of n (up to end) to the spans on its critical path: working back
-// from the end, the child that finished last is what n waited for; the gaps are n's own time.
-func criticalPath(n *node, end int64, add func(n *node, self int64)) {
-	cursor := min(end, n.end())
-	for cursor > n.s.StartNS {
-		var next *node
-		nextEnd := n.s.StartNS
-		for _, c := range n.children {
-			if c.s.StartNS >= cursor {
-				continue
-			}
-			if e := min(c.end(), cursor); e > nextEnd {
-				next, nextEnd = c, e
-			}
-		}
-		if next == nil {
-			add(n, cursor-n.s.StartNS)
-			return
-		}
-		add(n, cursor-nextEnd)
-		criticalPath(next, nextEnd, add)
-		cursor = max(next.s.StartNS, n.s.StartNS)
-	}
 }
 
 // errorOrigins returns the failing spans under n none of whose descendants failed: where errors
@@ -167,15 +117,15 @@ func errorOrigins(n *node) []*node {
 	var visit func(*node) bool
 	visit = func(x *node) bool {
 		below := false
-		for _, c := range x.children {
+		for _, c := range x.Children {
 			if visit(c) {
 				below = true
 			}
 		}
-		if x.failed() && !below {
+		if x.Span.Failed() && !below {
 			out = append(out, x)
 		}
-		return below || x.failed()
+		return below || x.Span.Failed()
 	}
 	visit(n)
 	return out

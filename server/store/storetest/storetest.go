@@ -117,11 +117,11 @@ func TwoTenants(t testing.TB) (admin *store.DB, dsn, teamA string) {
 	ctx := context.Background()
 	dsn = PostgresDSN(t)
 	admin = Open(t, dsn)
-	creds, err := admin.ProvisionTenant(ctx, store.TenantSpec{ID: "team-a"})
+	creds, err := admin.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: "team-a"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := admin.ProvisionTenant(ctx, store.TenantSpec{ID: "team-b"}); err != nil {
+	if _, err := admin.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: "team-b"}); err != nil {
 		t.Fatal(err)
 	}
 	if teamA, err = creds.DSN(dsn); err != nil {
@@ -146,6 +146,27 @@ func Count(t testing.TB, dsn, table, tenant string) int {
 // QueryInt runs a query returning one integer over a new connection to dsn.
 func QueryInt(t testing.TB, dsn, query string) int {
 	t.Helper()
+	db := conn(t, dsn)
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(query).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+// Exec runs a statement over a new connection to dsn, as the owner.
+func Exec(t testing.TB, dsn, stmt string) {
+	t.Helper()
+	db := conn(t, dsn)
+	defer db.Close()
+	if _, err := db.Exec(stmt); err != nil {
+		t.Fatalf("%s: %v", stmt, err)
+	}
+}
+
+func conn(t testing.TB, dsn string) *sql.DB {
+	t.Helper()
 	driver, source := "pgx", dsn
 	if !strings.HasPrefix(dsn, "postgres") {
 		driver, source = "sqlite", "file:"+strings.TrimPrefix(dsn, "sqlite:")
@@ -154,10 +175,5 @@ func QueryInt(t testing.TB, dsn, query string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	var n int
-	if err := db.QueryRow(query).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", query, err)
-	}
-	return n
+	return db
 }
