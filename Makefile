@@ -29,7 +29,8 @@ test: chart-test-deps test-deps otelcol lint
 
 # Fuzz targets as package:target; go test fuzzes one target per run. Their seed corpora
 # (testdata/fuzz) also run with every plain go test.
-FUZZ_TARGETS := server/mcpserver:FuzzWindow server/mcpserver:FuzzCursor server/mcpserver:FuzzDecodeArgs server/mcpserver:FuzzAnomalyRef
+FUZZ_TARGETS := server/mcpserver:FuzzWindow server/mcpserver:FuzzCursor server/mcpserver:FuzzDecodeArgs server/mcpserver:FuzzAnomalyRef \
+	server/ingest:FuzzDecodeProto server/ingest:FuzzDecodeJSON
 FUZZTIME ?= 10s
 
 ## fuzz: run each fuzz target for FUZZTIME (default 10s): make fuzz FUZZTIME=5m for a longer hunt

@@ -76,7 +76,8 @@ func runDev(ctx context.Context, args []string) error {
 	h, gs := app.NewWithGRPC(app.Config{DB: db, PublicURL: base, Logger: logger, OAuth: auth.facade, Prices: prices})
 	h = auth.mount(h)
 	errc := make(chan error, 1)
-	go func() { errc <- serveWithGRPC(ctx, ln, h, gln, gs) }()
+	go func() { errc <- serve(ctx, ln, h) }()
+	grpcStopped := serveGRPC(ctx, gln, gs, logger)
 
 	marker := filepath.Join(*dataDir, "demo-loaded")
 	if _, err := os.Stat(marker); os.IsNotExist(err) && !*noDemo {
@@ -99,7 +100,9 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	go engine.Run(ctx) //nolint:errcheck // returns only when ctx ends
 	printConnectionHelp(os.Stdout, base, grpcBase, key)
-	return <-errc
+	err = <-errc
+	<-grpcStopped
+	return err
 }
 
 func printConnectionHelp(w io.Writer, base, grpcBase, key string) {

@@ -9,15 +9,17 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"google.golang.org/grpc"
 
 	"github.com/tracekit/tracekit/internal/tenantconfig"
 	"github.com/tracekit/tracekit/server/analysis"
 	"github.com/tracekit/tracekit/server/app"
+	"github.com/tracekit/tracekit/server/store"
 )
 
 func runServer(ctx context.Context, args []string) error {
@@ -49,16 +51,38 @@ func runServer(ctx context.Context, args []string) error {
 		return err
 	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	db, err := openDB(ctx, *dbURL)
+	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
+	}
+	// Serve at once, not ready, while waiting for the database: a pod that starts before its
+	// database (or during an outage) waits instead of crash-looping.
+	var current atomic.Pointer[http.Handler]
+	waiting := waitingHandler()
+	current.Store(&waiting)
+	serveCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	served := make(chan error, 1)
+	go func() {
+		served <- serve(serveCtx, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			(*current.Load()).ServeHTTP(w, r)
+		}))
+	}()
+	fail := func(err error) error {
+		stop()
+		<-served
+		return err
+	}
+	db, err := waitForDB(ctx, *dbURL, logger)
+	if err != nil {
+		return fail(err)
 	}
 	defer db.Close()
 	db.SetLogger(logger)
 	if own, err := db.CurrentTenant(ctx); err == nil {
 		// Connected as a tenant's role: the database decides which tenant this is.
 		if *tenant != "" && *tenant != own {
-			return fmt.Errorf("--tenant %q but the database role belongs to tenant %q", *tenant, own)
+			return fail(fmt.Errorf("--tenant %q but the database role belongs to tenant %q", *tenant, own))
 		}
 		*tenant = own
 	}
@@ -67,25 +91,23 @@ func runServer(ctx context.Context, args []string) error {
 	}
 	facade, err := oauthFlags.facade(*publicURL, *tenant, logger)
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	h, gs := app.NewWithGRPC(app.Config{DB: db, Tenant: *tenant, PublicURL: *publicURL, AllowedOrigins: allowed, Logger: logger, OAuth: facade, Registry: registry, Prices: prices})
+	current.Store(&h)
 	engine, err := analysis.New(analysis.Config{DB: db, Tenant: *tenant, Logger: logger, RulesFile: *rulesFile, Retention: keep, Registry: registry})
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	go engine.Run(ctx) //nolint:errcheck // returns only when ctx ends
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return err
-	}
+	// OTLP/gRPC listens once the database is there: until then exporters are refused and retry.
 	gln, err := listenGRPC(*grpcAddr)
 	if err != nil {
-		ln.Close()
-		return err
+		return fail(err)
 	}
+	grpcStopped := serveGRPC(serveCtx, gln, gs, logger)
 	grpcListen := "off"
 	if gln != nil {
 		grpcListen = gln.Addr().String()
@@ -96,42 +118,57 @@ func runServer(ctx context.Context, args []string) error {
 	}
 	logger.Info("serving", "addr", ln.Addr().String(), "grpc_addr", grpcListen, "tenant", *tenant, "public_url", *publicURL, "database", db.Dialect(),
 		"retention", kept)
-	return serveWithGRPC(ctx, ln, h, gln, gs)
+	err = <-served
+	<-grpcStopped
+	return err
+}
+
+// waitingHandler answers while the server waits for its database: alive, not ready, and nothing
+// about the database but that it is unavailable (its address and user are for the log).
+func waitingHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/healthz") {
+			fmt.Fprint(w, "ok")
+			return
+		}
+		w.Header().Set("Retry-After", "5")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprint(w, "database unavailable")
+	})
+}
+
+// waitForDB opens (and migrates) the database, retrying with backoff until it answers or ctx ends.
+// A URL that can never work is an error at once.
+func waitForDB(ctx context.Context, url string, logger *slog.Logger) (*store.DB, error) {
+	delay := 500 * time.Millisecond
+	for {
+		db, err := openDB(ctx, url)
+		if err == nil || errors.Is(err, store.ErrBadURL) {
+			return db, err
+		}
+		logger.Warn("waiting for the database", "retry_in", delay.String(), "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("gave up waiting for the database: %w", err)
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 15*time.Second)
+	}
 }
 
 // serve runs h on ln until ctx ends, then drains in-flight requests (acknowledged ingest included).
 func serve(ctx context.Context, ln net.Listener, h http.Handler) error {
-	return serveWithGRPC(ctx, ln, h, nil, nil)
-}
-
-// serveWithGRPC is serve that also runs gs on gln, when gln is not nil, and drains its RPCs too.
-func serveWithGRPC(ctx context.Context, ln net.Listener, h http.Handler, gln net.Listener, gs *grpc.Server) error {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 2)
+	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	if gln == nil {
-		gs = grpc.NewServer() // nothing to serve; stopping it is a no-op
-	} else {
-		go func() { errc <- gs.Serve(gln) }()
-	}
 	select {
 	case err := <-errc:
-		srv.Close()
-		gs.Stop()
 		return err
 	case <-ctx.Done():
 	}
 	shutdown, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	stopped := make(chan struct{})
-	go func() { gs.GracefulStop(); close(stopped) }()
-	err := srv.Shutdown(shutdown)
-	select {
-	case <-stopped:
-	case <-shutdown.Done():
-		gs.Stop()
-	}
-	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+	if err := srv.Shutdown(shutdown); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil

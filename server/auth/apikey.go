@@ -69,7 +69,7 @@ func (a *APIKeys) lookup(ctx context.Context, key string) (store.APIKey, error) 
 	case errors.Is(err, store.ErrNotFound):
 		err = fmt.Errorf("%w: this API key is unknown or revoked; create one with 'tracekit apikey create'", ErrInvalidCredentials)
 	case err != nil:
-		return store.APIKey{}, fmt.Errorf("check API key: %w", err) // not cached: the database may be back soon
+		return store.APIKey{}, &UnavailableError{Cause: err} // not cached: the database may be back soon
 	case a.Tenant != "" && k.TenantID != a.Tenant:
 		err = fmt.Errorf("%w: this API key belongs to another tenant", ErrInvalidCredentials)
 	}

@@ -38,6 +38,17 @@ var (
 	ErrInvalidCredentials = errors.New("invalid credentials")
 )
 
+// UnavailableError is a credential that could not be checked because the database did not answer.
+// Its message is what an unauthenticated caller may see: the cause names the database's user, name
+// and address, so it is only for logs (errors.Unwrap).
+type UnavailableError struct{ Cause error }
+
+func (e *UnavailableError) Error() string {
+	return "database unavailable: the credential could not be checked; retry in a few seconds"
+}
+
+func (e *UnavailableError) Unwrap() error { return e.Cause }
+
 // Chain tries each authenticator in turn, so API keys and OAuth tokens can sit side by side.
 type Chain []Authenticator
 

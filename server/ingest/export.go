@@ -24,10 +24,17 @@ type Config struct {
 	// MaxInFlight caps batches being decoded and written at once (default 8); it bounds memory and
 	// database connections.
 	MaxInFlight int
-	// QueueTimeout is how long a request waits for a slot before 429 (default 5 s).
+	// QueueTimeout is how long a request waits for a slot, or for room in the memory budget, before
+	// 429 (default 5 s).
 	QueueTimeout time.Duration
-	Logger       *slog.Logger
-	Registry     prometheus.Registerer
+	// MaxBufferedBytes caps the request bytes OTLP/HTTP holds in memory at once: bodies being read and
+	// what decoding them costs (default 128 MiB). Bodies are read before a write slot is taken, each
+	// reserving room as its bytes arrive, so a slow sender holds only what it has sent.
+	MaxBufferedBytes int64
+	// BodyTimeout is how long a sender may take to send a request body (default 30 s); slower gets 408.
+	BodyTimeout time.Duration
+	Logger      *slog.Logger
+	Registry    prometheus.Registerer
 	// Prices prices LLM calls before each tenant's overrides; nil means the built-in table.
 	Prices *genai.PriceTable
 }
@@ -52,6 +59,12 @@ func New(cfg Config) *Ingester {
 	}
 	if cfg.QueueTimeout == 0 {
 		cfg.QueueTimeout = 5 * time.Second
+	}
+	if cfg.MaxBufferedBytes == 0 {
+		cfg.MaxBufferedBytes = 128 << 20
+	}
+	if cfg.BodyTimeout == 0 {
+		cfg.BodyTimeout = 30 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -80,7 +93,7 @@ var (
 	ErrBusy = errors.New("the server is busy writing other batches; retry after a short delay")
 	// ErrUnavailable: the database did not store the batch and nothing of it was kept; retry later
 	// (HTTP 503, gRPC UNAVAILABLE).
-	ErrUnavailable = errors.New("storage is unavailable, nothing from this request was kept; retry after a short delay")
+	ErrUnavailable = errors.New("database unavailable: nothing from this request was kept; retry after a short delay")
 )
 
 // Result is what Export stored and what it refused. Rejected spans are the sender's problem (bad

@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -45,9 +46,10 @@ func (in *Ingester) GRPCServer() *grpc.Server {
 
 // traceService is opentelemetry.proto.collector.trace.v1.TraceService with a hand-written handler:
 // the generated one decodes the request before anything else runs, while here the caller is
-// authenticated and a write slot taken first, as on the HTTP path. grpc-go (v1.84, go.mod's; unary calls
-// run as streams) reads the message off the connection only when dec is called, so a call waiting
-// for a slot holds no message in memory, like an HTTP request whose body is not yet read.
+// authenticated and a write slot taken first. grpc-go (v1.84, go.mod's; unary calls run as
+// streams) reads the message off the connection only when dec is called, so a call waiting for a
+// slot holds no message: the messages held at once are bounded by MaxInFlight × MaxBodyBytes.
+// (OTLP/HTTP reads bodies before its slot, within its MaxBufferedBytes budget instead.)
 var traceService = grpc.ServiceDesc{
 	ServiceName: "opentelemetry.proto.collector.trace.v1.TraceService",
 	HandlerType: (*any)(nil),
@@ -90,9 +92,20 @@ func (rc *grpcReceiver) export(ctx context.Context, dec func(any) error) (*colle
 		return nil, status.FromContextError(err).Err()
 	}
 	defer release()
+	// The message is read with the slot held, so a sender that trickles it may hold the slot only
+	// for BodyTimeout, the time OTLP/HTTP gives a body.
 	req := &collectorpb.ExportTraceServiceRequest{}
-	if err := dec(req); err != nil {
-		return nil, rc.fail(codes.InvalidArgument, "the message is not a valid OTLP ExportTraceServiceRequest: "+status.Convert(err).Message(), 0)
+	decoded := make(chan error, 1)
+	go func() { decoded <- dec(req) }()
+	timer := time.NewTimer(rc.cfg.BodyTimeout)
+	defer timer.Stop()
+	select {
+	case err := <-decoded:
+		if err != nil {
+			return nil, rc.fail(codes.InvalidArgument, "the message is not a valid OTLP ExportTraceServiceRequest: "+status.Convert(err).Message(), 0)
+		}
+	case <-timer.C:
+		return nil, rc.fail(codes.DeadlineExceeded, fmt.Sprintf("the message did not arrive within %s; send it faster or in smaller batches", rc.cfg.BodyTimeout), 0)
 	}
 	res, err := rc.Export(ctx, p.TenantID, req)
 	if err != nil {

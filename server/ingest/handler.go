@@ -3,7 +3,6 @@
 package ingest
 
 import (
-	"bytes"
 	"compress/gzip"
 	"context"
 	"errors"
@@ -11,6 +10,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -32,7 +32,8 @@ import (
 type receiver struct {
 	*Ingester
 	batches *prometheus.CounterVec
-	bufs    sync.Pool
+	mem     *memBudget
+	chunks  sync.Pool // *[]byte of readChunk bytes
 }
 
 // Register mounts POST /v1/traces on r and returns the ingest core behind it, for other transports.
@@ -48,7 +49,8 @@ func (in *Ingester) Mount(r gin.IRouter) {
 		Ingester: in,
 		batches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tracekit_ingest_requests_total",
 			Help: "OTLP export requests, by HTTP status code."}, []string{"code"}),
-		bufs: sync.Pool{New: func() any { return new(bytes.Buffer) }},
+		mem:    newMemBudget(in.cfg.MaxBufferedBytes),
+		chunks: sync.Pool{New: func() any { b := make([]byte, readChunk); return &b }},
 	}
 	if in.cfg.Registry != nil {
 		in.cfg.Registry.MustRegister(rc.batches)
@@ -76,7 +78,7 @@ func (rc *receiver) export(c *gin.Context) {
 		if errors.Is(err, auth.ErrNoCredentials) || errors.Is(err, auth.ErrInvalidCredentials) {
 			rc.fail(c, enc, http.StatusUnauthorized, codes.Unauthenticated, err.Error())
 		} else {
-			rc.cfg.Logger.Error("ingest authentication failed", "err", err)
+			rc.cfg.Logger.Error("ingest authentication failed", "err", err, "cause", errors.Unwrap(err))
 			rc.unavailable(c, enc)
 		}
 		return
@@ -90,32 +92,48 @@ func (rc *receiver) export(c *gin.Context) {
 		return
 	}
 
-	// Backpressure: wait briefly for a slot, then ask the exporter to retry later.
-	release, err := rc.Admit(c.Request.Context())
+	// The body is read (and decoded) before a write slot is taken, within BodyTimeout and the memory
+	// budget: a slow or stalled sender costs only its own connection, never other exporters' slots.
+	start := time.Now()
+	_ = http.NewResponseController(c.Writer).SetReadDeadline(start.Add(rc.cfg.BodyTimeout))
+	room := reservation{b: rc.mem}
+	defer room.release()
+	admitBy := start.Add(rc.cfg.QueueTimeout)
+	body, chunks, err := rc.readBody(c.Request, &room, admitBy)
+	defer func() { rc.putChunks(chunks) }()
 	if err != nil {
-		c.Header("Retry-After", "1")
-		rc.fail(c, enc, http.StatusTooManyRequests, codes.ResourceExhausted, "the server is busy writing other batches; retry after the delay in Retry-After")
-		return
-	}
-	defer release()
-
-	buf := rc.bufs.Get().(*bytes.Buffer)
-	buf.Reset()
-	defer rc.bufs.Put(buf)
-	if err := rc.readBody(c.Request, buf); err != nil {
-		if errors.Is(err, errTooLarge) {
+		switch {
+		case errors.Is(err, errTooLarge):
 			rc.tooLarge(c, enc)
-		} else {
+		case errors.Is(err, errNoRoom):
+			rc.busy(c, enc)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			rc.fail(c, enc, http.StatusRequestTimeout, codes.DeadlineExceeded,
+				fmt.Sprintf("the request body did not arrive within %s; send it faster or in smaller batches", rc.cfg.BodyTimeout))
+		default:
 			rc.fail(c, enc, http.StatusBadRequest, codes.InvalidArgument, err.Error())
 		}
 		return
 	}
-
+	// Decoding costs memory in proportion to the body: reserve it too.
+	if !room.grow(c.Request.Context(), decodeCost(enc, len(body)), admitBy) {
+		rc.busy(c, enc)
+		return
+	}
 	req := &collectorpb.ExportTraceServiceRequest{}
-	if err := decode(enc, buf.Bytes(), req); err != nil {
+	err = decode(enc, body, req)
+	rc.putChunks(chunks) // decoding copies what it keeps
+	chunks = nil
+	if err != nil {
 		rc.fail(c, enc, http.StatusBadRequest, codes.InvalidArgument, err.Error())
 		return
 	}
+	release, err := rc.Admit(c.Request.Context())
+	if err != nil {
+		rc.busy(c, enc)
+		return
+	}
+	defer release()
 	res, err := rc.Export(c.Request.Context(), p.TenantID, req)
 	if err != nil {
 		rc.unavailable(c, enc)
@@ -142,31 +160,93 @@ func requestEncoding(contentType string) (encoding, bool) {
 	return 0, false
 }
 
-var errTooLarge = errors.New("request body too large")
+var (
+	errTooLarge = errors.New("request body too large")
+	errNoRoom   = errors.New("no room in the memory budget")
+)
 
-func (rc *receiver) readBody(r *http.Request, buf *bytes.Buffer) error {
+// readChunk is the unit in which bodies are read and memory is reserved.
+const readChunk = 256 << 10
+
+// decodeCost is about what decoding a body of n bytes, and converting it to rows, allocates
+// (protojson allocates about five times its input, TestDecodeJSON_AllocatesLittleMoreThanTheDecodedRequest).
+func decodeCost(enc encoding, n int) int64 {
+	if enc == encJSON {
+		return int64(n) * 5
+	}
+	return int64(n) * 3
+}
+
+// readBody reads the (decompressed) body in chunks, reserving room for each before reading it; it
+// returns the body and the pooled chunks it was read into (for putChunks once the body is decoded).
+func (rc *receiver) readBody(r *http.Request, res *reservation, admitBy time.Time) ([]byte, []*[]byte, error) {
 	var body io.Reader = r.Body
 	switch ce := r.Header.Get("Content-Encoding"); ce {
 	case "", "identity":
 	case "gzip":
 		zr, err := gzip.NewReader(r.Body)
 		if err != nil {
-			return fmt.Errorf("Content-Encoding is gzip but the body is not gzip data: %v", err)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return nil, nil, err
+			}
+			return nil, nil, fmt.Errorf("Content-Encoding is gzip but the body is not gzip data: %v", err)
 		}
 		defer zr.Close()
 		body = zr
 	default:
-		return fmt.Errorf("unsupported Content-Encoding %q: send gzip or no encoding", ce)
+		return nil, nil, fmt.Errorf("unsupported Content-Encoding %q: send gzip or no encoding", ce)
 	}
 	// Read one byte past the limit to tell "exactly at the limit" from "over it" (gzip bombs included).
-	n, err := buf.ReadFrom(io.LimitReader(body, rc.cfg.MaxBodyBytes+1))
-	if err != nil {
-		return fmt.Errorf("read request body: %v", err)
+	body = io.LimitReader(body, rc.cfg.MaxBodyBytes+1)
+	var (
+		chunks []*[]byte
+		total  int
+	)
+	for {
+		if !res.grow(r.Context(), readChunk, admitBy) {
+			return nil, chunks, errNoRoom
+		}
+		c := rc.chunks.Get().(*[]byte)
+		chunks = append(chunks, c)
+		n, err := io.ReadFull(body, *c)
+		*c = (*c)[:n]
+		total += n
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return nil, chunks, err
+			}
+			return nil, chunks, fmt.Errorf("read request body: %v", err)
+		}
 	}
-	if n > rc.cfg.MaxBodyBytes {
-		return errTooLarge
+	if int64(total) > rc.cfg.MaxBodyBytes {
+		return nil, chunks, errTooLarge
 	}
-	return nil
+	if len(chunks) == 1 {
+		return *chunks[0], chunks, nil
+	}
+	if !res.grow(r.Context(), int64(total), admitBy) {
+		return nil, chunks, errNoRoom
+	}
+	out := make([]byte, 0, total)
+	for _, c := range chunks {
+		out = append(out, *c...)
+	}
+	return out, chunks, nil
+}
+
+func (rc *receiver) putChunks(chunks []*[]byte) {
+	for _, c := range chunks {
+		*c = (*c)[:readChunk]
+		rc.chunks.Put(c)
+	}
+}
+
+func (rc *receiver) busy(c *gin.Context, enc encoding) {
+	c.Header("Retry-After", "1")
+	rc.fail(c, enc, http.StatusTooManyRequests, codes.ResourceExhausted, "the server is busy writing other batches; retry after the delay in Retry-After")
 }
 
 func (rc *receiver) tooLarge(c *gin.Context, enc encoding) {
@@ -176,7 +256,7 @@ func (rc *receiver) tooLarge(c *gin.Context, enc encoding) {
 
 func (rc *receiver) unavailable(c *gin.Context, enc encoding) {
 	c.Header("Retry-After", "2")
-	rc.fail(c, enc, http.StatusServiceUnavailable, codes.Unavailable, "storage is unavailable, nothing from this request was kept; retry after the delay in Retry-After")
+	rc.fail(c, enc, http.StatusServiceUnavailable, codes.Unavailable, "database unavailable: nothing from this request was kept; retry after the delay in Retry-After")
 }
 
 func (rc *receiver) fail(c *gin.Context, enc encoding, status int, code codes.Code, msg string) {

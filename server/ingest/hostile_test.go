@@ -1,10 +1,14 @@
 package ingest_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"net"
+	neturl "net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -197,5 +201,65 @@ func TestExport_StoresAndCountsASpanOnceHoweverOftenItArrives(t *testing.T) {
 				t.Errorf("rollups count %d LLM calls, want 3", n)
 			}
 		})
+	}
+}
+
+// trickle opens a connection that sends a request's headers and then its body a byte at a time,
+// until stop is closed; it returns the status line the server answered with, if any.
+func trickle(t *testing.T, url, key string, stop <-chan struct{}) <-chan string {
+	t.Helper()
+	u, _ := neturl.Parse(url)
+	conn, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-protobuf\r\nAuthorization: Bearer %s\r\nContent-Length: 100000\r\n\r\n", u.Path, u.Host, key)
+	status := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(conn).ReadString('\n')
+		status <- strings.TrimSpace(line)
+	}()
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+				if _, err := conn.Write([]byte{0x0a}); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	return status
+}
+
+// Senders that trickle their bodies used to take every write slot (a slot was taken before the body
+// was read, with no deadline), so every normal exporter got 429 until they gave up.
+func TestExport_SlowSendersDelayOnlyThemselves(t *testing.T) {
+	e := newEnv(t, storetest.PostgresDSN(t), ingest.Config{MaxInFlight: 2, QueueTimeout: 300 * time.Millisecond, BodyTimeout: 2 * time.Second})
+	stop := make(chan struct{})
+	defer close(stop)
+	var slow []<-chan string
+	for range 8 {
+		slow = append(slow, trickle(t, e.url, e.key, stop))
+	}
+	time.Sleep(200 * time.Millisecond) // the trickling requests are being read
+	for i := range 10 {
+		exportOK(t, e, marshal(t, request("svc", 100+i, 10)))
+	}
+	if n := storetest.Count(t, e.dsn, "spans", "acme"); n != 100 {
+		t.Errorf("%d spans stored, want the normal exporters' 100", n)
+	}
+	for _, s := range slow {
+		select {
+		case line := <-s:
+			if !strings.Contains(line, "408") {
+				t.Errorf("trickling sender answered %q, want 408 once its body took too long", line)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a trickling sender was never answered")
+		}
 	}
 }

@@ -87,6 +87,9 @@ func (db *DB) underRLS(ctx context.Context) (bool, error) {
 	return db.rls, nil
 }
 
+// ErrBadURL is a database URL that names no database Open can use; retrying cannot help.
+var ErrBadURL = errors.New("database URL")
+
 // Open connects to dsn: a postgres:// or postgresql:// URL, or sqlite:<path> (a bare path ending in
 // .db is taken as SQLite too).
 func Open(ctx context.Context, dsn string) (*DB, error) {
@@ -102,7 +105,7 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 		path := strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "//")
 		driver, source, dialect = "sqlite", sqliteSource(path), SQLite
 	default:
-		return nil, fmt.Errorf("database %q: want a postgres://user@host/db URL or sqlite:<path>", redactDSN(dsn))
+		return nil, fmt.Errorf("%w %q: want a postgres://user@host/db URL or sqlite:<path>", ErrBadURL, redactDSN(dsn))
 	}
 	x, err := sqlx.Open(driver, source)
 	if err != nil {
