@@ -21,10 +21,15 @@ run: build
 build:
 	$(GO) build -o $(BIN)/tracekit ./cmd/tracekit
 
+# Modules of their own, which the root's ./... does not enter: the Go agent SDK (applications
+# import it without the server) and the example application.
+MODULES := sdk/go examples/shop
+
 ## test: every test, against the real PostgreSQL, a real kube-apiserver (envtest), helm, Dex, Chromium
 ## and an OpenTelemetry Collector, then each fuzz target for FUZZTIME
 test: chart-test-deps test-deps otelcol lint
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO) test -count=1 ./...
+	for m in $(MODULES); do (cd $$m && $(GO) test -count=1 ./...) || exit 1; done
 	$(MAKE) fuzz
 
 # Fuzz targets as package:target; go test fuzzes one target per run. Their seed corpora
@@ -56,11 +61,12 @@ $(TSCLIENT)/node_modules/.package-lock.json: $(TSCLIENT)/package.json $(TSCLIENT
 $(CONFORMANCE)/node_modules/.package-lock.json: $(CONFORMANCE)/package.json $(CONFORMANCE)/package-lock.json
 	npm ci --prefix $(CONFORMANCE) --no-audit --no-fund
 
-## lint: gofmt, go vet and staticcheck must be clean
+## lint: gofmt, go vet and staticcheck must be clean (every module)
 lint: $(STATICCHECK)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
+	for m in $(MODULES); do (cd $$m && $(GO) vet ./... && $(STATICCHECK) ./...) || exit 1; done
 
 ## bench-ingest: durable OTLP ingest throughput and RSS against PostgreSQL (see docs/benchmarks.md);
 ##   ARGS="-protocol grpc" for OTLP/gRPC, ARGS="-protocol both" for the two side by side

@@ -17,9 +17,12 @@ import (
 
 const breakpointUsage = `Usage:
   tracekit breakpoint create --tenant T --service S [--condition EXPR] [--hit-limit N] [--expires 1h] <file>:<line>
+  tracekit breakpoint create --tenant T --service S --label NAME [--condition EXPR] …
   tracekit breakpoint list   --tenant T [--service S]
   tracekit breakpoint delete --tenant T <breakpoint id>
 
+A label matches the debugger.Capture calls given that label, wherever they are in the code.
+Conditions use the variables captured there: amount > 1000 && user.country == 'DE'.
 Agents of the service pick new breakpoints up within 30 seconds (GET /v1/breakpoints); the same
 operations are available over HTTP with an API key that has the write scope.`
 
@@ -32,6 +35,7 @@ func runBreakpoint(ctx context.Context, args []string) error {
 	dbURL := databaseFlag(fs)
 	tenant := fs.String("tenant", envOr("TRACEKIT_TENANT", devTenant), "tenant id ($TRACEKIT_TENANT)")
 	service := fs.String("service", "", "service.name of the application to debug")
+	label := fs.String("label", "", "capture at the debugger.Capture calls with this label instead of at <file>:<line>")
 	condition := fs.String("condition", "", "capture only when this expression, evaluated by the agent, is true")
 	hitLimit := fs.Int("hit-limit", debugger.DefaultHitLimit, "stop after this many captures (0: unlimited)")
 	expires := fs.Duration("expires", debugger.DefaultExpiry, "stop capturing after this long (at most 168h)")
@@ -47,22 +51,26 @@ func runBreakpoint(ctx context.Context, args []string) error {
 	now := time.Now()
 	switch sub {
 	case "create":
-		if fs.NArg() != 1 {
-			return fmt.Errorf("create needs the location as <file>:<line>\n%s", breakpointUsage)
+		var file string
+		var line int
+		switch {
+		case *label != "" && fs.NArg() == 0:
+		case *label == "" && fs.NArg() == 1:
+			if file, line, err = location(fs.Arg(0)); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("create needs the location as <file>:<line>, or --label NAME\n%s", breakpointUsage)
 		}
-		file, line, err := location(fs.Arg(0))
-		if err != nil {
-			return err
-		}
-		b, err := debugger.NewBreakpoint(debugger.Spec{Service: *service, File: file, Line: line, Condition: *condition,
-			HitLimit: hitLimit, ExpiresIn: expires.String()}, now)
+		b, err := debugger.NewBreakpoint(debugger.Spec{Service: *service, File: file, Line: line, Label: *label,
+			Condition: *condition, HitLimit: hitLimit, ExpiresIn: expires.String()}, now)
 		if err != nil {
 			return err
 		}
 		if err := t.CreateBreakpoint(ctx, b); err != nil {
 			return err
 		}
-		fmt.Fprintf(os.Stderr, "Created breakpoint at %s:%d in %s, expiring %s.\n", b.File, b.Line, b.Service,
+		fmt.Fprintf(os.Stderr, "Created breakpoint at %s in %s, expiring %s.\n", where(b), b.Service,
 			time.Unix(0, b.ExpiresNS).UTC().Format(time.RFC3339))
 		fmt.Println(b.ID)
 	case "list":
@@ -88,7 +96,7 @@ func runBreakpoint(ctx context.Context, args []string) error {
 			case !b.Active(now.UnixNano()):
 				state = "expired"
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s:%d\t%s\t%s\t%s\t%s\n", b.ID, b.Service, b.File, b.Line, b.Condition, hits, expiry, state)
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", b.ID, b.Service, where(b.Breakpoint), b.Condition, hits, expiry, state)
 		}
 		return w.Flush()
 	case "delete":
@@ -106,6 +114,14 @@ func runBreakpoint(ctx context.Context, args []string) error {
 		return fmt.Errorf("unknown subcommand %q\n%s", sub, breakpointUsage)
 	}
 	return nil
+}
+
+// where is a breakpoint's location as people write it: file:line, or "label NAME".
+func where(b store.Breakpoint) string {
+	if b.Line == 0 {
+		return "label " + b.File
+	}
+	return fmt.Sprintf("%s:%d", b.File, b.Line)
 }
 
 // location splits "path/to/file.go:42".

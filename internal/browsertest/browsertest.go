@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 )
 
@@ -34,6 +36,13 @@ func RequireTool(t testing.TB, name string, paths ...string) string {
 	}
 	t.Fatalf("%s is required for this test; run `make test-deps`", name)
 	return ""
+}
+
+// SameProcessFrames keeps frames of other sites in their page's process, where the page's frame tree
+// shows them (site isolation would move them out of it).
+var SameProcessFrames = []chromedp.ExecAllocatorOption{
+	chromedp.Flag("disable-site-isolation-trials", true),
+	chromedp.Flag("disable-features", "IsolateOrigins,site-per-process"),
 }
 
 // Browser is a headless Chromium, the user's browser in the sign-in flow.
@@ -146,4 +155,31 @@ func NewCallback(t testing.TB) *Callback {
 	t.Cleanup(srv.Close)
 	cb.URL = srv.URL + "/callback"
 	return cb
+}
+
+// Visit opens u, lets it run for wait (a page that submits a form or loads frames), and returns the
+// text of the page the browser ends on and the URL each child frame committed, or "unreachable <URL>"
+// for a frame whose page did not load, for instance because it refused to be framed. Child frames of
+// other sites are listed only in a browser started with SameProcessFrames.
+func (b *Browser) Visit(u string, wait time.Duration) (text string, frames []string, err error) {
+	ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Navigate(u), chromedp.Sleep(wait)); err != nil {
+		return "", nil, err
+	}
+	if text, err = chromedp.Run(ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`)); err != nil {
+		return "", nil, err
+	}
+	tree, err := chromedp.Call(ctx, page.GetFrameTree, cdp.Empty{})
+	if err != nil {
+		return "", nil, err
+	}
+	for _, f := range tree.FrameTree.ChildFrames {
+		if f.Frame.UnreachableURL != "" {
+			frames = append(frames, "unreachable "+f.Frame.UnreachableURL)
+			continue
+		}
+		frames = append(frames, f.Frame.URL)
+	}
+	return text, frames, nil
 }

@@ -31,3 +31,22 @@ func Require(a Authenticator, scope string) gin.HandlerFunc {
 		c.Next()
 	}
 }
+
+// RequireTool follows Require on a REST route that reads what the MCP tool reads: a caller whose
+// sign-in did not grant the tool's group is refused there too, so consent means the same on every
+// route.
+func RequireTool(tool string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		p, _ := FromContext(c.Request.Context())
+		if msg := p.ToolRefusal(tool); msg != "" {
+			c.Header("WWW-Authenticate", `Bearer error="insufficient_scope", scope="`+toolScope(tool)+`"`)
+			c.AbortWithStatusJSON(http.StatusForbidden, gin.H{"error": msg})
+		}
+	}
+}
+
+// toolScope is the scope that grants tool.
+func toolScope(tool string) string {
+	g, _ := toolGroupOf(tool)
+	return ToolGroupClaim(g.ID)
+}

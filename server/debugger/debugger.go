@@ -18,6 +18,8 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/tracekit/tracekit/sdk/go/condition"
+	"github.com/tracekit/tracekit/sdk/go/redact"
 	"github.com/tracekit/tracekit/server/auth"
 	"github.com/tracekit/tracekit/server/store"
 )
@@ -27,7 +29,6 @@ const (
 	DefaultExpiry   = time.Hour
 	MaxExpiry       = 7 * 24 * time.Hour
 	DefaultHitLimit = 100
-	maxCondition    = 1000
 	maxSnapshot     = 256 << 10 // bytes of a snapshot request
 	maxDepth        = 32
 	// PollInterval is how often agents are asked to poll for breakpoints.
@@ -36,9 +37,14 @@ const (
 
 // Spec is what creating a breakpoint takes.
 type Spec struct {
-	Service   string `json:"service"`
-	File      string `json:"file"`
-	Line      int    `json:"line"`
+	Service string `json:"service"`
+	// File and Line, or Label: where the agent captures. A label names a capture site in the code
+	// (debugger.Capture(ctx, "checkout.total", …)) wherever it moves; it is stored as the file with
+	// line 0.
+	File  string `json:"file,omitempty"`
+	Line  int    `json:"line,omitempty"`
+	Label string `json:"label,omitempty"`
+	// Condition is evaluated by the agent against the captured variables (sdk/go/condition).
 	Condition string `json:"condition,omitempty"`
 	// HitLimit caps captures; nil means DefaultHitLimit, 0 unlimited.
 	HitLimit *int `json:"hit_limit,omitempty"`
@@ -50,15 +56,21 @@ type Spec struct {
 func NewBreakpoint(spec Spec, now time.Time) (store.Breakpoint, error) {
 	b := store.Breakpoint{Service: strings.TrimSpace(spec.Service), File: strings.TrimSpace(spec.File), Line: spec.Line,
 		Condition: strings.TrimSpace(spec.Condition), HitLimit: DefaultHitLimit, CreatedNS: now.UnixNano()}
+	label := strings.TrimSpace(spec.Label)
 	switch {
 	case b.Service == "":
 		return b, errors.New("service is required: the service.name of the instrumented application")
+	case label != "" && (b.File != "" || b.Line != 0):
+		return b, errors.New("give either file and line or a label, not both")
+	case label != "":
+		b.File = label
 	case b.File == "":
-		return b, errors.New("file is required: the source file path as the agent reports it")
+		return b, errors.New("file and line, or label, is required: the source file path as the agent reports it, or the label of a debugger.Capture call")
 	case b.Line < 1:
 		return b, fmt.Errorf("line must be 1 or more, got %d", b.Line)
-	case len(b.Condition) > maxCondition:
-		return b, fmt.Errorf("condition is %d characters; keep it under %d", len(b.Condition), maxCondition)
+	}
+	if _, err := condition.Parse(b.Condition); err != nil {
+		return b, err
 	}
 	if spec.HitLimit != nil {
 		if *spec.HitLimit < 0 {
@@ -87,8 +99,9 @@ func NewBreakpoint(spec Spec, now time.Time) (store.Breakpoint, error) {
 type Breakpoint struct {
 	ID        string `json:"id"`
 	Service   string `json:"service"`
-	File      string `json:"file"`
-	Line      int    `json:"line"`
+	File      string `json:"file,omitempty"`
+	Line      int    `json:"line,omitempty"`
+	Label     string `json:"label,omitempty"`
 	Condition string `json:"condition,omitempty"`
 	HitLimit  int    `json:"hit_limit"`
 	HitCount  int    `json:"hit_count"`
@@ -99,6 +112,9 @@ type Breakpoint struct {
 func view(b store.Breakpoint) Breakpoint {
 	v := Breakpoint{ID: b.ID, Service: b.Service, File: b.File, Line: b.Line, Condition: b.Condition,
 		HitLimit: b.HitLimit, HitCount: b.HitCount, CreatedAt: rfc3339(b.CreatedNS)}
+	if b.Line == 0 {
+		v.Label, v.File = b.File, ""
+	}
 	if b.ExpiresNS != 0 {
 		v.ExpiresAt = rfc3339(b.ExpiresNS)
 	}
@@ -121,12 +137,13 @@ func Register(r gin.IRouter, db *store.DB, a auth.Authenticator) {
 
 // Register mounts the API on r:
 //
-//	GET    /v1/breakpoints?service=S  active breakpoints (any scope: agents use their ingest key)
+//	GET    /v1/breakpoints?service=S  active breakpoints (any scope: agents use their ingest key; an
+//	                                  OAuth token needs the debugging tool group, as list_breakpoints)
 //	POST   /v1/breakpoints            create (write scope)
 //	DELETE /v1/breakpoints/:id        delete (write scope)
 //	POST   /v1/snapshots              upload a capture (ingest scope)
 func (h *Handler) Register(r gin.IRouter) {
-	r.GET("/v1/breakpoints", auth.Require(h.Auth, ""), h.list)
+	r.GET("/v1/breakpoints", auth.Require(h.Auth, ""), auth.RequireTool("list_breakpoints"), h.list)
 	r.POST("/v1/breakpoints", auth.Require(h.Auth, store.ScopeWrite), h.create)
 	r.DELETE("/v1/breakpoints/:id", auth.Require(h.Auth, store.ScopeWrite), h.delete)
 	r.POST("/v1/snapshots", auth.Require(h.Auth, store.ScopeIngest), h.snapshot)
@@ -256,7 +273,7 @@ func redactJSON(raw json.RawMessage, open byte, field, want string) ([]byte, int
 	if err := dec.Decode(&v); err != nil {
 		return nil, 0, fmt.Errorf("%s: %w", field, err)
 	}
-	v, n := Redact(v)
+	v, n := redact.Value(v)
 	b, err := json.Marshal(v)
 	return b, n, err
 }

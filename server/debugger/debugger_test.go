@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -225,6 +226,75 @@ func TestBreakpoints_StopCapturingAtExpiryHitLimitAndDeletion(t *testing.T) {
 		n, err := db.ForTenant("acme").CountSnapshots(context.Background(), store.SnapshotQuery{To: 1 << 62}, 100)
 		if err != nil || n != 3 {
 			t.Fatalf("%d snapshots stored (%v), want 3", n, err)
+		}
+	})
+}
+
+// Issue 12 item 8: secrets that were stored in clear and returned by search_snapshots.
+func TestSnapshots_SecretsFoundByShapeAndNameAreNotStored(t *testing.T) {
+	storetest.Dialects(t, func(t *testing.T, db *store.DB) {
+		e := newEnv(t, db)
+		bp := e.create(map[string]any{"service": "pay", "file": "charge.go", "line": 42})
+		jwt := "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+		vars := map[string]any{
+			"card":     map[string]any{"number": "4111 1111 1111 1111", "cvc": "737", "last4": "1111"},
+			"pan":      json.Number("5500005555555559"),
+			"customer": map[string]any{"email": "alice@example.com", "national_id": "123-45-6789", "note": "ssn 078-05-1120"},
+			"session":  "sess-9f8e7d", "sid": "s%3AKqP0",
+			"privKey": "priv-material-1", "passwort": "geheim123",
+			"tokens":    []any{"tok-alpha-1", "tok-beta-2"},
+			"body":      `{"user": "bob", "password": "pw-in-json"}`,
+			"k2":        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+			"by_caller": map[string]any{jwt: 1, "AKIAIOSFODNN7EXAMPLE": 2},
+			"cache":     "redis://app:p@ss-tail@cache:6379/0",
+			"amount":    1999,
+		}
+		code, out := e.do("POST", "/v1/snapshots", e.agentKey, map[string]any{"breakpoint_id": bp, "variables": vars, "stack": []any{}})
+		if code != http.StatusCreated {
+			t.Fatalf("upload: %d %v", code, out)
+		}
+		snaps, err := db.ForTenant("acme").SearchSnapshots(context.Background(), store.SnapshotQuery{To: 1 << 62, Limit: 10})
+		if err != nil || len(snaps) != 1 {
+			t.Fatalf("stored snapshots: %v %v", snaps, err)
+		}
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, snaps[0].Variables); err != nil {
+			t.Fatal(err)
+		}
+		stored := compact.String()
+		for _, secret := range []string{"4111 1111 1111 1111", "5500005555555559", `"737"`, "alice@example.com", "123-45-6789",
+			"078-05-1120", "sess-9f8e7d", "s%3AKqP0", "priv-material-1", "geheim123", "tok-alpha-1", "tok-beta-2", "pw-in-json",
+			"wJalrXUtnFEMI", "eyJhbGci", "AKIAIOSFODNN7EXAMPLE", "ss-tail"} {
+			if strings.Contains(stored, secret) {
+				t.Errorf("%s stored in clear: %s", secret, stored)
+			}
+		}
+		for _, kept := range []string{`"last4":"1111"`, `"amount":1999`, "bob", "@cache:6379"} {
+			if !strings.Contains(stored, kept) {
+				t.Errorf("%s lost: %s", kept, stored)
+			}
+		}
+	})
+}
+
+func TestBreakpoints_LabelsAndConditionsAreChecked(t *testing.T) {
+	storetest.Dialects(t, func(t *testing.T, db *store.DB) {
+		e := newEnv(t, db)
+		bp := e.create(map[string]any{"service": "pay", "label": "checkout.total", "condition": "total > 100 && user.country == 'DE'"})
+		code, out := e.do("GET", "/v1/breakpoints?service=pay", e.agentKey, nil)
+		got := out["breakpoints"].([]any)[0].(map[string]any)
+		if code != http.StatusOK || got["id"] != bp || got["label"] != "checkout.total" || got["file"] != nil || got["line"] != nil {
+			t.Fatalf("label breakpoint as agents see it: %d %v", code, out)
+		}
+		for bad, want := range map[string]string{
+			`{"service": "pay", "file": "a.go", "line": 3, "condition": "total >"}`:    "expected a variable",
+			`{"service": "pay", "file": "a.go", "line": 3, "condition": "os.Exit(1)"}`: "unexpected '('",
+			`{"service": "pay", "file": "a.go", "line": 3, "label": "x"}`:              "not both",
+			`{"service": "pay", "condition": "a == 1"}`:                                "or label, is required",
+		} {
+			if code, out := e.do("POST", "/v1/breakpoints", e.adminKey, bad); code != http.StatusBadRequest || !strings.Contains(fmt.Sprint(out["error"]), want) {
+				t.Errorf("create %s: %d %v, want 400 saying %q", bad, code, out, want)
+			}
 		}
 	})
 }

@@ -41,6 +41,10 @@ type tenantClients struct {
 	now          func() time.Time
 }
 
+// isMCPClient reports whether id is an MCP client's (registered or from a metadata document) rather
+// than a tenant's own client: tenant ids have no dots.
+func isMCPClient(id string) bool { return strings.Contains(id, ".mcp.") }
+
 func (t *tenantClients) prefix() string { return t.tenantClient + ".mcp." }
 
 func (t *tenantClients) RegisterClient(ctx context.Context, c oauth.Client) (oauth.Client, error) {

@@ -2,7 +2,7 @@ package dexauth
 
 import (
 	"context"
-	"encoding/json"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -49,14 +49,6 @@ var (
 	_ connector.RefreshConnector  = (*apiKeyConnector)(nil)
 )
 
-// connectorData is what Dex keeps for refreshes: which key, never the key itself.
-type connectorData struct {
-	Tenant string `json:"tenant"`
-	KeyID  string `json:"key_id"`
-	// Tools are the tool groups the person granted, which refreshed tokens keep carrying.
-	Tools []string `json:"tools,omitempty"`
-}
-
 func (a *apiKeyConnector) Prompt() string { return "API key" }
 
 // Login checks key against the hashed keys of the tenant the sign-in is for, and grants the tool
@@ -82,34 +74,41 @@ func (a *apiKeyConnector) Login(ctx context.Context, _ connector.Scopes, _, key 
 	case !k.HasScope(store.ScopeRead):
 		return connector.Identity{}, false, fmt.Errorf("this API key lacks the %q scope that assistants need; create one with: tracekit apikey create --scopes read", store.ScopeRead)
 	}
-	return identity(k, tools), true, nil
+	return identity(k, strings.ToLower(rand.Text()), tools), true, nil
 }
 
-// Refresh lets a refresh proceed only while the key is active and may still read.
+// Refresh lets a refresh proceed only while the key is active and may still read. Everything it needs
+// comes from the refresh token's own claims (user id and groups), never from the connector data: Dex
+// keeps that per offline session and drops it from the refresh token after the first use.
 func (a *apiKeyConnector) Refresh(ctx context.Context, _ connector.Scopes, id connector.Identity) (connector.Identity, error) {
-	var d connectorData
-	if err := json.Unmarshal(id.ConnectorData, &d); err != nil {
-		return id, fmt.Errorf("refresh: unreadable connector data: %w", err)
+	o, _ := ctx.Value(refreshKey{}).(*refreshOutcome)
+	end := func(reason string) (connector.Identity, error) {
+		if o != nil {
+			o.ended = reason
+		}
+		return id, errors.New("refresh: " + reason)
 	}
-	keys, err := a.db.ForTenant(d.Tenant).APIKeys(ctx)
+	tenant, keyID, grantID, ok := parseUserID(id.UserID)
+	if !ok {
+		return end("this sign-in predates per-sign-in grants; sign in again")
+	}
+	keys, err := a.db.ForTenant(tenant).APIKeys(ctx)
 	if err != nil {
 		return id, fmt.Errorf("refresh: read API keys: %w", err)
 	}
 	for _, k := range keys {
-		if k.ID == d.KeyID && k.RevokedNS == 0 && k.HasScope(store.ScopeRead) {
-			return identity(k, d.Tools), nil
+		if k.ID == keyID && k.RevokedNS == 0 && k.HasScope(store.ScopeRead) {
+			return identity(k, grantID, grantedTools(id.Groups)), nil
 		}
 	}
-	if o, ok := ctx.Value(refreshKey{}).(*refreshOutcome); ok {
-		o.keyRevoked = true
-	}
-	return id, fmt.Errorf("refresh: API key %s of tenant %q was revoked", d.KeyID, d.Tenant)
+	return end(fmt.Sprintf("the API key this sign-in used (%s of tenant %q) was revoked; sign in again with a current key", keyID, tenant))
 }
 
 // identity carries the tenant, the granted scope and tool groups as groups, which Dex puts in the
-// tokens and auth.OAuthTokens reads back.
-func identity(k store.APIKey, tools []string) connector.Identity {
-	data, _ := json.Marshal(connectorData{Tenant: k.TenantID, KeyID: k.ID, Tools: tools})
+// tokens and auth.OAuthTokens reads back. Its user id names the grant: Dex keeps one offline session
+// (and one refresh token per client) per user id, so a user id per sign-in keeps two sign-ins with
+// the same key apart, each with the tool groups chosen for it.
+func identity(k store.APIKey, grantID string, tools []string) connector.Identity {
 	groups := []string{auth.TenantGroup(k.TenantID), auth.ScopeGroup(store.ScopeRead)}
 	for _, g := range tools {
 		groups = append(groups, auth.ToolGroupClaim(g))
@@ -119,10 +118,35 @@ func identity(k store.APIKey, tools []string) connector.Identity {
 		name = k.Prefix + "…"
 	}
 	return connector.Identity{
-		UserID:            k.TenantID + "/" + k.ID,
+		UserID:            k.TenantID + "/" + k.ID + "/" + grantID,
 		Username:          name,
 		PreferredUsername: k.Prefix,
 		Groups:            groups,
-		ConnectorData:     data,
 	}
+}
+
+// parseUserID splits an identity's user id, "<tenant>/<key id>/<grant id>".
+func parseUserID(userID string) (tenant, keyID, grantID string, ok bool) {
+	rest, grantID, ok1 := cutLast(userID)
+	tenant, keyID, ok2 := cutLast(rest)
+	return tenant, keyID, grantID, ok1 && ok2 && tenant != "" && keyID != "" && grantID != ""
+}
+
+func cutLast(s string) (string, string, bool) {
+	i := strings.LastIndexByte(s, '/')
+	if i < 0 {
+		return s, "", false
+	}
+	return s[:i], s[i+1:], true
+}
+
+// grantedTools are the tool groups among a token's groups.
+func grantedTools(groups []string) []string {
+	var tools []string
+	for _, g := range groups {
+		if id, ok := strings.CutPrefix(g, auth.ToolGroupClaim("")); ok && auth.IsToolGroup(id) {
+			tools = append(tools, id)
+		}
+	}
+	return tools
 }

@@ -43,9 +43,9 @@ type Config struct {
 	AccessTokenTTL time.Duration
 	// MaxClientsPerTenant caps registered MCP clients per tenant; zero means 500.
 	MaxClientsPerTenant int
-	// WrongKeysPerIP and WrongKeysPerClient throttle the API-key page; nil means 10 wrong keys then one
-	// a minute per IP, and 20 then one a minute per client.
-	WrongKeysPerIP, WrongKeysPerClient *oauth.KeyedLimiter
+	// WrongKeysPerIP and WrongKeysPerKey throttle the API-key page; nil means 10 wrong keys then one
+	// a minute per IP, and 20 then one a minute per key prefix.
+	WrongKeysPerIP, WrongKeysPerKey *oauth.KeyedLimiter
 	// RefreshReuseInterval is how long after a refresh the same refresh token may be presented again
 	// and get the same answer, without asking the connector: concurrent requests of one client then
 	// do not end its grant. Zero means 3 seconds.
@@ -86,15 +86,15 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.WrongKeysPerIP == nil {
 		cfg.WrongKeysPerIP = &oauth.KeyedLimiter{Every: time.Minute, Burst: 10}
 	}
-	if cfg.WrongKeysPerClient == nil {
-		cfg.WrongKeysPerClient = &oauth.KeyedLimiter{Every: time.Minute, Burst: 20}
+	if cfg.WrongKeysPerKey == nil {
+		cfg.WrongKeysPerKey = &oauth.KeyedLimiter{Every: time.Minute, Burst: 20}
 	}
 	databases.Store(cfg.Issuer, cfg.DB)
 	if err := ensureConnector(ctx, cfg.Storage, cfg.Issuer); err != nil {
 		return nil, err
 	}
 	// Rotate refresh tokens on every use (public clients hold them); a month unused or three months
-	// old ends the grant.
+	// old ends the grant. The guard applies the same policy before Dex (see refresh.go).
 	if cfg.RefreshReuseInterval == 0 {
 		cfg.RefreshReuseInterval = 3 * time.Second
 	}
@@ -132,7 +132,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc(s.issuerPath+oauth.ClientAPIPath, s.clientAPI)
 	mux.HandleFunc(s.issuerPath+oauth.ClientAPIPath+"/", s.clientAPI)
-	mux.Handle("/", &guard{storage: cfg.Storage, issuerPath: s.issuerPath, perIP: cfg.WrongKeysPerIP, perClient: cfg.WrongKeysPerClient, next: dex})
+	mux.Handle("/", &guard{storage: cfg.Storage, issuerPath: s.issuerPath, issuerOrigin: u.Scheme + "://" + u.Host,
+		perIP: cfg.WrongKeysPerIP, perKey: cfg.WrongKeysPerKey, refresh: refresh, codes: &spentCodes{}, logger: cfg.Logger, next: dex})
 	s.handler = mux
 	return s, nil
 }

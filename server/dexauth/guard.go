@@ -4,8 +4,9 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"encoding/json"
 	"html/template"
+	"io"
+	"log/slog"
 	"math"
 	"net"
 	"net/http"
@@ -14,10 +15,12 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/dexidp/dex/server"
 	"github.com/dexidp/dex/storage"
 
 	"github.com/tracekit/tracekit/server/auth"
 	"github.com/tracekit/tracekit/server/oauth"
+	"github.com/tracekit/tracekit/server/store"
 )
 
 type (
@@ -26,28 +29,48 @@ type (
 	refreshKey struct{}
 )
 
-// refreshOutcome lets the connector tell the guard that a refresh failed because the key was revoked.
-type refreshOutcome struct{ keyRevoked bool }
+// refreshOutcome lets the connector tell the guard that a refresh failed because the grant has ended
+// (the key was revoked), and why.
+type refreshOutcome struct{ ended string }
 
 // guard sits in front of Dex for what Dex does not do:
-//   - on the API-key page, it says which client asks and where the access will go, throttles wrong
-//     keys per client and per IP (a throttled attempt gets 429 and is not checked at all), and tells
-//     the connector which tenant the sign-in is for and which tool groups the person ticked (Dex
-//     passes the connector only the key);
-//   - on the token endpoint, it turns a refresh refused because the key was revoked into RFC 6749's
-//     invalid_grant (Dex answers 500 server_error), so that clients sign in again instead of retrying.
+//   - on the API-key page, it says which client asks and where the access will go, refuses to be
+//     framed and cross-site form posts, throttles wrong keys per IP and per key prefix (a throttled
+//     attempt gets 429 and is not checked at all), and tells the connector which tenant the sign-in
+//     is for and which tool groups the person ticked (Dex passes the connector only the key);
+//   - on the authorization endpoint, it admits MCP clients only as the facade sends them (PKCE S256,
+//     the facade's callback), so that going to Dex directly cannot skip the facade's rules;
+//   - on the token endpoint, it answers every refresh failure with RFC 6749's invalid_grant, ends a
+//     grant whose rotated-away refresh token comes back (OAuth 2.1 §4.3.1) or whose authorization
+//     code is replayed, and retries refreshes that lost a race in Dex's storage (see refresh.go).
 type guard struct {
-	storage    storage.Storage
-	issuerPath string
-	perIP      *oauth.KeyedLimiter
-	perClient  *oauth.KeyedLimiter
-	next       http.Handler
+	storage      storage.Storage
+	issuerPath   string
+	issuerOrigin string
+	perIP        *oauth.KeyedLimiter
+	perKey       *oauth.KeyedLimiter
+	refresh      *server.RefreshTokenPolicy
+	codes        *spentCodes
+	logger       *slog.Logger
+	next         http.Handler
 }
 
 func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// No page of the authorization server may be framed: framing could hide who asks for access.
+	w.Header().Set("X-Frame-Options", "DENY")
+	w.Header().Set("Content-Security-Policy", "frame-ancestors 'none'")
 	p := r.URL.Path
 	login := strings.HasPrefix(p, g.issuerPath+"/auth/") && strings.HasSuffix(p, "/login")
+	authorize := !login && (p == g.issuerPath+"/auth" || strings.HasPrefix(p, g.issuerPath+"/auth/"))
 	switch {
+	case authorize:
+		if msg := g.authorizationRefusal(r); msg != "" {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.WriteHeader(http.StatusBadRequest)
+			io.WriteString(w, msg+"\n")
+			return
+		}
+		g.next.ServeHTTP(w, r)
 	case r.Method == http.MethodGet && login:
 		authReq, err := g.storage.GetAuthRequest(r.URL.Query().Get("state"))
 		if err != nil {
@@ -66,17 +89,64 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// authorizationRefusal says why Dex must not see an authorization request, or is "". MCP clients are
+// public clients of Dex; the facade sends them with PKCE S256 and its own callback as redirect URI
+// (their first registered one), which opens only the sealed state the facade made. Anything else
+// comes from someone skipping the facade. Tenants' own clients never sign people in, but Dex explains
+// unknown clients and malformed requests itself.
+func (g *guard) authorizationRefusal(r *http.Request) string {
+	if r.ParseForm() != nil {
+		return ""
+	}
+	id := r.Form.Get("client_id")
+	if !isMCPClient(id) {
+		return ""
+	}
+	c, err := g.storage.GetClient(id)
+	if err != nil {
+		return ""
+	}
+	switch {
+	case len(c.RedirectURIs) == 0 || r.Form.Get("redirect_uri") != c.RedirectURIs[0]:
+		return "Sign in through your TraceKit MCP URL (its /mcp/authorize endpoint), not at the authorization server directly."
+	case r.Form.Get("code_challenge_method") != "S256" || r.Form.Get("code_challenge") == "":
+		return "PKCE is required: send code_challenge and code_challenge_method=S256."
+	}
+	return ""
+}
+
+// crossSite reports whether a form post comes from another site: a page elsewhere must not be able to
+// submit the API-key form. Browsers send Sec-Fetch-Site, which pages cannot set; those that do not are
+// judged by Origin. The API-key page's own post may carry Origin "null": the page is reached through
+// redirects from the tenant's URL, and Chromium then sends no origin.
+func (g *guard) crossSite(r *http.Request) bool {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
+		return site != "same-origin" && site != "none"
+	}
+	origin := r.Header.Get("Origin")
+	return origin != "" && origin != "null" && origin != g.issuerOrigin
+}
+
 func (g *guard) passwordLogin(w http.ResponseWriter, r *http.Request) {
 	authReq, err := g.storage.GetAuthRequest(r.URL.Query().Get("state"))
 	if err != nil {
 		g.next.ServeHTTP(w, r) // Dex explains an unknown or expired sign-in
 		return
 	}
-	ip, client := "ip:"+oauth.ClientIP(r), "client:"+authReq.ClientID
+	if g.crossSite(r) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusForbidden)
+		io.WriteString(w, "This sign-in form was sent from another site. Enter your API key on the TraceKit page itself.\n")
+		return
+	}
+	tools := chosenToolGroups(r) // parses the form, which Dex then reads the key from
+	// Throttled by what the person guessing controls: their address, and the key they try (its
+	// prefix, which a targeted guess keeps). Not by client: a client may stand for a whole tenant.
+	ip, prefix := "ip:"+oauth.ClientIP(r), "key:"+keyPrefix(r.PostForm.Get("password"))
 	for _, l := range []struct {
 		lim *oauth.KeyedLimiter
 		key string
-	}{{g.perIP, ip}, {g.perClient, client}} {
+	}{{g.perIP, ip}, {g.perKey, prefix}} {
 		if blocked, wait := l.lim.Exhausted(l.key); blocked {
 			w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())))
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -85,7 +155,6 @@ func (g *guard) passwordLogin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	tools := chosenToolGroups(r)
 	if len(tools) == 0 {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.WriteHeader(http.StatusBadRequest)
@@ -100,7 +169,7 @@ func (g *guard) passwordLogin(w http.ResponseWriter, r *http.Request) {
 	g.next.ServeHTTP(buf, r.WithContext(ctx))
 	if buf.status == http.StatusUnauthorized { // Dex shows the form again: a wrong key
 		g.perIP.Allow(ip)
-		g.perClient.Allow(client)
+		g.perKey.Allow(prefix)
 	}
 	g.writePage(w, buf, authReq)
 }
@@ -202,23 +271,13 @@ var throttledPage = template.Must(template.New("throttled").Parse(`<!DOCTYPE htm
 </body></html>
 `))
 
-func (g *guard) token(w http.ResponseWriter, r *http.Request) {
-	outcome := &refreshOutcome{}
-	buf := &bufferedResponse{header: http.Header{}}
-	g.next.ServeHTTP(buf, r.WithContext(context.WithValue(r.Context(), refreshKey{}, outcome)))
-	if outcome.keyRevoked {
-		body, _ := json.Marshal(oauth.APIError{Code: "invalid_grant", Description: "the API key this sign-in used was revoked; sign in again with a current key"})
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		w.WriteHeader(http.StatusBadRequest)
-		w.Write(body)
-		return
-	}
-	for k, v := range buf.header {
+// writeTo writes the held response to w.
+func (b *bufferedResponse) writeTo(w http.ResponseWriter) {
+	for k, v := range b.header {
 		w.Header()[k] = v
 	}
-	w.WriteHeader(buf.status)
-	w.Write(buf.body.Bytes())
+	w.WriteHeader(cmp.Or(b.status, http.StatusOK))
+	w.Write(b.body.Bytes())
 }
 
 // bufferedResponse holds a response of Dex until the guard knows whether to change it.
@@ -241,4 +300,13 @@ func (b *bufferedResponse) Write(p []byte) (int, error) {
 		b.status = http.StatusOK
 	}
 	return b.body.Write(p)
+}
+
+// keyPrefix is the part of a submitted key that names it: the prefix `tracekit apikey list` shows.
+func keyPrefix(key string) string {
+	key = strings.TrimSpace(key)
+	if n := len(store.KeyPrefix) + 6; len(key) > n {
+		return key[:n]
+	}
+	return key
 }

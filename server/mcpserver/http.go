@@ -126,11 +126,11 @@ func (e *endpoint) authenticate(c *gin.Context) {
 	switch {
 	case err == nil:
 	case errors.Is(err, auth.ErrNoCredentials):
-		c.Header("WWW-Authenticate", fmt.Sprintf(`Bearer resource_metadata=%q`, e.resourceMetadata))
+		c.Header("WWW-Authenticate", fmt.Sprintf(`Bearer resource_metadata=%q, scope=%q`, e.resourceMetadata, store.ScopeRead))
 		c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": err.Error()})
 		return
 	case errors.Is(err, auth.ErrInvalidCredentials):
-		c.Header("WWW-Authenticate", fmt.Sprintf(`Bearer error="invalid_token", resource_metadata=%q`, e.resourceMetadata))
+		c.Header("WWW-Authenticate", fmt.Sprintf(`Bearer error="invalid_token", resource_metadata=%q, scope=%q`, e.resourceMetadata, store.ScopeRead))
 		c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": err.Error()})
 		return
 	default:

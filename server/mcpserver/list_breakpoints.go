@@ -9,6 +9,7 @@ import (
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/tracekit/tracekit/sdk/go/redact"
 	"github.com/tracekit/tracekit/server/store"
 )
 
@@ -20,7 +21,7 @@ type listBreakpointsIn struct {
 type breakpointRow struct {
 	ID        string `json:"id"`
 	Service   string `json:"service"`
-	Location  string `json:"location"` // file:line
+	Location  string `json:"location"` // file:line, or "label <name>"
 	Condition string `json:"condition,omitempty"`
 	Hits      int    `json:"hits"`
 	HitLimit  int    `json:"hit_limit,omitempty"`
@@ -75,8 +76,12 @@ func (tl *tools) listBreakpoints(ctx context.Context, tn *store.Tenant, in listB
 }
 
 func newBreakpointRow(b store.Breakpoint) breakpointRow {
-	r := breakpointRow{ID: b.ID, Service: b.Service, Location: fmt.Sprintf("%s:%d", b.File, b.Line),
-		Condition: capString(b.Condition), Hits: b.HitCount, HitLimit: b.HitLimit, Created: at(b.CreatedNS)}
+	loc := fmt.Sprintf("%s:%d", b.File, b.Line)
+	if b.Line == 0 {
+		loc = "label " + b.File
+	}
+	r := breakpointRow{ID: b.ID, Service: b.Service, Location: loc,
+		Condition: capString(redact.Condition(b.Condition)), Hits: b.HitCount, HitLimit: b.HitLimit, Created: at(b.CreatedNS)}
 	if b.ExpiresNS != 0 {
 		r.Expires = at(b.ExpiresNS)
 	}

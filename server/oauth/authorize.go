@@ -20,6 +20,13 @@ import (
 func (f *Facade) authorize(c *gin.Context) {
 	q := c.Request.URL.Query()
 	clientID := q.Get("client_id")
+	for name, values := range q {
+		// RFC 6749 §3.1; only resource may repeat (RFC 8707).
+		if len(values) > 1 && name != "resource" {
+			f.page(c, http.StatusBadRequest, "The sign-in request carries the parameter "+name+" more than once. Start again from your assistant.")
+			return
+		}
+	}
 	if clientID == "" {
 		f.page(c, http.StatusBadRequest, "The sign-in request names no client (client_id is missing). Start again from your assistant.")
 		return

@@ -17,6 +17,8 @@ func checkRedirectURI(uri string) error {
 		return fmt.Errorf("redirect URI %q is not an absolute URI", uri)
 	case strings.Contains(uri, "#"):
 		return fmt.Errorf("redirect URI %q must not contain a fragment", uri)
+	case u.User != nil:
+		return fmt.Errorf("redirect URI %q must not contain a user name or password (userinfo): a person reading it sees a host that is not where the access goes", uri)
 	case len(uri) > 2000:
 		return fmt.Errorf("redirect URI %.40q… is longer than 2000 characters", uri)
 	}

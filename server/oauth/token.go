@@ -1,9 +1,11 @@
 package oauth
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -20,6 +22,10 @@ import (
 func (f *Facade) token(c *gin.Context) {
 	c.Header("Cache-Control", "no-store")
 	c.Header("Pragma", "no-cache")
+	if mt, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type")); mt != "application/x-www-form-urlencoded" {
+		tokenError(c, http.StatusBadRequest, "invalid_request", "send the parameters as application/x-www-form-urlencoded (RFC 6749 §4.1.3), not "+cmp.Or(mt, "without a Content-Type"))
+		return
+	}
 	if err := c.Request.ParseForm(); err != nil {
 		tokenError(c, http.StatusBadRequest, "invalid_request", "send the parameters as application/x-www-form-urlencoded")
 		return
