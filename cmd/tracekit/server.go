@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -51,6 +52,11 @@ func runServer(ctx context.Context, args []string) error {
 		return err
 	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// Ingest holds at most 128 MiB of request bytes (ingest.Config.MaxBufferedBytes); a soft limit
+		// makes the collector return their garbage before the heap doubles, not after.
+		debug.SetMemoryLimit(softMemoryLimit)
+	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
@@ -96,11 +102,11 @@ func runServer(ctx context.Context, args []string) error {
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	h, gs := app.NewWithGRPC(app.Config{DB: db, Tenant: *tenant, PublicURL: *publicURL, AllowedOrigins: allowed, Logger: logger, OAuth: facade, Registry: registry, Prices: prices})
-	current.Store(&h)
 	engine, err := analysis.New(analysis.Config{DB: db, Tenant: *tenant, Logger: logger, RulesFile: *rulesFile, Retention: keep, Registry: registry})
 	if err != nil {
 		return fail(err)
 	}
+	current.Store(&h)
 	go engine.Run(ctx) //nolint:errcheck // returns only when ctx ends
 	// OTLP/gRPC listens once the database is there: until then exporters are refused and retry.
 	gln, err := listenGRPC(*grpcAddr)
@@ -122,6 +128,10 @@ func runServer(ctx context.Context, args []string) error {
 	<-grpcStopped
 	return err
 }
+
+// softMemoryLimit is the Go runtime's memory limit unless $GOMEMLIMIT sets one: a target for the
+// garbage collector, not a cap (docs/benchmarks.md, hostile ingest).
+const softMemoryLimit = 320 << 20
 
 // waitingHandler answers while the server waits for its database: alive, not ready, and nothing
 // about the database but that it is unavailable (its address and user are for the log).

@@ -1,8 +1,9 @@
 // Command ingestbench measures durable OTLP ingest: it starts `tracekit server` on a fresh
 // PostgreSQL database, drives OTLP/HTTP (POST /v1/traces) or OTLP/gRPC (TraceService/Export) with
-// concurrent protobuf batches, and reports accepted spans/s, request latency and the server's peak
-// RSS. Every counted span was acknowledged, so it is committed. Run it with `make bench-ingest`
-// (ARGS="-protocol grpc", or "-protocol both" for the two side by side, each on a fresh database).
+// concurrent protobuf batches, and reports accepted spans/s, request latency, the server's CPU per
+// span and its peak RSS. Every counted span was acknowledged, so it is committed. Run it with
+// `make bench-ingest` (ARGS="-protocol grpc", or "-protocol both" for the two side by side, each on a
+// fresh database).
 package main
 
 import (
@@ -14,6 +15,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
@@ -42,6 +44,7 @@ func main() {
 	clients := flag.Int("clients", 16, "concurrent exporters")
 	batch := flag.Int("batch", 1000, "spans per export request")
 	dur := flag.Duration("duration", 30*time.Second, "measurement time")
+	hostile := flag.Bool("hostile", false, "drive the hostile mix beside the exporters (8 concurrent 15 MiB JSON bodies, 16 gzip bombs, 8 trickling senders) and report the share of their batches accepted")
 	protocol := flag.String("protocol", "http", "http (OTLP/HTTP protobuf), grpc (OTLP/gRPC) or both, one after the other")
 	flag.Parse()
 	protocols := []string{*protocol}
@@ -53,49 +56,99 @@ func main() {
 		fmt.Fprintf(os.Stderr, "ingestbench: -protocol %q: use http, grpc or both\n", *protocol)
 		os.Exit(2)
 	}
+	if *hostile {
+		protocols = []string{"hostile"}
+	}
 	for _, p := range protocols {
-		if err := run(*bin, *admin, p, *clients, *batch, *dur); err != nil {
+		var err error
+		if p == "hostile" {
+			err = runHostile(*bin, *admin, *clients, *batch, *dur)
+		} else {
+			err = run(*bin, *admin, p, *clients, *batch, *dur)
+		}
+		if err != nil {
 			fmt.Fprintln(os.Stderr, "ingestbench:", err)
 			os.Exit(1)
 		}
 	}
 }
 
-func run(bin, admin, protocol string, clients, batch int, dur time.Duration) error {
+// bench is a started server with a tenant and its ingest key.
+type bench struct {
+	srv      *exec.Cmd
+	url      string
+	grpcAddr string
+	key      string
+	drop     func() error
+}
+
+func (b *bench) close() {
+	b.srv.Process.Kill()
+	b.srv.Wait()
+	dropDatabase(b.drop)
+}
+
+// start creates a scratch database with a tenant and an API key, and starts bin on it.
+func start(bin, admin string) (*bench, error) {
 	ctx := context.Background()
 	dsn, drop, err := storetest.NewDatabase(ctx, admin, "tracekit_bench_")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer dropDatabase(drop)
+	fail := func(err error) (*bench, error) { dropDatabase(drop); return nil, err }
 	db, err := store.Open(ctx, dsn)
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	if err := db.Migrate(ctx); err != nil {
-		return err
+		return fail(err)
 	}
 	if _, err := db.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: "bench"}); err != nil {
-		return err
+		return fail(err)
 	}
 	key, _, err := db.Admin().CreateAPIKey(ctx, "bench", "ingestbench", nil)
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	db.Close()
-
 	srv, base, grpcAddr, err := benchserver.StartGRPC(bin, dsn)
+	if err != nil {
+		return fail(err)
+	}
+	return &bench{srv: srv, url: base + "/v1/traces", grpcAddr: grpcAddr, key: key, drop: drop}, nil
+}
+
+// watchRSS samples pid's peak RSS until stop is closed.
+func watchRSS(pid int, stop <-chan struct{}) *atomic.Int64 {
+	var peak atomic.Int64
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+				if rss := vmHWM(pid); rss > peak.Load() {
+					peak.Store(rss)
+				}
+			}
+		}
+	}()
+	return &peak
+}
+
+func run(bin, admin, protocol string, clients, batch int, dur time.Duration) error {
+	b, err := start(bin, admin)
 	if err != nil {
 		return err
 	}
-	defer srv.Process.Kill()
-	export := httpExporter(base+"/v1/traces", key, clients)
+	defer b.close()
+	srv := b.srv
+	export := httpExporter(b.url, b.key, clients)
 	if protocol == "grpc" {
-		if export, err = grpcExporter(grpcAddr, key); err != nil {
+		if export, err = grpcExporter(b.grpcAddr, b.key); err != nil {
 			return err
 		}
 	}
-
 	bodies := make([]body, 64)
 	for i := range bodies {
 		bodies[i] = marshal(request(batch, uint64(i)))
@@ -106,21 +159,9 @@ func run(bin, admin, protocol string, clients, batch int, dur time.Duration) err
 		failed  atomic.Int64
 		mu      sync.Mutex
 		latency []time.Duration
-		peakRSS atomic.Int64
 	)
 	stop := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(200 * time.Millisecond):
-				if rss := vmHWM(srv.Process.Pid); rss > peakRSS.Load() {
-					peakRSS.Store(rss)
-				}
-			}
-		}
-	}()
+	peakRSS := watchRSS(srv.Process.Pid, stop)
 	deadline := time.Now().Add(dur)
 	cpu0 := cpuSeconds(srv.Process.Pid)
 	start := time.Now()
@@ -133,9 +174,9 @@ func run(bin, admin, protocol string, clients, batch int, dur time.Duration) err
 			for i := c; time.Now().Before(deadline); i += clients {
 				// Every request carries new trace ids: the server stores a span once, so resending the
 				// same bodies would measure only how fast it skips duplicates.
-				b := bodies[i%len(bodies)].withTraceIDs(seq.Add(1))
+				body := bodies[i%len(bodies)].withTraceIDs(seq.Add(1))
 				t0 := time.Now()
-				if err := export(b); err != nil {
+				if err := export(body); err != nil {
 					failed.Add(1)
 					continue
 				}
@@ -218,6 +259,19 @@ func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 
 func (rawCodec) Name() string { return "proto" }
 
+// cpuSeconds is the user+system CPU time a process has used, from /proc/<pid>/stat.
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the parenthesised command name; utime and stime are the 14th and 15th of the line.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100 // USER_HZ is 100 on Linux
+}
+
 // body is a marshaled request and where its trace ids are, so that each send can make them new.
 type body struct {
 	b      []byte
@@ -291,19 +345,6 @@ func request(n int, seed uint64) *collectorpb.ExportTraceServiceRequest {
 
 func kv(k, v string) *commonpb.KeyValue {
 	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}}}
-}
-
-// cpuSeconds is the user+system CPU time a process has used, from /proc/<pid>/stat.
-func cpuSeconds(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// Fields after the parenthesised command name; utime and stime are the 14th and 15th of the line.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	utime, _ := strconv.ParseFloat(f[11], 64)
-	stime, _ := strconv.ParseFloat(f[12], 64)
-	return (utime + stime) / 100 // USER_HZ is 100 on Linux
 }
 
 // vmHWM is a process's peak resident set size in KiB.

@@ -40,7 +40,25 @@ type Config struct {
 	Now func() time.Time
 	// Registry receives the count of skipped items (tracekit_analysis_skipped_total); optional.
 	Registry prometheus.Registerer
+}
 
+// Jobs claimed per tick.
+const (
+	compactionJob = "compaction"
+	retentionJob  = "retention"
+	// retentionEvery is how often old data is deleted: often enough that each run is small.
+	retentionEvery = 10 * time.Minute
+	// retentionBatch rows per DELETE keep each transaction short (a few MB of WAL for spans).
+	retentionBatch = 5000
+	// rcaAfter is how long an anomaly must have lasted before its first root-cause analysis: enough
+	// anomalous requests to compare.
+	rcaAfter = 10 * time.Minute
+)
+
+// Engine does the background work for a Config.
+type Engine struct {
+	cfg   Config
+	rules []store.AlertRule // from RulesFile
 	skips *skipLog
 }
 
@@ -55,7 +73,7 @@ type skipLog struct {
 func newSkipLog(reg prometheus.Registerer) *skipLog {
 	l := &skipLog{seen: map[string]bool{}, skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tracekit_analysis_skipped_total",
-		Help: "Items background work could not process and passed over, by job (compaction, alerting, anomaly)."}, []string{"job"})}
+		Help: "Items background work could not process and passed over, by job (compaction, alerts, anomalies)."}, []string{"job"})}
 	if reg != nil {
 		reg.MustRegister(l.skipped)
 	}
@@ -76,29 +94,9 @@ func (l *skipLog) report(logger *slog.Logger, tenant, job string, items []store.
 	}
 }
 
-// Jobs claimed per tick.
-const (
-	compactionJob = "compaction"
-	retentionJob  = "retention"
-	// retentionEvery is how often old data is deleted: often enough that each run is small.
-	retentionEvery = 10 * time.Minute
-	// retentionBatch rows per DELETE keep each transaction short (a few MB of WAL for spans).
-	retentionBatch = 5000
-	// rcaAfter is how long an anomaly must have lasted before its first root-cause analysis: enough
-	// anomalous requests to compare.
-	rcaAfter = 10 * time.Minute
-)
-
-// Engine does the background work for a Config.
-type Engine struct {
-	cfg   Config
-	rules []store.AlertRule // from RulesFile
-}
-
 // New checks cfg, loads its rules file and fills in the defaults.
 func New(cfg Config) (*Engine, error) {
-	cfg.skips = newSkipLog(cfg.Registry)
-	e := &Engine{cfg: cfg.withDefaults()}
+	e := &Engine{cfg: cfg.withDefaults(), skips: newSkipLog(cfg.Registry)}
 	if cfg.RulesFile != "" {
 		var err error
 		if e.rules, err = alerting.LoadRules(cfg.RulesFile); err != nil {
@@ -149,9 +147,6 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
-	}
-	if cfg.skips == nil {
-		cfg.skips = newSkipLog(nil)
 	}
 	if cfg.MinuteRetention == 0 {
 		cfg.MinuteRetention = 8 * 24 * time.Hour
@@ -209,19 +204,19 @@ func (e *Engine) Tick(ctx context.Context, t *store.Tenant) error {
 		if err != nil {
 			errs = append(errs, err)
 		}
-		cfg.skips.report(cfg.Logger, t.ID(), compactionJob, st.Skipped)
+		e.skips.report(cfg.Logger, t.ID(), compactionJob, st.Skipped)
 	}
 	// Alert windows end at a whole minute half a minute ago, so late spans of that minute are in.
 	_, skipped, err := alerting.Evaluate(ctx, t, minute)
 	if err != nil {
 		errs = append(errs, err)
 	}
-	cfg.skips.report(cfg.Logger, t.ID(), alerting.Job, skipped)
+	e.skips.report(cfg.Logger, t.ID(), alerting.Job, skipped)
 	res, err := anomaly.Detect(ctx, t, now, cfg.Anomaly)
 	if err != nil {
 		errs = append(errs, err)
 	}
-	cfg.skips.report(cfg.Logger, t.ID(), anomaly.Job, res.Skipped)
+	e.skips.report(cfg.Logger, t.ID(), anomaly.Job, res.Skipped)
 	for _, id := range res.Changed {
 		if err := e.explain(ctx, t, id); err != nil {
 			errs = append(errs, err)

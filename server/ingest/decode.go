@@ -90,7 +90,7 @@ func validUTF8(b []byte, md protoreflect.MessageDescriptor, depth int) ([]byte, 
 // hexIDsToBase64 rewrites, in place, trace and span ids from OTLP/JSON's hex form to the base64
 // that protojson expects for bytes fields (OTLP/JSON deviates from the proto3 JSON mapping there).
 // It scans the bytes once without building a document, so a large body costs no more memory than
-// itself; base64 is shorter than hex, so the result always fits where the input was.
+// itself.
 func hexIDsToBase64(body []byte) ([]byte, error) {
 	w := 0 // write position; never ahead of the read position i
 	var raw [64]byte
@@ -133,12 +133,10 @@ func hexIDsToBase64(body []byte) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s %q is not hex-encoded", key, val)
 		}
-		if w+base64.StdEncoding.EncodedLen(n)+1 > vend {
-			return nil, fmt.Errorf("%s %q is too short for a trace or span id", key, val)
-		}
+		// Unpadded base64 (which protojson accepts) is never longer than hex, so it fits in place.
 		body[w] = '"'
-		base64.StdEncoding.Encode(body[w+1:], raw[:n])
-		w += 1 + base64.StdEncoding.EncodedLen(n)
+		base64.RawStdEncoding.Encode(body[w+1:], raw[:n])
+		w += 1 + base64.RawStdEncoding.EncodedLen(n)
 		body[w] = '"'
 		w, i = w+1, vend+1
 	}

@@ -263,3 +263,19 @@ func TestExport_SlowSendersDelayOnlyThemselves(t *testing.T) {
 		}
 	}
 }
+
+// An id of the wrong length in OTLP/JSON is refused for its span only, as in protobuf.
+func TestExport_ShortJSONIdRejectsOnlyItsSpan(t *testing.T) {
+	e := newEnv(t, storetest.SQLiteDSN(t), ingest.Config{})
+	body := `{"resourceSpans":[{"scopeSpans":[{"spans":[` +
+		`{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"ab","name":"short","startTimeUnixNano":"%d"},` +
+		`{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708","name":"ok","startTimeUnixNano":"%d"}]}]}]}`
+	now := time.Now().UnixNano()
+	resp, msg := post(t, e.url, e.key, "application/json", []byte(fmt.Sprintf(body, now, now)))
+	if resp.StatusCode != 200 || !strings.Contains(string(msg), `"rejectedSpans":"1"`) {
+		t.Fatalf("got %d %s, want 200 with one rejected span", resp.StatusCode, msg)
+	}
+	if n := storetest.Count(t, e.dsn, "spans", "acme"); n != 1 {
+		t.Errorf("%d spans stored, want 1", n)
+	}
+}

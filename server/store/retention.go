@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jmoiron/sqlx"
@@ -37,15 +38,17 @@ func (t *Tenant) DeleteOlderThan(ctx context.Context, before int64, batch int) (
 		return e, fmt.Errorf("delete older than retention: batch %d, want at least 1", batch)
 	}
 	counts := []*int64{&e.Spans, &e.LLMCalls, &e.Snapshots}
+	var errs []error
 	for i, x := range expiring {
+		// A table that fails does not keep the others' rows: each is deleted on its own.
 		n, stmts, err := t.deleteOlderThan(ctx, x.table, x.col, x.sqliteIndex, before, batch)
 		*counts[i] += n
 		e.Statements += stmts
 		if err != nil {
-			return e, fmt.Errorf("delete %s older than retention: %w", x.table, err)
+			errs = append(errs, fmt.Errorf("delete %s older than retention: %w", x.table, err))
 		}
 	}
-	return e, nil
+	return e, errors.Join(errs...)
 }
 
 // deleteOlderThan walks from the oldest row up to before in windows of time, deleting up to batch rows
