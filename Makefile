@@ -25,9 +25,9 @@ build:
 # import it without the server) and the example application.
 MODULES := sdk/go examples/shop
 
-## test: every test, against the real PostgreSQL, a real kube-apiserver (envtest), helm, Dex and Chromium,
-## then each fuzz target for FUZZTIME
-test: chart-test-deps test-deps lint
+## test: every test, against the real PostgreSQL, a real kube-apiserver (envtest), helm, Dex, Chromium
+## and an OpenTelemetry Collector, then each fuzz target for FUZZTIME
+test: chart-test-deps test-deps otelcol lint
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO) test -count=1 ./...
 	for m in $(MODULES); do (cd $$m && $(GO) test -count=1 ./...) || exit 1; done
 	$(MAKE) fuzz
@@ -73,7 +73,8 @@ lint: $(STATICCHECK)
 	$(STATICCHECK) ./...
 	for m in $(MODULES); do (cd $$m && $(GO) vet ./... && $(STATICCHECK) ./...) || exit 1; done
 
-## bench-ingest: durable OTLP ingest throughput and RSS against PostgreSQL (see docs/benchmarks.md)
+## bench-ingest: durable OTLP ingest throughput and RSS against PostgreSQL (see docs/benchmarks.md);
+##   ARGS="-protocol grpc" for OTLP/gRPC, ARGS="-protocol both" for the two side by side
 bench-ingest: build
 	$(GO) run ./hack/ingestbench -tracekit $(BIN)/tracekit $(ARGS)
 

@@ -25,6 +25,8 @@ import (
 const (
 	// serverPort is where `tracekit server` listens (--addr).
 	serverPort = 8080
+	// grpcPort is where it receives OTLP/gRPC (--grpc-addr), the port OTLP exporters default to.
+	grpcPort = 4317
 	// serverUID is the non-root user of the server image.
 	serverUID = 65532
 	// configHashAnnotation on the pod template changes whenever a Secret or ConfigMap the pods read
@@ -140,8 +142,9 @@ func desiredDeployment(t *tracekitv1alpha1.TraceKitTenant, p deploymentParams) *
 	container := corev1ac.Container().
 		WithName("server").
 		WithImage(p.image).
-		WithArgs("server", fmt.Sprintf("--addr=:%d", serverPort)).
-		WithPorts(corev1ac.ContainerPort().WithName("http").WithContainerPort(serverPort).WithProtocol(corev1.ProtocolTCP)).
+		WithArgs("server", fmt.Sprintf("--addr=:%d", serverPort), fmt.Sprintf("--grpc-addr=:%d", grpcPort)).
+		WithPorts(corev1ac.ContainerPort().WithName("http").WithContainerPort(serverPort).WithProtocol(corev1.ProtocolTCP),
+			corev1ac.ContainerPort().WithName("otlp-grpc").WithContainerPort(grpcPort).WithProtocol(corev1.ProtocolTCP)).
 		WithEnv(env...).
 		WithResources(resources(t)).
 		WithLivenessProbe(corev1ac.Probe().WithHTTPGet(httpGet("/healthz")).WithPeriodSeconds(10).WithFailureThreshold(3)).

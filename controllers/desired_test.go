@@ -171,8 +171,9 @@ func TestPriceOverrides_DefaultsCachedInputToInput(t *testing.T) {
 
 func TestDesiredNetworkPolicy_OpensOnlyWhatTheServerUses(t *testing.T) {
 	np := desiredNetworkPolicy(tenantFor("acme", nil), 6432, "http://dex.auth:5556/dex")
-	if len(np.Spec.Ingress) != 1 || len(np.Spec.Ingress[0].Ports) != 1 || np.Spec.Ingress[0].Ports[0].Port.IntValue() != serverPort {
-		t.Errorf("ingress %+v: want the server port only", np.Spec.Ingress)
+	if len(np.Spec.Ingress) != 1 || len(np.Spec.Ingress[0].Ports) != 2 || np.Spec.Ingress[0].Ports[0].Port.IntValue() != serverPort ||
+		np.Spec.Ingress[0].Ports[1].Port.IntValue() != grpcPort {
+		t.Errorf("ingress %+v: want the server's HTTP and OTLP/gRPC ports only", np.Spec.Ingress)
 	}
 	var ports []int
 	for _, p := range np.Spec.Egress[0].Ports {

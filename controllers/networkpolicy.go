@@ -18,7 +18,7 @@ func (r *TenantReconciler) reconcileNetworkPolicy(ctx context.Context, t *tracek
 	return apply(ctx, r, st, &networkingv1.NetworkPolicy{}, desiredNetworkPolicy(t, db.port, r.Options.AuthIssuer), networkingv1ac.ExtractNetworkPolicy)
 }
 
-// desiredNetworkPolicy lets traffic reach the server's HTTP port only, and lets the server reach only
+// desiredNetworkPolicy lets traffic reach the server's HTTP and OTLP/gRPC ports only, and lets the server reach only
 // DNS, its database's port and the issuer's port: a compromised tenant server cannot probe the rest
 // of the cluster on other ports.
 func desiredNetworkPolicy(t *tracekitv1alpha1.TraceKitTenant, dbPort int32, issuer string) *networkingv1ac.NetworkPolicyApplyConfiguration {
@@ -39,7 +39,7 @@ func desiredNetworkPolicy(t *tracekitv1alpha1.TraceKitTenant, dbPort int32, issu
 		WithSpec(networkingv1ac.NetworkPolicySpec().
 			WithPodSelector(metav1ac.LabelSelector().WithMatchLabels(selectorLabels(t))).
 			WithPolicyTypes(networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress).
-			WithIngress(networkingv1ac.NetworkPolicyIngressRule().WithPorts(port(tcp, serverPort))).
+			WithIngress(networkingv1ac.NetworkPolicyIngressRule().WithPorts(port(tcp, serverPort), port(tcp, grpcPort))).
 			WithEgress(networkingv1ac.NetworkPolicyEgressRule().WithPorts(egress...)))
 }
 

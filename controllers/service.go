@@ -25,7 +25,10 @@ func desiredService(t *tracekitv1alpha1.TraceKitTenant) *corev1ac.ServiceApplyCo
 			WithType(corev1.ServiceTypeClusterIP).
 			WithSelector(selectorLabels(t)).
 			WithPorts(corev1ac.ServicePort().WithName("http").WithPort(80).
-				WithTargetPort(intstr.FromString("http")).WithProtocol(corev1.ProtocolTCP)))
+				WithTargetPort(intstr.FromString("http")).WithProtocol(corev1.ProtocolTCP),
+				// OTLP/gRPC for Collectors and SDKs in the cluster, on the port they default to.
+				corev1ac.ServicePort().WithName("otlp-grpc").WithPort(grpcPort).WithAppProtocol("grpc").
+					WithTargetPort(intstr.FromString("otlp-grpc")).WithProtocol(corev1.ProtocolTCP)))
 }
 
 func (r *TenantReconciler) reconcileIngress(ctx context.Context, t *tracekitv1alpha1.TraceKitTenant, base *url.URL, st *status) error {

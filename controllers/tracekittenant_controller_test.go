@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -167,8 +168,8 @@ func TestTenant_CreateMakesEveryObjectAndRecord(t *testing.T) {
 	g.Expect(*pod.Spec.SecurityContext.RunAsNonRoot).To(BeTrue())
 	c := pod.Spec.Containers[0]
 	g.Expect(c.Image).To(Equal(testImage))
-	g.Expect(c.Args).To(Equal([]string{"server", "--addr=:8080"}))
-	g.Expect(c.Ports).To(ConsistOf(HaveField("ContainerPort", int32(8080))))
+	g.Expect(c.Args).To(Equal([]string{"server", "--addr=:8080", "--grpc-addr=:4317"}))
+	g.Expect(c.Ports).To(ConsistOf(HaveField("ContainerPort", int32(8080)), And(HaveField("Name", "otlp-grpc"), HaveField("ContainerPort", int32(4317)))))
 	g.Expect(c.LivenessProbe.HTTPGet.Path).To(Equal("/healthz"))
 	g.Expect(c.ReadinessProbe.HTTPGet.Path).To(Equal("/readyz"))
 	g.Expect(*c.SecurityContext.RunAsUser).To(Equal(int64(65532)))
@@ -192,6 +193,10 @@ func TestTenant_CreateMakesEveryObjectAndRecord(t *testing.T) {
 	getObject(g, ns, server, svc)
 	owned(svc)
 	g.Expect(svc.Spec.Selector).To(Equal(selectorLabels(got)))
+	g.Expect(svc.Spec.Ports).To(ConsistOf(
+		And(HaveField("Name", "http"), HaveField("Port", int32(80)), HaveField("TargetPort", intstr.FromString("http"))),
+		And(HaveField("Name", "otlp-grpc"), HaveField("Port", int32(4317)), HaveField("TargetPort", intstr.FromString("otlp-grpc")),
+			HaveField("AppProtocol", ptr.To("grpc")))))
 
 	ing := &networkingv1.Ingress{}
 	getObject(g, ns, server, ing)
@@ -204,6 +209,11 @@ func TestTenant_CreateMakesEveryObjectAndRecord(t *testing.T) {
 	np := &networkingv1.NetworkPolicy{}
 	getObject(g, ns, server, np)
 	owned(np)
+	var ingressPorts []int
+	for _, p := range np.Spec.Ingress[0].Ports {
+		ingressPorts = append(ingressPorts, p.Port.IntValue())
+	}
+	g.Expect(ingressPorts).To(ConsistOf(8080, 4317))
 	var egressPorts []int
 	for _, p := range np.Spec.Egress[0].Ports {
 		egressPorts = append(egressPorts, p.Port.IntValue())

@@ -15,13 +15,16 @@ STATICCHECK := $(TOOLS_BIN)/staticcheck
 # CRDs of third-party APIs that the operator (HTTPRoute) and the chart (HTTPRoute, ServiceMonitor)
 # can create, loaded into envtest by the tests.
 CHART_TEST_CRDS := $(TOOLS_BIN)/chart-test-crds
+# An OpenTelemetry Collector (one go.opentelemetry.io/collector release, see hack/tools/otelcol) for
+# the tests that forward spans through a real Collector.
+OTELCOL := $(TOOLS_BIN)/otelcol
 THIRDPARTY := $(TOOLS_ROOT)/hack/chart/thirdparty
 
 # GOWORK=off keeps a developer's go.work from changing which versions the tool modules resolve.
 TOOLS_GO := GOWORK=off GOFLAGS=-mod=readonly go
 TOOLS_BUILD = build -trimpath -ldflags='-s -w $(TOOLS_LDFLAGS)'
 
-.PHONY: envtest-assets controller-gen helm staticcheck chart-test-crds manifests generate test-operator bench-operator
+.PHONY: envtest-assets controller-gen helm staticcheck otelcol chart-test-crds manifests generate test-operator bench-operator
 
 # Without these the binaries report v0.0.0-master to clients asking /version.
 $(ENVTEST_ASSETS)/kube-apiserver $(ENVTEST_ASSETS)/kubectl: TOOLS_LDFLAGS = \
@@ -60,6 +63,12 @@ staticcheck: $(STATICCHECK)
 
 $(STATICCHECK): $(TOOLS_ROOT)/hack/tools/staticcheck/go.mod $(TOOLS_ROOT)/hack/tools/staticcheck/go.sum
 	$(TOOLS_GO) -C $(TOOLS_ROOT)/hack/tools/staticcheck $(TOOLS_BUILD) -o $@ honnef.co/go/tools/cmd/staticcheck
+
+## otelcol: the OpenTelemetry Collector of hack/tools/otelcol in bin/ (OTLP receiver, otlp_grpc and otlp_http exporters)
+otelcol: $(OTELCOL)
+
+$(OTELCOL): $(wildcard $(TOOLS_ROOT)/hack/tools/otelcol/*)
+	$(TOOLS_GO) -C $(TOOLS_ROOT)/hack/tools/otelcol $(TOOLS_BUILD) -o $@ .
 
 ## chart-test-crds: the Gateway API's HTTPRoute and the Prometheus Operator's ServiceMonitor CRDs in
 ## bin/chart-test-crds, at the versions hack/chart/thirdparty pins

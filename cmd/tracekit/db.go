@@ -29,6 +29,14 @@ func databaseFlag(fs *flag.FlagSet) *string {
 	return fs.String("database-url", def, "postgres://user:pass@host/db URL or sqlite:<path> ($TRACEKIT_DATABASE_URL)")
 }
 
+// envOrUnset is envOr where a variable set to the empty string counts (e.g. to turn a listener off).
+func envOrUnset(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}
+
 func envOr(name, def string) string {
 	if v := os.Getenv(name); v != "" {
 		return v

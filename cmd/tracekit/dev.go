@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -19,14 +20,20 @@ import (
 func runDev(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
+	grpcAddr := grpcAddrFlag(fs, "127.0.0.1:4317", "")
 	dataDir := fs.String("data-dir", defaultDataDir, "where the SQLite database and demo labels live")
 	noDemo := fs.Bool("no-demo", false, "do not load demo data on first start")
 	// Unlike a tenant server, dev keeps everything by default: the demo day is loaded only once.
 	retention := retentionFlag(fs, "", "", "delete spans, LLM calls and snapshots older than this, e.g. 720h for 30 days, at least 1h; empty keeps them forever")
+	loadPrices := pricesFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	keep, err := retention()
+	if err != nil {
+		return err
+	}
+	prices, err := loadPrices()
 	if err != nil {
 		return err
 	}
@@ -52,14 +59,25 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another tracekit running? choose another --addr)", *addr, err)
 	}
+	gln, err := listenGRPC(*grpcAddr)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	base := "http://" + ln.Addr().String()
+	grpcBase := ""
+	if gln != nil {
+		grpcBase = "http://" + gln.Addr().String()
+	}
 	auth, err := startDevAuth(ctx, db, *dataDir, base, logger)
 	if err != nil {
 		return err
 	}
-	h := auth.mount(app.New(app.Config{DB: db, PublicURL: base, Logger: logger, OAuth: auth.facade}))
+	h, gs := app.NewWithGRPC(app.Config{DB: db, PublicURL: base, Logger: logger, OAuth: auth.facade, Prices: prices})
+	h = auth.mount(h)
 	errc := make(chan error, 1)
 	go func() { errc <- serve(ctx, ln, h) }()
+	grpcStopped := serveGRPC(ctx, gln, gs, logger)
 
 	marker := filepath.Join(*dataDir, "demo-loaded")
 	if _, err := os.Stat(marker); os.IsNotExist(err) && !*noDemo {
@@ -81,13 +99,19 @@ func runDev(ctx context.Context, args []string) error {
 		return err
 	}
 	go engine.Run(ctx) //nolint:errcheck // returns only when ctx ends
-	printConnectionHelp(base, key)
-	return <-errc
+	printConnectionHelp(os.Stdout, base, grpcBase, key)
+	err = <-errc
+	<-grpcStopped
+	return err
 }
 
-func printConnectionHelp(base, key string) {
+func printConnectionHelp(w io.Writer, base, grpcBase, key string) {
 	mcpURL := base + "/mcp"
-	fmt.Printf(`
+	grpcLine := "  OTLP/gRPC is off (--grpc-addr '')."
+	if grpcBase != "" {
+		grpcLine = fmt.Sprintf("  OTLP/gRPC:  OTEL_EXPORTER_OTLP_ENDPOINT=%s OTEL_EXPORTER_OTLP_PROTOCOL=grpc", grpcBase)
+	}
+	fmt.Fprintf(w, `
 TraceKit is running.
 MCP URL: %[1]s
 API key: %[2]s
@@ -99,10 +123,11 @@ Connect an assistant (it signs in through your browser: paste the API key on the
   Claude (Settings > Connectors > Add custom connector): the MCP URL.
   Headless agents and scripts can skip the browser with the header "Authorization: Bearer <API key>".
 
-Send OpenTelemetry traces (OTLP/HTTP, protobuf or JSON):
-  OTEL_EXPORTER_OTLP_ENDPOINT=%[3]s
+Send OpenTelemetry traces with the API key:
+  OTLP/HTTP:  OTEL_EXPORTER_OTLP_ENDPOINT=%[3]s OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf   (or http/json)
+%[4]s
   OTEL_EXPORTER_OTLP_HEADERS="Authorization=Bearer %[2]s"
 
 Press Ctrl+C to stop. State lives in the data directory; delete it to start over.
-`, mcpURL, key, base)
+`, mcpURL, key, base, grpcLine)
 }

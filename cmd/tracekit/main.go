@@ -24,6 +24,7 @@ var commands = map[string]command{
 	"apikey":     {"create, list or revoke a tenant's API keys", runAPIKey},
 	"migrate":    {"bring a database schema up to date", runMigrate},
 	"breakpoint": {"create, list or delete live-debugging breakpoints", runBreakpoint},
+	"tenant":     {"create, list or delete tenants on PostgreSQL without the operator", runTenant},
 }
 
 func main() {

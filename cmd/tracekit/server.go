@@ -26,6 +26,7 @@ import (
 func runServer(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	addr := fs.String("addr", envOr(tenantconfig.EnvAddr, ":8080"), "listen address ($TRACEKIT_ADDR)")
+	grpcAddr := grpcAddrFlag(fs, envOrUnset(tenantconfig.EnvGRPCAddr, ":4317"), tenantconfig.EnvGRPCAddr)
 	dbURL := databaseFlag(fs)
 	tenant := fs.String("tenant", os.Getenv(tenantconfig.EnvTenant), "serve only this tenant ($TRACEKIT_TENANT); empty serves every tenant whose API key is presented")
 	publicURL := fs.String("public-url", os.Getenv(tenantconfig.EnvPublicURL), "external base URL clients use, e.g. https://acme.tracekit.example.com ($TRACEKIT_PUBLIC_URL); default http://<addr>")
@@ -34,10 +35,15 @@ func runServer(ctx context.Context, args []string) error {
 	rulesFile := fs.String("alert-rules", os.Getenv(tenantconfig.EnvAlertRules), "JSON file of alert rules replacing the tenant's at start, as the operator writes them ($TRACEKIT_ALERT_RULES)")
 	retention := retentionFlag(fs, os.Getenv(tenantconfig.EnvRetention), tenantconfig.EnvRetention,
 		"delete spans, LLM calls and snapshots older than this, e.g. 720h for 30 days, at least 1h; rollups are kept no longer ($TRACEKIT_RETENTION); empty keeps them forever")
+	loadPrices := pricesFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	keep, err := retention()
+	if err != nil {
+		return err
+	}
+	prices, err := loadPrices()
 	if err != nil {
 		return err
 	}
@@ -95,20 +101,32 @@ func runServer(ctx context.Context, args []string) error {
 	}
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	h := app.New(app.Config{DB: db, Tenant: *tenant, PublicURL: *publicURL, AllowedOrigins: allowed, Logger: logger, OAuth: facade, Registry: registry})
+	h, gs := app.NewWithGRPC(app.Config{DB: db, Tenant: *tenant, PublicURL: *publicURL, AllowedOrigins: allowed, Logger: logger, OAuth: facade, Registry: registry, Prices: prices})
 	engine, err := analysis.New(analysis.Config{DB: db, Tenant: *tenant, Logger: logger, RulesFile: *rulesFile, Retention: keep, Registry: registry})
 	if err != nil {
 		return fail(err)
 	}
 	current.Store(&h)
 	go engine.Run(ctx) //nolint:errcheck // returns only when ctx ends
+	// OTLP/gRPC listens once the database is there: until then exporters are refused and retry.
+	gln, err := listenGRPC(*grpcAddr)
+	if err != nil {
+		return fail(err)
+	}
+	grpcStopped := serveGRPC(serveCtx, gln, gs, logger)
+	grpcListen := "off"
+	if gln != nil {
+		grpcListen = gln.Addr().String()
+	}
 	kept := "forever"
 	if keep > 0 {
 		kept = keep.String()
 	}
-	logger.Info("serving", "addr", ln.Addr().String(), "tenant", *tenant, "public_url", *publicURL, "database", db.Dialect(),
+	logger.Info("serving", "addr", ln.Addr().String(), "grpc_addr", grpcListen, "tenant", *tenant, "public_url", *publicURL, "database", db.Dialect(),
 		"retention", kept)
-	return <-served
+	err = <-served
+	<-grpcStopped
+	return err
 }
 
 // softMemoryLimit is the Go runtime's memory limit unless $GOMEMLIMIT sets one: a target for the

@@ -1,7 +1,9 @@
 // Command ingestbench measures durable OTLP ingest: it starts `tracekit server` on a fresh
-// PostgreSQL database, drives POST /v1/traces with concurrent protobuf batches, and reports accepted
-// spans/s, request latency and the server's peak RSS. Every counted span was acknowledged, so it is
-// committed. Run it with `make bench-ingest`.
+// PostgreSQL database, drives OTLP/HTTP (POST /v1/traces) or OTLP/gRPC (TraceService/Export) with
+// concurrent protobuf batches, and reports accepted spans/s, request latency, the server's CPU per
+// span and its peak RSS. Every counted span was acknowledged, so it is committed. Run it with
+// `make bench-ingest` (ARGS="-protocol grpc", or "-protocol both" for the two side by side, each on a
+// fresh database).
 package main
 
 import (
@@ -25,6 +27,10 @@ import (
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tracekit/tracekit/hack/benchserver"
@@ -39,23 +45,41 @@ func main() {
 	batch := flag.Int("batch", 1000, "spans per export request")
 	dur := flag.Duration("duration", 30*time.Second, "measurement time")
 	hostile := flag.Bool("hostile", false, "drive the hostile mix beside the exporters (8 concurrent 15 MiB JSON bodies, 16 gzip bombs, 8 trickling senders) and report the share of their batches accepted")
+	protocol := flag.String("protocol", "http", "http (OTLP/HTTP protobuf), grpc (OTLP/gRPC) or both, one after the other")
 	flag.Parse()
-	run := run
-	if *hostile {
-		run = runHostile
+	protocols := []string{*protocol}
+	switch *protocol {
+	case "http", "grpc":
+	case "both":
+		protocols = []string{"http", "grpc"}
+	default:
+		fmt.Fprintf(os.Stderr, "ingestbench: -protocol %q: use http, grpc or both\n", *protocol)
+		os.Exit(2)
 	}
-	if err := run(*bin, *admin, *clients, *batch, *dur); err != nil {
-		fmt.Fprintln(os.Stderr, "ingestbench:", err)
-		os.Exit(1)
+	if *hostile {
+		protocols = []string{"hostile"}
+	}
+	for _, p := range protocols {
+		var err error
+		if p == "hostile" {
+			err = runHostile(*bin, *admin, *clients, *batch, *dur)
+		} else {
+			err = run(*bin, *admin, p, *clients, *batch, *dur)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "ingestbench:", err)
+			os.Exit(1)
+		}
 	}
 }
 
 // bench is a started server with a tenant and its ingest key.
 type bench struct {
-	srv  *exec.Cmd
-	url  string
-	key  string
-	drop func() error
+	srv      *exec.Cmd
+	url      string
+	grpcAddr string
+	key      string
+	drop     func() error
 }
 
 func (b *bench) close() {
@@ -87,11 +111,11 @@ func start(bin, admin string) (*bench, error) {
 		return fail(err)
 	}
 	db.Close()
-	srv, base, err := benchserver.Start(bin, dsn)
+	srv, base, grpcAddr, err := benchserver.StartGRPC(bin, dsn)
 	if err != nil {
 		return fail(err)
 	}
-	return &bench{srv: srv, url: base + "/v1/traces", key: key, drop: drop}, nil
+	return &bench{srv: srv, url: base + "/v1/traces", grpcAddr: grpcAddr, key: key, drop: drop}, nil
 }
 
 // watchRSS samples pid's peak RSS until stop is closed.
@@ -112,13 +136,19 @@ func watchRSS(pid int, stop <-chan struct{}) *atomic.Int64 {
 	return &peak
 }
 
-func run(bin, admin string, clients, batch int, dur time.Duration) error {
+func run(bin, admin, protocol string, clients, batch int, dur time.Duration) error {
 	b, err := start(bin, admin)
 	if err != nil {
 		return err
 	}
 	defer b.close()
-	url, key, srv := b.url, b.key, b.srv
+	srv := b.srv
+	export := httpExporter(b.url, b.key, clients)
+	if protocol == "grpc" {
+		if export, err = grpcExporter(b.grpcAddr, b.key); err != nil {
+			return err
+		}
+	}
 	bodies := make([]body, 64)
 	for i := range bodies {
 		bodies[i] = marshal(request(batch, uint64(i)))
@@ -132,8 +162,8 @@ func run(bin, admin string, clients, batch int, dur time.Duration) error {
 	)
 	stop := make(chan struct{})
 	peakRSS := watchRSS(srv.Process.Pid, stop)
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
 	deadline := time.Now().Add(dur)
+	cpu0 := cpuSeconds(srv.Process.Pid)
 	start := time.Now()
 	var wg sync.WaitGroup
 	for c := 0; c < clients; c++ {
@@ -144,17 +174,9 @@ func run(bin, admin string, clients, batch int, dur time.Duration) error {
 			for i := c; time.Now().Before(deadline); i += clients {
 				// Every request carries new trace ids: the server stores a span once, so resending the
 				// same bodies would measure only how fast it skips duplicates.
-				req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(bodies[i%len(bodies)].withTraceIDs(seq.Add(1))))
-				req.Header.Set("Content-Type", "application/x-protobuf")
-				req.Header.Set("Authorization", "Bearer "+key)
+				body := bodies[i%len(bodies)].withTraceIDs(seq.Add(1))
 				t0 := time.Now()
-				resp, err := client.Do(req)
-				if err != nil {
-					failed.Add(1)
-					continue
-				}
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
+				if err := export(body); err != nil {
 					failed.Add(1)
 					continue
 				}
@@ -168,6 +190,7 @@ func run(bin, admin string, clients, batch int, dur time.Duration) error {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu := cpuSeconds(srv.Process.Pid) - cpu0
 	close(stop)
 	sort.Slice(latency, func(i, j int) bool { return latency[i] < latency[j] })
 	pct := func(p float64) time.Duration {
@@ -176,11 +199,77 @@ func run(bin, admin string, clients, batch int, dur time.Duration) error {
 		}
 		return latency[int(p*float64(len(latency)-1))]
 	}
-	fmt.Printf("clients=%d batch=%d duration=%s\n", clients, batch, elapsed.Round(time.Millisecond))
+	fmt.Printf("protocol=%s clients=%d batch=%d duration=%s\n", protocol, clients, batch, elapsed.Round(time.Millisecond))
 	fmt.Printf("accepted spans: %d (%.0f spans/s), failed requests: %d\n", spans.Load(), float64(spans.Load())/elapsed.Seconds(), failed.Load())
 	fmt.Printf("request latency: p50 %s, p99 %s\n", pct(0.5).Round(time.Millisecond), pct(0.99).Round(time.Millisecond))
 	fmt.Printf("server peak RSS: %d MB\n", peakRSS.Load()/1024)
+	if n := spans.Load(); n > 0 {
+		// CPU per span is steadier than spans/s on a shared machine: it does not count waiting.
+		fmt.Printf("server CPU: %.1f s, %.2f µs per span\n", cpu, cpu/float64(n)*1e6)
+	}
 	return nil
+}
+
+// httpExporter posts an encoded request to url as OTLP/HTTP protobuf.
+func httpExporter(url, key string, clients int) func([]byte) error {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
+	return func(body []byte) error {
+		req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-protobuf")
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("HTTP %d", resp.StatusCode)
+		}
+		return nil
+	}
+}
+
+// grpcExporter calls TraceService/Export with an already encoded request over one connection, as
+// an OTLP exporter does; encoding once keeps the load generator's CPU out of the comparison, as
+// the HTTP mode's pre-encoded bodies do.
+func grpcExporter(addr, key string) (func([]byte) error, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{}), grpc.MaxCallSendMsgSize(64<<20)))
+	if err != nil {
+		return nil, err
+	}
+	md := metadata.Pairs("authorization", "Bearer "+key)
+	return func(body []byte) error {
+		ctx := metadata.NewOutgoingContext(context.Background(), md)
+		var resp collectorpb.ExportTraceServiceResponse
+		return conn.Invoke(ctx, collectorpb.TraceService_Export_FullMethodName, body, &resp)
+	}, nil
+}
+
+// rawCodec sends []byte as the already encoded message and decodes answers as protobuf.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(v.([]byte))}, nil
+}
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	return proto.Unmarshal(data.Materialize(), v.(proto.Message))
+}
+
+func (rawCodec) Name() string { return "proto" }
+
+// cpuSeconds is the user+system CPU time a process has used, from /proc/<pid>/stat.
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the parenthesised command name; utime and stime are the 14th and 15th of the line.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100 // USER_HZ is 100 on Linux
 }
 
 // body is a marshaled request and where its trace ids are, so that each send can make them new.

@@ -13,6 +13,7 @@ import (
 // the same name.
 const (
 	EnvAddr              = "TRACEKIT_ADDR"
+	EnvGRPCAddr          = "TRACEKIT_GRPC_ADDR"
 	EnvDatabaseURL       = "TRACEKIT_DATABASE_URL"
 	EnvTenant            = "TRACEKIT_TENANT"
 	EnvPublicURL         = "TRACEKIT_PUBLIC_URL"

@@ -7,12 +7,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tracekit/tracekit/server/analysis"
 	"github.com/tracekit/tracekit/server/analysis/analysistest"
+	"github.com/tracekit/tracekit/server/analysis/anomaly"
 	"github.com/tracekit/tracekit/server/analysis/rca"
 	"github.com/tracekit/tracekit/server/demo"
 	"github.com/tracekit/tracekit/server/store"
@@ -29,6 +33,10 @@ type scored struct {
 	top      rca.Cause
 	detected bool
 	correct  bool
+	delay    time.Duration // from the incident's start to the end of the first window showing it
+	// the public API's (api-gateway's) anomaly during the incident, and whether its top cause names
+	// the root service
+	gateway, gatewayCorrect bool
 }
 
 // causeMatches: the top cause names the labelled service and, when the label has one, the same
@@ -52,9 +60,25 @@ func endOf(a store.AnomalyRecord, now int64) int64 {
 // most one anomaly a day may match no incident, and the top root cause of at least 90 % of the
 // incidents' anomalies must be the injected one. Run with -v to see the table.
 func TestDemoIncidents_DetectedAndExplained(t *testing.T) {
+	for _, seed := range demoSeeds() {
+		t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) { scoreDemo(t, seed) })
+	}
+}
+
+// demoSeeds are the demo days scored: 1 by default, 1 to 3 with TRACEKIT_DEMO_SEEDS=3.
+func demoSeeds() []int64 {
+	n, _ := strconv.Atoi(os.Getenv("TRACEKIT_DEMO_SEEDS"))
+	seeds := []int64{1}
+	for s := int64(2); s <= int64(n); s++ {
+		seeds = append(seeds, s)
+	}
+	return seeds
+}
+
+func scoreDemo(t *testing.T, seed int64) {
 	storetest.Dialects(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
-		opts := demo.Options{Seed: 1, Duration: 24 * time.Hour}
+		opts := demo.Options{Seed: seed, Duration: 24 * time.Hour}
 		res := analysistest.LoadDemo(t, db, opts)
 		tn := db.ForTenant(analysistest.Tenant)
 		now := analysistest.End.Add(10 * time.Minute)
@@ -85,15 +109,18 @@ func TestDemoIncidents_DetectedAndExplained(t *testing.T) {
 		}
 
 		var b strings.Builder
-		fmt.Fprintf(&b, "\n%-32s %-14s %-24s %-9s %-13s %-16s %-10s %s\n", "INCIDENT", "CAUSE", "SERVICE", "DETECTED", "WINDOW", "METRIC", "SEVERITY", "TOP CAUSE (confidence)")
+		fmt.Fprintf(&b, "\n%-32s %-14s %-24s %-9s %-6s %-13s %-16s %-10s %-8s %s\n", "INCIDENT", "CAUSE", "SERVICE", "DETECTED", "DELAY", "WINDOW", "METRIC", "SEVERITY", "GATEWAY", "TOP CAUSE (confidence)")
 		detected, correct := 0, 0
 		for _, r := range rows {
-			window, metric, severity, top, ok := "-", "-", "-", "-", "no"
+			window, metric, severity, top, ok, delay, gw := "-", "-", "-", "-", "no", "-", "-"
+			if r.gateway {
+				gw = map[bool]string{true: "✓ root", false: "✗"}[r.gatewayCorrect]
+			}
 			if r.detected {
 				detected++
 				a := r.anomaly
 				window = time.Unix(0, a.StartedNS).UTC().Format("15:04") + "-" + time.Unix(0, endOf(*a, now.UnixNano())).UTC().Format("15:04")
-				metric, severity, ok = a.Metric, a.Severity, "yes"
+				metric, severity, ok, delay = a.Metric, a.Severity, "yes", r.delay.Round(time.Minute).String()
 				top = fmt.Sprintf("%s %s %s=%s (%.2f)", r.top.Kind, r.top.Service, r.top.Attribute, short(r.top.Value, 40), r.top.Confidence)
 				if r.correct {
 					correct++
@@ -102,7 +129,7 @@ func TestDemoIncidents_DetectedAndExplained(t *testing.T) {
 					top = "✗ " + top
 				}
 			}
-			fmt.Fprintf(&b, "%-32s %-14s %-24s %-9s %-13s %-16s %-10s %s\n", r.inc.ID, r.inc.Cause.Type, r.inc.Service, ok, window, metric, severity, top)
+			fmt.Fprintf(&b, "%-32s %-14s %-24s %-9s %-6s %-13s %-16s %-10s %-8s %s\n", r.inc.ID, r.inc.Cause.Type, r.inc.Service, ok, delay, window, metric, severity, gw, top)
 		}
 		for _, a := range false_ {
 			fmt.Fprintf(&b, "false anomaly: %s %s %s from %s\n", a.Service, a.Metric, a.Severity, time.Unix(0, a.StartedNS).UTC().Format(time.RFC3339))
@@ -136,11 +163,10 @@ func short(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// score matches an incident with the anomaly of its service that overlaps it most and reads that
-// anomaly's top cause as get_rca would (the stored report, computed on demand when missing).
+// score matches an incident with the anomaly of its service that overlaps it most, reads that
+// anomaly's top cause and detection delay, and the top cause of the public API's anomaly, if any.
 func score(t *testing.T, tn *store.Tenant, inc demo.Incident, anomalies []store.AnomalyRecord, now time.Time) scored {
 	t.Helper()
-	ctx := context.Background()
 	row := scored{inc: inc}
 	best := int64(0)
 	for i, a := range anomalies {
@@ -156,9 +182,32 @@ func score(t *testing.T, tn *store.Tenant, inc demo.Incident, anomalies []store.
 		return row
 	}
 	row.detected = true
-	rep, err := tn.RCAReport(ctx, row.anomaly.ID)
+	if d, err := anomaly.ParseDetails(row.anomaly.Details); err == nil {
+		first := int64(math.MaxInt64)
+		for _, m := range d {
+			first = min(first, m.DetectedNS)
+		}
+		row.delay = time.Duration(first - inc.Start.UnixNano())
+	}
+	row.top, row.correct = topCause(t, tn, *row.anomaly, inc)
+	for _, a := range anomalies {
+		if a.Service == "api-gateway" && a.StartedNS < inc.End.UnixNano() && endOf(a, now.UnixNano()) > inc.Start.UnixNano() {
+			row.gateway = true
+			top, _ := topCause(t, tn, a, inc)
+			row.gatewayCorrect = row.gatewayCorrect || top.Service == inc.Cause.Service
+		}
+	}
+	return row
+}
+
+// topCause reads an anomaly's top cause as get_rca would (the stored report, computed on demand
+// when missing) and says whether it is the incident's injected cause.
+func topCause(t *testing.T, tn *store.Tenant, a store.AnomalyRecord, inc demo.Incident) (rca.Cause, bool) {
+	t.Helper()
+	ctx := context.Background()
+	rep, err := tn.RCAReport(ctx, a.ID)
 	if errors.Is(err, store.ErrNotFound) {
-		rep, err = rca.Analyze(ctx, tn, row.anomaly.ID)
+		rep, err = rca.Analyze(ctx, tn, a.ID)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -167,9 +216,8 @@ func score(t *testing.T, tn *store.Tenant, inc demo.Incident, anomalies []store.
 	if err := json.Unmarshal(rep.Causes, &causes); err != nil {
 		t.Fatal(err)
 	}
-	if len(causes) > 0 {
-		row.top = causes[0]
-		row.correct = causeMatches(row.top, inc.Cause)
+	if len(causes) == 0 {
+		return rca.Cause{}, false
 	}
-	return row
+	return causes[0], causeMatches(causes[0], inc.Cause)
 }

@@ -14,10 +14,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
 
 	"github.com/tracekit/tracekit/server/analysis/rca"
 	"github.com/tracekit/tracekit/server/auth"
 	"github.com/tracekit/tracekit/server/debugger"
+	"github.com/tracekit/tracekit/server/genai"
 	"github.com/tracekit/tracekit/server/ingest"
 	"github.com/tracekit/tracekit/server/mcpserver"
 	"github.com/tracekit/tracekit/server/mcpserver/ui"
@@ -47,10 +49,23 @@ type Config struct {
 	// WebClientID is the /ui pages' OAuth client_id, a metadata document URL; empty means the
 	// document they serve themselves, <public URL>/ui/oauth-client.json (https public URLs).
 	WebClientID string
+	// Prices is the LLM price table (tracekit server --prices); nil means the built-in one.
+	Prices *genai.PriceTable
 }
 
 // New returns the server's HTTP handler.
 func New(cfg Config) http.Handler {
+	h, _ := build(cfg, false)
+	return h
+}
+
+// NewWithGRPC also returns a gRPC server for OTLP/gRPC in front of the same ingest core as
+// POST /v1/traces (one set of write slots and limits for both); the caller serves it on its own port.
+func NewWithGRPC(cfg Config) (http.Handler, *grpc.Server) {
+	return build(cfg, true)
+}
+
+func build(cfg Config, withGRPC bool) (http.Handler, *grpc.Server) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -85,7 +100,11 @@ func New(cfg Config) http.Handler {
 		Help: "Ingested batches whose spans were stored but whose services-table update failed (repaired by the next batch)."},
 		func() float64 { return float64(cfg.DB.ServicesUpdateFailures()) }))
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))
-	ingest.Register(r, ingest.Config{DB: cfg.DB, Auth: cfg.Auth, Logger: cfg.Logger, Registry: cfg.Registry})
+	in := ingest.Register(r, ingest.Config{DB: cfg.DB, Auth: cfg.Auth, Logger: cfg.Logger, Registry: cfg.Registry, Prices: cfg.Prices})
+	var gs *grpc.Server
+	if withGRPC {
+		gs = in.GRPCServer()
+	}
 	debugger.Register(r, cfg.DB, cfg.Auth)
 	var webOAuth *ui.OAuth
 	if cfg.OAuth != nil {
@@ -93,7 +112,7 @@ func New(cfg Config) http.Handler {
 	}
 	mcpserver.Register(r, mcpserver.Config{DB: cfg.DB, Auth: cfg.Auth, PublicURL: cfg.PublicURL, AllowedOrigins: cfg.AllowedOrigins, Logger: cfg.Logger, Registry: cfg.Registry,
 		RCA: mcpserver.RCAFunc(rca.Analyze), WebOAuth: webOAuth})
-	return withoutPrefix(publicPath(cfg.PublicURL), r)
+	return withoutPrefix(publicPath(cfg.PublicURL), r), gs
 }
 
 // publicPath is the path of a per-team URL such as https://tracekit.example.com/t/acme, or "".

@@ -7,14 +7,16 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 )
 
-// Four more incidents, so that anomaly detection and root-cause analysis are scored on every kind
+// More incidents, so that anomaly detection and root-cause analysis are scored on every kind
 // of cause the analysis is meant to find: a slow external dependency, a regression in a service's
-// own code shipped by a deployment, a noisy neighbour on one host, and a retry storm.
+// own code shipped by a deployment, a noisy neighbour on one host, a retry storm, and a fault deep in
+// the call graph that only some routes of the public API see.
 type moreSchedule struct {
 	provider  window // Anthropic's API slow behind the llm-gateway
 	search    window // search-service 2.1.0 with a slow re-ranker
 	neighbour window // one inventory-service pod starved of CPU
 	retries   window // recommendation-service retrying user-service history calls
+	profile   window // user-service's profile query without its index, seen on two gateway routes
 }
 
 const (
@@ -47,7 +49,21 @@ func (s schedule) placeMore(end time.Time, d time.Duration) moreSchedule {
 	m.retries = place()
 	m.search = place()
 	m.neighbour = place()
+	m.profile = place()
 	return m
+}
+
+// profileQuery is user-service's profile read, slow during the profile incident: a migration
+// dropped the index it uses.
+const profileQuery = "SELECT id, email, display_name, tier, created_at FROM users WHERE id = $1"
+
+// profileQueryTime is the median and p95 of the profile query at the trace's time, in ms. Only the
+// figures change, so the random draws (and all later traces) stay the same.
+func (t *trace) profileQueryTime() (float64, float64) {
+	if t.g.sched.more.profile.has(t.at) {
+		return 250, 600
+	}
+	return 1.5, 6
 }
 
 func (m moreSchedule) incidents() []Incident {
@@ -56,7 +72,14 @@ func (m moreSchedule) incidents() []Incident {
 	qs, qe := at(m.search)
 	ns, ne := at(m.neighbour)
 	rs, re := at(m.retries)
+	us, ue := at(m.profile)
 	return []Incident{{
+		ID: "account-profile-slow", Kind: "latency", Service: "api-gateway", Operation: "GET /api/account", Metric: "p95_duration",
+		Start: us, End: ue,
+		Cause: Cause{Type: "db_statement", Service: "user-service", Attribute: "db.statement", Value: profileQuery,
+			Description: "A migration dropped the index of user-service's profile query (users by id): ~1.5 ms became ~250 ms."},
+		Description: "Two public routes that read the profile (GET /api/account, POST /api/assistant/chat, 9 % of the gateway's requests) became several times slower; the rest of the API was unchanged.",
+	}, {
 		ID: "llm-provider-slow", Kind: "latency", Service: "support-assistant", Operation: "POST /v1/chat", Metric: "p95_duration",
 		Start: ps, End: pe,
 		Cause: Cause{Type: "dependency", Service: "llm-gateway", Attribute: "peer.service", Value: sonnet.provider,

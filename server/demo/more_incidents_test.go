@@ -12,13 +12,23 @@ func TestRun_MoreIncidentsAreVisibleInTheData(t *testing.T) {
 	for _, inc := range res.Incidents {
 		byID[inc.ID] = inc
 	}
-	if len(res.Incidents) != 7 {
-		t.Fatalf("%d incidents, want 7", len(res.Incidents))
+	if len(res.Incidents) != 8 {
+		t.Fatalf("%d incidents, want 8", len(res.Incidents))
 	}
 	tests := []struct {
 		incident string
 		check    func(t *testing.T, inc Incident)
 	}{
+		{"account-profile-slow", func(t *testing.T, inc Incident) {
+			in, out := inWindow(spans, inc, serverSpan("api-gateway", inc.Operation))
+			if r := p95(in) / p95(out); r < 3 {
+				t.Errorf("api-gateway %s p95 in the window is %.1fx outside, want at least 3x", inc.Operation, r)
+			}
+			all, rest := inWindow(spans, inc, serverSpan("api-gateway", ""))
+			if r := p95(all) / p95(rest); r > 1.5 {
+				t.Errorf("the gateway's p95 over all routes grew %.1fx; the incident should show on its routes only", r)
+			}
+		}},
 		{"llm-provider-slow", func(t *testing.T, inc Incident) {
 			in, out := inWindow(spans, inc, serverSpan("support-assistant", inc.Operation))
 			if r := p95(in) / p95(out); r < 1.5 {

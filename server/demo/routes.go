@@ -397,7 +397,8 @@ func (t *trace) userQuery(s *span, table, stmt string, at int64, median, p95 flo
 
 func (t *trace) profile(from *span, at int64, user string) reply {
 	return t.call(from, users, "GET", "/v1/users/{id}", "/v1/users/"+user, at, func(s *span, at int64) reply {
-		at, fail := t.userQuery(s, "users", "SELECT id, email, display_name, tier, created_at FROM users WHERE id = $1", at, 1.5, 6)
+		median, p95 := t.profileQueryTime()
+		at, fail := t.userQuery(s, "users", profileQuery, at, median, p95)
 		if fail != nil {
 			return *fail
 		}

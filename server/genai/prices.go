@@ -2,11 +2,14 @@
 package genai
 
 import (
+	"bytes"
 	_ "embed"
 	"encoding/json"
 	"fmt"
+	"os"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // Price is USD per million tokens.
@@ -15,10 +18,13 @@ type Price struct {
 	Input       float64 `json:"input"`
 	Output      float64 `json:"output"`
 	CachedInput float64 `json:"cached_input"`
+	// Taken is the date (YYYY-MM-DD) this price was read, when it differs from the table's.
+	Taken string `json:"taken,omitempty"`
 }
 
 // PriceTable maps model names to prices.
 type PriceTable struct {
+	// Taken is the date (YYYY-MM-DD) the prices were read from the providers' price lists.
 	Taken  string           `json:"taken"`
 	Source string           `json:"source,omitempty"`
 	Models map[string]Price `json:"models"`
@@ -31,11 +37,59 @@ var builtinJSON []byte
 var Builtin = mustParse(builtinJSON)
 
 func mustParse(b []byte) PriceTable {
-	var t PriceTable
-	if err := json.Unmarshal(b, &t); err != nil {
+	t, err := ParsePriceTable(b)
+	if err != nil {
 		panic(fmt.Sprintf("genai: built-in price table: %v", err))
 	}
 	return t
+}
+
+// priceTableFormat is shown with every error about a price table file.
+const priceTableFormat = `want {"taken": "YYYY-MM-DD", "source": "where the prices come from", "models": ` +
+	`{"<model>": {"provider": "openai", "input": <USD per million tokens>, "output": <USD>, "cached_input": <USD>, "taken": "YYYY-MM-DD (optional)"}}}`
+
+// LoadPriceTable reads a price table file (the format of server/genai/prices.json); it replaces the
+// built-in table, so that operators can use newer prices than the release shipped.
+func LoadPriceTable(path string) (PriceTable, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return PriceTable{}, fmt.Errorf("LLM price table: %w", err)
+	}
+	t, err := ParsePriceTable(b)
+	if err != nil {
+		return PriceTable{}, fmt.Errorf("LLM price table %s: %w", path, err)
+	}
+	return t, nil
+}
+
+// ParsePriceTable decodes and checks a price table: dates, non-negative prices, known fields only.
+func ParsePriceTable(b []byte) (PriceTable, error) {
+	var t PriceTable
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&t); err != nil {
+		return t, fmt.Errorf("%v; %s", err, priceTableFormat)
+	}
+	if _, err := time.Parse(time.DateOnly, t.Taken); err != nil {
+		return t, fmt.Errorf(`"taken" must be the date the prices were read, as YYYY-MM-DD, not %q`, t.Taken)
+	}
+	if len(t.Models) == 0 {
+		return t, fmt.Errorf(`"models" is empty; %s`, priceTableFormat)
+	}
+	models := make(map[string]Price, len(t.Models))
+	for name, p := range t.Models {
+		if p.Input < 0 || p.Output < 0 || p.CachedInput < 0 {
+			return t, fmt.Errorf("model %q: prices must not be negative", name)
+		}
+		if p.Taken != "" {
+			if _, err := time.Parse(time.DateOnly, p.Taken); err != nil {
+				return t, fmt.Errorf(`model %q: "taken" must be YYYY-MM-DD, not %q`, name, p.Taken)
+			}
+		}
+		models[strings.ToLower(name)] = p
+	}
+	t.Models = models
+	return t, nil
 }
 
 // WithOverrides returns the table with a tenant's prices (a JSON object model → Price) laid over it.

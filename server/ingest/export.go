@@ -11,6 +11,7 @@ import (
 	collectorpb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 
 	"github.com/tracekit/tracekit/server/auth"
+	"github.com/tracekit/tracekit/server/genai"
 	"github.com/tracekit/tracekit/server/store"
 )
 
@@ -34,6 +35,8 @@ type Config struct {
 	BodyTimeout time.Duration
 	Logger      *slog.Logger
 	Registry    prometheus.Registerer
+	// Prices prices LLM calls before each tenant's overrides; nil means the built-in table.
+	Prices *genai.PriceTable
 }
 
 // Ingester is the transport-independent core of trace ingest: admission (write slots) and Export,
@@ -73,6 +76,10 @@ func New(cfg Config) *Ingester {
 			Help: "Spans received over OTLP, by outcome (accepted, rejected)."}, []string{"outcome"}),
 	}
 	in.prices.db = cfg.DB
+	in.prices.base = genai.Builtin
+	if cfg.Prices != nil {
+		in.prices.base = *cfg.Prices
+	}
 	if cfg.Registry != nil {
 		cfg.Registry.MustRegister(in.spans)
 	}

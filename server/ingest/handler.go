@@ -84,7 +84,7 @@ func (rc *receiver) export(c *gin.Context) {
 		return
 	}
 	if !p.HasScope(store.ScopeIngest) {
-		rc.fail(c, enc, http.StatusForbidden, codes.PermissionDenied, "this API key lacks the 'ingest' scope; create one with: tracekit apikey create --scopes ingest")
+		rc.fail(c, enc, http.StatusForbidden, codes.PermissionDenied, errNoIngestScope)
 		return
 	}
 	if c.Request.ContentLength > rc.cfg.MaxBodyBytes {
@@ -285,9 +285,10 @@ func (rc *receiver) write(c *gin.Context, enc encoding, status int, m proto.Mess
 
 // priceCache keeps each tenant's price table (built-in prices with its overrides) for a minute.
 type priceCache struct {
-	db *store.DB
-	mu sync.Mutex
-	m  map[string]cachedPrices
+	db   *store.DB
+	base genai.PriceTable
+	mu   sync.Mutex
+	m    map[string]cachedPrices
 }
 
 type cachedPrices struct {
@@ -304,9 +305,9 @@ func (pc *priceCache) get(ctx context.Context, t *store.Tenant) (genai.PriceTabl
 	}
 	raw, err := t.PriceOverrides(ctx)
 	if err != nil {
-		return genai.Builtin, err
+		return pc.base, err
 	}
-	table, err := genai.Builtin.WithOverrides(raw)
+	table, err := pc.base.WithOverrides(raw)
 	pc.mu.Lock()
 	if pc.m == nil {
 		pc.m = map[string]cachedPrices{}

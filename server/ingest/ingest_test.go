@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tracekit/tracekit/server/auth"
+	"github.com/tracekit/tracekit/server/genai"
 	"github.com/tracekit/tracekit/server/ingest"
 	"github.com/tracekit/tracekit/server/store"
 	"github.com/tracekit/tracekit/server/store/storetest"
@@ -334,5 +335,35 @@ func TestExport_AsksToRetryWhenBusyOrStorageIsDown(t *testing.T) {
 	}
 	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(msg), "nothing from this request was kept") {
 		t.Errorf("with the database closed: %d %q, want 503 with Retry-After", resp.StatusCode, msg)
+	}
+}
+
+// --prices: a loaded table replaces the built-in one; a model it lacks has an unknown cost; vendor
+// spellings (here OpenInference's) are priced like the semantic conventions.
+func TestExport_PricesFromTheLoadedTable(t *testing.T) {
+	for name, dsn := range map[string]func(testing.TB) string{"postgres": storetest.PostgresDSN, "sqlite": storetest.SQLiteDSN} {
+		t.Run(name, func(t *testing.T) {
+			table, err := genai.ParsePriceTable([]byte(`{"taken": "2026-12-01", "models": {"acme-llm": {"input": 2, "output": 4, "cached_input": 1}}}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := newEnv(t, dsn(t), ingest.Config{Prices: &table})
+			call := func(trace int, model string) *collectorpb.ExportTraceServiceRequest {
+				return request("svc", trace, 1, str("openinference.span.kind", "LLM"), str("llm.model_name", model),
+					num("llm.token_count.prompt", 1_000_000), num("llm.token_count.completion", 500_000))
+			}
+			for i, model := range []string{"acme-llm", "gpt-4o"} {
+				if resp, body := post(t, e.url, e.key, "application/x-protobuf", marshal(t, call(i+1, model))); resp.StatusCode != 200 {
+					t.Fatalf("%d %s", resp.StatusCode, body)
+				}
+			}
+			// 1M × $2 + 0.5M × $4 per million = $4.
+			if n := storetest.QueryInt(t, e.dsn, "SELECT count(*) FROM llm_calls WHERE request_model = 'acme-llm' AND abs(cost_usd - 4) < 1e-9 AND output_tokens = 500000"); n != 1 {
+				t.Error("acme-llm call not priced at $4 from the loaded table")
+			}
+			if n := storetest.QueryInt(t, e.dsn, "SELECT count(*) FROM llm_calls WHERE request_model = 'gpt-4o' AND cost_usd IS NULL"); n != 1 {
+				t.Error("gpt-4o is not in the loaded table, yet its cost is not unknown")
+			}
+		})
 	}
 }

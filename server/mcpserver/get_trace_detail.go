@@ -60,6 +60,9 @@ type spanRow struct {
 	NPlusOne   bool    `json:"n_plus_one,omitempty"`
 	Hidden     int     `json:"hidden,omitempty"` // descendants not shown as rows
 	Statement  any     `json:"statement,omitempty"`
+	// QueueLagMS is, for a consumer span under a producer span, how long the message waited: the
+	// consumer's start less the producer's end.
+	QueueLagMS float64 `json:"queue_lag_ms,omitempty"`
 }
 
 type getTraceDetailOut struct {
@@ -77,11 +80,13 @@ type getTraceDetailOut struct {
 	Errors        []spanError `json:"errors"`
 	SelfTime      []step      `json:"top_self_time"`
 	Waterfall     []spanRow   `json:"waterfall"`
-	Returned      int         `json:"returned"`
-	Truncated     bool        `json:"truncated"`
-	Omitted       int         `json:"omitted"` // spans neither shown nor collapsed into a row
-	Note          string      `json:"note,omitempty"`
-	Next          []Call      `json:"next,omitempty"`
+	// QueueLag is the longest wait of a message between its producer and its consumer, if any.
+	QueueLag  *queueLag `json:"queue_lag,omitempty"`
+	Returned  int       `json:"returned"`
+	Truncated bool      `json:"truncated"`
+	Omitted   int       `json:"omitted"` // spans neither shown nor collapsed into a row
+	Note      string    `json:"note,omitempty"`
+	Next      []Call    `json:"next,omitempty"`
 }
 
 // Limits of a trace answer. maxTraceSpans bounds memory for a runaway trace; the others keep the
@@ -148,6 +153,7 @@ func (tl *tools) getTraceDetail(ctx context.Context, tn *store.Tenant, in getTra
 	critical := tracetree.CriticalPath(top)
 	out.CriticalPath, out.CriticalSteps = pathSteps(top, critical), len(critical)
 	out.SelfTime = topBySelfTime(subtree)
+	out.QueueLag = longestQueueLag(subtree)
 	failed := []*node{}
 	for _, n := range subtree {
 		if n.Span.Error {
@@ -375,7 +381,7 @@ func (w *waterfall) collapse(members []*node, depth int) bool {
 func (w *waterfall) row(n *node, depth int) spanRow {
 	r := spanRow{SpanID: n.ID, Depth: depth, Service: n.Span.Service, Operation: n.Span.Operation,
 		OffsetMS: msOf(n.StartNS - w.start), DurationMS: msOf(n.DurationNS), SelfMS: msOf(n.SelfNS),
-		Error: n.Span.Error, Critical: w.critical[n]}
+		Error: n.Span.Error, Critical: w.critical[n], QueueLagMS: msOf(queueLagNS(n))}
 	if n.Span.DBStatement != "" {
 		r.Statement = capString(n.Span.DBStatement)
 	}
@@ -410,6 +416,9 @@ func (r spanRow) line() string {
 		}
 	} else {
 		fmt.Fprintf(&b, "%s %s +%s %s self %s", r.Service, r.Operation, ms(r.OffsetMS), ms(r.DurationMS), ms(r.SelfMS))
+	}
+	if r.QueueLagMS > 0 {
+		b.WriteString(" queue lag " + ms(r.QueueLagMS))
 	}
 	if r.Error {
 		b.WriteString(" ERROR")
@@ -457,6 +466,10 @@ func (o getTraceDetailOut) text(waterfall string) string {
 	fmt.Fprintf(&b, "Trace %s: %s, %s, %d spans, %d services, %d failed spans; %s\n", o.TraceID, o.Root, ms(o.DurationMS),
 		o.Spans, len(o.Services), o.FailedSpans, o.Window)
 	b.WriteString("Services: " + strings.Join(o.Services, ", ") + "\n")
+	if q := o.QueueLag; q != nil {
+		fmt.Fprintf(&b, "Queue lag: %s %s started %s after %s %s ended (span=%s)\n", q.Consumer.Service, q.Consumer.Operation,
+			ms(q.LagMS), q.Producer.Service, q.Producer.Operation, q.Consumer.SpanID)
+	}
 	fmt.Fprintf(&b, "Critical path, %d spans; those with ≥1%% of the time as self time:", o.CriticalSteps)
 	for i, s := range o.CriticalPath {
 		if i > 0 {
@@ -503,4 +516,35 @@ func (o getTraceDetailOut) text(waterfall string) string {
 	}
 	b.WriteString(footer(o.Note, o.Next))
 	return b.String()
+}
+
+// queueLag is a message's wait between the span that produced it and the span that consumed it.
+type queueLag struct {
+	LagMS    float64 `json:"lag_ms"`
+	Producer step    `json:"producer"`
+	Consumer step    `json:"consumer"`
+}
+
+// queueLagNS is how long the message n consumes waited: n's start less its producer parent's end;
+// 0 when n is not a consumer under a producer. A consumer falling behind shows here, where its own
+// duration stays short.
+func queueLagNS(n *node) int64 {
+	if n.Span.Kind != store.KindConsumer || n.Parent == nil || n.Parent.Span.Kind != store.KindProducer {
+		return 0
+	}
+	return max(n.StartNS-n.Parent.End(), 0)
+}
+
+// longestQueueLag returns the consumer span of nodes that waited longest for its message, or nil.
+func longestQueueLag(nodes []*node) *queueLag {
+	var best *node
+	for _, n := range nodes {
+		if lag := queueLagNS(n); lag > 0 && (best == nil || lag > queueLagNS(best)) {
+			best = n
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	return &queueLag{LagMS: msOf(queueLagNS(best)), Producer: stepOf(best.Parent), Consumer: stepOf(best)}
 }

@@ -78,7 +78,7 @@ func (a *Admin) CreateAPIKey(ctx context.Context, tenant, name string, scopes []
 		VALUES (:id, :tenant_id, :name, :prefix, :hash, :scopes, :created_ns)`, k)
 	if err != nil {
 		if strings.Contains(err.Error(), "foreign key") || strings.Contains(err.Error(), "FOREIGN KEY") {
-			return "", APIKey{}, fmt.Errorf("create API key: tenant %q does not exist (create it first)", tenant)
+			return "", APIKey{}, fmt.Errorf("create API key: tenant %q does not exist; create it with: tracekit tenant create %s (or a TraceKitTenant resource)", tenant, tenant)
 		}
 		return "", APIKey{}, fmt.Errorf("create API key for tenant %q: %w", tenant, err)
 	}

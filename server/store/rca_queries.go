@@ -12,7 +12,8 @@ import (
 type SampleQuery struct {
 	Service       string
 	From, To      int64
-	MinDurationNS int64 // only requests slower than this, when > 0
+	Operation     string // only requests of this entry operation (a route), when set
+	MinDurationNS int64  // only requests slower than this, when > 0
 	ErrorsOnly    bool
 	// Slices splits the window; each contributes up to PerSlice requests from its start, so a sample
 	// spreads over the whole window while every part is an index range scan that stops early, however
@@ -44,6 +45,10 @@ func (t *Tenant) SampleRequests(ctx context.Context, q SampleQuery) ([]SampledRe
 		}
 		cond := "tenant_id = ? AND service = ? AND is_entry = true AND start_ns >= ? AND start_ns < ?"
 		args = append(args, t.id, q.Service, from, min(from+width, q.To))
+		if q.Operation != "" {
+			cond += " AND operation = ?"
+			args = append(args, q.Operation)
+		}
 		if q.MinDurationNS > 0 {
 			cond += " AND duration_ns > ?"
 			args = append(args, q.MinDurationNS)

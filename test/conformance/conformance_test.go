@@ -183,7 +183,7 @@ func failedChecks(t *testing.T, dir string) []string {
 // startDev runs `tracekit dev` without demo data on a free port and returns its base URL and the
 // API key it prints.
 func startDev(t *testing.T, bin, dir string) (base, key string) {
-	cmd := exec.Command(bin, "dev", "--addr", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "dev"), "--no-demo")
+	cmd := exec.Command(bin, "dev", "--addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "dev"), "--no-demo")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

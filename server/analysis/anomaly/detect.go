@@ -2,6 +2,7 @@ package anomaly
 
 import (
 	"math"
+	"sort"
 	"time"
 
 	"github.com/tracekit/tracekit/server/analysis/metrics"
@@ -65,6 +66,9 @@ type finding struct {
 	Observed  float64 `json:"observed"`
 	Score     float64 `json:"score"` // -log10 of the tail probability, or a robust z-score
 	Severity  int     `json:"severity"`
+	// Route says the finding is about Operation alone: one route changed while the service's
+	// figures, where it is diluted, did not.
+	Route bool `json:"route,omitempty"`
 	// ThresholdNS is, for latency, the baseline p95 that "slow" requests exceed; root-cause analysis
 	// compares traces on either side of it.
 	ThresholdNS int64 `json:"threshold_ns,omitempty"`
@@ -81,6 +85,7 @@ type baseline struct {
 	costPerCall, tokensPerCall, llmCalls []float64
 	// per hour: the service's requests and every other service's, for the spread of its share
 	hourReq, hourOthers []float64
+	ops                 map[string]*metrics.Agg // requests per operation
 }
 
 func severityOf(ratio float64, levels [3]float64) int {
@@ -96,7 +101,7 @@ func severityOf(ratio float64, levels [3]float64) int {
 // detectLatency: are more of the window's requests slower than the baseline p95 than chance allows?
 // Counting exceedances of a fixed threshold (a binomial test) stays sound for a handful of requests,
 // where a window's own p95 would be noise.
-func (c Config) detectLatency(s *serviceData, b *baseline, win metrics.Agg, ops map[string]*metrics.Agg, ws, we int64) (finding, bool, error) {
+func (c Config) detectLatency(s minutes, b *baseline, win metrics.Agg, ops map[string]*metrics.Agg, ws, we int64) (finding, bool, error) {
 	if b.req.N < minBaselineRequests || b.hours < minBaselineHours || win.N == 0 {
 		return finding{}, false, nil
 	}
@@ -117,14 +122,14 @@ func (c Config) detectLatency(s *serviceData, b *baseline, win metrics.Agg, ops 
 		}
 	}
 	var err error
-	f.onset, f.last, err = deviantMinutes(s, ws, we, false, func(a metrics.Agg) (float64, float64) {
+	f.onset, f.last, err = deviantMinutes(s, ws, we, func(a metrics.Agg) (float64, float64) {
 		return float64(a.Hist.CountAbove(tau)), float64(a.N)
 	}, (p0+float64(k)/float64(n))/2)
 	return f, true, err
 }
 
 // detectErrors: a binomial test of the window's failures against the baseline error rate.
-func (c Config) detectErrors(s *serviceData, b *baseline, win metrics.Agg, ops map[string]*metrics.Agg, ws, we int64) (finding, bool, error) {
+func (c Config) detectErrors(s minutes, b *baseline, win metrics.Agg, ops map[string]*metrics.Agg, ws, we int64) (finding, bool, error) {
 	if b.req.N < minBaselineRequests || b.hours < minBaselineHours || win.N == 0 {
 		return finding{}, false, nil
 	}
@@ -145,7 +150,7 @@ func (c Config) detectErrors(s *serviceData, b *baseline, win metrics.Agg, ops m
 		}
 	}
 	var err error
-	f.onset, f.last, err = deviantMinutes(s, ws, we, false, func(a metrics.Agg) (float64, float64) {
+	f.onset, f.last, err = deviantMinutes(s, ws, we, func(a metrics.Agg) (float64, float64) {
 		return float64(a.Errors), float64(a.N)
 	}, (p0+rate)/2)
 	return f, true, err
@@ -199,7 +204,7 @@ func (c Config) detectThroughput(b *baseline, win metrics.Agg, others int64, ops
 
 // detectLLM: cost and tokens per call against the hourly values of the baseline (median and MAD:
 // robust to the odd expensive hour). Per call, so that the daily rhythm of traffic does not matter.
-func (c Config) detectLLM(s *serviceData, b *baseline, win metrics.Agg, models map[string]*metrics.Agg, ws, we int64) ([]finding, error) {
+func (c Config) detectLLM(s minutes, b *baseline, win metrics.Agg, models map[string]*metrics.Agg, ws, we int64) ([]finding, error) {
 	if win.N < minLLMCalls || len(b.costPerCall) < minLLMHours {
 		return nil, nil
 	}
@@ -244,7 +249,7 @@ func (c Config) detectLLM(s *serviceData, b *baseline, win metrics.Agg, models m
 			}
 		}
 		var err error
-		f.onset, f.last, err = deviantMinutes(s, ws, we, true, func(a metrics.Agg) (float64, float64) {
+		f.onset, f.last, err = deviantMinutes(s, ws, we, func(a metrics.Agg) (float64, float64) {
 			return m.total(a), float64(a.N)
 		}, (med+perCall)/2)
 		if err != nil {
@@ -259,10 +264,10 @@ func (c Config) detectLLM(s *serviceData, b *baseline, win metrics.Agg, models m
 // over expected in the rest of the window, and the end that maximises it before (a CUSUM estimate,
 // robust to a single unlucky minute). bad and total count one minute; rate separates normal from
 // deviant minutes.
-func deviantMinutes(s *serviceData, ws, we int64, llm bool, count func(metrics.Agg) (bad, total float64), rate float64) (int64, int64, error) {
+func deviantMinutes(s minutes, ws, we int64, count func(metrics.Agg) (bad, total float64), rate float64) (int64, int64, error) {
 	var excess []float64
 	for m := ws; m < we; m += store.Minute {
-		a, err := s.minute(m, llm)
+		a, err := s(m)
 		if err != nil {
 			return 0, 0, err
 		}
@@ -291,4 +296,78 @@ func changeSpan(excess []float64) (int, int) {
 		}
 	}
 	return onset, end
+}
+
+// routeLongWindow is the longest window a route is tested over.
+const routeLongWindow = int64(time.Hour)
+
+// minRouteShare is the share of a service's baseline requests a route needs to be tested alone.
+const minRouteShare = 0.05
+
+// detectRoutes runs the latency and error tests on each route (entry operation) carrying at least
+// minRouteShare of the service's requests, for the metrics the whole service did not deviate in
+// (skip): a fault slowing or failing one route of ten is diluted in the service's figures. Each
+// route is tested over the window; over its last Step alone, where a change that began minutes ago
+// is not yet diluted by the window's earlier, normal minutes; and over the last routeLongWindow,
+// where a route of a few requests an hour has enough of them to judge. The significance is divided by
+// the number of tests (Bonferroni), so testing every route adds no false alarms. Of each metric it
+// returns the most significant route.
+func (c Config) detectRoutes(s *serviceData, b *baseline, ops map[string]*metrics.Agg, ws, we int64, skip map[string]bool) ([]finding, error) {
+	var tested []string
+	for name, base := range b.ops {
+		if ops[name] != nil && base.N >= minBaselineRequests && float64(base.N) >= minRouteShare*float64(b.req.N) {
+			tested = append(tested, name)
+		}
+	}
+	if len(tested) < 2 {
+		return nil, nil // one route is the whole service, already tested
+	}
+	sort.Strings(tested)
+	recentFrom, longFrom := max(ws, we-int64(c.Step)), min(ws, we-routeLongWindow)
+	_, recent, err := s.window(recentFrom, we, false)
+	if err != nil {
+		return nil, err
+	}
+	_, long, err := s.window(longFrom, we, false)
+	if err != nil {
+		return nil, err
+	}
+	rc := c
+	rc.Significance = c.Significance / float64(3*len(tested))
+	tests := map[string]func(minutes, *baseline, metrics.Agg, map[string]*metrics.Agg, int64, int64) (finding, bool, error){
+		LatencyP95: rc.detectLatency, ErrorRate: rc.detectErrors,
+	}
+	best := map[string]finding{}
+	for _, name := range tested {
+		rb := &baseline{req: *b.ops[name], hours: b.hours}
+		for _, w := range []struct {
+			from int64
+			win  *metrics.Agg
+		}{{ws, ops[name]}, {recentFrom, recent[name]}, {longFrom, long[name]}} {
+			if w.win == nil {
+				continue
+			}
+			for metric, test := range tests {
+				if skip[metric] {
+					continue
+				}
+				f, ok, err := test(s.series(false, name), rb, *w.win, map[string]*metrics.Agg{name: w.win}, w.from, we)
+				if err != nil {
+					return nil, err
+				}
+				prev, seen := best[metric]
+				if ok && (!seen || f.Score > prev.Score || f.Score == prev.Score && name < prev.Operation) {
+					f.Route = true
+					best[metric] = f
+				}
+			}
+		}
+	}
+	var out []finding
+	for _, m := range []string{LatencyP95, ErrorRate} {
+		if f, ok := best[m]; ok {
+			out = append(out, f)
+		}
+	}
+	return out, nil
 }

@@ -39,6 +39,9 @@ type metricState struct {
 	finding
 	FirstSeenNS int64 `json:"first_seen_ns"`
 	LastSeenNS  int64 `json:"last_seen_ns"`
+	// DetectedNS is the end of the first window that showed the deviation: the detection delay is
+	// DetectedNS (plus Config.Lag) less the onset.
+	DetectedNS int64 `json:"detected_ns,omitempty"`
 }
 
 // Details are the per-metric figures of an anomaly, as root-cause analysis reads them.
@@ -48,8 +51,10 @@ type Details struct {
 	Baseline    float64 `json:"baseline"`
 	Observed    float64 `json:"observed"`
 	ThresholdNS int64   `json:"threshold_ns"`
+	Route       bool    `json:"route"` // about Operation's requests alone
 	FirstSeenNS int64   `json:"first_seen_ns"`
 	LastSeenNS  int64   `json:"last_seen_ns"`
+	DetectedNS  int64   `json:"detected_ns"`
 }
 
 // ParseDetails reads the per-metric figures the detector stored with an anomaly.
@@ -61,7 +66,7 @@ func ParseDetails(b []byte) (map[string]Details, error) {
 	out := map[string]Details{}
 	for name, m := range d.Metrics {
 		out[name] = Details{Metric: name, Operation: m.Operation, Baseline: m.Baseline, Observed: m.Observed,
-			ThresholdNS: m.ThresholdNS, FirstSeenNS: m.FirstSeenNS, LastSeenNS: m.LastSeenNS}
+			ThresholdNS: m.ThresholdNS, Route: m.Route, FirstSeenNS: m.FirstSeenNS, LastSeenNS: m.LastSeenNS, DetectedNS: m.DetectedNS}
 	}
 	return out, nil
 }
@@ -271,6 +276,15 @@ func (d *detector) baseline(s *serviceData, ws int64) *baseline {
 		}
 		b.req.Merge(&hd.req)
 		b.llm.Merge(&hd.llm)
+		for name, a := range hd.ops {
+			if b.ops == nil {
+				b.ops = map[string]*metrics.Agg{}
+			}
+			if b.ops[name] == nil {
+				b.ops[name] = &metrics.Agg{}
+			}
+			b.ops[name].Merge(a)
+		}
 		b.others += d.tl.hourTotals[h] - hd.req.N
 		if hd.req.N > 0 {
 			b.hours++
@@ -315,16 +329,26 @@ func (d *detector) findings(s *serviceData, ws, we int64) ([]finding, error) {
 		return nil, err
 	}
 	var found []finding
-	if f, ok, err := d.cfg.detectLatency(s, b, req, ops, ws, we); err != nil {
+	all := s.series(false, "")
+	if f, ok, err := d.cfg.detectLatency(all, b, req, ops, ws, we); err != nil {
 		return nil, err
 	} else if ok {
 		found = append(found, f)
 	}
-	if f, ok, err := d.cfg.detectErrors(s, b, req, ops, ws, we); err != nil {
+	if f, ok, err := d.cfg.detectErrors(all, b, req, ops, ws, we); err != nil {
 		return nil, err
 	} else if ok {
 		found = append(found, f)
 	}
+	skip := map[string]bool{}
+	for _, f := range found {
+		skip[f.Metric] = true
+	}
+	routes, err := d.cfg.detectRoutes(s, b, ops, ws, we, skip)
+	if err != nil {
+		return nil, err
+	}
+	found = append(found, routes...)
 	if f, ok, err := d.throughput(s, b, req, ops, ws, we); err != nil {
 		return nil, err
 	} else if ok {
@@ -334,7 +358,7 @@ func (d *detector) findings(s *serviceData, ws, we int64) ([]finding, error) {
 	if err != nil {
 		return nil, err
 	}
-	fs, err := d.cfg.detectLLM(s, b, llm, models, ws, we)
+	fs, err := d.cfg.detectLLM(s.series(true, ""), b, llm, models, ws, we)
 	return append(found, fs...), err
 }
 
@@ -397,12 +421,18 @@ func (d *detector) fold(service string, we int64, found []finding) {
 		cur.rec.LastSeenNS = max(cur.rec.LastSeenNS, f.last)
 		m := cur.d.Metrics[f.Metric]
 		if m == nil {
-			cur.d.Metrics[f.Metric] = &metricState{finding: f, FirstSeenNS: f.onset, LastSeenNS: f.last}
+			cur.d.Metrics[f.Metric] = &metricState{finding: f, FirstSeenNS: f.onset, LastSeenNS: f.last, DetectedNS: we}
 			continue
 		}
-		// Report the peak: the most severe window's figures.
+		// Report the peak: the most severe window's figures; the whole service's over one route's.
 		m.LastSeenNS = max(m.LastSeenNS, f.last)
-		if f.Severity > m.Severity || f.Severity == m.Severity && f.Score > m.Score {
+		switch {
+		case m.Route && !f.Route:
+			m.finding = f
+		case f.Route && !m.Route:
+		case f.Route && (f.Severity > m.Severity || f.Severity == m.Severity && f.Score > m.Score):
+			m.finding = f // another route's threshold comes with it
+		case f.Severity > m.Severity || f.Severity == m.Severity && f.Score > m.Score:
 			m.Severity, m.Score, m.Baseline, m.Observed, m.Operation = f.Severity, f.Score, f.Baseline, f.Observed, f.Operation
 		}
 	}
@@ -448,6 +478,9 @@ func describe(metric string, m *metricState, window string) string {
 	where := ""
 	if m.Operation != "" {
 		where = ", mostly " + m.Operation
+	}
+	if m.Route {
+		where = " on " + m.Operation + " (that route alone)"
 	}
 	switch metric {
 	case LatencyP95:

@@ -21,7 +21,10 @@ type serviceData struct {
 	mins  map[int64]*minuteData
 }
 
-type hourData struct{ req, llm metrics.Agg }
+type hourData struct {
+	req, llm metrics.Agg
+	ops      map[string]*metrics.Agg // requests per operation, for route-level baselines
+}
 
 type minuteData struct{ req, llm []*store.Rollup }
 
@@ -49,8 +52,8 @@ func loadTimeline(ctx context.Context, t *store.Tenant, from, split, to int64) (
 	tl := &timeline{services: map[string]*serviceData{}, totals: map[int64]int64{}, hourTotals: map[int64]int64{}}
 	for _, kind := range []int16{store.RollupRequests, store.RollupLLM} {
 		if split > from {
-			// Baselines need no per-operation detail.
-			rows, err := metrics.Load(ctx, t, store.RollupQuery{Kind: kind, From: from, To: split, Hourly: true, ServiceTotals: true})
+			// Per operation, so that every route has a baseline of its own.
+			rows, err := metrics.Load(ctx, t, store.RollupQuery{Kind: kind, From: from, To: split, Hourly: true})
 			if err != nil {
 				return nil, err
 			}
@@ -93,6 +96,19 @@ func (tl *timeline) addHourly(r *store.Rollup) error {
 		return h.llm.Add(r)
 	}
 	tl.hourTotals[hour] += r.N
+	if r.Name != "" {
+		if h.ops == nil {
+			h.ops = map[string]*metrics.Agg{}
+		}
+		a := h.ops[r.Name]
+		if a == nil {
+			a = &metrics.Agg{}
+			h.ops[r.Name] = a
+		}
+		if err := a.Add(r); err != nil {
+			return err
+		}
+	}
 	return h.req.Add(r)
 }
 
@@ -129,6 +145,11 @@ func (s *serviceData) window(from, to int64, llm bool) (metrics.Agg, map[string]
 
 // minute sums one minute's rows.
 func (s *serviceData) minute(m int64, llm bool) (metrics.Agg, error) {
+	return s.minuteOf(m, llm, "")
+}
+
+// minuteOf sums one minute's rows of operation op, or of all operations when op is "".
+func (s *serviceData) minuteOf(m int64, llm bool, op string) (metrics.Agg, error) {
 	var a metrics.Agg
 	d := s.mins[m]
 	if d == nil {
@@ -139,9 +160,19 @@ func (s *serviceData) minute(m int64, llm bool) (metrics.Agg, error) {
 		rows = d.llm
 	}
 	for _, r := range rows {
+		if op != "" && r.Name != op {
+			continue
+		}
 		if err := a.Add(r); err != nil {
 			return a, err
 		}
 	}
 	return a, nil
+}
+
+// minutes sums one minute of a series: the service's requests or LLM calls, or one route's requests.
+type minutes func(m int64) (metrics.Agg, error)
+
+func (s *serviceData) series(llm bool, op string) minutes {
+	return func(m int64) (metrics.Agg, error) { return s.minuteOf(m, llm, op) }
 }

@@ -4,14 +4,19 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/tracekit/tracekit/server/analysis/anomaly"
 	"github.com/tracekit/tracekit/server/store"
 )
 
-// failures ranks where the failures of failed requests originate: the deepest failing span under the
-// entry span, by service, operation and exception type.
-func (an *analysis) failures(ctx context.Context) ([]Cause, error) {
+// failures ranks where the failures of failed requests (of one route when d is about one) originate:
+// the deepest failing span under the entry span, by service, operation and exception type.
+func (an *analysis) failures(ctx context.Context, d anomaly.Details) ([]Cause, error) {
 	svc := an.a.Service
-	s, ok, err := an.sample(ctx, store.SampleQuery{ErrorsOnly: true})
+	q := store.SampleQuery{ErrorsOnly: true}
+	if d.Route {
+		q.Operation = d.Operation
+	}
+	s, ok, err := an.sample(ctx, q)
 	if !ok || err != nil {
 		return nil, err
 	}
@@ -63,7 +68,7 @@ func (an *analysis) failures(ctx context.Context) ([]Cause, error) {
 		causes = append(causes, c)
 	}
 	// A bad deployment or host of the failing service is the cause behind its exceptions.
-	for _, p := range overRepresented(s.all, []string{"service.version", "host.name"}) {
+	for _, p := range overRepresented(s, []string{"service.version", "host.name"}) {
 		if share[p.service] <= 0 {
 			continue
 		}

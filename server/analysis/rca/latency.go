@@ -43,7 +43,11 @@ func (an *analysis) latency(ctx context.Context, d anomaly.Details) ([]Cause, er
 	if tau <= 0 {
 		tau = int64(d.Baseline * 1e6)
 	}
-	s, ok, err := an.sample(ctx, store.SampleQuery{MinDurationNS: tau})
+	q := store.SampleQuery{MinDurationNS: tau}
+	if d.Route {
+		q.Operation = d.Operation
+	}
+	s, ok, err := an.sample(ctx, q)
 	if !ok || err != nil {
 		return nil, err
 	}
@@ -60,13 +64,15 @@ func (an *analysis) latency(ctx context.Context, d anomaly.Details) ([]Cause, er
 			units.add(s, unitOf(step.Node), r, float64(step.PathNS))
 		}
 	}
+	causes := queueLags(s)
 	added := durBad - durGood
 	if added <= 0 {
-		return nil, nil
+		return causes, nil
 	}
-	var causes []Cause
 	ownShare := map[string]float64{} // per service: share of the added time in its own code
-	specific := map[string]bool{}    // services whose top unit is a statement, model or peer
+	depShare := map[string]float64{} // and in its calls
+	shares := map[unit]float64{}
+	specific := map[string]bool{} // services whose top unit is a statement, model or peer
 	serviceShare := map[string]float64{}
 	type scored struct {
 		u     unit
@@ -81,8 +87,11 @@ func (an *analysis) latency(ctx context.Context, d anomaly.Details) ([]Cause, er
 		}
 		list = append(list, scored{u, a, share})
 		serviceShare[u.service] += share
+		shares[u] = share
 		if u.kind == KindOperation {
 			ownShare[u.service] += share
+		} else {
+			depShare[u.service] += share
 		}
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].share > list[j].share })
@@ -98,7 +107,7 @@ func (an *analysis) latency(ctx context.Context, d anomaly.Details) ([]Cause, er
 	}
 	// A deployment or a host explains its service's own code getting slower better than the code
 	// does: a slow operation is the symptom, "since version X" or "on host Y" the cause.
-	for _, o := range overRepresented(s.all, []string{"service.version", "host.name"}) {
+	for _, o := range overRepresented(s, []string{"service.version", "host.name"}) {
 		share := serviceShare[o.service]
 		if share <= 0 {
 			continue
@@ -112,6 +121,8 @@ func (an *analysis) latency(ctx context.Context, d anomaly.Details) ([]Cause, er
 		}
 		causes = append(causes, c)
 	}
+	causes = append(causes, fallbacks(s, shares)...)
+	causes = append(causes, uniformSlowdown(units, ownShare, depShare)...)
 	return preferVersionOverHost(causes), nil
 }
 
@@ -188,13 +199,15 @@ func (p presence) cause(share float64) Cause {
 // overRepresented finds attribute values of a service present in at least half of the bad requests
 // that involve the service, and at least 30 points more often than in the baseline ones that do:
 // conditioning on the service keeps "requests that reach inventory-service" from passing for
-// "requests served by inventory-service's current version".
-func overRepresented(reqs []*request, attributes []string) []presence {
+// "requests served by inventory-service's current version". Requests count with their sample
+// weight, so a baseline matched to the bad requests' shapes stays matched.
+func overRepresented(s samples, attributes []string) []presence {
 	type key struct{ service, attribute, value string }
-	type side struct{ bad, good float64 }
+	type side struct{ bad, good, nBad, nGood float64 }
 	counts := map[key]*presence{}
 	involved := map[string]*side{}
-	for _, r := range reqs {
+	for _, r := range s.all {
+		w := s.weight(r)
 		seen := map[key]bool{}
 		services := map[string]bool{}
 		tracetree.Walk(r.entry, func(n *node) {
@@ -221,9 +234,9 @@ func overRepresented(reqs []*request, attributes []string) []presence {
 				involved[svc] = s
 			}
 			if r.bad {
-				s.bad++
+				s.bad, s.nBad = s.bad+w, s.nBad+1
 			} else {
-				s.good++
+				s.good, s.nGood = s.good+w, s.nGood+1
 			}
 		}
 		for k := range seen {
@@ -233,17 +246,17 @@ func overRepresented(reqs []*request, attributes []string) []presence {
 				counts[k] = p
 			}
 			if r.bad {
-				p.bad++
+				p.bad += w
 				p.traces[r.traceID] = 1
 			} else {
-				p.good++
+				p.good += w
 			}
 		}
 	}
 	var out []presence
 	for _, p := range counts {
 		n := involved[p.service]
-		if n.bad < 5 || n.good < 5 {
+		if n.nBad < 5 || n.nGood < 5 || n.good == 0 {
 			continue // too few requests reach the service to compare
 		}
 		p.bad /= n.bad

@@ -30,6 +30,9 @@ const (
 	KindErrorOrigin   = "error_origin"   // the service itself raises the errors
 	KindRetryStorm    = "retry_storm"    // a caller retries, multiplying requests
 	KindTrafficSource = "traffic_source" // a caller sends more requests
+	KindFallback      = "fallback"       // a dependency fails and a fallback (e.g. the database behind a cache) takes over
+	KindSelfTime      = "self_time"      // all of a service's own code is slower, none of its calls
+	KindQueueLag      = "queue_lag"      // a consumer falls behind: messages wait longer on the queue
 )
 
 // Figure is one number of the evidence, before and during the anomaly.
@@ -136,7 +139,7 @@ func Compute(ctx context.Context, t *store.Tenant, anomalyID int64, now time.Tim
 		case anomaly.LatencyP95:
 			cs, err = an.latency(ctx, d)
 		case anomaly.ErrorRate:
-			cs, err = an.failures(ctx)
+			cs, err = an.failures(ctx, d)
 		case anomaly.Throughput:
 			cs, err = an.throughput(ctx, d)
 		default:

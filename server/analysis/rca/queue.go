@@ -1,0 +1,48 @@
+package rca
+
+import (
+	"fmt"
+
+	"github.com/tracekit/tracekit/server/store"
+)
+
+// minQueueLagNS is the mean wait of a message below which a queue is not worth a cause.
+const minQueueLagNS = 1e9
+
+// queueLagNS is how long the message a consumer entry span handles waited on the queue: its start
+// less the end of the producer span it descends from; 0 when the entry is no such consumer.
+func queueLagNS(entry *node) int64 {
+	p := entry.Parent
+	if entry.Span.Kind != store.KindConsumer || p == nil || p.Span.Kind != store.KindProducer {
+		return 0
+	}
+	return max(entry.StartNS-p.End(), 0)
+}
+
+// queueLags reports consumers falling behind: the anomalous service's messages, per producer,
+// waiting at least a second on average and three times as long as before. The wait is in no span's
+// duration, so the other rankers cannot see it.
+func queueLags(s samples) []Cause {
+	type producer struct{ service, operation, consumer string }
+	lags := tally[producer]{}
+	for _, r := range s.all {
+		if lag := queueLagNS(r.entry); lag > 0 {
+			p := r.entry.Parent.Span
+			lags.add(s, producer{p.Service, p.Operation, r.entry.Span.Operation}, r, float64(lag))
+		}
+	}
+	var out []Cause
+	for _, p := range lags.byBad() {
+		a := lags[p]
+		if a.bad < minQueueLagNS || a.bad < 3*a.good {
+			continue
+		}
+		svc := s.bad[0].entry.Span.Service
+		c := Cause{Kind: KindQueueLag, Service: svc, Operation: p.consumer, Confidence: 0.6, TraceIDs: examples(a.traces),
+			Figures: []Figure{{Name: "queue lag per message (consumer start less producer end)", Baseline: a.good / 1e6, Anomalous: a.bad / 1e6, Unit: "ms"}}}
+		c.Description = fmt.Sprintf("%s is falling behind: messages from %s %q waited %s on the queue before it consumed them, against %s before.",
+			svc, p.service, p.operation, ms(a.bad), ms(a.good))
+		out = append(out, c)
+	}
+	return out
+}

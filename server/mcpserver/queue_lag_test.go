@@ -1,0 +1,52 @@
+package mcpserver_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tracekit/tracekit/server/store"
+)
+
+// A consumer that fell behind: its own span is short, but it started 514 s after the producer put
+// the message on the queue. get_trace_detail states the wait.
+func TestGetTraceDetail_StatesTheQueueLagOfAConsumerFallingBehind(t *testing.T) {
+	dialects(t, func(t *testing.T, e *env) {
+		start := time.Now().Add(-20 * time.Minute).UnixNano()
+		id := traceID(9998)
+		spans := []store.Span{
+			{TraceID: id, SpanID: "root", Service: "orders", Operation: "POST /orders", Kind: store.KindServer, IsEntry: true, StartNS: start, DurationNS: 20e6},
+			{TraceID: id, SpanID: "pub", ParentSpanID: "root", Service: "orders", Operation: "order-events publish", Kind: store.KindProducer, StartNS: start + 5e6, DurationNS: 3e6},
+			{TraceID: id, SpanID: "sub", ParentSpanID: "pub", Service: "billing", Operation: "order-events process", Kind: store.KindConsumer, IsEntry: true,
+				StartNS: start + 8e6 + int64(514200*time.Millisecond), DurationNS: 5e6},
+		}
+		if err := e.acme.InsertBatch(context.Background(), store.Batch{Spans: spans}); err != nil {
+			t.Fatal(err)
+		}
+		var out struct {
+			QueueLag struct {
+				LagMS    float64 `json:"lag_ms"`
+				Consumer struct {
+					SpanID string `json:"span_id"`
+				} `json:"consumer"`
+			} `json:"queue_lag"`
+			Waterfall []struct {
+				SpanID     string  `json:"span_id"`
+				QueueLagMS float64 `json:"queue_lag_ms"`
+			} `json:"waterfall"`
+		}
+		txt := mustOK(t, "get_trace_detail", call(t, e.connect(t, e.keyA), "get_trace_detail", map[string]any{"trace_id": id}, &out))
+		if out.QueueLag.LagMS != 514200 || out.QueueLag.Consumer.SpanID != "sub" {
+			t.Errorf("queue lag %+v; want 514200 ms before span sub", out.QueueLag)
+		}
+		for _, r := range out.Waterfall {
+			if (r.SpanID == "sub") != (r.QueueLagMS == 514200) {
+				t.Errorf("waterfall row %+v: only the consumer waited, 514200 ms", r)
+			}
+		}
+		if !strings.Contains(txt, "Queue lag: billing order-events process started 514") || !strings.Contains(txt, "after orders order-events publish ended") {
+			t.Errorf("text does not state the queue lag:\n%s", txt)
+		}
+	})
+}
