@@ -26,6 +26,7 @@ func runDev(ctx context.Context, args []string) error {
 	// Unlike a tenant server, dev keeps everything by default: the demo day is loaded only once.
 	retention := retentionFlag(fs, "", "", "delete spans, LLM calls and snapshots older than this, e.g. 720h for 30 days, at least 1h; empty keeps them forever")
 	loadPrices := pricesFlag(fs)
+	rulesFile := fs.String("alert-rules", "", "JSON file of alert rules to use instead of the demo's, in tracekit server's format (e.g. examples/shop/alert-rules.json)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -47,6 +48,11 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	defer db.Close()
 	db.SetLogger(logger)
+	// Built now, so that a bad rules file is refused before the demo loads; it runs after.
+	engine, err := analysis.New(analysis.Config{DB: db, Logger: logger, RulesFile: *rulesFile, DemoRules: true, Retention: keep})
+	if err != nil {
+		return err
+	}
 	if _, err := db.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: devTenant, DisplayName: "Local development"}); err != nil {
 		return err
 	}
@@ -94,10 +100,6 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	// Analysis starts once the demo day is in: it would otherwise compete with the load for SQLite's
 	// single writer and judge a day that is still arriving.
-	engine, err := analysis.New(analysis.Config{DB: db, Logger: logger, DemoRules: true, Retention: keep})
-	if err != nil {
-		return err
-	}
 	go engine.Run(ctx) //nolint:errcheck // returns only when ctx ends
 	printConnectionHelp(os.Stdout, base, grpcBase, key)
 	err = <-errc
