@@ -264,7 +264,7 @@ func redactJSON(raw json.RawMessage, open byte, field, want string) ([]byte, int
 	if raw[0] != open {
 		return nil, 0, fmt.Errorf("%s must be %s", field, want)
 	}
-	if depth(raw) > maxDepth {
+	if redact.Depth(raw) > maxDepth {
 		return nil, 0, fmt.Errorf("%s nests deeper than %d levels; capture fewer levels", field, maxDepth)
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
@@ -276,26 +276,6 @@ func redactJSON(raw json.RawMessage, open byte, field, want string) ([]byte, int
 	v, n := redact.Value(v)
 	b, err := json.Marshal(v)
 	return b, n, err
-}
-
-// depth is the maximum nesting of a JSON document, counted without decoding it.
-func depth(b []byte) int {
-	d, deepest, inString := 0, 0, false
-	for i := 0; i < len(b); i++ {
-		switch c := b[i]; {
-		case inString && c == '\\':
-			i++
-		case c == '"':
-			inString = !inString
-		case inString:
-		case c == '{' || c == '[':
-			d++
-			deepest = max(deepest, d)
-		case c == '}' || c == ']':
-			d--
-		}
-	}
-	return deepest
 }
 
 func (h *Handler) snapshot(c *gin.Context) {

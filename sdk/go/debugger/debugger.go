@@ -306,7 +306,7 @@ func encodeVariables(vars map[string]any) map[string]any {
 		case total+len(b) > maxSnapshotBytes:
 			out[k] = "<not captured: the snapshot is full>"
 			continue
-		case depth(b) > maxDepth:
+		case redact.Depth(b) > maxDepth:
 			out[k] = fmt.Sprintf("<%T: nests deeper than %d levels: not captured>", v, maxDepth)
 			continue
 		}
@@ -318,25 +318,6 @@ func encodeVariables(vars map[string]any) map[string]any {
 		out[k] = tree
 	}
 	return out
-}
-
-func depth(b []byte) int {
-	d, deepest, inString := 0, 0, false
-	for i := 0; i < len(b); i++ {
-		switch c := b[i]; {
-		case inString && c == '\\':
-			i++
-		case c == '"':
-			inString = !inString
-		case inString:
-		case c == '{' || c == '[':
-			d++
-			deepest = max(deepest, d)
-		case c == '}' || c == ']':
-			d--
-		}
-	}
-	return deepest
 }
 
 func stack(pcs []uintptr) []frame {
