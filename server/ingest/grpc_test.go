@@ -3,13 +3,11 @@ package ingest_test
 import (
 	"context"
 	"net"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/gin-gonic/gin"
 	collectorpb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -19,7 +17,6 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	"github.com/tracekit/tracekit/server/auth"
 	"github.com/tracekit/tracekit/server/ingest"
 	"github.com/tracekit/tracekit/server/store"
 	"github.com/tracekit/tracekit/server/store/storetest"
@@ -33,21 +30,8 @@ type grpcEnv struct {
 
 func newGRPCEnv(t *testing.T, dsn string, cfg ingest.Config) grpcEnv {
 	t.Helper()
-	db := storetest.Open(t, dsn)
-	ctx := context.Background()
-	if _, err := db.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: "acme"}); err != nil {
-		t.Fatal(err)
-	}
-	key, _, err := db.Admin().CreateAPIKey(ctx, "acme", "test", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gin.SetMode(gin.ReleaseMode)
-	r := gin.New()
-	cfg.DB, cfg.Auth = db, &auth.APIKeys{DB: db}
-	gs := ingest.Register(r, cfg).GRPCServer()
-	srv := httptest.NewServer(r)
-	t.Cleanup(srv.Close)
+	e := newEnv(t, dsn, cfg)
+	gs := e.ingester.GRPCServer()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +44,7 @@ func newGRPCEnv(t *testing.T, dsn string, cfg ingest.Config) grpcEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return grpcEnv{env: env{url: srv.URL + "/v1/traces", dsn: dsn, key: key, db: db}, client: collectorpb.NewTraceServiceClient(conn)}
+	return grpcEnv{env: e, client: collectorpb.NewTraceServiceClient(conn)}
 }
 
 func withMD(kv ...string) context.Context {

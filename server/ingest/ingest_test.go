@@ -32,6 +32,7 @@ import (
 type env struct {
 	url, dsn, key string
 	db            *store.DB
+	ingester      *ingest.Ingester
 }
 
 // newEnv serves the receiver with cfg over real HTTP, for one tenant "acme" with an ingest key.
@@ -52,10 +53,10 @@ func newEnvTB(t testing.TB, dsn string, cfg ingest.Config) env {
 	r := gin.New()
 	cfg.DB = db
 	cfg.Auth = &auth.APIKeys{DB: db}
-	ingest.Register(r, cfg)
+	in := ingest.Register(r, cfg)
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
-	return env{url: srv.URL + "/v1/traces", dsn: dsn, key: key, db: db}
+	return env{url: srv.URL + "/v1/traces", dsn: dsn, key: key, db: db, ingester: in}
 }
 
 func str(k, v string) *commonpb.KeyValue {
