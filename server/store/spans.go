@@ -154,16 +154,26 @@ func (t *Tenant) InsertBatch(ctx context.Context, b Batch) error {
 		// so a tenant's own server uses multi-row INSERTs, which the policies check row by row.
 		useCopy = !rls
 	}
-	var err error
-	if useCopy {
+	write := func() error {
+		if err := t.ensureBatchPartitions(ctx, &b); err != nil {
+			return err
+		}
+		if !useCopy {
+			return t.insertNew(ctx, &b)
+		}
 		// Metric rollups commit with the spans they count, so metrics never disagree with stored traces.
-		err = t.copyBatch(ctx, b, batchRollups(&b))
+		err := t.copyBatch(ctx, b, batchRollups(&b))
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == uniqueViolation {
 			err = t.insertNew(ctx, &b)
 		}
-	} else {
-		err = t.insertNew(ctx, &b)
+		return err
+	}
+	err := write()
+	if missingPartition(err) {
+		// Another replica's retention dropped a partition this process had made: make it again.
+		t.db.forgetPartitions(t.id)
+		err = write()
 	}
 	if err != nil {
 		return fmt.Errorf("store %d spans for tenant %q: %w", len(b.Spans), t.id, err)
@@ -174,6 +184,27 @@ func (t *Tenant) InsertBatch(ctx context.Context, b Batch) error {
 		t.db.servicesFailed.Add(1)
 		t.db.log().Warn("spans stored but the services table not updated; the next batch of these services repairs it",
 			"tenant", t.id, "err", err)
+	}
+	return nil
+}
+
+// ensureBatchPartitions makes sure the partitions that b's spans, LLM calls and rollups go to exist
+// (rollup buckets and LLM calls start within their spans' days).
+func (t *Tenant) ensureBatchPartitions(ctx context.Context, b *Batch) error {
+	if t.db.dialect != Postgres {
+		return nil
+	}
+	times := make([]int64, 0, len(b.Spans)+len(b.LLMCalls))
+	for i := range b.Spans {
+		times = append(times, b.Spans[i].StartNS)
+	}
+	for i := range b.LLMCalls {
+		times = append(times, b.LLMCalls[i].StartNS)
+	}
+	for _, table := range []string{"spans", "llm_calls", "metric_rollups"} {
+		if err := t.EnsurePartitions(ctx, table, times...); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -266,7 +297,7 @@ func (t *Tenant) insertSpansOnce(ctx context.Context, tx *sqlx.Tx, spans []Span)
 	for i := 0; i < len(spans); i += perStatement {
 		k := min(perStatement, len(spans)-i)
 		q := "INSERT INTO spans (" + strings.Join(spanColumns, ", ") + ") VALUES " + strings.Repeat(tuple+",", k-1) + tuple +
-			" ON CONFLICT (tenant_id, trace_id, span_id) DO NOTHING RETURNING trace_id, span_id"
+			" ON CONFLICT DO NOTHING RETURNING trace_id, span_id" // spans_span: the only unique index
 		args = args[:0]
 		for j := i; j < i+k; j++ {
 			args = append(args, t.spanRow(&spans[j])...)

@@ -108,6 +108,12 @@ func (a *Admin) DeleteTenant(ctx context.Context, id string) error {
 		if err := tx.GetContext(ctx, &role, db.x.Rebind("SELECT db_role FROM tenants WHERE id = ?"), id); err != nil && notFound(err) != ErrNotFound {
 			return err
 		}
+		if db.dialect == Postgres {
+			// The tenant's partitions go whole; the DELETEs below find nothing left in them.
+			if _, err := tx.ExecContext(ctx, "SELECT tracekit_drop_tenant_partitions($1)", id); err != nil {
+				return fmt.Errorf("drop partitions: %w", err)
+			}
+		}
 		for _, table := range append(tenantTables, "tenants") {
 			col := "tenant_id"
 			if table == "tenants" {
@@ -127,6 +133,7 @@ func (a *Admin) DeleteTenant(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("delete tenant %q: %w", id, err)
 	}
+	db.forgetPartitions(id)
 	return nil
 }
 
