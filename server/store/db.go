@@ -48,7 +48,8 @@ type DB struct {
 	rlsKnown bool
 	rls      bool // connected as a tenant role, subject to row-level security
 
-	parts partitionState // PostgreSQL's time partitions (partitions.go)
+	parts     partitionState // PostgreSQL's time partitions (partitions.go)
+	resources sync.Map       // resourceKey -> struct{}: in span_resources (resources.go)
 
 	logger         atomic.Pointer[slog.Logger] // nil: slog.Default()
 	servicesFailed atomic.Int64                // services-table updates dropped after a committed batch

@@ -59,6 +59,8 @@ type Span struct {
 	Attributes         []byte `db:"attributes"`
 	ResourceAttributes []byte `db:"resource_attributes"`
 	Events             []byte `db:"events"`
+
+	resourceID int64 // ResourceAttributes' key in span_resources, set by storeResources (PostgreSQL)
 }
 
 // TreeFields places the span in its trace's tree (tracetree.Build).
@@ -104,15 +106,40 @@ var spanColumns = []string{"tenant_id", "trace_id", "span_id", "parent_span_id",
 	"http_route", "http_status_code", "db_system", "db_statement", "rpc_service", "rpc_method", "peer_service",
 	"host_name", "attributes", "resource_attributes", "events"}
 
+// pgSpanColumns are PostgreSQL's (migration 00009): the resource's key instead of its attributes.
+var pgSpanColumns = append(append(spanColumns[:len(spanColumns)-2:len(spanColumns)-2], "resource_id"), "events")
+
+func (t *Tenant) spanColumns() []string {
+	if t.db.dialect == Postgres {
+		return pgSpanColumns
+	}
+	return spanColumns
+}
+
 var llmColumns = []string{"tenant_id", "trace_id", "span_id", "service", "operation", "provider", "request_model",
 	"response_model", "input_tokens", "output_tokens", "cached_input_tokens", "cost_usd", "start_ns",
 	"duration_ns", "status_code", "error_type"}
 
 func (t *Tenant) spanRow(s *Span) []any {
+	if t.db.dialect == Postgres {
+		// Empty JSON is NULL (00009): '{}' and '[]' cost 5 bytes a span each.
+		return []any{t.id, s.TraceID, s.SpanID, s.ParentSpanID, s.Service, s.ServiceVersion, s.Operation, s.Kind,
+			s.IsEntry, s.StartNS, s.DurationNS, s.StatusCode, s.StatusMessage, s.HTTPMethod, s.HTTPRoute,
+			s.HTTPStatusCode, s.DBSystem, s.DBStatement, s.RPCService, s.RPCMethod, s.PeerService, s.HostName,
+			nullJSON(s.Attributes, "{}"), s.resourceID, nullJSON(s.Events, "[]")}
+	}
 	return []any{t.id, s.TraceID, s.SpanID, s.ParentSpanID, s.Service, s.ServiceVersion, s.Operation, s.Kind,
 		s.IsEntry, s.StartNS, s.DurationNS, s.StatusCode, s.StatusMessage, s.HTTPMethod, s.HTTPRoute,
 		s.HTTPStatusCode, s.DBSystem, s.DBStatement, s.RPCService, s.RPCMethod, s.PeerService, s.HostName,
 		t.json(s.Attributes, "{}"), t.json(s.ResourceAttributes, "{}"), t.json(s.Events, "[]")}
+}
+
+// nullJSON is a jsonb value, or nil for an empty document.
+func nullJSON(b []byte, empty string) any {
+	if len(b) == 0 || string(b) == empty {
+		return nil
+	}
+	return b
 }
 
 func (t *Tenant) llmRow(c *LLMCall) []any {
@@ -156,6 +183,9 @@ func (t *Tenant) InsertBatch(ctx context.Context, b Batch) error {
 	}
 	write := func() error {
 		if err := t.ensureBatchPartitions(ctx, &b); err != nil {
+			return err
+		}
+		if err := t.storeResources(ctx, b.Spans); err != nil {
 			return err
 		}
 		if !useCopy {
@@ -292,11 +322,12 @@ func (t *Tenant) insertNew(ctx context.Context, b *Batch) error {
 func (t *Tenant) insertSpansOnce(ctx context.Context, tx *sqlx.Tx, spans []Span) (map[spanKey]struct{}, error) {
 	const perStatement = 64
 	stored := make(map[spanKey]struct{}, len(spans))
-	tuple := "(" + placeholders(len(spanColumns)) + ")"
-	args := make([]any, 0, perStatement*len(spanColumns))
+	cols := t.spanColumns()
+	tuple := "(" + placeholders(len(cols)) + ")"
+	args := make([]any, 0, perStatement*len(cols))
 	for i := 0; i < len(spans); i += perStatement {
 		k := min(perStatement, len(spans)-i)
-		q := "INSERT INTO spans (" + strings.Join(spanColumns, ", ") + ") VALUES " + strings.Repeat(tuple+",", k-1) + tuple +
+		q := "INSERT INTO spans (" + strings.Join(cols, ", ") + ") VALUES " + strings.Repeat(tuple+",", k-1) + tuple +
 			" ON CONFLICT DO NOTHING RETURNING trace_id, span_id" // spans_span: the only unique index
 		args = args[:0]
 		for j := i; j < i+k; j++ {
@@ -336,7 +367,7 @@ func (t *Tenant) copyBatch(ctx context.Context, b Batch, rollups []Rollup) error
 		defer tx.Rollback(ctx) //nolint:errcheck // no-op after Commit
 		if len(b.Spans) > 0 {
 			rows := pgx.CopyFromSlice(len(b.Spans), func(i int) ([]any, error) { return t.spanRow(&b.Spans[i]), nil })
-			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"spans"}, spanColumns, rows); err != nil {
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"spans"}, pgSpanColumns, rows); err != nil {
 				return err
 			}
 		}

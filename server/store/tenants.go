@@ -97,7 +97,7 @@ func (a *Admin) ProvisionTenant(ctx context.Context, spec TenantSpec) (TenantCre
 
 // tenantTables lists every table holding tenant rows, children first.
 var tenantTables = []string{"tenant_secrets", "snapshots", "breakpoints", "rca_reports", "anomalies", "alerts", "alert_rules",
-	"llm_calls", "service_versions", "services", "spans", "api_keys"}
+	"llm_calls", "service_versions", "services", "spans", "span_resources", "api_keys"}
 
 // DeleteTenant removes every row of the tenant and, on PostgreSQL, its role. Deleting a tenant that
 // does not exist is not an error.
@@ -115,6 +115,9 @@ func (a *Admin) DeleteTenant(ctx context.Context, id string) error {
 			}
 		}
 		for _, table := range append(tenantTables, "tenants") {
+			if table == "span_resources" && db.dialect != Postgres {
+				continue // SQLite keeps resource attributes on the spans
+			}
 			col := "tenant_id"
 			if table == "tenants" {
 				col = "id"
