@@ -36,7 +36,7 @@ func volumeFlags() *volume {
 	v := &volume{}
 	flag.StringVar(&v.name, "database-name", "", "load into (and keep) the database of this name, created if missing, instead of a scratch one")
 	flag.IntVar(&v.days, "days", 1, "days of traffic the spans are spread over, loaded a day at a time")
-	flag.IntVar(&v.fromDay, "from-day", 0, "resume a load at this day (0-based, as the progress lines print); days before it are not sent again")
+	flag.IntVar(&v.fromDay, "from-day", 0, "resume a load at this day (0 is the newest, as the progress lines print); days before it are not sent again")
 	flag.StringVar(&v.end, "end", "", "RFC 3339 time the traffic ends (default now); pass the printed value to resume")
 	flag.BoolVar(&v.loadOnly, "load-only", false, "load, then stop without measuring")
 	flag.IntVar(&v.rca, "rca", 0, "also call get_rca on up to this many anomalies, one at a time, and report its p50/p95")
@@ -68,7 +68,8 @@ func (v *volume) database(ctx context.Context, admin string) (string, error) {
 	return u.String(), nil
 }
 
-// load sends spans of demo traffic through OTLP, a day (its own seed) at a time.
+// load sends spans of demo traffic through OTLP, a day (its own seed) at a time, day 0 ending at end
+// and each next one the day before.
 func (v *volume) load(ctx context.Context, base, key string, spans int) error {
 	end := time.Now().Truncate(time.Minute)
 	if v.end != "" {
@@ -85,7 +86,8 @@ func (v *volume) load(ctx context.Context, base, key string, spans int) error {
 	start := time.Now()
 	total := 0
 	for d := v.fromDay; d < v.days; d++ {
-		dayEnd := end.Add(-time.Duration(v.days-1-d) * 24 * time.Hour)
+		// Newest day first: a load cut short still has the recent data the tools' windows look at.
+		dayEnd := end.Add(-time.Duration(d) * 24 * time.Hour)
 		res, err := demo.Run(ctx, demo.Options{End: dayEnd, Duration: 24 * time.Hour, Traces: perDay / 9, Seed: int64(1 + d)},
 			demo.Sender{URL: base, APIKey: key}, func(done, _ int) {
 				if done%1_000_000 < demo.DefaultBatchSpans {
