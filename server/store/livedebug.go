@@ -62,7 +62,7 @@ func (t *Tenant) DeleteBreakpoint(ctx context.Context, id string, now int64) err
 // ErrBreakpointInactive for one that may no longer capture.
 func (t *Tenant) RecordSnapshot(ctx context.Context, s Snapshot, now int64) (int64, error) {
 	var id int64
-	// Before the transaction: creating a partition waits for transactions on the tenant's table.
+	// Before the transaction, which must see the partition: EnsurePartitions commits on its own.
 	if err := t.EnsurePartitions(ctx, "snapshots", s.CapturedNS); err != nil {
 		return 0, err
 	}
