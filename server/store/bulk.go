@@ -2,11 +2,14 @@ package store
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jmoiron/sqlx"
 )
 
@@ -29,7 +32,7 @@ func newTable(name string, columns ...string) table {
 	arrays := make([]string, len(columns))
 	for i, c := range columns {
 		col, typ, _ := strings.Cut(c, " ")
-		if _, ok := arrayOf[typ]; !ok {
+		if _, ok := elements[typ]; !ok {
 			panic("store: no array encoding for column type " + typ) // a programming error, caught by any test
 		}
 		t.cols, t.types = append(t.cols, col), append(t.types, typ)
@@ -54,53 +57,106 @@ var rollupsTable = newTable("metric_rollups", "tenant_id text", "kind smallint",
 	"res_ns bigint", "bucket_ns bigint", "partial boolean", "n bigint", "errors bigint", "cost_usd float8",
 	"input_tokens bigint", "output_tokens bigint", "hist bytea")
 
-// arrayOf gathers one column of n rows into a slice of the Go type pgx encodes as an array of the
-// column's type.
-var arrayOf = map[string]func(n int, value func(int) any) any{
-	"text":     column[string],
-	"smallint": column[int16],
-	"integer":  column[int32],
-	"bigint":   column[int64],
-	"boolean":  column[bool],
-	"float8":   floats,
-	"jsonb":    column[[]byte],
-	"bytea":    column[[]byte],
+// elements appends one value of each column type in PostgreSQL's binary format (what the type's
+// send function writes) and reports whether the value is NULL.
+var elements = map[string]struct {
+	oid    uint32
+	append func(buf []byte, v any) ([]byte, bool)
+}{
+	"text": {pgtype.TextOID, func(b []byte, v any) ([]byte, bool) { return append(b, v.(string)...), false }},
+	"smallint": {pgtype.Int2OID, func(b []byte, v any) ([]byte, bool) {
+		return binary.BigEndian.AppendUint16(b, uint16(v.(int16))), false
+	}},
+	"integer": {pgtype.Int4OID, func(b []byte, v any) ([]byte, bool) {
+		return binary.BigEndian.AppendUint32(b, uint32(v.(int32))), false
+	}},
+	"bigint": {pgtype.Int8OID, func(b []byte, v any) ([]byte, bool) {
+		return binary.BigEndian.AppendUint64(b, uint64(v.(int64))), false
+	}},
+	"boolean": {pgtype.BoolOID, func(b []byte, v any) ([]byte, bool) {
+		if v.(bool) {
+			return append(b, 1), false
+		}
+		return append(b, 0), false
+	}},
+	"float8": {pgtype.Float8OID, func(b []byte, v any) ([]byte, bool) {
+		f, ok := v.(float64)
+		if p, isPtr := v.(*float64); isPtr && p != nil { // llmRow's cost is nil when unknown
+			f, ok = *p, true
+		}
+		return binary.BigEndian.AppendUint64(b, math.Float64bits(f)), !ok
+	}},
+	"jsonb": {pgtype.JSONBOID, func(b []byte, v any) ([]byte, bool) { return append(append(b, 1), v.([]byte)...), false }}, // format version 1
+	"bytea": {pgtype.ByteaOID, func(b []byte, v any) ([]byte, bool) { return append(b, v.([]byte)...), false }},
 }
 
-func column[T any](n int, value func(int) any) any {
-	out := make([]T, n)
-	for i := range out {
-		out[i] = value(i).(T)
+// pgArray is a one-dimensional array in PostgreSQL's binary format, sent as it is (arrayCodec).
+type pgArray []byte
+
+// arrays turns n rows into one binary array per column, the arguments of tb.unnest. Encoding them
+// here costs a type switch per value, where pgx's generic array encoding reflects on every element.
+func (tb *table) arrays(n int, row func(int) []any) []any {
+	bufs := make([][]byte, len(tb.cols))
+	for j, typ := range tb.types {
+		// Header: one dimension, no NULLs (patched below), element type, n elements from index 1.
+		b := make([]byte, 20, 20+n*16)
+		binary.BigEndian.PutUint32(b[0:], 1)
+		binary.BigEndian.PutUint32(b[8:], elements[typ].oid)
+		binary.BigEndian.PutUint32(b[12:], uint32(n))
+		binary.BigEndian.PutUint32(b[16:], 1)
+		bufs[j] = b
 	}
-	return out
-}
-
-// floats gathers a double precision column, nullable (llmRow's cost is nil when unknown) or not
-// (rollupRow's sums).
-func floats(n int, value func(int) any) any {
-	out := make([]*float64, n)
-	for i := range out {
-		switch v := value(i).(type) {
-		case float64:
-			out[i] = &v
-		case *float64:
-			out[i] = v
+	for i := 0; i < n; i++ {
+		for j, v := range row(i) {
+			b := append(bufs[j], 0, 0, 0, 0) // the element's length, set once it is written
+			at := len(b)
+			b, null := elements[tb.types[j]].append(b, v)
+			if null {
+				b = b[:at]
+				binary.BigEndian.PutUint32(b[at-4:], math.MaxUint32) // -1: NULL
+				binary.BigEndian.PutUint32(b[4:], 1)                 // the array has NULLs
+			} else {
+				binary.BigEndian.PutUint32(b[at-4:], uint32(len(b)-at))
+			}
+			bufs[j] = b
 		}
 	}
-	return out
-}
-
-// arrays turns n rows into one array per column, the arguments of tb.unnest.
-func (tb *table) arrays(n int, row func(int) []any) []any {
-	rows := make([][]any, n)
-	for i := range rows {
-		rows[i] = row(i)
-	}
-	args := make([]any, len(tb.cols))
-	for j, typ := range tb.types {
-		args[j] = arrayOf[typ](n, func(i int) any { return rows[i][j] })
+	args := make([]any, len(bufs))
+	for j, b := range bufs {
+		args[j] = pgArray(b)
 	}
 	return args
+}
+
+// arrayCodec wraps pgx's codec of an array type so that a pgArray goes out as it is; other values
+// take pgx's own encoding.
+type arrayCodec struct{ pgtype.Codec }
+
+func (c arrayCodec) PlanEncode(m *pgtype.Map, oid uint32, format int16, value any) pgtype.EncodePlan {
+	if _, ok := value.(pgArray); ok && format == pgtype.BinaryFormatCode {
+		return rawArray{}
+	}
+	return c.Codec.PlanEncode(m, oid, format, value)
+}
+
+type rawArray struct{}
+
+func (rawArray) Encode(value any, buf []byte) ([]byte, error) {
+	return append(buf, value.(pgArray)...), nil
+}
+
+// registerArrays makes a new connection send pgArray values of every array type tables use.
+func registerArrays(_ context.Context, conn *pgx.Conn) error {
+	m := conn.TypeMap()
+	for _, e := range elements {
+		elem, _ := m.TypeForOID(e.oid)
+		array, ok := m.TypeForName("_" + elem.Name)
+		if !ok {
+			return fmt.Errorf("pgx knows no array type of %s", elem.Name)
+		}
+		m.RegisterType(&pgtype.Type{Name: array.Name, OID: array.OID, Codec: arrayCodec{array.Codec}})
+	}
+	return nil
 }
 
 // bulkWrite writes n rows of tb in one statement on a pgx transaction: COPY where allowed, else

@@ -275,7 +275,10 @@ func TestInsertBatch_TenantRoleStoresOnceAndNeverWritesAnotherTenant(t *testing.
 		return b
 	}
 	a := asA.ForTenant("team-a")
-	for _, b := range []store.Batch{batch(1, 2, 3), batch(1, 2, 3), batch(3, 4)} { // a retry, then an overlap
+	overlap := batch(3, 4)
+	overlap.LLMCalls[1].CostUSD = nil // a model without a price: stored as NULL, not as free
+	// The first batch, a retry of it, then one overlapping it.
+	for _, b := range []store.Batch{batch(1, 2, 3), batch(1, 2, 3), overlap} {
 		if err := a.InsertBatch(ctx, b); err != nil {
 			t.Fatalf("ingest as the tenant's own role: %v", err)
 		}
@@ -284,6 +287,9 @@ func TestInsertBatch_TenantRoleStoresOnceAndNeverWritesAnotherTenant(t *testing.
 		if n := storetest.Count(t, dsn, table, "team-a"); n != want {
 			t.Errorf("%d rows in %s, want %d (4 traces, each stored once)", n, table, want)
 		}
+	}
+	if n := storetest.QueryInt(t, dsn, "SELECT count(*) FROM llm_calls WHERE tenant_id = 'team-a' AND cost_usd IS NULL"); n != 1 {
+		t.Errorf("%d LLM calls of unknown cost, want 1", n)
 	}
 	for kind, what := range map[int]string{1: "requests", 2: "LLM calls"} {
 		if n := storetest.QueryInt(t, dsn, fmt.Sprintf("SELECT sum(n) FROM metric_rollups WHERE tenant_id = 'team-a' AND kind = %d", kind)); n != 4 {
