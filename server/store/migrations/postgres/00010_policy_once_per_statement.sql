@@ -1,7 +1,7 @@
 -- +goose Up
 -- The tenant policies compare tenant_id with (SELECT tracekit_current_tenant()): an initplan, run
 -- once per statement. The bare call ran the function's query for every row checked, which cost a
--- tenant's own role about 9 µs of PostgreSQL CPU per span ingested (docs/benchmarks.md). Every
+-- tenant's own role 6–10 µs of PostgreSQL CPU per span ingested (docs/benchmarks.md). Every
 -- tenant_rows policy still in the old form is rewritten, whichever migration created it.
 -- +goose StatementBegin
 DO $$
