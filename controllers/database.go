@@ -102,7 +102,7 @@ func (r *TenantReconciler) reconcileDatabase(ctx context.Context, t *tracekitv1a
 	defer cancel()
 	unreachable := func(err error) (dbResult, error) {
 		st.set(tracekitv1alpha1.ConditionDatabaseReady, false, "DatabaseUnreachable",
-			"cannot reach the database of Secret %s/%s: %v; check that it is up and reachable from the operator (retrying with backoff)", in.src.namespace, in.src.name, err)
+			"cannot reach the database of Secret %s in namespace %s: %v; check that it is up and reachable from the operator (retrying with backoff)", in.src.name, in.src.namespace, err)
 		return res, fmt.Errorf("tenant %s/%s: database: %w", t.Namespace, t.Name, err)
 	}
 	db, err := r.Databases.get(ctx, adminURL)

@@ -11,9 +11,11 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -71,8 +73,12 @@ func (r *DatabaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 			return ctrl.Result{}, err
 		}
 	}
-	err := r.check(ctx, db)
-	return ctrl.Result{RequeueAfter: r.recheck()}, errors.Join(err, r.patchStatus(ctx, db, before))
+	// An unreachable database is retried with backoff; any other state is looked at again after a
+	// while (a missing Secret too: the manager does not watch Secrets it does not own).
+	if err := errors.Join(r.check(ctx, db), r.patchStatus(ctx, db, before)); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{RequeueAfter: r.recheck()}, nil
 }
 
 // check sets Ready: the admin Secret is there, the database answers and its schema is migrated
@@ -175,6 +181,8 @@ func (r *DatabaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			}
 			return nil
 		}), builder.WithPredicates(placementChanged)).
+		// Retries of an unreachable database back off no further than the recheck interval.
+		WithOptions(controller.Options{RateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](100*time.Millisecond, r.recheck())}).
 		Complete(r)
 }
 
