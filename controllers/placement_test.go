@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	. "github.com/onsi/gomega"
@@ -35,6 +36,7 @@ import (
 // until they are.
 func TestDatabases_TenantsArePlacedOnSeveralServers(t *testing.T) {
 	g := gomegaFor(t)
+	g.SetDefaultEventuallyTimeout(2 * time.Minute) // two fresh databases to migrate, on a shared machine
 	ctx := context.Background()
 	ns := newNamespace(t)
 	dsnA := storetest.PostgresDSN(t)
