@@ -1,6 +1,6 @@
 // Package controllers reconciles TraceKitTenants into the objects and external records a team needs:
 // a database role, an OAuth client in Dex, and the team's MCP server with its Service and Ingress or
-// Gateway API HTTPRoute.
+// Gateway API HTTPRoute; and TraceKitDatabases, the PostgreSQL servers tenants are placed on.
 package controllers
 
 import (
