@@ -154,16 +154,19 @@ func (t *Tenant) InsertBatch(ctx context.Context, b Batch) error {
 		// so a tenant's own server uses multi-row INSERTs, which the policies check row by row.
 		useCopy = !rls
 	}
-	var err error
+	producers, err := t.producerEnds(ctx, &b)
+	if err != nil {
+		return fmt.Errorf("store %d spans for tenant %q: %w", len(b.Spans), t.id, err)
+	}
 	if useCopy {
 		// Metric rollups commit with the spans they count, so metrics never disagree with stored traces.
-		err = t.copyBatch(ctx, b, batchRollups(&b))
+		err = t.copyBatch(ctx, b, batchRollups(&b, producers))
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == uniqueViolation {
-			err = t.insertNew(ctx, &b)
+			err = t.insertNew(ctx, &b, producers)
 		}
 	} else {
-		err = t.insertNew(ctx, &b)
+		err = t.insertNew(ctx, &b, producers)
 	}
 	if err != nil {
 		return fmt.Errorf("store %d spans for tenant %q: %w", len(b.Spans), t.id, err)
@@ -228,7 +231,7 @@ func keepCalls(calls []LLMCall, keep func(spanKey) bool) []LLMCall {
 
 // insertNew writes the spans of b not stored yet, and the LLM calls and rollups of those only; b is
 // narrowed to what was written.
-func (t *Tenant) insertNew(ctx context.Context, b *Batch) error {
+func (t *Tenant) insertNew(ctx context.Context, b *Batch, producers map[spanKey]int64) error {
 	return t.db.write(ctx, func(tx *sqlx.Tx) error {
 		stored, err := t.insertSpansOnce(ctx, tx, b.Spans)
 		if err != nil {
@@ -248,7 +251,7 @@ func (t *Tenant) insertNew(ctx context.Context, b *Batch) error {
 			b.Spans = spans
 			b.LLMCalls = keepCalls(b.LLMCalls, func(k spanKey) bool { return !skipped[k] })
 		}
-		rollups := batchRollups(b)
+		rollups := batchRollups(b, producers)
 		if err := t.insertRows(ctx, tx, "metric_rollups", rollupColumns, len(rollups), func(i int) []any { return t.rollupRow(&rollups[i]) }); err != nil {
 			return err
 		}
