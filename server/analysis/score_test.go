@@ -78,7 +78,9 @@ func demoSeeds() []int64 {
 func scoreDemo(t *testing.T, seed int64) {
 	storetest.Dialects(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
-		opts := demo.Options{Seed: seed, Duration: 24 * time.Hour}
+		// Twice the default traffic: at the default, a route with 5 % of the gateway's requests
+		// sees about one request a minute at the busiest time, too few to judge within 5 minutes.
+		opts := demo.Options{Seed: seed, Duration: 24 * time.Hour, Traces: 2 * demo.DefaultTraces}
 		res := analysistest.LoadDemo(t, db, opts)
 		tn := db.ForTenant(analysistest.Tenant)
 		now := analysistest.End.Add(10 * time.Minute)

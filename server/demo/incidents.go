@@ -64,8 +64,8 @@ type schedule struct {
 // starting at least three "hours" (24ths of that span) into it, so that anomaly detection has a
 // baseline, ending at least an "hour" before end and forty "minutes" apart (so that the anomalies
 // one incident leaves in its callers end before the next begins), at the busiest free times of day
-// so each has enough traffic to be seen. Incidents seen on one route of a service, and the short
-// checkout outage, are placed first: they need the busiest slots most. Lengths scale with the span
+// so each has enough traffic to be seen. Incidents seen on one route of a service, and those of
+// services few requests reach, are placed first: they need the busiest slots most. Lengths scale with the span
 // so a short run still shows them.
 func newSchedule(end time.Time, d time.Duration) schedule {
 	span := min(d, 24*time.Hour)
@@ -78,8 +78,8 @@ func newSchedule(end time.Time, d time.Duration) schedule {
 		length time.Duration
 	}{
 		{&s.more.profile, hour}, {&s.more.stockLock, 45 * hour / 60}, {&s.inventory, 40 * hour / 60},
-		{&s.more.consumer, 45 * hour / 60}, {&s.more.provider, hour}, {&s.more.retries, hour}, {&s.more.search, hour},
-		{&s.payment, 90 * hour / 60}, {&s.llm, 90 * hour / 60}, {&s.more.neighbour, hour}, {&s.more.cache, 45 * hour / 60},
+		{&s.payment, 90 * hour / 60}, {&s.more.provider, hour}, {&s.more.consumer, 45 * hour / 60}, {&s.more.search, hour},
+		{&s.more.retries, hour}, {&s.llm, 90 * hour / 60}, {&s.more.neighbour, hour}, {&s.more.cache, 45 * hour / 60},
 	} {
 		*p.w = busiest(lo, hi, p.length, 40*hour/60, placed, end.Location())
 		placed = append(placed, *p.w)

@@ -409,6 +409,15 @@ func (d *detector) throughput(s *serviceData, b *baseline, req metrics.Agg, ops 
 // fold adds a window's findings to the service's open episode (opening one), or ends the open
 // episode after a long enough run of clean windows.
 func (d *detector) fold(service string, we int64, found []finding) {
+	// A deviation whose last deviant minute is two windows old is over: the route test's long
+	// window still sees it, but it must neither open an episode nor keep one open into the next.
+	fresh := found[:0:0]
+	for _, f := range found {
+		if we-f.last < 2*int64(d.cfg.Window) {
+			fresh = append(fresh, f)
+		}
+	}
+	found = fresh
 	var cur *episode
 	if eps := d.episodes[service]; len(eps) > 0 && eps[len(eps)-1].open() {
 		cur = eps[len(eps)-1]

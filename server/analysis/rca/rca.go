@@ -124,7 +124,7 @@ func Compute(ctx context.Context, t *store.Tenant, anomalyID int64, now time.Tim
 	}
 
 	an := &analysis{t: t, a: a, r: &r}
-	for _, m := range []string{anomaly.LatencyP95, anomaly.ErrorRate, anomaly.Throughput, anomaly.LLMCost, anomaly.LLMTokens} {
+	for _, m := range []string{anomaly.LatencyP95, anomaly.ErrorRate, anomaly.QueueLag, anomaly.Throughput, anomaly.LLMCost, anomaly.LLMTokens} {
 		d, ok := figures[m]
 		if !ok {
 			continue
@@ -142,6 +142,8 @@ func Compute(ctx context.Context, t *store.Tenant, anomalyID int64, now time.Tim
 			cs, err = an.failures(ctx, d)
 		case anomaly.Throughput:
 			cs, err = an.throughput(ctx, d)
+		case anomaly.QueueLag:
+			cs, err = an.queueLag(ctx, d)
 		default:
 			cs, err = an.llm(ctx, m)
 		}
