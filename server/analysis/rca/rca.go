@@ -265,15 +265,14 @@ func summary(a store.AnomalyRecord, r *Report) string {
 	}
 	top := r.Causes[0]
 	fmt.Fprintf(&b, " Most likely cause (confidence %.0f%%): %s", 100*top.Confidence, top.Description)
+	// The other causes and the example traces are in the causes beside the summary: naming them is
+	// enough, repeating their descriptions made a report too long to read in full.
 	if len(r.Causes) > 1 {
 		var others []string
 		for _, c := range r.Causes[1:min(len(r.Causes), 3)] {
-			others = append(others, fmt.Sprintf("%s (%.0f%%)", strings.TrimSuffix(c.Description, "."), 100*c.Confidence))
+			others = append(others, fmt.Sprintf("%s of %s (%.0f%%)", strings.ReplaceAll(c.Kind, "_", " "), c.Service, 100*c.Confidence))
 		}
 		fmt.Fprintf(&b, " Also consider: %s.", strings.Join(others, "; "))
-	}
-	if len(top.TraceIDs) > 0 {
-		fmt.Fprintf(&b, " Example traces: %s.", strings.Join(top.TraceIDs, ", "))
 	}
 	return b.String()
 }
