@@ -69,7 +69,7 @@ func (m moreSchedule) incidents() []Incident {
 		Start: cs, End: ce,
 		Cause: Cause{Type: "fallback", Service: "inventory-service",
 			Description: "The shared Redis cache (" + cacheRedis.host + ") lost its pod: every GET was refused, and inventory-service fell back to the replica, loading each product of a listing page one by one."},
-		Description: "inventory-service's cache reads all failed and its database calls per request jumped (about 0.3 to 8); its p95 rose several times.",
+		Description: "inventory-service's cache reads all failed and its database calls per request jumped several-fold (a listing page: one query became 24); its p95 rose several times.",
 	}, {
 		ID: "activity-consumer-lag", Kind: "queue_lag", Service: activity.name, Operation: activityTopic + " process", Metric: "queue_lag",
 		Start: as, End: ae,
