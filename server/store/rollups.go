@@ -46,9 +46,6 @@ type Rollup struct {
 	Hist         []byte  `db:"hist"` // durations in nanoseconds, sketch encoding
 }
 
-var rollupColumns = []string{"tenant_id", "kind", "service", "name", "res_ns", "bucket_ns", "partial", "n", "errors",
-	"cost_usd", "input_tokens", "output_tokens", "hist"}
-
 const rollupSelect = `kind, service, name, res_ns, bucket_ns, partial, n, errors, cost_usd, input_tokens, output_tokens, hist`
 
 func (t *Tenant) rollupRow(r *Rollup) []any {
@@ -510,22 +507,10 @@ func serviceTotalKind(kind int16) int16 {
 	return 0
 }
 
-// insertRollups writes rows with multi-row INSERTs, a few hundred rows per statement.
+// insertRollups writes rows (table insertRows).
 func (t *Tenant) insertRollups(ctx context.Context, tx *sqlx.Tx, rows []Rollup) error {
-	const chunk = 400
-	tuple := "(" + placeholders(len(rollupColumns)) + ")"
-	for len(rows) > 0 {
-		n := min(chunk, len(rows))
-		q := "INSERT INTO metric_rollups (" + strings.Join(rollupColumns, ", ") + ") VALUES " + tuple +
-			strings.Repeat(", "+tuple, n-1)
-		args := make([]any, 0, n*len(rollupColumns))
-		for i := range rows[:n] {
-			args = append(args, t.rollupRow(&rows[i])...)
-		}
-		if _, err := tx.ExecContext(ctx, tx.Rebind(q), args...); err != nil {
-			return fmt.Errorf("insert merged rollups: %w", err)
-		}
-		rows = rows[n:]
+	if err := t.insertRows(ctx, tx, &rollupsTable, len(rows), func(i int) []any { return t.rollupRow(&rows[i]) }); err != nil {
+		return fmt.Errorf("insert merged rollups: %w", err)
 	}
 	return nil
 }
