@@ -159,16 +159,19 @@ func (t *Tenant) InsertBatch(ctx context.Context, b Batch) error {
 	if len(b.Spans) == 0 && len(b.LLMCalls) == 0 {
 		return nil
 	}
+	producers, err := t.producerEnds(ctx, &b)
+	if err != nil {
+		return fmt.Errorf("store %d spans for tenant %q: %w", len(b.Spans), t.id, err)
+	}
 	rls := false
 	if t.db.dialect == Postgres {
-		var err error
 		if rls, err = t.db.underRLS(ctx); err != nil {
 			return fmt.Errorf("store %d spans for tenant %q: %w", len(b.Spans), t.id, err)
 		}
 	}
 	write := func() error {
 		if t.db.dialect != Postgres {
-			return t.insertNew(ctx, &b)
+			return t.insertNew(ctx, &b, producers)
 		}
 		if err := t.ensureBatchPartitions(ctx, &b); err != nil {
 			return err
@@ -177,14 +180,14 @@ func (t *Tenant) InsertBatch(ctx context.Context, b Batch) error {
 			return err
 		}
 		// Metric rollups commit with the spans they count, so metrics never disagree with stored traces.
-		err := t.bulkBatch(ctx, b, batchRollups(&b), rls)
+		err := t.bulkBatch(ctx, b, batchRollups(&b, producers), rls)
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == uniqueViolation {
-			err = t.insertNew(ctx, &b)
+			err = t.insertNew(ctx, &b, producers)
 		}
 		return err
 	}
-	err := write()
+	err = write()
 	if missingPartition(err) {
 		// Another replica's retention dropped a partition this process had made: make it again.
 		t.db.forgetPartitions(t.id)
@@ -271,7 +274,7 @@ func keepCalls(calls []LLMCall, keep func(spanKey) bool) []LLMCall {
 
 // insertNew writes the spans of b not stored yet, and the LLM calls and rollups of those only; b is
 // narrowed to what was written.
-func (t *Tenant) insertNew(ctx context.Context, b *Batch) error {
+func (t *Tenant) insertNew(ctx context.Context, b *Batch, producers map[spanKey]int64) error {
 	return t.db.write(ctx, func(tx *sqlx.Tx) error {
 		stored, err := t.insertSpansOnce(ctx, tx, b.Spans)
 		if err != nil {
@@ -291,7 +294,7 @@ func (t *Tenant) insertNew(ctx context.Context, b *Batch) error {
 			b.Spans = spans
 			b.LLMCalls = keepCalls(b.LLMCalls, func(k spanKey) bool { return !skipped[k] })
 		}
-		rollups := batchRollups(b)
+		rollups := batchRollups(b, producers)
 		if err := t.insertRows(ctx, tx, &rollupsTable, len(rollups), func(i int) []any { return t.rollupRow(&rollups[i]) }); err != nil {
 			return err
 		}
