@@ -48,6 +48,9 @@ type DB struct {
 	rlsKnown bool
 	rls      bool // connected as a tenant role, subject to row-level security
 
+	attrs          atomic.Pointer[attrIndex] // nil: DefaultIndexedAttributes
+	keysRegistered sync.Map                  // tenant -> true once its indexed keys are recorded
+
 	logger         atomic.Pointer[slog.Logger] // nil: slog.Default()
 	servicesFailed atomic.Int64                // services-table updates dropped after a committed batch
 }

@@ -26,6 +26,9 @@ func seedEveryTable(t *testing.T, ctx context.Context, conn *pgx.Conn, tenant st
 		`INSERT INTO rca_reports (tenant_id, anomaly_id, created_ns, summary) VALUES ($1, 1, 1, 'x')`,
 		`INSERT INTO breakpoints (tenant_id, id, service, file, line, created_ns) VALUES ($1, 'bp', 'svc', 'f.go', 1, 1)`,
 		`INSERT INTO snapshots (tenant_id, breakpoint_id, service, captured_ns) VALUES ($1, 'bp', 'svc', 1)`,
+		`INSERT INTO span_attributes (tenant_id, key, value, start_ns, trace_id) VALUES ($1, 'user.id', '42', 1, 't-'||$1)`,
+		`INSERT INTO span_attribute_keys (tenant_id, key, since_ns) VALUES ($1, 'user.id', 0)`,
+		`INSERT INTO span_attribute_gaps (tenant_id, key, from_ns, to_ns) VALUES ($1, 'user.id', 0, 1)`,
 	}
 	for _, s := range stmts {
 		if _, err := conn.Exec(ctx, s, tenant); err != nil {
@@ -57,7 +60,7 @@ func TestTenantRoleSeesOnlyItsOwnRows(t *testing.T) {
 	defer asA.Close(ctx)
 
 	for _, table := range []string{"tenants", "api_keys", "spans", "services", "service_versions", "llm_calls", "alert_rules", "alerts",
-		"anomalies", "rca_reports", "breakpoints", "snapshots"} {
+		"anomalies", "rca_reports", "breakpoints", "snapshots", "span_attributes", "span_attribute_keys", "span_attribute_gaps"} {
 		col := "tenant_id"
 		if table == "tenants" {
 			col = "id"

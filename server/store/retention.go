@@ -17,16 +17,18 @@ var expiring = []struct{ table, col, sqliteIndex string }{
 	{"spans", "start_ns", "spans_start"}, // BRIN spans_start_brin on PostgreSQL
 	{"llm_calls", "start_ns", "llm_calls_time"},
 	{"snapshots", "captured_ns", "snapshots_time"},
+	{"span_attributes", "start_ns", "span_attributes_start"}, // BRIN span_attributes_start_brin on PostgreSQL
 }
 
 // Expired counts what DeleteOlderThan deleted.
 type Expired struct {
 	Spans, LLMCalls, Snapshots int64
-	Statements                 int // DELETEs run, each its own transaction
+	IndexRows                  int64 // attribute index rows (span_attributes)
+	Statements                 int   // DELETEs run, each its own transaction
 }
 
 // Rows is the number of rows deleted from all tables.
-func (e Expired) Rows() int64 { return e.Spans + e.LLMCalls + e.Snapshots }
+func (e Expired) Rows() int64 { return e.Spans + e.LLMCalls + e.Snapshots + e.IndexRows }
 
 // DeleteOlderThan deletes the tenant's spans, LLM calls and snapshots that started (or were captured)
 // before the unix-nanosecond time before, at most batch rows per statement. Each statement commits on
@@ -37,7 +39,7 @@ func (t *Tenant) DeleteOlderThan(ctx context.Context, before int64, batch int) (
 	if batch < 1 {
 		return e, fmt.Errorf("delete older than retention: batch %d, want at least 1", batch)
 	}
-	counts := []*int64{&e.Spans, &e.LLMCalls, &e.Snapshots}
+	counts := []*int64{&e.Spans, &e.LLMCalls, &e.Snapshots, &e.IndexRows}
 	var errs []error
 	for i, x := range expiring {
 		// A table that fails does not keep the others' rows: each is deleted on its own.

@@ -154,16 +154,23 @@ func (t *Tenant) InsertBatch(ctx context.Context, b Batch) error {
 		// so a tenant's own server uses multi-row INSERTs, which the policies check row by row.
 		useCopy = !rls
 	}
-	var err error
+	index, err := t.indexWrites(ctx, b.Spans)
+	if err == nil {
+		err = t.recordGaps(ctx, index.gaps)
+	}
+	if err != nil {
+		return fmt.Errorf("store %d spans for tenant %q: %w", len(b.Spans), t.id, err)
+	}
 	if useCopy {
-		// Metric rollups commit with the spans they count, so metrics never disagree with stored traces.
-		err = t.copyBatch(ctx, b, batchRollups(&b))
+		// Metric rollups commit with the spans they count, so metrics never disagree with stored traces;
+		// the attribute index commits with the spans it finds.
+		err = t.copyBatch(ctx, b, batchRollups(&b), index.postings)
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == uniqueViolation {
-			err = t.insertNew(ctx, &b)
+			err = t.insertNew(ctx, &b, index)
 		}
 	} else {
-		err = t.insertNew(ctx, &b)
+		err = t.insertNew(ctx, &b, index)
 	}
 	if err != nil {
 		return fmt.Errorf("store %d spans for tenant %q: %w", len(b.Spans), t.id, err)
@@ -226,9 +233,9 @@ func keepCalls(calls []LLMCall, keep func(spanKey) bool) []LLMCall {
 	return out
 }
 
-// insertNew writes the spans of b not stored yet, and the LLM calls and rollups of those only; b is
-// narrowed to what was written.
-func (t *Tenant) insertNew(ctx context.Context, b *Batch) error {
+// insertNew writes the spans of b not stored yet, and the LLM calls, rollups and index rows of those
+// only; b is narrowed to what was written.
+func (t *Tenant) insertNew(ctx context.Context, b *Batch, index indexWrites) error {
 	return t.db.write(ctx, func(tx *sqlx.Tx) error {
 		stored, err := t.insertSpansOnce(ctx, tx, b.Spans)
 		if err != nil {
@@ -247,6 +254,10 @@ func (t *Tenant) insertNew(ctx context.Context, b *Batch) error {
 			}
 			b.Spans = spans
 			b.LLMCalls = keepCalls(b.LLMCalls, func(k spanKey) bool { return !skipped[k] })
+			index.of(t.db.attrIndex(), spans)
+		}
+		if err := t.insertRows(ctx, tx, "span_attributes", postingColumns, len(index.postings), func(i int) []any { return t.postingRow(&index.postings[i]) }); err != nil {
+			return err
 		}
 		rollups := batchRollups(b)
 		if err := t.insertRows(ctx, tx, "metric_rollups", rollupColumns, len(rollups), func(i int) []any { return t.rollupRow(&rollups[i]) }); err != nil {
@@ -290,7 +301,7 @@ func (t *Tenant) insertSpansOnce(ctx context.Context, tx *sqlx.Tx, spans []Span)
 	return stored, nil
 }
 
-func (t *Tenant) copyBatch(ctx context.Context, b Batch, rollups []Rollup) error {
+func (t *Tenant) copyBatch(ctx context.Context, b Batch, rollups []Rollup, postings []posting) error {
 	conn, err := t.db.x.Conn(ctx)
 	if err != nil {
 		return err
@@ -306,6 +317,12 @@ func (t *Tenant) copyBatch(ctx context.Context, b Batch, rollups []Rollup) error
 		if len(b.Spans) > 0 {
 			rows := pgx.CopyFromSlice(len(b.Spans), func(i int) ([]any, error) { return t.spanRow(&b.Spans[i]), nil })
 			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"spans"}, spanColumns, rows); err != nil {
+				return err
+			}
+		}
+		if len(postings) > 0 {
+			rows := pgx.CopyFromSlice(len(postings), func(i int) ([]any, error) { return t.postingRow(&postings[i]), nil })
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"span_attributes"}, postingColumns, rows); err != nil {
 				return err
 			}
 		}
