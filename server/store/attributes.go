@@ -156,7 +156,8 @@ const dayNS = int64(24 * time.Hour)
 // postingKey is one trace's value of an indexed key.
 type postingKey struct{ trace, key, value string }
 
-// collect returns the indexed values of spans, per trace with the earliest start that carries them.
+// collect returns the indexed values of spans and of the resources of their entry spans, per trace
+// with the earliest start that carries them.
 func (ix *attrIndex) collect(spans []Span) map[postingKey]int64 {
 	first := map[postingKey]int64{}
 	if len(ix.keys) == 0 {
@@ -167,12 +168,17 @@ func (ix *attrIndex) collect(spans []Span) map[postingKey]int64 {
 	for i := range spans {
 		s := &spans[i]
 		pairs = ix.pairs(pairs[:0], s.Attributes)
-		res, ok := resources[string(s.ResourceAttributes)]
-		if !ok {
-			res = ix.pairs(nil, s.ResourceAttributes)
-			resources[string(s.ResourceAttributes)] = res
+		if s.IsEntry {
+			// A resource is indexed with its service's requests only: every span of a process carries
+			// it, and a row per span would cost more than the spans themselves.
+			res, ok := resources[string(s.ResourceAttributes)]
+			if !ok {
+				res = ix.pairs(nil, s.ResourceAttributes)
+				resources[string(s.ResourceAttributes)] = res
+			}
+			pairs = append(pairs, res...)
 		}
-		for _, p := range slices.Concat(pairs, res) {
+		for _, p := range pairs {
 			k := postingKey{s.TraceID, p[0], p[1]}
 			if v, ok := first[k]; !ok || s.StartNS < v {
 				first[k] = s.StartNS
@@ -443,20 +449,14 @@ type AttributeKey struct {
 	Values   []AttributeCount
 }
 
-// AttributeSummary describes the attributes carried by the spans of traceIDs (of service only, when
-// set, else all spans) and their resources: per key the requests (traces) carrying it and the top
-// values, most frequent first. It reads the spans of the given traces, a sample the caller chose.
-func (t *Tenant) AttributeSummary(ctx context.Context, service string, traceIDs []string, topValues int) ([]AttributeKey, error) {
+// AttributeSummary describes the attributes carried by the spans of traceIDs and their resources:
+// per key the traces carrying it and the top values, most frequent first. It reads every span of
+// the given traces, a sample the caller chose.
+func (t *Tenant) AttributeSummary(ctx context.Context, traceIDs []string, topValues int) ([]AttributeKey, error) {
 	if len(traceIDs) == 0 {
 		return nil, nil
 	}
-	q := `SELECT trace_id, attributes, resource_attributes FROM spans WHERE tenant_id = ? AND trace_id IN (?)`
-	args := []any{t.id, traceIDs}
-	if service != "" {
-		q += " AND service = ?"
-		args = append(args, service)
-	}
-	q, args, err := sqlx.In(q, args...)
+	q, args, err := sqlx.In(`SELECT trace_id, attributes, resource_attributes FROM spans WHERE tenant_id = ? AND trace_id IN (?)`, t.id, traceIDs)
 	if err != nil {
 		return nil, err
 	}

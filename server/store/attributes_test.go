@@ -143,7 +143,7 @@ func TestAttributeSummary_CountsRequestsPerValue(t *testing.T) {
 		if err := tn.InsertBatch(ctx, b); err != nil {
 			t.Fatal(err)
 		}
-		keys, err := tn.AttributeSummary(ctx, "", ids, 3)
+		keys, err := tn.AttributeSummary(ctx, ids, 3)
 		if err != nil {
 			t.Fatal(err)
 		}
