@@ -20,14 +20,15 @@ import (
 // per trace, indexed key and value of a batch, from span and resource attributes alike, so a filter
 // on a selective value reads its few traces instead of every request of the window.
 
-// DefaultIndexedAttributes are the keys indexed unless the tenant's configuration says otherwise:
-// the entities people ask about during an incident (users, customers, orders, tenants), where a
-// request went (route, queue, table, model, flag) and where it ran (version, host, pod).
+// DefaultIndexedAttributes are the keys indexed unless the tenant's configuration adds others: the
+// entities people ask about during an incident (users, customers, orders, tenants) and where a
+// request went (route, queue, table, model, flag). Resource keys (service.version, host.name,
+// k8s.pod.name) are not among them: they cost a row per service per trace (docs/benchmarks.md),
+// and service.version and host.name have columns of their own.
 var DefaultIndexedAttributes = []string{
 	"user.id", "enduser.id", "customer.id", "tenant.id", "order.id",
 	"http.route", "messaging.destination.name", "db.collection.name", "db.sql.table",
 	"gen_ai.request.model", "feature_flag.key",
-	"service.version", "host.name", "k8s.pod.name",
 }
 
 // DefaultAttributeValuesPerDay is a key's distinct-value limit per day of data unless configured.
@@ -238,32 +239,52 @@ func (ix *attrIndex) forgetBefore(day int64) {
 	}
 }
 
-// pairs appends the indexed (key, value) pairs of a flat JSON object of attributes.
+// pairs appends the indexed (key, value) pairs of a JSON object of attributes. It looks for each
+// key's `"key":` rather than decoding the object: most spans carry none of the keys, and one
+// decoding per span was most of the index's ingest cost. A quote inside a JSON string is escaped,
+// so the pattern only matches a key (of the object, or of an object nested in it: a rare false
+// positive that costs an index row, never a missed match).
 func (ix *attrIndex) pairs(out [][2]string, doc []byte) [][2]string {
-	any := false
-	for _, q := range ix.quoted {
-		if bytes.Contains(doc, q) {
-			any = true
-			break
-		}
-	}
-	if !any {
-		return out
-	}
-	var m map[string]json.RawMessage
-	if json.Unmarshal(doc, &m) != nil {
-		return out
-	}
-	for _, k := range ix.keys {
-		raw, ok := m[k]
-		if !ok {
+	for i, q := range ix.quoted {
+		at := bytes.Index(doc, q)
+		if at < 0 {
 			continue
 		}
-		if v, ok := indexValue(raw); ok {
-			out = append(out, [2]string{k, v})
+		if v, ok := scalarAt(doc[at+len(q):]); ok {
+			out = append(out, [2]string{ix.keys[i], v})
 		}
 	}
 	return out
+}
+
+// scalarAt reads the JSON value at the start of b as indexValue does.
+func scalarAt(b []byte) (string, bool) {
+	b = bytes.TrimLeft(b, " \t\r\n")
+	if len(b) == 0 {
+		return "", false
+	}
+	if b[0] == '"' {
+		end, escaped := 1, false
+		for ; end < len(b) && b[end] != '"'; end++ {
+			if b[end] == '\\' {
+				escaped = true
+				end++
+			}
+		}
+		if end >= len(b) {
+			return "", false
+		}
+		if !escaped {
+			s := string(b[1:end])
+			return s, len(s) <= maxIndexedValueBytes
+		}
+		return indexValue(b[:end+1])
+	}
+	end := bytes.IndexAny(b, ",}] \t\r\n")
+	if end < 0 {
+		end = len(b)
+	}
+	return indexValue(b[:end])
 }
 
 // indexValue is the text a filter compares a JSON scalar with: a string as it is, a number or a
