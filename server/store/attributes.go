@@ -22,12 +22,13 @@ import (
 
 // DefaultIndexedAttributes are the keys indexed unless the tenant's configuration adds others: the
 // entities people ask about during an incident (users, customers, orders, tenants) and where a
-// request went (route, queue, table, model, flag). Resource keys (service.version, host.name,
-// k8s.pod.name) are not among them: they cost a row per service per trace (docs/benchmarks.md),
-// and service.version and host.name have columns of their own.
+// request went (queue, table, model, flag). Not among them: http.route and the resource keys
+// (service.version, host.name, k8s.pod.name), which cost a row per service and trace each, more
+// than the ingest budget allows (docs/benchmarks.md); they have columns of their own (k8s.pod.name
+// aside), and an operator may add them.
 var DefaultIndexedAttributes = []string{
 	"user.id", "enduser.id", "customer.id", "tenant.id", "order.id",
-	"http.route", "messaging.destination.name", "db.collection.name", "db.sql.table",
+	"messaging.destination.name", "db.collection.name", "db.sql.table",
 	"gen_ai.request.model", "feature_flag.key",
 }
 

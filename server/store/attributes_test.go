@@ -32,7 +32,7 @@ func checkoutTrace(trace string, start int64, user, pod, table string, order int
 func TestSearchTraces_IndexedAttributesMatchEntryChildAndResourceValuesOfEveryType(t *testing.T) {
 	storetest.Dialects(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
-		keys := append([]string{"app.order_id", "app.beta", "k8s.pod.name"}, store.DefaultIndexedAttributes...)
+		keys := append([]string{"app.order_id", "app.beta", "k8s.pod.name", "http.route"}, store.DefaultIndexedAttributes...)
 		if err := db.SetAttributeIndex(store.AttributeIndex{Keys: keys}); err != nil {
 			t.Fatal(err)
 		}
