@@ -23,6 +23,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	collectorpb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
@@ -79,6 +80,7 @@ type bench struct {
 	url      string
 	grpcAddr string
 	key      string
+	dsn      string
 	drop     func() error
 }
 
@@ -115,7 +117,7 @@ func start(bin, admin string) (*bench, error) {
 	if err != nil {
 		return fail(err)
 	}
-	return &bench{srv: srv, url: base + "/v1/traces", grpcAddr: grpcAddr, key: key, drop: drop}, nil
+	return &bench{srv: srv, url: base + "/v1/traces", grpcAddr: grpcAddr, key: key, dsn: dsn, drop: drop}, nil
 }
 
 // watchRSS samples pid's peak RSS until stop is closed.
@@ -207,6 +209,30 @@ func run(bin, admin, protocol string, clients, batch int, dur time.Duration) err
 		// CPU per span is steadier than spans/s on a shared machine: it does not count waiting.
 		fmt.Printf("server CPU: %.1f s, %.2f µs per span\n", cpu, cpu/float64(n)*1e6)
 	}
+	return storage(b.dsn)
+}
+
+// storage prints the disk the stored spans take per span: the heap (with its TOAST) and the indexes
+// of the spans table and all its partitions.
+func storage(dsn string) error {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "VACUUM ANALYZE spans"); err != nil {
+		return err
+	}
+	var n, heap, indexes int64
+	err = conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM spans),
+		COALESCE(sum(pg_table_size(relid)), 0), COALESCE(sum(pg_indexes_size(relid)), 0)
+		FROM pg_partition_tree('spans') WHERE isleaf`).Scan(&n, &heap, &indexes)
+	if err != nil || n == 0 {
+		return err
+	}
+	fmt.Printf("storage: %d spans, %.0f bytes per span (heap %.0f, indexes %.0f)\n", n,
+		float64(heap+indexes)/float64(n), float64(heap)/float64(n), float64(indexes)/float64(n))
 	return nil
 }
 

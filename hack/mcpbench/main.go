@@ -33,7 +33,6 @@ import (
 
 	"github.com/tracekit/tracekit/hack/benchserver"
 	"github.com/tracekit/tracekit/server/analysis/anomaly"
-	"github.com/tracekit/tracekit/server/demo"
 	"github.com/tracekit/tracekit/server/store"
 	"github.com/tracekit/tracekit/server/store/storetest"
 )
@@ -48,17 +47,24 @@ func main() {
 	keep := flag.Bool("keep", false, "keep the new database for later runs")
 	clients := flag.Int("clients", 32, "concurrent MCP clients")
 	dur := flag.Duration("duration", 30*time.Second, "measurement time")
+	v := volumeFlags()
 	flag.Parse()
-	if err := run(*bin, *admin, *dbURL, *spans, *keep, *clients, *dur); err != nil {
+	if err := run(*bin, *admin, *dbURL, *spans, *keep, *clients, *dur, v); err != nil {
 		fmt.Fprintln(os.Stderr, "mcpbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bin, admin, dsn string, spans int, keep bool, clients int, dur time.Duration) error {
+func run(bin, admin, dsn string, spans int, keep bool, clients int, dur time.Duration, v *volume) error {
 	ctx := context.Background()
-	load := dsn == ""
-	if load {
+	load := dsn == "" || v.fromDay > 0
+	if v.name != "" && dsn == "" {
+		var err error
+		if dsn, err = v.database(ctx, admin); err != nil {
+			return err
+		}
+		fmt.Printf("database: %s\n", dsn)
+	} else if dsn == "" {
 		var drop func() error
 		var err error
 		if dsn, drop, err = storetest.NewDatabase(ctx, admin, "tracekit_mcpbench_"); err != nil {
@@ -93,16 +99,9 @@ func run(bin, admin, dsn string, spans int, keep bool, clients int, dur time.Dur
 	defer srv.Process.Kill()
 
 	if load {
-		start := time.Now()
-		res, err := demo.Run(ctx, demo.Options{Traces: spans / 9, Seed: 1}, demo.Sender{URL: base, APIKey: key}, func(done, total int) {
-			if done%500_000 < demo.DefaultBatchSpans {
-				fmt.Fprintf(os.Stderr, "loaded %d of ~%d spans\n", done, total)
-			}
-		})
-		if err != nil {
+		if err := v.load(ctx, base, key, spans); err != nil {
 			return err
 		}
-		fmt.Printf("loaded %d spans, %d LLM calls in %s\n", res.Spans, res.LLMCalls, time.Since(start).Round(time.Second))
 		if _, err := anomaly.Detect(ctx, db.ForTenant(tenant), time.Now(), anomaly.Config{}); err != nil {
 			return err
 		}
@@ -110,6 +109,9 @@ func run(bin, admin, dsn string, spans int, keep bool, clients int, dur time.Dur
 			_, _ = conn.Exec(ctx, "VACUUM ANALYZE")
 			conn.Close(ctx)
 		}
+	}
+	if v.loadOnly {
+		return nil
 	}
 
 	mix, err := callMix(ctx, base, key)
@@ -122,6 +124,17 @@ func run(bin, admin, dsn string, spans int, keep bool, clients int, dur time.Dur
 		if err := measure(ctx, base, key, mix, clients, dur, distinct, srv.Process.Pid); err != nil {
 			return err
 		}
+	}
+	if v.rca > 0 {
+		if err := measureRCA(ctx, base, key, v.rca); err != nil {
+			return err
+		}
+	}
+	if err := storage(ctx, dsn); err != nil {
+		return err
+	}
+	if v.dropDay {
+		return dropOldestDay(ctx, dsn)
 	}
 	return nil
 }

@@ -109,9 +109,7 @@ func New(cfg Config) (*Engine, error) {
 // Run does the background work every 20 seconds until ctx ends. Errors of one tenant's tick are
 // logged and retried at the next tick; Run returns ctx's error.
 func (e *Engine) Run(ctx context.Context) error {
-	if e.cfg.Retention > 0 {
-		go e.expireLoop(ctx)
-	}
+	go e.expireLoop(ctx)
 	seeded := map[string]bool{}
 	tick := time.NewTicker(20 * time.Second)
 	defer tick.Stop()
@@ -225,8 +223,9 @@ func (e *Engine) Tick(ctx context.Context, t *store.Tenant) error {
 	return errors.Join(errs...)
 }
 
-// expireLoop runs Expire for every tenant at start and every retentionEvery, beside the analysis
-// ticks so that a long first purge does not hold up alert evaluation.
+// expireLoop creates every tenant's partitions for the days ahead (so ingest seldom creates one)
+// and runs Expire, at start and every retentionEvery, beside the analysis ticks so that a long first
+// purge does not hold up alert evaluation.
 func (e *Engine) expireLoop(ctx context.Context) {
 	tick := time.NewTicker(retentionEvery)
 	defer tick.Stop()
@@ -236,7 +235,11 @@ func (e *Engine) expireLoop(ctx context.Context) {
 			e.cfg.Logger.Warn("list tenants for retention", "err", err)
 		}
 		for _, id := range tenants {
-			if err := e.Expire(ctx, e.cfg.DB.ForTenant(id)); err != nil && ctx.Err() == nil {
+			t := e.cfg.DB.ForTenant(id)
+			if err := t.EnsurePartitionsAhead(ctx, e.cfg.Now().UnixNano()); err != nil && ctx.Err() == nil {
+				e.cfg.Logger.Warn("creating partitions ahead failed; ingest creates them on demand, retrying at the next run", "tenant", id, "err", err)
+			}
+			if err := e.Expire(ctx, t); err != nil && ctx.Err() == nil {
 				e.cfg.Logger.Warn("deleting data past retention failed; retrying at the next run", "tenant", id, "err", err)
 			}
 		}
@@ -260,9 +263,10 @@ func (e *Engine) Expire(ctx context.Context, t *store.Tenant) error {
 		return err
 	}
 	n, err := t.DeleteOlderThan(ctx, now.Add(-cfg.Retention).UnixNano(), retentionBatch)
-	if n.Rows() > 0 {
+	if n.Rows() > 0 || len(n.Partitions) > 0 {
 		cfg.Logger.Info("deleted data past retention", "tenant", t.ID(), "retention", cfg.Retention.String(),
-			"spans", n.Spans, "llm_calls", n.LLMCalls, "snapshots", n.Snapshots, "statements", n.Statements)
+			"spans", n.Spans, "llm_calls", n.LLMCalls, "snapshots", n.Snapshots, "statements", n.Statements,
+			"partitions", n.Partitions)
 	}
 	return err
 }

@@ -14,26 +14,26 @@ import (
 )
 
 // TestExpire_AsTheTenantRoleOncePerPeriod deletes data past retention the way a tenant pod does: as
-// the tenant's own role, once per period however many replicas call it, and with rollups kept no
-// longer than the spans.
+// the tenant's own role, once per period however many replicas call it, whole days at a time (on
+// PostgreSQL retention drops day partitions), and with rollups kept no longer than the spans.
 func TestExpire_AsTheTenantRoleOncePerPeriod(t *testing.T) {
 	ctx := context.Background()
 	admin, dsn, tenantDSN := storetest.TwoTenants(t)
 	start := time.Date(2025, 4, 1, 0, 0, 0, 0, time.UTC)
-	insert := func(tenant string, minutes ...int) {
+	insert := func(tenant string, hours ...int) {
 		t.Helper()
 		var b store.Batch
-		for _, m := range minutes {
-			b.Spans = append(b.Spans, store.Span{TraceID: fmt.Sprintf("%s-%d", tenant, m), SpanID: "1", Service: "api",
-				Operation: "GET /", IsEntry: true, StartNS: start.Add(time.Duration(m) * time.Minute).UnixNano(), DurationNS: 5e6})
+		for _, h := range hours {
+			b.Spans = append(b.Spans, store.Span{TraceID: fmt.Sprintf("%s-%d", tenant, h), SpanID: "1", Service: "api",
+				Operation: "GET /", IsEntry: true, StartNS: start.Add(time.Duration(h) * time.Hour).UnixNano(), DurationNS: 5e6})
 		}
 		if err := admin.ForTenant(tenant).InsertBatch(ctx, b); err != nil {
 			t.Fatal(err)
 		}
 	}
-	every := make([]int, 4*60)
-	for m := range every {
-		every[m] = m
+	every := make([]int, 4*24) // a span an hour for four days
+	for h := range every {
+		every[h] = h
 	}
 	insert("team-a", every...)
 	insert("team-b", every...)
@@ -44,25 +44,27 @@ func TestExpire_AsTheTenantRoleOncePerPeriod(t *testing.T) {
 	}
 	defer pod.Close()
 	tn := pod.ForTenant("team-a")
-	now := start.Add(4*time.Hour + 3*time.Minute)
-	engine := newEngine(t, analysis.Config{DB: pod, Tenant: "team-a", Retention: 2 * time.Hour, Now: func() time.Time { return now },
+	now := start.Add(4*24*time.Hour + 3*time.Minute)
+	engine := newEngine(t, analysis.Config{DB: pod, Tenant: "team-a", Retention: 48 * time.Hour, Now: func() time.Time { return now },
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	cutoff := now.Add(-2 * time.Hour).UnixNano()
+	cutoff := now.Add(-48 * time.Hour).UnixNano()
+	// Whole days past retention go; the day the cutoff falls in stays until it is all past.
+	dayCutoff := now.Add(-48 * time.Hour).Truncate(24 * time.Hour).UnixNano()
 	oldSpans := func(tenant string) int {
-		return storetest.QueryInt(t, dsn, fmt.Sprintf("SELECT count(*) FROM spans WHERE tenant_id = '%s' AND start_ns < %d", tenant, cutoff))
+		return storetest.QueryInt(t, dsn, fmt.Sprintf("SELECT count(*) FROM spans WHERE tenant_id = '%s' AND start_ns < %d", tenant, dayCutoff))
 	}
 
 	if err := engine.Expire(ctx, tn); err != nil {
 		t.Fatalf("retention as the tenant role: %v", err)
 	}
 	if n := oldSpans("team-a"); n != 0 {
-		t.Errorf("%d spans of team-a older than retention remain", n)
+		t.Errorf("%d spans of team-a in days past retention remain", n)
 	}
-	if n, want := storetest.Count(t, dsn, "spans", "team-a"), 2*60-3; n != want {
-		t.Errorf("team-a keeps %d spans, want the %d within retention", n, want)
+	if n, want := storetest.Count(t, dsn, "spans", "team-a"), 2*24; n != want {
+		t.Errorf("team-a keeps %d spans, want the %d of the two days within retention", n, want)
 	}
-	if n := storetest.Count(t, dsn, "spans", "team-b"); n != 4*60 {
-		t.Errorf("team-b has %d spans left, want all %d", n, 4*60)
+	if n := storetest.Count(t, dsn, "spans", "team-b"); n != 4*24 {
+		t.Errorf("team-b has %d spans left, want all %d", n, 4*24)
 	}
 
 	insert("team-a", 0) // arrives late; another replica runs retention within the same period
@@ -73,7 +75,7 @@ func TestExpire_AsTheTenantRoleOncePerPeriod(t *testing.T) {
 		t.Errorf("%d old spans after a second run in the same period, want the late one left for the next period", n)
 	}
 	now = now.Add(10 * time.Minute)
-	cutoff = now.Add(-2 * time.Hour).UnixNano()
+	cutoff = now.Add(-48 * time.Hour).UnixNano()
 	if err := engine.Expire(ctx, tn); err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,7 +68,9 @@ func TestTick_RunsAsTheTenantRoleAndSeesOnlyItsTenant(t *testing.T) {
 	if err != nil || len(rows) != 0 {
 		t.Fatalf("team-a's role reads %d rollups of team-b (%v)", len(rows), err)
 	}
-	if st, err := other.CompactRollups(ctx, now.UnixNano(), int64(24*time.Hour), int64(90*24*time.Hour)); err != nil || st.PartialRows != 0 {
+	// Nothing of team-b is compacted, and dropping its rollup partitions is refused outright.
+	st, err := other.CompactRollups(ctx, now.UnixNano(), int64(24*time.Hour), int64(90*24*time.Hour))
+	if st.PartialRows != 0 || st.Partitions != 0 || (err != nil && !strings.Contains(err.Error(), "manages the partitions of tenant team-a")) {
 		t.Fatalf("team-a's role compacted team-b's rollups: %+v %v", st, err)
 	}
 }

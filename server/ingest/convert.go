@@ -62,6 +62,7 @@ func convert(rss []*tracepb.ResourceSpans, prices genai.PriceTable) converted {
 	out.batch.Spans = make([]store.Span, 0, n)
 	latest := uint64(time.Now().Add(maxFuture).UnixNano())
 	var buf []byte
+	var kept []*commonpb.KeyValue
 	for _, rs := range rss {
 		res := resourceInfo(rs.GetResource().GetAttributes())
 		buf = appendAttributes(buf[:0], rs.GetResource().GetAttributes(), 0)
@@ -100,10 +101,14 @@ func convert(rss []*tracepb.ResourceSpans, prices genai.PriceTable) converted {
 				}
 				s.IsEntry = s.ParentSpanID == "" || sp.Kind == tracepb.Span_SPAN_KIND_SERVER || sp.Kind == tracepb.Span_SPAN_KIND_CONSUMER
 				var ga genai.Attributes
+				kept = kept[:0]
 				for _, kv := range sp.Attributes {
-					extract(&s, &ga, kv)
+					if !extract(&s, &ga, kv) {
+						kept = append(kept, kv)
+					}
 				}
-				buf = appendAttributes(buf[:0], sp.Attributes, 0)
+				// An attribute held whole by its column is not stored twice (docs/data-model.md).
+				buf = appendAttributes(buf[:0], kept, 0)
 				s.Attributes = append([]byte(nil), buf...)
 				if len(sp.Events) > 0 {
 					buf = appendEvents(buf[:0], sp.Events)
@@ -139,8 +144,10 @@ func resourceInfo(attrs []*commonpb.KeyValue) resource {
 }
 
 // extract copies the attributes worth a column (and GenAI usage) out of kv. Both the current and
-// the older semantic-convention names are accepted.
-func extract(s *store.Span, ga *genai.Attributes, kv *commonpb.KeyValue) {
+// the older semantic-convention names are accepted; the first of them sets the column. It reports
+// whether the column now holds kv's value whole, so the attributes JSON need not repeat it (readers
+// find these keys in the columns: store.Promoted).
+func extract(s *store.Span, ga *genai.Attributes, kv *commonpb.KeyValue) bool {
 	v := kv.GetValue()
 	str := v.GetStringValue()
 	num := v.GetIntValue()
@@ -148,30 +155,45 @@ func extract(s *store.Span, ga *genai.Attributes, kv *commonpb.KeyValue) {
 		num, _ = strconv.ParseInt(str, 10, 64)
 	}
 	if ga.Set(kv.Key, capText(str, maxKeyBytes), num) {
-		return
+		return false // the RCA reads the request model from the attributes
+	}
+	text := func(col *string, limit int) bool {
+		if *col != "" {
+			return false
+		}
+		*col = capText(str, limit)
+		_, isString := v.GetValue().(*commonpb.AnyValue_StringValue)
+		return isString && *col == str
 	}
 	switch kv.Key {
 	case "http.request.method", "http.method":
-		s.HTTPMethod = capText(str, maxKeyBytes)
+		return text(&s.HTTPMethod, maxKeyBytes)
 	case "http.route":
-		s.HTTPRoute = capText(str, maxNameBytes)
+		return text(&s.HTTPRoute, maxNameBytes)
 	case "http.response.status_code", "http.status_code":
+		if s.HTTPStatusCode != 0 {
+			return false
+		}
 		s.HTTPStatusCode = int32(num)
+		_, isInt := v.GetValue().(*commonpb.AnyValue_IntValue)
+		return isInt && int64(s.HTTPStatusCode) == num
 	case "db.system", "db.system.name":
-		s.DBSystem = capText(str, maxKeyBytes)
+		return text(&s.DBSystem, maxKeyBytes)
 	case "db.statement", "db.query.text":
-		s.DBStatement = capText(str, maxValueBytes)
+		return text(&s.DBStatement, maxValueBytes)
 	case "rpc.service":
-		s.RPCService = capText(str, maxKeyBytes)
+		return text(&s.RPCService, maxKeyBytes)
 	case "rpc.method":
-		s.RPCMethod = capText(str, maxKeyBytes)
-	case "peer.service":
-		s.PeerService = capText(str, maxKeyBytes)
+		return text(&s.RPCMethod, maxKeyBytes)
+	case "peer.service": // wins over server.address, whatever the order
+		s.PeerService = ""
+		return text(&s.PeerService, maxKeyBytes)
 	case "server.address":
 		if s.PeerService == "" && s.Kind == store.KindClient {
 			s.PeerService = capText(str, maxKeyBytes)
 		}
 	}
+	return false
 }
 
 // capText makes s storable in a PostgreSQL text column (valid UTF-8 without NUL) of at most limit

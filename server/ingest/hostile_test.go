@@ -171,9 +171,10 @@ func TestExport_StoresAndCountsASpanOnceHoweverOftenItArrives(t *testing.T) {
 			body := marshal(t, req)
 			exportOK(t, e, body) // first delivery
 			exportOK(t, e, body) // a retry
-			// Twice in one request, beside a new trace.
-			twice := request("checkout", 1, 3, genAI...)
-			twice.ResourceSpans = append(twice.ResourceSpans, request("checkout", 1, 3, genAI...).ResourceSpans...)
+			// Twice in one request, beside a new trace. A resent span is the same span: same ids and
+			// start time (the start is part of PostgreSQL's unique key, which must hold the partition key).
+			twice := proto.Clone(req).(*collectorpb.ExportTraceServiceRequest)
+			twice.ResourceSpans = append(twice.ResourceSpans, proto.Clone(req).(*collectorpb.ExportTraceServiceRequest).ResourceSpans...)
 			twice.ResourceSpans = append(twice.ResourceSpans, request("checkout", 2, 3, genAI...).ResourceSpans...)
 			exportOK(t, e, marshal(t, twice))
 			// Several writers at once, each with the same new trace.

@@ -9,6 +9,7 @@ import (
 	"hash/maphash"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -71,6 +72,7 @@ func (ix AttributeIndex) Validate() error {
 type attrIndex struct {
 	keys      []string
 	quoted    [][]byte // `"key":` of each key, to skip spans that carry none
+	columns   []string // keys with a column of their own (promoted)
 	maxValues int
 
 	mu       sync.Mutex
@@ -92,6 +94,9 @@ func newAttrIndex(cfg AttributeIndex) *attrIndex {
 	for _, k := range ix.keys {
 		q, _ := json.Marshal(k)
 		ix.quoted = append(ix.quoted, append(q, ':'))
+		if _, ok := promoted[k]; ok {
+			ix.columns = append(ix.columns, k)
+		}
 	}
 	return ix
 }
@@ -170,6 +175,12 @@ func (ix *attrIndex) collect(spans []Span) map[postingKey]int64 {
 	for i := range spans {
 		s := &spans[i]
 		pairs = ix.pairs(pairs[:0], s.Attributes)
+		for _, k := range ix.columns {
+			// Ingest keeps a value its column holds out of the attributes JSON.
+			if v := columnValue(s, promoted[k]); v != "" && len(v) <= maxIndexedValueBytes {
+				pairs = append(pairs, [2]string{k, v})
+			}
+		}
 		if s.IsEntry {
 			// A resource is indexed with its service's requests only: every span of a process carries
 			// it, and a row per span would cost more than the spans themselves.
@@ -288,6 +299,36 @@ func scalarAt(b []byte) (string, bool) {
 	return indexValue(b[:end])
 }
 
+// columnValue is a span's value of a promoted column, as text; "" when unset.
+func columnValue(s *Span, col string) string {
+	switch col {
+	case "http_route":
+		return s.HTTPRoute
+	case "http_method":
+		return s.HTTPMethod
+	case "http_status_code":
+		if s.HTTPStatusCode == 0 {
+			return ""
+		}
+		return strconv.Itoa(int(s.HTTPStatusCode))
+	case "db_system":
+		return s.DBSystem
+	case "db_statement":
+		return s.DBStatement
+	case "rpc_service":
+		return s.RPCService
+	case "rpc_method":
+		return s.RPCMethod
+	case "peer_service":
+		return s.PeerService
+	case "host_name":
+		return s.HostName
+	case "service_version":
+		return s.ServiceVersion
+	}
+	return ""
+}
+
 // indexValue is the text a filter compares a JSON scalar with: a string as it is, a number or a
 // boolean as JSON writes it. Objects, arrays, null and long values are not indexed.
 func indexValue(raw json.RawMessage) (string, bool) {
@@ -322,10 +363,13 @@ type indexWrites struct {
 // of keeps the rows of spans, a part of the batch the writes were computed for.
 func (w *indexWrites) of(ix *attrIndex, spans []Span) {
 	keep := ix.collect(spans)
-	w.postings = slices.DeleteFunc(w.postings, func(p posting) bool {
-		_, ok := keep[postingKey{p.traceID, p.key, p.value}]
-		return !ok
-	})
+	var kept []posting // a new slice: the batch may be written again with the whole of w
+	for _, p := range w.postings {
+		if _, ok := keep[postingKey{p.traceID, p.key, p.value}]; ok {
+			kept = append(kept, p)
+		}
+	}
+	w.postings = kept
 }
 
 // indexWrites computes the batch's index rows and registers the indexed keys of the tenant (once per
@@ -478,7 +522,14 @@ func (t *Tenant) AttributeSummary(ctx context.Context, traceIDs []string, topVal
 	if len(traceIDs) == 0 {
 		return nil, nil
 	}
-	q, args, err := sqlx.In(`SELECT trace_id, attributes, resource_attributes FROM spans WHERE tenant_id = ? AND trace_id IN (?)`, t.id, traceIDs)
+	q := `SELECT trace_id, attributes, resource_attributes FROM spans WHERE tenant_id = ? AND trace_id IN (?)`
+	if t.db.dialect == Postgres {
+		// Resources are stored once per tenant there (span_resources, migration 00009).
+		q = `SELECT s.trace_id, s.attributes, r.attributes AS resource_attributes FROM spans s
+			LEFT JOIN span_resources r ON r.tenant_id = s.tenant_id AND r.id = s.resource_id
+			WHERE s.tenant_id = ? AND s.trace_id IN (?)`
+	}
+	q, args, err := sqlx.In(q, t.id, traceIDs)
 	if err != nil {
 		return nil, err
 	}

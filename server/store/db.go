@@ -48,6 +48,9 @@ type DB struct {
 	rlsKnown bool
 	rls      bool // connected as a tenant role, subject to row-level security
 
+	parts     partitionState // PostgreSQL's time partitions (partitions.go)
+	resources sync.Map       // resourceKey -> struct{}: in span_resources (resources.go)
+
 	attrs          atomic.Pointer[attrIndex] // nil: DefaultIndexedAttributes
 	keysRegistered sync.Map                  // tenant -> true once its indexed keys are recorded
 

@@ -66,6 +66,9 @@ type Snapshot struct {
 // InsertSnapshot stores a capture and returns its id.
 func (t *Tenant) InsertSnapshot(ctx context.Context, s Snapshot) (int64, error) {
 	var id int64
+	if err := t.EnsurePartitions(ctx, "snapshots", s.CapturedNS); err != nil {
+		return 0, err
+	}
 	err := t.db.x.GetContext(ctx, &id, t.rebind(`INSERT INTO snapshots
 			(tenant_id, breakpoint_id, service, trace_id, span_id, captured_ns, variables, stack)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),

@@ -16,6 +16,8 @@ import (
 func seedEveryTable(t *testing.T, ctx context.Context, conn *pgx.Conn, tenant string) {
 	t.Helper()
 	stmts := []string{
+		// Rows at time 1 (1970-01-01) need their partitions, as ingest makes them.
+		`SELECT tracekit_ensure_partitions($1, NULL, ARRAY[1]::bigint[])`,
 		`INSERT INTO spans (tenant_id, trace_id, span_id, service, operation, is_entry, start_ns, duration_ns) VALUES ($1, 't-'||$1, 's1', 'svc', 'op', true, 1, 1)`,
 		`INSERT INTO services (tenant_id, name, first_seen_ns, last_seen_ns) VALUES ($1, 'svc', 1, 1)`,
 		`INSERT INTO service_versions (tenant_id, service, version, first_seen_ns, last_seen_ns) VALUES ($1, 'svc', '1.0', 1, 1)`,
@@ -88,11 +90,55 @@ func TestTenantRoleSeesOnlyItsOwnRows(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "row-level security") {
 		t.Errorf("insert of tenant B's span as tenant A: got %v, want a row-level security violation", err)
 	}
+	_, err = asA.Exec(ctx, `INSERT INTO span_attributes (tenant_id, key, value, start_ns, trace_id) VALUES ('team-b', 'user.id', '7', 1, 'x')`)
+	if err == nil || !strings.Contains(err.Error(), "row-level security") {
+		t.Errorf("insert of tenant B's attribute index row as tenant A: got %v, want a row-level security violation", err)
+	}
 	// Nor can A change or delete B's rows: they are invisible to UPDATE and DELETE.
 	tag, err := asA.Exec(ctx, `DELETE FROM spans WHERE tenant_id = 'team-b'`)
 	if err != nil || tag.RowsAffected() != 0 {
 		t.Errorf("delete of tenant B's spans as tenant A: %v rows, err %v", tag.RowsAffected(), err)
 	}
+	// Partitions are reached only through their parent, whose policies apply: named directly, tenant
+	// A's own partitions and B's are refused, to read and to write.
+	for _, table := range []string{"spans", "llm_calls", "snapshots", "metric_rollups", "span_attributes"} {
+		for _, tenant := range []string{"team-a", "team-b"} {
+			var parent, leaf string
+			if err := admin.QueryRow(ctx, `SELECT p, (SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+				WHERE i.inhparent = to_regclass(p) LIMIT 1) FROM tracekit_tenant_partition($1, $2) p`, table, tenant).Scan(&parent, &leaf); err != nil {
+				t.Fatalf("partitions of %s for %s: %v", table, tenant, err)
+			}
+			for _, name := range []string{parent, leaf} {
+				if _, err := asA.Exec(ctx, "SELECT * FROM "+name); err == nil || !strings.Contains(err.Error(), "permission denied") {
+					t.Errorf("SELECT from partition %s (%s of %s) as tenant A: %v, want permission denied", name, table, tenant, err)
+				}
+			}
+			insert := map[string]string{
+				"spans":           `(tenant_id, trace_id, span_id, service, operation, is_entry, start_ns, duration_ns) VALUES ($1, 'x', 'y', 'svc', 'op', true, 1, 1)`,
+				"span_attributes": `(tenant_id, key, value, start_ns, trace_id) VALUES ($1, 'user.id', '42', 1, 'x')`,
+			}[table]
+			if insert != "" {
+				_, err := asA.Exec(ctx, `INSERT INTO `+leaf+` `+insert, tenant)
+				if err == nil || !strings.Contains(err.Error(), "permission denied") {
+					t.Errorf("INSERT into partition %s of %s as tenant A: %v, want permission denied", leaf, tenant, err)
+				}
+			}
+		}
+	}
+	// A manages its own partitions only.
+	if _, err := asA.Exec(ctx, `SELECT tracekit_ensure_partitions('team-a', 'spans', ARRAY[86400000000000]::bigint[])`); err != nil {
+		t.Errorf("tenant A creating its own partition: %v", err)
+	}
+	for _, stmt := range []string{`SELECT tracekit_ensure_partitions('team-b', 'spans', ARRAY[86400000000000]::bigint[])`,
+		`SELECT tracekit_drop_partitions('team-b', 'spans', 9000000000000000000)`} {
+		if _, err := asA.Exec(ctx, stmt); err == nil || !strings.Contains(err.Error(), "manages the partitions of tenant team-a") {
+			t.Errorf("%s as tenant A: %v, want a refusal", stmt, err)
+		}
+	}
+	if n := storetest.Count(t, dsn, "spans", "team-b"); n != 1 {
+		t.Errorf("tenant B has %d spans after A's attempts, want 1", n)
+	}
+
 	// The server connected as A learns its tenant from the database.
 	dbA, err := store.Open(ctx, tenantDSN)
 	if err != nil {

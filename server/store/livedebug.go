@@ -62,6 +62,10 @@ func (t *Tenant) DeleteBreakpoint(ctx context.Context, id string, now int64) err
 // ErrBreakpointInactive for one that may no longer capture.
 func (t *Tenant) RecordSnapshot(ctx context.Context, s Snapshot, now int64) (int64, error) {
 	var id int64
+	// Before the transaction: creating a partition waits for transactions on the tenant's table.
+	if err := t.EnsurePartitions(ctx, "snapshots", s.CapturedNS); err != nil {
+		return 0, err
+	}
 	err := t.db.write(ctx, func(tx *sqlx.Tx) error {
 		err := tx.GetContext(ctx, &s.Service, tx.Rebind(`UPDATE breakpoints SET hit_count = hit_count + 1, last_hit_ns = ?
 			WHERE tenant_id = ? AND id = ? AND deleted_ns = 0 AND (expires_ns = 0 OR expires_ns > ?)

@@ -250,6 +250,7 @@ type CompactStats struct {
 	Hours       int // hours whose partial rows were merged
 	PartialRows int
 	Expired     int64 // rows deleted by retention
+	Partitions  int   // partitions dropped by retention (PostgreSQL)
 	// Skipped are the series whose rows could not be merged (an unreadable histogram, say); their
 	// partial rows stay until a later run merges them or they expire, and every other series went on.
 	Skipped []Skipped
@@ -292,6 +293,13 @@ func (t *Tenant) CompactRollups(ctx context.Context, now, minuteTTL, hourTTL int
 		st.Hours++
 		st.PartialRows += n
 	}
+	// Whole weeks past hourly retention go with their partitions; the DELETEs below then remove only
+	// the minute rows past minute retention and the rows of a partially expired week.
+	dropped, err := t.DropPartitions(ctx, "metric_rollups", now-hourTTL)
+	if err != nil {
+		return st, fmt.Errorf("expire rollups: %w", err)
+	}
+	st.Partitions = len(dropped)
 	for _, ttl := range []struct {
 		res, before int64
 		partial     bool

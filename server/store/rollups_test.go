@@ -178,6 +178,9 @@ func TestCompactRollups_SkipsASeriesItCannotMergeAndCompactsTheRest(t *testing.T
 			base := int64(1_700_000_000) / 3600 * 3600 * 1e9
 			ingestHours(t, tn, base, 1)
 			insertBad := func(bucket int64) {
+				if err := tn.EnsurePartitions(ctx, "metric_rollups", bucket); err != nil {
+					t.Fatal(err)
+				}
 				storetest.QueryInt(t, dsn, fmt.Sprintf(`INSERT INTO metric_rollups (tenant_id, kind, service, name, res_ns, bucket_ns, partial, n, errors, cost_usd, input_tokens, output_tokens, hist)
 					VALUES ('acme', 1, 'pay', 'broken', %d, %d, true, 1, 0, 0, 0, 0, %s) RETURNING 1`, store.Minute, bucket, d.corrupt))
 			}

@@ -59,6 +59,8 @@ type Span struct {
 	Attributes         []byte `db:"attributes"`
 	ResourceAttributes []byte `db:"resource_attributes"`
 	Events             []byte `db:"events"`
+
+	resourceID int64 // ResourceAttributes' key in span_resources, set by storeResources (PostgreSQL)
 }
 
 // TreeFields places the span in its trace's tree (tracetree.Build).
@@ -104,15 +106,40 @@ var spanColumns = []string{"tenant_id", "trace_id", "span_id", "parent_span_id",
 	"http_route", "http_status_code", "db_system", "db_statement", "rpc_service", "rpc_method", "peer_service",
 	"host_name", "attributes", "resource_attributes", "events"}
 
+// pgSpanColumns are PostgreSQL's (migration 00009): the resource's key instead of its attributes.
+var pgSpanColumns = append(append(spanColumns[:len(spanColumns)-2:len(spanColumns)-2], "resource_id"), "events")
+
+func (t *Tenant) spanColumns() []string {
+	if t.db.dialect == Postgres {
+		return pgSpanColumns
+	}
+	return spanColumns
+}
+
 var llmColumns = []string{"tenant_id", "trace_id", "span_id", "service", "operation", "provider", "request_model",
 	"response_model", "input_tokens", "output_tokens", "cached_input_tokens", "cost_usd", "start_ns",
 	"duration_ns", "status_code", "error_type"}
 
 func (t *Tenant) spanRow(s *Span) []any {
+	if t.db.dialect == Postgres {
+		// Empty JSON is NULL (00009): '{}' and '[]' cost 5 bytes a span each.
+		return []any{t.id, s.TraceID, s.SpanID, s.ParentSpanID, s.Service, s.ServiceVersion, s.Operation, s.Kind,
+			s.IsEntry, s.StartNS, s.DurationNS, s.StatusCode, s.StatusMessage, s.HTTPMethod, s.HTTPRoute,
+			s.HTTPStatusCode, s.DBSystem, s.DBStatement, s.RPCService, s.RPCMethod, s.PeerService, s.HostName,
+			nullJSON(s.Attributes, "{}"), s.resourceID, nullJSON(s.Events, "[]")}
+	}
 	return []any{t.id, s.TraceID, s.SpanID, s.ParentSpanID, s.Service, s.ServiceVersion, s.Operation, s.Kind,
 		s.IsEntry, s.StartNS, s.DurationNS, s.StatusCode, s.StatusMessage, s.HTTPMethod, s.HTTPRoute,
 		s.HTTPStatusCode, s.DBSystem, s.DBStatement, s.RPCService, s.RPCMethod, s.PeerService, s.HostName,
 		t.json(s.Attributes, "{}"), t.json(s.ResourceAttributes, "{}"), t.json(s.Events, "[]")}
+}
+
+// nullJSON is a jsonb value, or nil for an empty document.
+func nullJSON(b []byte, empty string) any {
+	if len(b) == 0 || string(b) == empty {
+		return nil
+	}
+	return b
 }
 
 func (t *Tenant) llmRow(c *LLMCall) []any {
@@ -161,16 +188,30 @@ func (t *Tenant) InsertBatch(ctx context.Context, b Batch) error {
 	if err != nil {
 		return fmt.Errorf("store %d spans for tenant %q: %w", len(b.Spans), t.id, err)
 	}
-	if useCopy {
+	write := func() error {
+		if err := t.ensureBatchPartitions(ctx, &b); err != nil {
+			return err
+		}
+		if err := t.storeResources(ctx, b.Spans); err != nil {
+			return err
+		}
+		if !useCopy {
+			return t.insertNew(ctx, &b, index)
+		}
 		// Metric rollups commit with the spans they count, so metrics never disagree with stored traces;
 		// the attribute index commits with the spans it finds.
-		err = t.copyBatch(ctx, b, batchRollups(&b), index.postings)
+		err := t.copyBatch(ctx, b, batchRollups(&b), index.postings)
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == uniqueViolation {
 			err = t.insertNew(ctx, &b, index)
 		}
-	} else {
-		err = t.insertNew(ctx, &b, index)
+		return err
+	}
+	err = write()
+	if missingPartition(err) {
+		// Another replica's retention dropped a partition this process had made: make it again.
+		t.db.forgetPartitions(t.id)
+		err = write()
 	}
 	if err != nil {
 		return fmt.Errorf("store %d spans for tenant %q: %w", len(b.Spans), t.id, err)
@@ -181,6 +222,27 @@ func (t *Tenant) InsertBatch(ctx context.Context, b Batch) error {
 		t.db.servicesFailed.Add(1)
 		t.db.log().Warn("spans stored but the services table not updated; the next batch of these services repairs it",
 			"tenant", t.id, "err", err)
+	}
+	return nil
+}
+
+// ensureBatchPartitions makes sure the partitions that b's spans, LLM calls and rollups go to exist
+// (rollup buckets and LLM calls start within their spans' days).
+func (t *Tenant) ensureBatchPartitions(ctx context.Context, b *Batch) error {
+	if t.db.dialect != Postgres {
+		return nil
+	}
+	times := make([]int64, 0, len(b.Spans)+len(b.LLMCalls))
+	for i := range b.Spans {
+		times = append(times, b.Spans[i].StartNS)
+	}
+	for i := range b.LLMCalls {
+		times = append(times, b.LLMCalls[i].StartNS)
+	}
+	for _, table := range []string{"spans", "llm_calls", "metric_rollups", "span_attributes"} {
+		if err := t.EnsurePartitions(ctx, table, times...); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -272,12 +334,13 @@ func (t *Tenant) insertNew(ctx context.Context, b *Batch, index indexWrites) err
 func (t *Tenant) insertSpansOnce(ctx context.Context, tx *sqlx.Tx, spans []Span) (map[spanKey]struct{}, error) {
 	const perStatement = 64
 	stored := make(map[spanKey]struct{}, len(spans))
-	tuple := "(" + placeholders(len(spanColumns)) + ")"
-	args := make([]any, 0, perStatement*len(spanColumns))
+	cols := t.spanColumns()
+	tuple := "(" + placeholders(len(cols)) + ")"
+	args := make([]any, 0, perStatement*len(cols))
 	for i := 0; i < len(spans); i += perStatement {
 		k := min(perStatement, len(spans)-i)
-		q := "INSERT INTO spans (" + strings.Join(spanColumns, ", ") + ") VALUES " + strings.Repeat(tuple+",", k-1) + tuple +
-			" ON CONFLICT (tenant_id, trace_id, span_id) DO NOTHING RETURNING trace_id, span_id"
+		q := "INSERT INTO spans (" + strings.Join(cols, ", ") + ") VALUES " + strings.Repeat(tuple+",", k-1) + tuple +
+			" ON CONFLICT DO NOTHING RETURNING trace_id, span_id" // spans_span: the only unique index
 		args = args[:0]
 		for j := i; j < i+k; j++ {
 			args = append(args, t.spanRow(&spans[j])...)
@@ -316,7 +379,7 @@ func (t *Tenant) copyBatch(ctx context.Context, b Batch, rollups []Rollup, posti
 		defer tx.Rollback(ctx) //nolint:errcheck // no-op after Commit
 		if len(b.Spans) > 0 {
 			rows := pgx.CopyFromSlice(len(b.Spans), func(i int) ([]any, error) { return t.spanRow(&b.Spans[i]), nil })
-			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"spans"}, spanColumns, rows); err != nil {
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"spans"}, pgSpanColumns, rows); err != nil {
 				return err
 			}
 		}

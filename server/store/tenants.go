@@ -97,7 +97,8 @@ func (a *Admin) ProvisionTenant(ctx context.Context, spec TenantSpec) (TenantCre
 
 // tenantTables lists every table holding tenant rows, children first.
 var tenantTables = []string{"tenant_secrets", "snapshots", "breakpoints", "rca_reports", "anomalies", "alerts", "alert_rules",
-	"llm_calls", "service_versions", "services", "spans", "api_keys"}
+	"llm_calls", "service_versions", "services", "span_attributes", "span_attribute_keys", "span_attribute_gaps", "spans", "span_resources",
+	"api_keys"}
 
 // DeleteTenant removes every row of the tenant and, on PostgreSQL, its role. Deleting a tenant that
 // does not exist is not an error.
@@ -108,7 +109,16 @@ func (a *Admin) DeleteTenant(ctx context.Context, id string) error {
 		if err := tx.GetContext(ctx, &role, db.x.Rebind("SELECT db_role FROM tenants WHERE id = ?"), id); err != nil && notFound(err) != ErrNotFound {
 			return err
 		}
+		if db.dialect == Postgres {
+			// The tenant's partitions go whole; the DELETEs below find nothing left in them.
+			if _, err := tx.ExecContext(ctx, "SELECT tracekit_drop_tenant_partitions($1)", id); err != nil {
+				return fmt.Errorf("drop partitions: %w", err)
+			}
+		}
 		for _, table := range append(tenantTables, "tenants") {
+			if table == "span_resources" && db.dialect != Postgres {
+				continue // SQLite keeps resource attributes on the spans
+			}
 			col := "tenant_id"
 			if table == "tenants" {
 				col = "id"
@@ -127,6 +137,7 @@ func (a *Admin) DeleteTenant(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("delete tenant %q: %w", id, err)
 	}
+	db.forgetPartitions(id)
 	return nil
 }
 

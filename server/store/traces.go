@@ -62,7 +62,8 @@ func (h TraceHit) Key(byDuration bool) TraceKey {
 }
 
 // promoted maps attribute keys that ingest copies into columns to those columns, so filters on them
-// use plain comparisons.
+// use plain comparisons. Ingest does not repeat in a span's attributes JSON a value its column holds
+// whole, so these keys must be read from the columns.
 var promoted = map[string]string{
 	"http.route":                "http_route",
 	"http.request.method":       "http_method",
@@ -71,6 +72,8 @@ var promoted = map[string]string{
 	"http.status_code":          "http_status_code",
 	"db.system":                 "db_system",
 	"db.system.name":            "db_system",
+	"db.statement":              "db_statement",
+	"db.query.text":             "db_statement",
 	"rpc.service":               "rpc_service",
 	"rpc.method":                "rpc_method",
 	"peer.service":              "peer_service",

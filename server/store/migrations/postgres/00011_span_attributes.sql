@@ -9,9 +9,11 @@ CREATE TABLE span_attributes (
     value     text   NOT NULL,
     start_ns  bigint NOT NULL,
     trace_id  text   NOT NULL
-);
-CREATE INDEX span_attributes_lookup ON span_attributes (tenant_id, key, value, start_ns) INCLUDE (trace_id);
-CREATE INDEX span_attributes_start_brin ON span_attributes USING brin (start_ns);
+) PARTITION BY LIST (tenant_id);
+-- Partitioned like spans (migration 00008): per tenant, then per day; retention drops the days.
+-- Each partition holds one tenant, so the index needs no tenant_id prefix.
+CREATE INDEX span_attributes_lookup ON span_attributes (key, value, start_ns) INCLUDE (trace_id);
+INSERT INTO tracekit_partitioned VALUES ('span_attributes', 'start_ns', 1, 'retention');
 
 -- The keys a tenant's spans are indexed by, and since when (data before since_ns is not in the
 -- index, so filters on older windows read the spans instead).
@@ -31,6 +33,7 @@ CREATE TABLE span_attribute_gaps (
     PRIMARY KEY (tenant_id, key, from_ns)
 );
 
+-- Row-level security and grants on the parents only: a partition named directly is refused.
 ALTER TABLE span_attributes ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant_rows ON span_attributes USING (tenant_id = tracekit_current_tenant()) WITH CHECK (tenant_id = tracekit_current_tenant());
 ALTER TABLE span_attribute_keys ENABLE ROW LEVEL SECURITY;
@@ -42,4 +45,5 @@ GRANT SELECT, INSERT, DELETE ON span_attributes, span_attribute_keys, span_attri
 -- +goose Down
 DROP TABLE span_attribute_gaps;
 DROP TABLE span_attribute_keys;
+DELETE FROM tracekit_partitioned WHERE table_name = 'span_attributes';
 DROP TABLE span_attributes;
