@@ -164,6 +164,7 @@ func (t *Tenant) traceWhere(ctx context.Context, q TraceQuery) (base, w where, n
 			return base, w, false, err
 		}
 		base.add(cond, args...)
+		base.byTraces = true
 	}
 	return base, w, false, nil
 }
@@ -179,12 +180,19 @@ func (t *Tenant) SearchTraces(ctx context.Context, q TraceQuery) ([]TraceHit, er
 	if q.SortByDuration {
 		key = "duration_ns"
 	}
+	order := key
+	if w.byTraces {
+		// The index found the traces: sorting them is cheap, while walking the window's entry spans in
+		// key order and filtering by trace (the plan the bare column invites under LIMIT) read all of
+		// a day's requests on the benchmark.
+		order += " + 0"
+	}
 	if q.After != nil {
 		w.add("("+key+", trace_id, span_id) < (?, ?, ?)", q.After.Key, q.After.TraceID, q.After.SpanID)
 	}
 	query := `SELECT trace_id, span_id, service, service_version, operation, start_ns, duration_ns,
 			CASE WHEN ` + errorCond + ` THEN 1 ELSE 0 END AS error, status_message, http_route, http_status_code
-		FROM spans` + w.sql() + ` ORDER BY ` + key + ` DESC, trace_id DESC, span_id DESC LIMIT ?`
+		FROM spans` + w.sql() + ` ORDER BY ` + order + ` DESC, trace_id DESC, span_id DESC LIMIT ?`
 	var out []TraceHit
 	if err := t.db.x.SelectContext(ctx, &out, t.rebind(query), append(w.args, q.Limit)...); err != nil {
 		return nil, fmt.Errorf("search traces: %w", err)
