@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strconv"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -135,6 +137,14 @@ func desiredDeployment(t *tracekitv1alpha1.TraceKitTenant, p deploymentParams) *
 	}
 	if p.authIssuer != "" {
 		env = append(env, corev1ac.EnvVar().WithName(tenantconfig.EnvAuthIssuer).WithValue(p.authIssuer))
+	}
+	if ix := t.Spec.AttributeIndex; ix != nil {
+		if len(ix.AdditionalKeys) > 0 {
+			env = append(env, corev1ac.EnvVar().WithName(tenantconfig.EnvIndexedAttributes).WithValue(strings.Join(ix.AdditionalKeys, ",")))
+		}
+		if ix.MaxValuesPerDay != nil {
+			env = append(env, corev1ac.EnvVar().WithName(tenantconfig.EnvAttributeValuesPerDay).WithValue(strconv.Itoa(int(*ix.MaxValuesPerDay))))
+		}
 	}
 	httpGet := func(path string) *corev1ac.HTTPGetActionApplyConfiguration {
 		return corev1ac.HTTPGetAction().WithPath(path).WithPort(intstr.FromString("http"))

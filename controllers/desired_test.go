@@ -291,3 +291,25 @@ func TestParseGateway(t *testing.T) {
 		}
 	}
 }
+
+func TestDesiredDeployment_PassesTheAttributeIndexToTheServer(t *testing.T) {
+	p := deploymentParams{image: "img", publicURL: "https://x", configHash: "h"}
+	envOf := func(spec func(*tracekitv1alpha1.TraceKitTenantSpec)) map[string]string {
+		env := map[string]string{}
+		for _, e := range desiredDeployment(tenantFor("acme", spec), p).Spec.Template.Spec.Containers[0].Env {
+			if e.Value != nil {
+				env[*e.Name] = *e.Value
+			}
+		}
+		return env
+	}
+	env := envOf(func(s *tracekitv1alpha1.TraceKitTenantSpec) {
+		s.AttributeIndex = &tracekitv1alpha1.AttributeIndex{AdditionalKeys: []string{"app.order_id", "k8s.pod.name"}, MaxValuesPerDay: ptr.To[int32](5000)}
+	})
+	if env["TRACEKIT_INDEXED_ATTRIBUTES"] != "app.order_id,k8s.pod.name" || env["TRACEKIT_ATTRIBUTE_VALUES_PER_DAY"] != "5000" {
+		t.Errorf("attribute index env: %v", env)
+	}
+	if env := envOf(nil); env["TRACEKIT_INDEXED_ATTRIBUTES"] != "" || env["TRACEKIT_ATTRIBUTE_VALUES_PER_DAY"] != "" {
+		t.Errorf("no attribute index in the spec, yet the env sets one: %v", env)
+	}
+}

@@ -98,10 +98,38 @@ type TraceKitTenantSpec struct {
 	// +optional
 	LLMPriceOverrides map[string]LLMPrice `json:"llmPriceOverrides,omitempty"`
 
+	// attributeIndex adds span and resource attribute keys to those that search_traces finds by value
+	// without reading every request of the window (docs/data-model.md lists the default keys), and
+	// limits the distinct values indexed per key and day of data.
+	// +optional
+	AttributeIndex *AttributeIndex `json:"attributeIndex,omitempty"`
+
 	// suspend takes the team's MCP server offline (zero pods) without deleting anything: data, the
 	// database role, the OAuth client and API keys stay. Set it back to false to resume.
 	// +optional
 	Suspend bool `json:"suspend,omitempty"`
+}
+
+// AttributeIndex tunes the attribute index of a tenant's spans.
+type AttributeIndex struct {
+	// additionalKeys are indexed besides the default keys (user.id, http.route, k8s.pod.name, …),
+	// e.g. app.order_id: keys of entities the team asks about by value. Each key costs index rows on
+	// every trace that carries it; values longer than 256 bytes are not indexed.
+	// +kubebuilder:validation:MaxItems=48
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=128
+	// +kubebuilder:validation:items:Pattern=`^[^",\\]+$`
+	// +listType=set
+	// +optional
+	AdditionalKeys []string `json:"additionalKeys,omitempty"`
+
+	// maxValuesPerDay is how many distinct values of one key are indexed per day of data; past it the
+	// key's later values that day are found by reading the spans (slower, still correct). It keeps
+	// keys like request ids from flooding the index. Default 100000.
+	// +kubebuilder:validation:Minimum=100
+	// +kubebuilder:validation:Maximum=10000000
+	// +optional
+	MaxValuesPerDay *int32 `json:"maxValuesPerDay,omitempty"`
 }
 
 // TenantURL is the external address of a tenant's MCP server. Host-based (acme.tracekit.example.com)

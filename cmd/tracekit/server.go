@@ -36,7 +36,12 @@ func runServer(ctx context.Context, args []string) error {
 	retention := retentionFlag(fs, os.Getenv(tenantconfig.EnvRetention), tenantconfig.EnvRetention,
 		"delete spans, LLM calls and snapshots older than this, e.g. 720h for 30 days, at least 1h; rollups are kept no longer ($TRACEKIT_RETENTION); empty keeps them forever")
 	loadPrices := pricesFlag(fs)
+	attrIndex := attributeIndexFlags(fs)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	index, err := attrIndex()
+	if err != nil {
 		return err
 	}
 	keep, err := retention()
@@ -85,6 +90,9 @@ func runServer(ctx context.Context, args []string) error {
 	}
 	defer db.Close()
 	db.SetLogger(logger)
+	if err := db.SetAttributeIndex(index); err != nil {
+		return fail(err)
+	}
 	if own, err := db.CurrentTenant(ctx); err == nil {
 		// Connected as a tenant's role: the database decides which tenant this is.
 		if *tenant != "" && *tenant != own {

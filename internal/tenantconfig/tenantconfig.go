@@ -12,17 +12,21 @@ import (
 // Environment variables of a tenant's server (`tracekit server`), each the default of the flag of
 // the same name.
 const (
-	EnvAddr              = "TRACEKIT_ADDR"
-	EnvGRPCAddr          = "TRACEKIT_GRPC_ADDR"
-	EnvDatabaseURL       = "TRACEKIT_DATABASE_URL"
-	EnvTenant            = "TRACEKIT_TENANT"
-	EnvPublicURL         = "TRACEKIT_PUBLIC_URL"
-	EnvAllowedOrigins    = "TRACEKIT_ALLOWED_ORIGINS"
-	EnvAlertRules        = "TRACEKIT_ALERT_RULES"
-	EnvRetention         = "TRACEKIT_RETENTION"
-	EnvAuthIssuer        = "TRACEKIT_AUTH_ISSUER"
-	EnvOAuthClientID     = "TRACEKIT_OAUTH_CLIENT_ID"
-	EnvOAuthClientSecret = "TRACEKIT_OAUTH_CLIENT_SECRET"
+	EnvAddr           = "TRACEKIT_ADDR"
+	EnvGRPCAddr       = "TRACEKIT_GRPC_ADDR"
+	EnvDatabaseURL    = "TRACEKIT_DATABASE_URL"
+	EnvTenant         = "TRACEKIT_TENANT"
+	EnvPublicURL      = "TRACEKIT_PUBLIC_URL"
+	EnvAllowedOrigins = "TRACEKIT_ALLOWED_ORIGINS"
+	EnvAlertRules     = "TRACEKIT_ALERT_RULES"
+	EnvRetention      = "TRACEKIT_RETENTION"
+	// EnvIndexedAttributes lists attribute keys indexed besides the server's defaults, comma-separated.
+	EnvIndexedAttributes = "TRACEKIT_INDEXED_ATTRIBUTES"
+	// EnvAttributeValuesPerDay is the distinct values per key and day of data the index takes.
+	EnvAttributeValuesPerDay = "TRACEKIT_ATTRIBUTE_VALUES_PER_DAY"
+	EnvAuthIssuer            = "TRACEKIT_AUTH_ISSUER"
+	EnvOAuthClientID         = "TRACEKIT_OAUTH_CLIENT_ID"
+	EnvOAuthClientSecret     = "TRACEKIT_OAUTH_CLIENT_SECRET"
 )
 
 // Files the operator mounts into the server's container.

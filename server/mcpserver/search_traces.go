@@ -23,6 +23,7 @@ type searchTracesIn struct {
 	MaxDurationMS float64        `json:"max_duration_ms,omitempty"`
 	Attributes    map[string]any `json:"attributes,omitempty" jsonschema:"equality filters, e.g. {\"http.route\":\"/pay\",\"http.response.status_code\":500}"`
 	Sort          string         `json:"sort,omitempty"`
+	CountBy       string         `json:"count_by,omitempty" jsonschema:"attribute key to count the matching requests by, e.g. user.id (which users are affected); * lists the keys their spans carry"`
 	Window
 	Page
 }
@@ -72,6 +73,7 @@ type searchTracesOut struct {
 	Traces    []traceRow   `json:"traces"`
 	Versions  []versionRow `json:"versions,omitempty"`
 	Anomalies []anomalyRef `json:"anomalies,omitempty"`
+	Counts    *counts      `json:"counts,omitempty"`
 	List
 }
 
@@ -153,9 +155,14 @@ func (tl *tools) searchTraces(ctx context.Context, tn *store.Tenant, in searchTr
 	if out.Total, out.TotalEstimated, err = countTraces(ctx, tn, q); err != nil {
 		return out, "", err
 	}
+	if in.CountBy != "" && !paging {
+		if out.Counts, err = countBy(ctx, tn, q, in.CountBy); err != nil {
+			return out, "", err
+		}
+	}
 	out.Note, out.Next = traceSuggestions(in, out)
 
-	text := listHeader(traceListTitle(in), out.List) + lines.String() + contextText(out)
+	text := listHeader(traceListTitle(in), out.List) + lines.String() + contextText(out) + out.Counts.text()
 	if strings.Contains(text, "«") {
 		text += capturedLegend + "\n"
 	}

@@ -70,3 +70,43 @@ func TestSearchTraces_FiltersByStatusDurationAndAttributes(t *testing.T) {
 		}
 	})
 }
+
+func TestSearchTraces_CountByTellsWhichUsersTheFailuresHit(t *testing.T) {
+	dialects(t, func(t *testing.T, e *env) {
+		sh := seedShop(t, e.acme, time.Now())
+		s := e.connect(t, e.keyA)
+		var out struct {
+			Counts struct {
+				Sampled int  `json:"sampled"`
+				Exact   bool `json:"exact"`
+				Missing bool `json:"missing"`
+				Keys    []struct {
+					Key    string `json:"key"`
+					Values []struct {
+						Value    string `json:"value"`
+						Requests int    `json:"requests"`
+					} `json:"values"`
+				} `json:"keys"`
+			} `json:"counts"`
+		}
+		// The user id is on the frontend's span; the failures are the inventory service's.
+		txt := mustOK(t, "search_traces", call(t, s, "search_traces", map[string]any{"service": "inventory-service", "status": "error",
+			"since": "3h", "count_by": "user.id"}, &out))
+		c := out.Counts
+		if !c.Exact || c.Sampled != sh.failedInventory || len(c.Keys) != 1 || len(c.Keys[0].Values) != 1 ||
+			c.Keys[0].Values[0].Value != "u0" || c.Keys[0].Values[0].Requests != sh.failedInventory {
+			t.Errorf("count of failed inventory requests by user.id: %+v", c)
+		}
+		if !strings.Contains(txt, "u0 ×") {
+			t.Errorf("text lacks the count by user:\n%s", txt)
+		}
+		mustOK(t, "search_traces", call(t, s, "search_traces", map[string]any{"since": "3h", "count_by": "*"}, &out))
+		if len(out.Counts.Keys) == 0 || out.Counts.Keys[0].Key != "user.id" || len(out.Counts.Keys[0].Values) != 3 {
+			t.Errorf("keys of the requests' spans: %+v", out.Counts)
+		}
+		txt = mustOK(t, "search_traces", call(t, s, "search_traces", map[string]any{"since": "3h", "count_by": "customer"}, &out))
+		if !out.Counts.Missing || !strings.Contains(txt, "user.id") {
+			t.Errorf("a key no span carries should list the keys there are: %+v\n%s", out.Counts, txt)
+		}
+	})
+}

@@ -52,6 +52,9 @@ type DB struct {
 	parts     partitionState // PostgreSQL's time partitions (partitions.go)
 	resources sync.Map       // resourceKey -> struct{}: in span_resources (resources.go)
 
+	attrs          atomic.Pointer[attrIndex] // nil: DefaultIndexedAttributes
+	keysRegistered sync.Map                  // tenant -> true once its indexed keys are recorded
+
 	logger         atomic.Pointer[slog.Logger] // nil: slog.Default()
 	servicesFailed atomic.Int64                // services-table updates dropped after a committed batch
 }

@@ -28,6 +28,9 @@ func seedEveryTable(t *testing.T, ctx context.Context, conn *pgx.Conn, tenant st
 		`INSERT INTO rca_reports (tenant_id, anomaly_id, created_ns, summary) VALUES ($1, 1, 1, 'x')`,
 		`INSERT INTO breakpoints (tenant_id, id, service, file, line, created_ns) VALUES ($1, 'bp', 'svc', 'f.go', 1, 1)`,
 		`INSERT INTO snapshots (tenant_id, breakpoint_id, service, captured_ns) VALUES ($1, 'bp', 'svc', 1)`,
+		`INSERT INTO span_attributes (tenant_id, key, value, start_ns, trace_id) VALUES ($1, 'user.id', '42', 1, 't-'||$1)`,
+		`INSERT INTO span_attribute_keys (tenant_id, key, since_ns) VALUES ($1, 'user.id', 0)`,
+		`INSERT INTO span_attribute_gaps (tenant_id, key, from_ns, to_ns) VALUES ($1, 'user.id', 0, 1)`,
 	}
 	for _, s := range stmts {
 		if _, err := conn.Exec(ctx, s, tenant); err != nil {
@@ -59,7 +62,7 @@ func TestTenantRoleSeesOnlyItsOwnRows(t *testing.T) {
 	defer asA.Close(ctx)
 
 	for _, table := range []string{"tenants", "api_keys", "spans", "services", "service_versions", "llm_calls", "alert_rules", "alerts",
-		"anomalies", "rca_reports", "breakpoints", "snapshots"} {
+		"anomalies", "rca_reports", "breakpoints", "snapshots", "span_attributes", "span_attribute_keys", "span_attribute_gaps"} {
 		col := "tenant_id"
 		if table == "tenants" {
 			col = "id"
@@ -87,6 +90,10 @@ func TestTenantRoleSeesOnlyItsOwnRows(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "row-level security") {
 		t.Errorf("insert of tenant B's span as tenant A: got %v, want a row-level security violation", err)
 	}
+	_, err = asA.Exec(ctx, `INSERT INTO span_attributes (tenant_id, key, value, start_ns, trace_id) VALUES ('team-b', 'user.id', '7', 1, 'x')`)
+	if err == nil || !strings.Contains(err.Error(), "row-level security") {
+		t.Errorf("insert of tenant B's attribute index row as tenant A: got %v, want a row-level security violation", err)
+	}
 	// Nor can A change or delete B's rows: they are invisible to UPDATE and DELETE.
 	tag, err := asA.Exec(ctx, `DELETE FROM spans WHERE tenant_id = 'team-b'`)
 	if err != nil || tag.RowsAffected() != 0 {
@@ -94,7 +101,7 @@ func TestTenantRoleSeesOnlyItsOwnRows(t *testing.T) {
 	}
 	// Partitions are reached only through their parent, whose policies apply: named directly, tenant
 	// A's own partitions and B's are refused, to read and to write.
-	for _, table := range []string{"spans", "llm_calls", "snapshots", "metric_rollups"} {
+	for _, table := range []string{"spans", "llm_calls", "snapshots", "metric_rollups", "span_attributes"} {
 		for _, tenant := range []string{"team-a", "team-b"} {
 			var parent, leaf string
 			if err := admin.QueryRow(ctx, `SELECT p, (SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
@@ -106,8 +113,12 @@ func TestTenantRoleSeesOnlyItsOwnRows(t *testing.T) {
 					t.Errorf("SELECT from partition %s (%s of %s) as tenant A: %v, want permission denied", name, table, tenant, err)
 				}
 			}
-			if table == "spans" {
-				_, err := asA.Exec(ctx, `INSERT INTO `+leaf+` (tenant_id, trace_id, span_id, service, operation, is_entry, start_ns, duration_ns) VALUES ($1, 'x', 'y', 'svc', 'op', true, 1, 1)`, tenant)
+			insert := map[string]string{
+				"spans":           `(tenant_id, trace_id, span_id, service, operation, is_entry, start_ns, duration_ns) VALUES ($1, 'x', 'y', 'svc', 'op', true, 1, 1)`,
+				"span_attributes": `(tenant_id, key, value, start_ns, trace_id) VALUES ($1, 'user.id', '42', 1, 'x')`,
+			}[table]
+			if insert != "" {
+				_, err := asA.Exec(ctx, `INSERT INTO `+leaf+` `+insert, tenant)
 				if err == nil || !strings.Contains(err.Error(), "permission denied") {
 					t.Errorf("INSERT into partition %s of %s as tenant A: %v, want permission denied", leaf, tenant, err)
 				}

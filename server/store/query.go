@@ -19,6 +19,8 @@ const errorCond = "(status_code = 2 OR http_status_code >= 500)"
 type where struct {
 	conds []string
 	args  []any
+	// byTraces: the conditions list the traces an attribute index lookup found.
+	byTraces bool
 }
 
 func (w *where) add(cond string, args ...any) {

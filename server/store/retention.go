@@ -18,17 +18,19 @@ var expiring = []struct{ table, col, sqliteIndex string }{
 	{"spans", "start_ns", "spans_start"},
 	{"llm_calls", "start_ns", "llm_calls_time"},
 	{"snapshots", "captured_ns", "snapshots_time"},
+	{"span_attributes", "start_ns", "span_attributes_start"},
 }
 
 // Expired counts what DeleteOlderThan deleted.
 type Expired struct {
 	Spans, LLMCalls, Snapshots int64    // rows deleted (SQLite)
+	IndexRows                  int64    // attribute index rows deleted (span_attributes, SQLite)
 	Statements                 int      // DELETEs run, each its own transaction
 	Partitions                 []string // partitions dropped (PostgreSQL)
 }
 
 // Rows is the number of rows deleted from all tables.
-func (e Expired) Rows() int64 { return e.Spans + e.LLMCalls + e.Snapshots }
+func (e Expired) Rows() int64 { return e.Spans + e.LLMCalls + e.Snapshots + e.IndexRows }
 
 // DeleteOlderThan removes the tenant's spans, LLM calls and snapshots that started (or were
 // captured) before the unix-nanosecond time before. On PostgreSQL it drops the tenant's partitions
@@ -59,7 +61,7 @@ func (t *Tenant) DeleteOlderThan(ctx context.Context, before int64, batch int) (
 		}
 		return e, errors.Join(errs...)
 	}
-	counts := []*int64{&e.Spans, &e.LLMCalls, &e.Snapshots}
+	counts := []*int64{&e.Spans, &e.LLMCalls, &e.Snapshots, &e.IndexRows}
 	for i, x := range expiring {
 		// A table that fails does not keep the others' rows: each is deleted on its own.
 		n, stmts, err := t.deleteOlderThan(ctx, x.table, x.col, x.sqliteIndex, before, batch)

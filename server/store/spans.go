@@ -169,9 +169,16 @@ func (t *Tenant) InsertBatch(ctx context.Context, b Batch) error {
 			return fmt.Errorf("store %d spans for tenant %q: %w", len(b.Spans), t.id, err)
 		}
 	}
+	index, err := t.indexWrites(ctx, b.Spans)
+	if err == nil {
+		err = t.recordGaps(ctx, index.gaps)
+	}
+	if err != nil {
+		return fmt.Errorf("store %d spans for tenant %q: %w", len(b.Spans), t.id, err)
+	}
 	write := func() error {
 		if t.db.dialect != Postgres {
-			return t.insertNew(ctx, &b, producers)
+			return t.insertNew(ctx, &b, producers, index)
 		}
 		if err := t.ensureBatchPartitions(ctx, &b); err != nil {
 			return err
@@ -179,11 +186,12 @@ func (t *Tenant) InsertBatch(ctx context.Context, b Batch) error {
 		if err := t.storeResources(ctx, b.Spans); err != nil {
 			return err
 		}
-		// Metric rollups commit with the spans they count, so metrics never disagree with stored traces.
-		err := t.bulkBatch(ctx, b, batchRollups(&b, producers), rls)
+		// Metric rollups commit with the spans they count, so metrics never disagree with stored traces;
+		// the attribute index commits with the spans it finds.
+		err := t.bulkBatch(ctx, b, batchRollups(&b, producers), index.postings, rls)
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == uniqueViolation {
-			err = t.insertNew(ctx, &b, producers)
+			err = t.insertNew(ctx, &b, producers, index)
 		}
 		return err
 	}
@@ -216,7 +224,7 @@ func (t *Tenant) ensureBatchPartitions(ctx context.Context, b *Batch) error {
 	for i := range b.LLMCalls {
 		times = append(times, b.LLMCalls[i].StartNS)
 	}
-	for _, table := range []string{"spans", "llm_calls", "metric_rollups"} {
+	for _, table := range []string{"spans", "llm_calls", "metric_rollups", "span_attributes"} {
 		if err := t.EnsurePartitions(ctx, table, times...); err != nil {
 			return err
 		}
@@ -272,9 +280,9 @@ func keepCalls(calls []LLMCall, keep func(spanKey) bool) []LLMCall {
 	return out
 }
 
-// insertNew writes the spans of b not stored yet, and the LLM calls and rollups of those only; b is
-// narrowed to what was written.
-func (t *Tenant) insertNew(ctx context.Context, b *Batch, producers map[spanKey]int64) error {
+// insertNew writes the spans of b not stored yet, and the LLM calls, rollups and index rows of those
+// only; b is narrowed to what was written.
+func (t *Tenant) insertNew(ctx context.Context, b *Batch, producers map[spanKey]int64, index indexWrites) error {
 	return t.db.write(ctx, func(tx *sqlx.Tx) error {
 		stored, err := t.insertSpansOnce(ctx, tx, b.Spans)
 		if err != nil {
@@ -293,6 +301,10 @@ func (t *Tenant) insertNew(ctx context.Context, b *Batch, producers map[spanKey]
 			}
 			b.Spans = spans
 			b.LLMCalls = keepCalls(b.LLMCalls, func(k spanKey) bool { return !skipped[k] })
+			index.of(t.db.attrIndex(), spans)
+		}
+		if err := t.insertRows(ctx, tx, &postingsTable, len(index.postings), func(i int) []any { return t.postingRow(&index.postings[i]) }); err != nil {
+			return err
 		}
 		rollups := batchRollups(b, producers)
 		if err := t.insertRows(ctx, tx, &rollupsTable, len(rollups), func(i int) []any { return t.rollupRow(&rollups[i]) }); err != nil {
@@ -351,7 +363,7 @@ func (t *Tenant) insertSpansOnce(ctx context.Context, tx *sqlx.Tx, spans []Span)
 }
 
 // bulkBatch writes a whole batch in one transaction, one statement per table (table.bulkWrite).
-func (t *Tenant) bulkBatch(ctx context.Context, b Batch, rollups []Rollup, underRLS bool) error {
+func (t *Tenant) bulkBatch(ctx context.Context, b Batch, rollups []Rollup, postings []posting, underRLS bool) error {
 	conn, err := t.db.x.Conn(ctx)
 	if err != nil {
 		return err
@@ -365,6 +377,9 @@ func (t *Tenant) bulkBatch(ctx context.Context, b Batch, rollups []Rollup, under
 		}
 		defer tx.Rollback(ctx) //nolint:errcheck // no-op after Commit
 		if err := spansTable.bulkWrite(ctx, tx, underRLS, len(b.Spans), func(i int) []any { return t.spanRow(&b.Spans[i]) }); err != nil {
+			return err
+		}
+		if err := postingsTable.bulkWrite(ctx, tx, underRLS, len(postings), func(i int) []any { return t.postingRow(&postings[i]) }); err != nil {
 			return err
 		}
 		if err := rollupsTable.bulkWrite(ctx, tx, underRLS, len(rollups), func(i int) []any { return t.rollupRow(&rollups[i]) }); err != nil {

@@ -1,0 +1,162 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tracekit/tracekit/server/store"
+	"github.com/tracekit/tracekit/server/store/storetest"
+)
+
+// checkoutTrace is a request of user 42 through three services: the frontend's root span carries
+// user.id, the payment service's resource carries k8s.pod.name, and its database call carries the
+// table, the order id (an integer) and a feature flag (a boolean).
+func checkoutTrace(trace string, start int64, user, pod, table string, order int, beta bool) []store.Span {
+	return []store.Span{
+		{TraceID: trace, SpanID: "a1", Service: "frontend", Operation: "POST /checkout", Kind: store.KindServer, IsEntry: true,
+			StartNS: start, DurationNS: 50 * ms, HTTPRoute: "/checkout",
+			Attributes: []byte(`{"user.id":"` + user + `","http.route":"/checkout"}`), ResourceAttributes: []byte(`{"service.name":"frontend"}`)},
+		{TraceID: trace, SpanID: "b1", ParentSpanID: "a1", Service: "payment", Operation: "POST /pay", Kind: store.KindServer, IsEntry: true,
+			StartNS: start + ms, DurationNS: 40 * ms, HTTPRoute: "/pay", Attributes: []byte(`{"http.route":"/pay"}`),
+			ResourceAttributes: []byte(`{"service.name":"payment","k8s.pod.name":"` + pod + `"}`)},
+		{TraceID: trace, SpanID: "c1", ParentSpanID: "b1", Service: "payment", Operation: "INSERT", Kind: store.KindClient,
+			StartNS: start + 2*ms, DurationNS: 10 * ms, DBSystem: "postgresql",
+			Attributes:         []byte(fmt.Sprintf(`{"db.sql.table":%q,"app.order_id":%d,"app.beta":%t}`, table, order, beta)),
+			ResourceAttributes: []byte(`{"service.name":"payment","k8s.pod.name":"` + pod + `"}`)},
+	}
+}
+
+func TestSearchTraces_IndexedAttributesMatchEntryChildAndResourceValuesOfEveryType(t *testing.T) {
+	storetest.Dialects(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		keys := append([]string{"app.order_id", "app.beta", "k8s.pod.name", "http.route"}, store.DefaultIndexedAttributes...)
+		if err := db.SetAttributeIndex(store.AttributeIndex{Keys: keys}); err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now().UnixNano()
+		tn, other := db.ForTenant("acme"), db.ForTenant("other")
+		var b store.Batch
+		b.Spans = append(b.Spans, checkoutTrace("t42", now-10*int64(time.Minute), "42", "pay-7", "payments", 8812, true)...)
+		for i := range 20 {
+			b.Spans = append(b.Spans, checkoutTrace(fmt.Sprintf("t%d", 100+i), now-int64(i)*int64(time.Minute), fmt.Sprint(100+i), "pay-1", "orders", 1000+i, false)...)
+		}
+		if err := tn.InsertBatch(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		// The same values in another tenant must not leak into acme's answers.
+		if err := other.InsertBatch(ctx, store.Batch{Spans: checkoutTrace("x42", now-5*int64(time.Minute), "42", "pay-7", "payments", 8812, true)}); err != nil {
+			t.Fatal(err)
+		}
+		from, to := now-int64(time.Hour), now+int64(time.Minute)
+		for _, tc := range []struct {
+			level, service string
+			attrs          map[string]string
+			want           string // span ids of the hits
+		}{
+			{"entry span, string", "", map[string]string{"user.id": "42"}, "t42/a1"},
+			{"child span, string", "", map[string]string{"db.sql.table": "payments"}, "t42/a1"},
+			{"child span, integer", "", map[string]string{"app.order_id": "8812"}, "t42/a1"},
+			{"child span, boolean", "", map[string]string{"app.beta": "true"}, "t42/a1"},
+			{"resource of a child", "", map[string]string{"k8s.pod.name": "pay-7"}, "t42/a1"},
+			{"two filters", "", map[string]string{"user.id": "42", "db.sql.table": "payments"}, "t42/a1"},
+			{"service's request in the trace", "payment", map[string]string{"user.id": "42"}, "t42/b1"},
+			{"promoted key: the request's own route", "payment", map[string]string{"http.route": "/checkout"}, ""},
+			{"promoted key, own route", "frontend", map[string]string{"http.route": "/checkout", "user.id": "42"}, "t42/a1"},
+			{"no match", "", map[string]string{"user.id": "nobody"}, ""},
+			{"no match with a service", "payment", map[string]string{"db.sql.table": "nope"}, ""},
+			{"values that never meet", "", map[string]string{"user.id": "42", "db.sql.table": "orders"}, ""},
+		} {
+			q := store.TraceQuery{From: from, To: to, Service: tc.service, Attributes: tc.attrs, Limit: 10}
+			hits, err := tn.SearchTraces(ctx, q)
+			if err != nil {
+				t.Fatalf("%s: %v", tc.level, err)
+			}
+			var got []string
+			for _, h := range hits {
+				got = append(got, h.TraceID+"/"+h.SpanID)
+			}
+			if strings.Join(got, ",") != tc.want {
+				t.Errorf("%s %v: hits %v, want %q", tc.level, tc.attrs, got, tc.want)
+			}
+			n, _, err := tn.CountTraces(ctx, q)
+			if err != nil || n != len(got) {
+				t.Errorf("%s: count %d, %v; want %d", tc.level, n, err, len(got))
+			}
+		}
+	})
+}
+
+func TestSearchTraces_KeyPastItsValueLimitIsStillFoundFromTheSpans(t *testing.T) {
+	storetest.Dialects(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		if err := db.SetAttributeIndex(store.AttributeIndex{Keys: []string{"user.id"}, MaxValuesPerDay: 5}); err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now().UnixNano()
+		tn := db.ForTenant("acme")
+		for i := range 20 {
+			// One batch per request: the limit is passed in the middle of the day's data.
+			if err := tn.InsertBatch(ctx, store.Batch{Spans: checkoutTrace(fmt.Sprintf("t%02d", i), now-int64(i)*int64(time.Second), fmt.Sprint(i), "p", "orders", i, false)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i := range 20 {
+			hits, err := tn.SearchTraces(ctx, store.TraceQuery{From: now - int64(time.Hour), To: now + 1, Attributes: map[string]string{"user.id": fmt.Sprint(i)}, Limit: 10})
+			if err != nil || len(hits) != 1 || hits[0].TraceID != fmt.Sprintf("t%02d", i) {
+				t.Errorf("user.id %d: %+v, %v; want trace t%02d", i, hits, err, i)
+			}
+		}
+	})
+}
+
+func TestAttributeIndex_RefusesConfigurationItCannotServe(t *testing.T) {
+	for _, tc := range []struct {
+		ix   store.AttributeIndex
+		want string
+	}{
+		{store.AttributeIndex{Keys: []string{""}}, `key ""`},
+		{store.AttributeIndex{Keys: []string{`a"b`}}, "without quotes"},
+		{store.AttributeIndex{Keys: make([]string, 65)}, "at most 64"},
+		{store.AttributeIndex{Keys: []string{"user.id"}, MaxValuesPerDay: -1}, "positive limit"},
+	} {
+		if err := tc.ix.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want an error about %q", tc.ix, err, tc.want)
+		}
+	}
+}
+
+func TestAttributeSummary_CountsRequestsPerValue(t *testing.T) {
+	storetest.Dialects(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		now := time.Now().UnixNano()
+		tn := db.ForTenant("acme")
+		var b store.Batch
+		var ids []string
+		for i := range 6 {
+			id := fmt.Sprintf("t%d", i)
+			ids = append(ids, id)
+			b.Spans = append(b.Spans, checkoutTrace(id, now-int64(i)*ms, fmt.Sprint(i%2), "p", "orders", i, false)...)
+		}
+		if err := tn.InsertBatch(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		keys, err := tn.AttributeSummary(ctx, ids, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]store.AttributeKey{}
+		for _, k := range keys {
+			got[k.Key] = k
+		}
+		u := got["user.id"]
+		if !u.Indexed || u.Requests != 6 || fmt.Sprint(u.Values) != "[{0 3} {1 3}]" {
+			t.Errorf("user.id: %+v", u)
+		}
+		if o := got["app.order_id"]; o.Indexed || o.Requests != 6 || len(o.Values) != 3 {
+			t.Errorf("app.order_id: %+v", o)
+		}
+	})
+}
