@@ -160,9 +160,9 @@ func (b *Browser) SignInWithProvider(authURL, provider, username, password strin
 		chromedp.Click(chromedp.ID("submit-login")))
 }
 
-// Screenshot saves the whole page the browser shows as a PNG at path.
+// Screenshot saves the whole page the browser shows as a PNG at path (quality 100 means PNG).
 func (b *Browser) Screenshot(path string) error {
-	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(90))
+	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		return err
 	}

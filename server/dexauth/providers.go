@@ -73,6 +73,9 @@ func expand(v any) (any, error) {
 	case string:
 		var missing []string
 		out := os.Expand(v, func(name string) string {
+			if name == "$" { // os.Expand reads "$$" as the variable "$"
+				return "$"
+			}
 			if path, ok := strings.CutPrefix(name, "file:"); ok {
 				b, err := os.ReadFile(path)
 				if err != nil {
