@@ -76,7 +76,8 @@ lint: $(STATICCHECK)
 	$(STATICCHECK) ./...
 	for m in $(MODULES); do (cd $$m && $(GO) vet ./... && $(STATICCHECK) ./...) || exit 1; done
 
-## bench-ingest: durable OTLP ingest throughput and RSS against PostgreSQL (see docs/benchmarks.md);
+## bench-ingest: durable OTLP ingest throughput, CPU and RSS against PostgreSQL, as the owner (COPY) and as the
+##   tenant's own role side by side with their ratio (see docs/benchmarks.md); ARGS="-path tenant" for one path,
 ##   ARGS="-protocol grpc" for OTLP/gRPC, ARGS="-protocol both" for the two side by side
 bench-ingest: build
 	$(GO) run ./hack/ingestbench -tracekit $(BIN)/tracekit $(ARGS)

@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tracekitv1alpha1 "github.com/tracekit/tracekit/api/v1alpha1"
 	"github.com/tracekit/tracekit/server/genai"
@@ -27,6 +28,8 @@ import (
 type Databases struct {
 	mu   sync.Mutex
 	open map[string]*store.DB
+	// placing serialises placing tenants on TraceKitDatabases with letting a deleted one go.
+	placing sync.Mutex
 }
 
 // NewDatabases returns an empty set of pools.
@@ -86,7 +89,7 @@ func (r *TenantReconciler) reconcileDatabase(ctx context.Context, t *tracekitv1a
 	if !ok || err != nil {
 		return res, err
 	}
-	ref, adminURL, prices, keys := t.Spec.Database.AdminSecretRef, in.adminURL, in.prices, in.keys
+	adminURL, prices, keys := in.adminURL, in.prices, in.keys
 
 	current := &corev1.Secret{}
 	if err := r.Get(ctx, types.NamespacedName{Namespace: t.Namespace, Name: dbSecretName(t)}, current); err != nil && !apierrors.IsNotFound(err) {
@@ -99,7 +102,7 @@ func (r *TenantReconciler) reconcileDatabase(ctx context.Context, t *tracekitv1a
 	defer cancel()
 	unreachable := func(err error) (dbResult, error) {
 		st.set(tracekitv1alpha1.ConditionDatabaseReady, false, "DatabaseUnreachable",
-			"cannot reach the database of Secret %s: %v; check that it is up and reachable from the operator (retrying with backoff)", ref.Name, err)
+			"cannot reach the database of Secret %s in namespace %s: %v; check that it is up and reachable from the operator (retrying with backoff)", in.src.name, in.src.namespace, err)
 		return res, fmt.Errorf("tenant %s/%s: database: %w", t.Namespace, t.Name, err)
 	}
 	db, err := r.Databases.get(ctx, adminURL)
@@ -142,6 +145,7 @@ func (r *TenantReconciler) reconcileDatabase(ctx context.Context, t *tracekitv1a
 
 // dbInputs are what provisioning reads from the resource and the Secrets it names.
 type dbInputs struct {
+	src      adminSource
 	adminURL string
 	port     int32
 	keys     map[string]string // bootstrap API keys by name
@@ -151,22 +155,26 @@ type dbInputs struct {
 // databaseInputs reads the admin URL, bootstrap keys and price overrides. When one is missing or
 // invalid it sets DatabaseReady false saying what to fix, and ok is false.
 func (r *TenantReconciler) databaseInputs(ctx context.Context, t *tracekitv1alpha1.TraceKitTenant, st *status) (in dbInputs, ok bool, err error) {
-	ref := t.Spec.Database.AdminSecretRef
-	adminURL, reason, err := r.secretValue(ctx, t.Namespace, ref.Name, secretKey(ref.Key))
+	src, ok, err := r.tenantAdminSource(ctx, t, st)
+	if !ok || err != nil {
+		return in, false, err
+	}
+	in.src = src
+	adminURL, reason, err := r.secretValue(ctx, src.namespace, src.name, src.key)
 	if err != nil {
 		return in, false, err
 	}
 	if reason != "" {
 		st.set(tracekitv1alpha1.ConditionDatabaseReady, false, reason,
-			"spec.database.adminSecretRef: Secret %s in namespace %s needs key %q with the database's admin postgres:// URL",
-			ref.Name, t.Namespace, secretKey(ref.Key))
+			"%s: Secret %s in namespace %s needs key %q with the database's admin postgres:// URL",
+			src.field, src.name, src.namespace, src.key)
 		return in, false, nil
 	}
 	in.adminURL = adminURL
 	if in.port, err = postgresPort(adminURL); err != nil {
 		st.set(tracekitv1alpha1.ConditionDatabaseReady, false, "AdminURLInvalid",
-			"key %q of Secret %s is not a postgres:// URL (%v): store the admin URL as postgres://user:password@host:5432/database",
-			secretKey(ref.Key), ref.Name, err)
+			"key %q of Secret %s/%s (%s) is not a postgres:// URL (%v): store the admin URL as postgres://user:password@host:5432/database",
+			src.key, src.namespace, src.name, src.field, err)
 		return in, false, nil
 	}
 	if in.keys, err = r.bootstrapKeys(ctx, t); err != nil {
@@ -230,8 +238,12 @@ func desiredDBSecret(t *tracekitv1alpha1.TraceKitTenant, creds store.TenantCrede
 // missing Secret or key is the user's to fix: it comes back as a condition reason, not an error, and
 // the watch on Secrets retries when it appears.
 func (r *TenantReconciler) secretValue(ctx context.Context, namespace, name, key string) (value, reason string, err error) {
+	return secretValue(ctx, r.APIReader, namespace, name, key)
+}
+
+func secretValue(ctx context.Context, reader client.Reader, namespace, name, key string) (value, reason string, err error) {
 	s := &corev1.Secret{}
-	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, s); err != nil {
+	if err := reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, s); err != nil {
 		if apierrors.IsNotFound(err) {
 			return "", "AdminSecretNotFound", nil
 		}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
@@ -42,14 +44,17 @@ func (r *TenantReconciler) deleteExternal(ctx context.Context, t *tracekitv1alph
 	if err := r.OAuth.Delete(octx, oauthClientID(t)); err != nil {
 		return fmt.Errorf("cannot delete OAuth client %s from Dex: %w (retrying; the tenant is deleted once it is gone)", oauthClientID(t), err)
 	}
-	ref := t.Spec.Database.AdminSecretRef
-	adminURL, reason, err := r.secretValue(ctx, t.Namespace, ref.Name, secretKey(ref.Key))
+	src, ok, err := r.deletionAdminSource(ctx, t)
+	if err != nil || !ok {
+		return err
+	}
+	adminURL, reason, err := r.secretValue(ctx, src.namespace, src.name, src.key)
 	if err != nil {
 		return err
 	}
 	if reason != "" {
-		return fmt.Errorf("cannot delete tenant %q from the database: Secret %s with key %q is gone; recreate it, or remove the finalizer %s to leave the tenant's rows and role behind",
-			t.Name, ref.Name, secretKey(ref.Key), finalizer)
+		return fmt.Errorf("cannot delete tenant %q from the database: Secret %s/%s with key %q (%s) is gone; recreate it, or remove the finalizer %s to leave the tenant's rows and role behind",
+			t.Name, src.namespace, src.name, src.key, src.field, finalizer)
 	}
 	dctx, cancel := context.WithTimeout(ctx, dbTimeout)
 	defer cancel()
@@ -58,4 +63,26 @@ func (r *TenantReconciler) deleteExternal(ctx context.Context, t *tracekitv1alph
 		return fmt.Errorf("cannot delete tenant %q from the database: %w (retrying)", t.Name, err)
 	}
 	return db.Admin().DeleteTenant(dctx, t.Name)
+}
+
+// deletionAdminSource finds the admin Secret of the database the tenant's rows are on; ok is false
+// when there is none because the tenant was never placed.
+func (r *TenantReconciler) deletionAdminSource(ctx context.Context, t *tracekitv1alpha1.TraceKitTenant) (adminSource, bool, error) {
+	placed := placedOn(t)
+	if ref := t.Spec.Database.AdminSecretRef; ref != nil && placed == "" {
+		return adminSource{namespace: t.Namespace, name: ref.Name, key: secretKey(ref.Key), field: "spec.database.adminSecretRef"}, true, nil
+	}
+	if placed == "" {
+		return adminSource{}, false, nil
+	}
+	db := &tracekitv1alpha1.TraceKitDatabase{}
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Name: placed}, db); err != nil {
+		if apierrors.IsNotFound(err) {
+			return adminSource{}, false, fmt.Errorf("cannot delete tenant %q from the database: its TraceKitDatabase %s is gone; create it again, or remove the finalizer %s to leave the tenant's rows and role behind",
+				t.Name, placed, finalizer)
+		}
+		return adminSource{}, false, err
+	}
+	ref := db.Spec.AdminSecretRef
+	return adminSource{namespace: ref.Namespace, name: ref.Name, key: secretKey(ref.Key), field: "spec.adminSecretRef of TraceKitDatabase " + db.Name}, true, nil
 }

@@ -30,17 +30,7 @@ func (s *status) changed(action, kind, name string) {
 // set records a condition. meta.SetStatusCondition keeps lastTransitionTime unless the status flips,
 // so setting the same condition again changes nothing.
 func (s *status) set(condition string, ok bool, reason, format string, args ...any) {
-	st := metav1.ConditionFalse
-	if ok {
-		st = metav1.ConditionTrue
-	}
-	meta.SetStatusCondition(&s.t.Status.Conditions, metav1.Condition{
-		Type:               condition,
-		Status:             st,
-		Reason:             reason,
-		Message:            fmt.Sprintf(format, args...),
-		ObservedGeneration: s.t.Generation,
-	})
+	setCondition(&s.t.Status.Conditions, s.t.Generation, condition, ok, reason, format, args...)
 }
 
 // blocked marks the tenant not Ready for a reason that stops every step.

@@ -177,6 +177,9 @@ func startManager(cfg *rest.Config, dexConn *grpc.ClientConn, dbs *Databases) (s
 	if err := reconciler.SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
+	if err := (&DatabaseReconciler{Client: mgr.GetClient(), Databases: dbs, Recheck: opts.Recheck}).SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
 	if err := ctrl.NewControllerManagedBy(mgr).Named("fake-deployment-controller").For(&appsv1.Deployment{}).
 		Complete(&fakeDeploymentController{mgr.GetClient()}); err != nil {
 		return nil, err

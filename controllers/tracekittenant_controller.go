@@ -1,6 +1,6 @@
 // Package controllers reconciles TraceKitTenants into the objects and external records a team needs:
 // a database role, an OAuth client in Dex, and the team's MCP server with its Service and Ingress or
-// Gateway API HTTPRoute.
+// Gateway API HTTPRoute; and TraceKitDatabases, the PostgreSQL servers tenants are placed on.
 package controllers
 
 import (
@@ -75,6 +75,7 @@ type TenantReconciler struct {
 // +kubebuilder:rbac:groups=tracekit.dev,resources=tracekittenants,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=tracekit.dev,resources=tracekittenants/status,verbs=get;patch
 // +kubebuilder:rbac:groups=tracekit.dev,resources=tracekittenants/finalizers,verbs=update
+// +kubebuilder:rbac:groups=tracekit.dev,resources=tracekitdatabases,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets;configmaps;serviceaccounts;services,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses;networkpolicies,verbs=get;list;watch;create;patch;delete
@@ -232,6 +233,11 @@ func (r *TenantReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}); err != nil {
 		return err
 	}
+	if err := idx.IndexField(ctx, &tracekitv1alpha1.TraceKitTenant{}, indexDatabase, func(o client.Object) []string {
+		return databaseIndexValue(o.(*tracekitv1alpha1.TraceKitTenant))
+	}); err != nil {
+		return err
+	}
 	if err := idx.IndexField(ctx, &tracekitv1alpha1.TraceKitTenant{}, indexSecretRefs, func(o client.Object) []string {
 		return referencedSecrets(o.(*tracekitv1alpha1.TraceKitTenant))
 	}); err != nil {
@@ -273,6 +279,7 @@ func (r *TenantReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return b.
 		WatchesRawSource(source.Kind[client.Object](secretNames, secret, handler.EnqueueRequestsFromMapFunc(r.tenantsReferencing))).
 		Watches(&tracekitv1alpha1.TraceKitTenant{}, handler.EnqueueRequestsFromMapFunc(r.namesakes)).
+		Watches(&tracekitv1alpha1.TraceKitDatabase{}, handler.EnqueueRequestsFromMapFunc(r.tenantsOfDatabase), builder.WithPredicates(databaseChanged)).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: workers,
 			RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](100*time.Millisecond, maxBackoff),
@@ -281,7 +288,10 @@ func (r *TenantReconciler) SetupWithManager(mgr ctrl.Manager) error {
 }
 
 func referencedSecrets(t *tracekitv1alpha1.TraceKitTenant) []string {
-	names := []string{t.Spec.Database.AdminSecretRef.Name}
+	var names []string
+	if ref := t.Spec.Database.AdminSecretRef; ref != nil {
+		names = append(names, ref.Name)
+	}
 	if t.Spec.APIKeys != nil {
 		names = append(names, t.Spec.APIKeys.SecretName)
 	}
@@ -296,6 +306,20 @@ func (r *TenantReconciler) tenantsReferencing(ctx context.Context, o client.Obje
 		return nil
 	}
 	return requests(list.Items)
+}
+
+// tenantsOfDatabase maps a database to the tenants placed on it and those waiting to be placed.
+func (r *TenantReconciler) tenantsOfDatabase(ctx context.Context, o client.Object) []reconcile.Request {
+	var out []reconcile.Request
+	for _, key := range []string{o.GetName(), unplaced} {
+		var list tracekitv1alpha1.TraceKitTenantList
+		if err := r.List(ctx, &list, client.MatchingFields{indexDatabase: key}); err != nil {
+			log.FromContext(ctx).Error(err, "list tenants of database", "database", o.GetName())
+			return nil
+		}
+		out = append(out, requests(list.Items)...)
+	}
+	return out
 }
 
 // namesakes maps a tenant to the other tenants of the same name, so that one waiting for the name

@@ -40,7 +40,7 @@ func newTenant(ns, name, adminSecret string) *tracekitv1alpha1.TraceKitTenant {
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: tracekitv1alpha1.TraceKitTenantSpec{
 			DisplayName: "Team " + name,
-			Database:    tracekitv1alpha1.TenantDatabase{AdminSecretRef: tracekitv1alpha1.SecretKeyRef{Name: adminSecret}},
+			Database:    tracekitv1alpha1.TenantDatabase{AdminSecretRef: &tracekitv1alpha1.SecretKeyRef{Name: adminSecret}},
 		},
 	}
 }
@@ -448,6 +448,8 @@ func TestTenant_InvalidSpecsAreRefusedWithWhatToFix(t *testing.T) {
 			"should be greater than or equal to 1"},
 		{"no admin secret", "", func(s *tracekitv1alpha1.TraceKitTenantSpec) { s.Database.AdminSecretRef.Name = "" },
 			"spec.database.adminSecretRef.name"},
+		{"database name and admin secret", "", func(s *tracekitv1alpha1.TraceKitTenantSpec) { s.Database.Name = "pg-1" },
+			"spec.database: set name (a TraceKitDatabase) or adminSecretRef (a Secret in this namespace), not both"},
 		{"gateway with a TLS secret", "", func(s *tracekitv1alpha1.TraceKitTenantSpec) {
 			s.URL = tracekitv1alpha1.TenantURL{GatewayRef: &tracekitv1alpha1.GatewayRef{Name: "public"}, TLSSecretName: "acme-tls"}
 		}, "gatewayRef and tlsSecretName exclude each other: with a Gateway, TLS is terminated by its listener"},

@@ -1,5 +1,5 @@
-// Package v1alpha1 holds the TraceKitTenant API: one tenant of the platform, with its own MCP server,
-// database role and OAuth client.
+// Package v1alpha1 holds the TraceKit API: TraceKitTenant, one tenant of the platform with its own MCP
+// server, database role and OAuth client; and TraceKitDatabase, a PostgreSQL server tenants are placed on.
 // +kubebuilder:object:generate=true
 // +groupName=tracekit.dev
 package v1alpha1
@@ -22,7 +22,7 @@ var (
 )
 
 func addKnownTypes(s *runtime.Scheme) error {
-	s.AddKnownTypes(GroupVersion, &TraceKitTenant{}, &TraceKitTenantList{})
+	s.AddKnownTypes(GroupVersion, &TraceKitTenant{}, &TraceKitTenantList{}, &TraceKitDatabase{}, &TraceKitDatabaseList{})
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.status.mcpURL`
 // +kubebuilder:printcolumn:name="Replicas",type=integer,JSONPath=`.spec.replicas`
+// +kubebuilder:printcolumn:name="Database",type=string,JSONPath=`.status.database`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z0-9]([a-z0-9-]{0,48}[a-z0-9])?$')",message="metadata.name is the tenant id: use 1-50 lowercase letters, digits or '-', starting and ending with a letter or digit"
@@ -65,9 +66,9 @@ type TraceKitTenantSpec struct {
 	// +optional
 	Image string `json:"image,omitempty"`
 
-	// database says where the tenant's data lives.
-	// +required
-	Database TenantDatabase `json:"database"`
+	// database says where the tenant's data lives; empty places it on a TraceKitDatabase.
+	// +optional
+	Database TenantDatabase `json:"database,omitempty"`
 
 	// apiKeys imports API keys from a Secret, so a team's first key exists without running
 	// `tracekit apikey create`.
@@ -206,14 +207,27 @@ type GatewayRef struct {
 	SectionName string `json:"sectionName,omitempty"`
 }
 
-// TenantDatabase points at the PostgreSQL database that holds the tenant's data.
+// TenantDatabase says where the tenant's data lives: on a TraceKitDatabase the operator picks (the
+// default, when both fields are empty), on the TraceKitDatabase named by name, or, as before
+// TraceKitDatabases existed, on the database of an admin Secret in this namespace. Once placed on a
+// TraceKitDatabase a tenant stays there: moving it would leave its data behind.
+// +kubebuilder:validation:XValidation:rule="!has(self.name) || !has(self.adminSecretRef)",message="spec.database: set name (a TraceKitDatabase) or adminSecretRef (a Secret in this namespace), not both"
 type TenantDatabase struct {
+	// name pins the tenant to this TraceKitDatabase (kubectl get tkdb), even beyond its maxTenants.
+	// Empty lets the operator place it on the Ready database with room that holds the fewest
+	// tenants. It cannot be changed to another database once the tenant is placed.
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +optional
+	Name string `json:"name,omitempty"`
+
 	// adminSecretRef is a Secret in this namespace holding a postgres:// URL with the right to create
 	// roles, either of the shared platform database or of a database of the team's own. The operator
 	// migrates the schema, creates the tenant and a login role confined to the tenant's rows by
-	// row-level security, and gives the MCP server only that role's URL.
-	// +required
-	AdminSecretRef SecretKeyRef `json:"adminSecretRef"`
+	// row-level security, and gives the MCP server only that role's URL. Without it, the tenant is
+	// placed on a TraceKitDatabase.
+	// +optional
+	AdminSecretRef *SecretKeyRef `json:"adminSecretRef,omitempty"`
 }
 
 // SecretKeyRef names one key of a Secret in the tenant's namespace.
@@ -368,6 +382,11 @@ type TraceKitTenantStatus struct {
 	// oauthClientID is the tenant's OAuth client in Dex.
 	// +optional
 	OAuthClientID string `json:"oauthClientID,omitempty"`
+
+	// database is the TraceKitDatabase the tenant is placed on; empty for a tenant with
+	// spec.database.adminSecretRef. It never changes once set.
+	// +optional
+	Database string `json:"database,omitempty"`
 
 	// availableReplicas is the number of MCP server pods ready to serve.
 	// +optional

@@ -42,7 +42,7 @@ func TestKustomize_ConfigDefaultAndSamplesApply(t *testing.T) {
 	}
 	c.kubectlScript(t, ctx, "cd "+root+` &&
 kubectl apply --server-side -k config/default &&
-kubectl wait --for=condition=Established crd/tracekittenants.tracekit.dev --timeout=60s &&
+kubectl wait --for=condition=Established crd/tracekittenants.tracekit.dev crd/tracekitdatabases.tracekit.dev --timeout=60s &&
 kubectl apply --server-side -n tracekit-system -k config/samples`)
 	for _, name := range []string{"tracekit-manager", "tracekit-auth"} {
 		if err := c.k8s.Get(ctx, client.ObjectKey{Namespace: "tracekit-system", Name: name}, &appsv1.Deployment{}); err != nil {
@@ -51,5 +51,8 @@ kubectl apply --server-side -n tracekit-system -k config/samples`)
 	}
 	if err := c.k8s.Get(ctx, client.ObjectKey{Namespace: "tracekit-system", Name: "acme"}, &tracekitv1alpha1.TraceKitTenant{}); err != nil {
 		t.Errorf("sample tenant: %v", err)
+	}
+	if err := c.k8s.Get(ctx, client.ObjectKey{Name: "pg-eu-1"}, &tracekitv1alpha1.TraceKitDatabase{}); err != nil {
+		t.Errorf("sample database: %v", err)
 	}
 }

@@ -19,7 +19,7 @@ var commands = map[string]command{
 	"dev":        {"run everything on this machine: SQLite, embedded auth, demo data (make run)", runDev},
 	"server":     {"run a tenant's MCP and ingest server", runServer},
 	"auth":       {"run the Dex-backed authorization server", runAuth},
-	"manager":    {"run the TraceKitTenant controller", runManager},
+	"manager":    {"run the TraceKitTenant and TraceKitDatabase controllers", runManager},
 	"demo":       {"send a day of demo traffic to an ingest endpoint", runDemo},
 	"apikey":     {"create, list or revoke a tenant's API keys", runAPIKey},
 	"migrate":    {"bring a database schema up to date", runMigrate},

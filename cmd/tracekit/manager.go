@@ -40,7 +40,7 @@ func runManager(ctx context.Context, args []string) error {
 	issuer := fs.String("auth-issuer", os.Getenv("TRACEKIT_AUTH_ISSUER"), "Dex's issuer URL, given to tenant servers to verify tokens ($TRACEKIT_AUTH_ISSUER)")
 	gateway := fs.String("gateway", "", "default Gateway for tenants' HTTPRoutes, as NAMESPACE/NAME or NAMESPACE/NAME/LISTENER: tenants that set neither spec.url.gatewayRef nor an Ingress field (ingressClassName, tlsSecretName) get an HTTPRoute attached to it instead of an Ingress; empty gives them an Ingress")
 	workers := fs.Int("max-concurrent-reconciles", 16, "tenants reconciled at once; reconciles mostly wait on the API server, PostgreSQL and Dex")
-	recheck := fs.Duration("recheck", 5*time.Minute, "how often a Ready tenant's database and Dex client are checked again (reads only)")
+	recheck := fs.Duration("recheck", 5*time.Minute, "how often a Ready tenant's database and Dex client, and every TraceKitDatabase, are checked again (reads only)")
 	debug := fs.Bool("debug", false, "human-readable debug logs instead of JSON")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -116,6 +116,9 @@ func runManager(ctx context.Context, args []string) error {
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the TraceKitTenant controller: %w", err)
+	}
+	if err := (&controllers.DatabaseReconciler{Client: mgr.GetClient(), Databases: dbs, Recheck: *recheck}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up the TraceKitDatabase controller: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err

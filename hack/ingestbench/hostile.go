@@ -29,7 +29,7 @@ const (
 // hostile senders for dur, and reports the share of the exporters' batches accepted and the server's
 // peak RSS.
 func runHostile(bin, admin string, clients, batch int, dur time.Duration) error {
-	b, err := start(bin, admin)
+	b, err := start(bin, admin, "owner")
 	if err != nil {
 		return err
 	}

@@ -1,9 +1,13 @@
 // Command ingestbench measures durable OTLP ingest: it starts `tracekit server` on a fresh
 // PostgreSQL database, drives OTLP/HTTP (POST /v1/traces) or OTLP/gRPC (TraceService/Export) with
-// concurrent protobuf batches, and reports accepted spans/s, request latency, the server's CPU per
-// span and its peak RSS. Every counted span was acknowledged, so it is committed. Run it with
-// `make bench-ingest` (ARGS="-protocol grpc", or "-protocol both" for the two side by side, each on a
-// fresh database).
+// concurrent protobuf batches, and reports accepted spans/s, request latency, the CPU per span of the
+// server and of its PostgreSQL backends, and the server's peak RSS. Every counted span was
+// acknowledged, so it is committed. By default it measures both database paths side by side: the
+// server connected as the database owner (COPY) and as the tenant's own role (what a cluster's tenant
+// server uses: INSERT … SELECT FROM unnest under row-level security), in the order owner, tenant,
+// tenant, owner so that a machine getting busier or quieter favours neither, and prints the ratio.
+// Run it with `make bench-ingest` (ARGS="-path tenant" for one path, "-protocol grpc" for OTLP/gRPC,
+// "-protocol both" for the two transports side by side, each run on a fresh database).
 package main
 
 import (
@@ -23,6 +27,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	collectorpb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
@@ -46,7 +51,17 @@ func main() {
 	dur := flag.Duration("duration", 30*time.Second, "measurement time")
 	hostile := flag.Bool("hostile", false, "drive the hostile mix beside the exporters (8 concurrent 15 MiB JSON bodies, 16 gzip bombs, 8 trickling senders) and report the share of their batches accepted")
 	protocol := flag.String("protocol", "http", "http (OTLP/HTTP protobuf), grpc (OTLP/gRPC) or both, one after the other")
+	path := flag.String("path", "both", "the server's database connection: owner (COPY), tenant (the tenant's own role, under row-level security) or both side by side")
 	flag.Parse()
+	paths := []string{*path}
+	switch *path {
+	case "owner", "tenant":
+	case "both":
+		paths = []string{"owner", "tenant", "tenant", "owner"}
+	default:
+		fmt.Fprintf(os.Stderr, "ingestbench: -path %q: use owner, tenant or both\n", *path)
+		os.Exit(2)
+	}
 	protocols := []string{*protocol}
 	switch *protocol {
 	case "http", "grpc":
@@ -59,18 +74,55 @@ func main() {
 	if *hostile {
 		protocols = []string{"hostile"}
 	}
+	fail := func(err error) {
+		fmt.Fprintln(os.Stderr, "ingestbench:", err)
+		os.Exit(1)
+	}
 	for _, p := range protocols {
-		var err error
 		if p == "hostile" {
-			err = runHostile(*bin, *admin, *clients, *batch, *dur)
-		} else {
-			err = run(*bin, *admin, p, *clients, *batch, *dur)
+			if err := runHostile(*bin, *admin, *clients, *batch, *dur); err != nil {
+				fail(err)
+			}
+			continue
 		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "ingestbench:", err)
-			os.Exit(1)
+		results := map[string][]result{}
+		for _, role := range paths {
+			r, err := run(*bin, *admin, p, role, *clients, *batch, *dur)
+			if err != nil {
+				fail(err)
+			}
+			results[role] = append(results[role], r)
+		}
+		if len(results) == 2 {
+			summarise(p, results)
 		}
 	}
+}
+
+// result is one run's figures.
+type result struct {
+	spansPerSec float64
+	serverCPU   float64 // µs per span
+	postgresCPU float64 // µs per span, the server's PostgreSQL backends
+}
+
+// summarise prints each path's mean over its runs and the tenant path's share of the owner's.
+func summarise(protocol string, results map[string][]result) {
+	mean := func(rs []result) (m result) {
+		for _, r := range rs {
+			m.spansPerSec += r.spansPerSec / float64(len(rs))
+			m.serverCPU += r.serverCPU / float64(len(rs))
+			m.postgresCPU += r.postgresCPU / float64(len(rs))
+		}
+		return m
+	}
+	owner, tenant := mean(results["owner"]), mean(results["tenant"])
+	fmt.Printf("\n%s, mean of %d runs each:\n", protocol, len(results["owner"]))
+	fmt.Printf("  %-34s %9s %16s %18s\n", "path", "spans/s", "server µs/span", "PostgreSQL µs/span")
+	fmt.Printf("  %-34s %9.0f %16.2f %18.2f\n", "owner connection, COPY", owner.spansPerSec, owner.serverCPU, owner.postgresCPU)
+	fmt.Printf("  %-34s %9.0f %16.2f %18.2f\n", "tenant's own role, INSERT … unnest", tenant.spansPerSec, tenant.serverCPU, tenant.postgresCPU)
+	fmt.Printf("tenant role / owner COPY: %.2f× spans/s, %.2f× the CPU per span (server + PostgreSQL)\n",
+		tenant.spansPerSec/owner.spansPerSec, (tenant.serverCPU+tenant.postgresCPU)/(owner.serverCPU+owner.postgresCPU))
 }
 
 // bench is a started server with a tenant and its ingest key.
@@ -80,6 +132,7 @@ type bench struct {
 	grpcAddr string
 	key      string
 	drop     func() error
+	dsn      string // the scratch database, as its owner
 }
 
 func (b *bench) close() {
@@ -88,8 +141,9 @@ func (b *bench) close() {
 	dropDatabase(b.drop)
 }
 
-// start creates a scratch database with a tenant and an API key, and starts bin on it.
-func start(bin, admin string) (*bench, error) {
+// start creates a scratch database with a tenant and an API key, and starts bin on it connected as
+// the database owner, or with role "tenant" as the tenant's own login role.
+func start(bin, admin, role string) (*bench, error) {
 	ctx := context.Background()
 	dsn, drop, err := storetest.NewDatabase(ctx, admin, "tracekit_bench_")
 	if err != nil {
@@ -103,7 +157,8 @@ func start(bin, admin string) (*bench, error) {
 	if err := db.Migrate(ctx); err != nil {
 		return fail(err)
 	}
-	if _, err := db.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: "bench"}); err != nil {
+	creds, err := db.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: "bench"})
+	if err != nil {
 		return fail(err)
 	}
 	key, _, err := db.Admin().CreateAPIKey(ctx, "bench", "ingestbench", nil)
@@ -111,11 +166,17 @@ func start(bin, admin string) (*bench, error) {
 		return fail(err)
 	}
 	db.Close()
-	srv, base, grpcAddr, err := benchserver.StartGRPC(bin, dsn)
+	serverDSN := dsn
+	if role == "tenant" {
+		if serverDSN, err = creds.DSN(dsn); err != nil {
+			return fail(err)
+		}
+	}
+	srv, base, grpcAddr, err := benchserver.StartGRPC(bin, serverDSN)
 	if err != nil {
 		return fail(err)
 	}
-	return &bench{srv: srv, url: base + "/v1/traces", grpcAddr: grpcAddr, key: key, drop: drop}, nil
+	return &bench{srv: srv, url: base + "/v1/traces", grpcAddr: grpcAddr, key: key, drop: drop, dsn: dsn}, nil
 }
 
 // watchRSS samples pid's peak RSS until stop is closed.
@@ -136,17 +197,17 @@ func watchRSS(pid int, stop <-chan struct{}) *atomic.Int64 {
 	return &peak
 }
 
-func run(bin, admin, protocol string, clients, batch int, dur time.Duration) error {
-	b, err := start(bin, admin)
+func run(bin, admin, protocol, role string, clients, batch int, dur time.Duration) (result, error) {
+	b, err := start(bin, admin, role)
 	if err != nil {
-		return err
+		return result{}, err
 	}
 	defer b.close()
 	srv := b.srv
 	export := httpExporter(b.url, b.key, clients)
 	if protocol == "grpc" {
 		if export, err = grpcExporter(b.grpcAddr, b.key); err != nil {
-			return err
+			return result{}, err
 		}
 	}
 	bodies := make([]body, 64)
@@ -164,6 +225,10 @@ func run(bin, admin, protocol string, clients, batch int, dur time.Duration) err
 	peakRSS := watchRSS(srv.Process.Pid, stop)
 	deadline := time.Now().Add(dur)
 	cpu0 := cpuSeconds(srv.Process.Pid)
+	pg0, err := backendCPU(b.dsn)
+	if err != nil {
+		return result{}, err
+	}
 	start := time.Now()
 	var wg sync.WaitGroup
 	for c := 0; c < clients; c++ {
@@ -191,6 +256,14 @@ func run(bin, admin, protocol string, clients, batch int, dur time.Duration) err
 	wg.Wait()
 	elapsed := time.Since(start)
 	cpu := cpuSeconds(srv.Process.Pid) - cpu0
+	pg1, err := backendCPU(b.dsn)
+	if err != nil {
+		return result{}, err
+	}
+	pgCPU := 0.0
+	for pid, s := range pg1 {
+		pgCPU += s - pg0[pid] // a backend started during the run counts from 0
+	}
 	close(stop)
 	sort.Slice(latency, func(i, j int) bool { return latency[i] < latency[j] })
 	pct := func(p float64) time.Duration {
@@ -199,15 +272,40 @@ func run(bin, admin, protocol string, clients, batch int, dur time.Duration) err
 		}
 		return latency[int(p*float64(len(latency)-1))]
 	}
-	fmt.Printf("protocol=%s clients=%d batch=%d duration=%s\n", protocol, clients, batch, elapsed.Round(time.Millisecond))
+	load, _ := os.ReadFile("/proc/loadavg")
+	fmt.Printf("path=%s protocol=%s clients=%d batch=%d duration=%s load average %s\n", role, protocol, clients, batch,
+		elapsed.Round(time.Millisecond), strings.Join(strings.Fields(string(load))[:3], " "))
 	fmt.Printf("accepted spans: %d (%.0f spans/s), failed requests: %d\n", spans.Load(), float64(spans.Load())/elapsed.Seconds(), failed.Load())
 	fmt.Printf("request latency: p50 %s, p99 %s\n", pct(0.5).Round(time.Millisecond), pct(0.99).Round(time.Millisecond))
 	fmt.Printf("server peak RSS: %d MB\n", peakRSS.Load()/1024)
+	r := result{spansPerSec: float64(spans.Load()) / elapsed.Seconds()}
 	if n := spans.Load(); n > 0 {
 		// CPU per span is steadier than spans/s on a shared machine: it does not count waiting.
-		fmt.Printf("server CPU: %.1f s, %.2f µs per span\n", cpu, cpu/float64(n)*1e6)
+		r.serverCPU, r.postgresCPU = cpu/float64(n)*1e6, pgCPU/float64(n)*1e6
+		fmt.Printf("server CPU: %.1f s, %.2f µs per span; its PostgreSQL backends: %.1f s, %.2f µs per span\n", cpu, r.serverCPU, pgCPU, r.postgresCPU)
 	}
-	return nil
+	return r, nil
+}
+
+// backendCPU is the CPU time of each PostgreSQL backend connected to the database of dsn, by pid
+// (PostgreSQL runs on this host). Work of the WAL writer and checkpointer is not included.
+func backendCPU(dsn string) (map[int]float64, error) {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(ctx)
+	rows, _ := conn.Query(ctx, "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return nil, fmt.Errorf("list PostgreSQL backends: %w", err)
+	}
+	out := make(map[int]float64, len(pids))
+	for _, pid := range pids {
+		out[int(pid)] = cpuSeconds(int(pid))
+	}
+	return out, nil
 }
 
 // httpExporter posts an encoded request to url as OTLP/HTTP protobuf.

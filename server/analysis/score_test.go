@@ -56,9 +56,11 @@ func endOf(a store.AnomalyRecord, now int64) int64 {
 }
 
 // TestDemoIncidents_DetectedAndExplained runs the analysis over a day of demo traffic and scores it
-// against the demo's labelled incidents: every incident must produce an anomaly of its service, at
-// most one anomaly a day may match no incident, and the top root cause of at least 90 % of the
-// incidents' anomalies must be the injected one. Run with -v to see the table.
+// against the demo's labelled incidents: every incident must produce an anomaly of its service
+// within 20 minutes of its onset, no anomaly may match no incident, the top root cause of at least
+// 90 % of the incidents' anomalies must be the injected one, and every anomaly of the public API
+// (api-gateway) during an incident must name the incident's root service first. Run with -v to see
+// the table.
 func TestDemoIncidents_DetectedAndExplained(t *testing.T) {
 	for _, seed := range demoSeeds() {
 		t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) { scoreDemo(t, seed) })
@@ -78,7 +80,9 @@ func demoSeeds() []int64 {
 func scoreDemo(t *testing.T, seed int64) {
 	storetest.Dialects(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
-		opts := demo.Options{Seed: seed, Duration: 24 * time.Hour}
+		// Twice the default traffic: at the default, a route with 5 % of the gateway's requests
+		// sees about one request a minute at the busiest time, too few to judge within 5 minutes.
+		opts := demo.Options{Seed: seed, Duration: 24 * time.Hour, Traces: 2 * demo.DefaultTraces}
 		res := analysistest.LoadDemo(t, db, opts)
 		tn := db.ForTenant(analysistest.Tenant)
 		now := analysistest.End.Add(10 * time.Minute)
@@ -108,6 +112,20 @@ func scoreDemo(t *testing.T, seed int64) {
 			}
 		}
 
+		// What an on-call engineer sees first: the public API's anomaly during an incident, whose
+		// root-cause analysis must name the incident's root service.
+		gateway, gatewayRoot, prompt := 0, 0, 0
+		for _, r := range rows {
+			if r.gateway {
+				gateway++
+				if r.gatewayCorrect {
+					gatewayRoot++
+				}
+			}
+			if r.detected && r.delay <= 5*time.Minute {
+				prompt++
+			}
+		}
 		var b strings.Builder
 		fmt.Fprintf(&b, "\n%-32s %-14s %-24s %-9s %-6s %-13s %-16s %-10s %-8s %s\n", "INCIDENT", "CAUSE", "SERVICE", "DETECTED", "DELAY", "WINDOW", "METRIC", "SEVERITY", "GATEWAY", "TOP CAUSE (confidence)")
 		detected, correct := 0, 0
@@ -137,8 +155,10 @@ func scoreDemo(t *testing.T, seed int64) {
 		days := opts.Duration.Hours() / 24
 		recall := float64(detected) / float64(len(rows))
 		accuracy := float64(correct) / float64(len(rows))
-		fmt.Fprintf(&b, "recall %.0f%% (%d/%d), false anomalies %.1f per day (%d), RCA top-1 %.0f%% (%d/%d), %d anomalies in all",
-			100*recall, detected, len(rows), float64(len(false_))/days, len(false_), 100*accuracy, correct, len(rows), len(anomalies))
+		fmt.Fprintf(&b, "recall %.0f%% (%d/%d), within 5 minutes %d, false anomalies %.1f per day (%d), RCA top-1 %.0f%% (%d/%d), "+
+			"public API's anomaly names the root %d/%d, %d anomalies in all",
+			100*recall, detected, len(rows), prompt, float64(len(false_))/days, len(false_), 100*accuracy, correct, len(rows),
+			gatewayRoot, gateway, len(anomalies))
 		t.Log(b.String())
 
 		if len(rows) < 7 {
@@ -147,8 +167,16 @@ func scoreDemo(t *testing.T, seed int64) {
 		if recall < 1 {
 			t.Errorf("recall %.0f%%, want every incident detected", 100*recall)
 		}
-		if float64(len(false_))/days > 1 {
-			t.Errorf("%d false anomalies in %.0f day(s), want at most one a day", len(false_), days)
+		if len(false_) > 0 {
+			t.Errorf("%d false anomalies in %.0f day(s), want none", len(false_), days)
+		}
+		if gatewayRoot < gateway {
+			t.Errorf("the public API's anomaly names the root service first in %d of %d incidents, want all", gatewayRoot, gateway)
+		}
+		for _, r := range rows {
+			if r.detected && r.delay > 20*time.Minute {
+				t.Errorf("%s detected %s after its onset, want within 20 minutes", r.inc.ID, r.delay)
+			}
 		}
 		if accuracy < 0.9 {
 			t.Errorf("RCA ranks the injected cause first for %.0f%% of incidents, want at least 90%%", 100*accuracy)

@@ -12,7 +12,7 @@ import (
 // Metric, window) and why it happened (Cause).
 type Incident struct {
 	ID          string    `json:"id"`
-	Kind        string    `json:"kind"` // latency, error_rate, llm_cost or throughput
+	Kind        string    `json:"kind"` // latency, error_rate, llm_cost, throughput or queue_lag
 	Service     string    `json:"service"`
 	Operation   string    `json:"operation"`
 	Metric      string    `json:"metric"`
@@ -62,24 +62,28 @@ type schedule struct {
 
 // newSchedule places the incidents in the last 24 hours before end (the whole run when shorter),
 // starting at least three "hours" (24ths of that span) into it, so that anomaly detection has a
-// baseline, ending at least an "hour" before end and two apart, at the busiest free times
-// of day so each has enough traffic to be seen: the short checkout outage first, as it needs the
-// busiest slot most. Lengths scale with the span so a short run still shows them.
+// baseline, ending at least an "hour" before end and forty "minutes" apart (so that the anomalies
+// one incident leaves in its callers end before the next begins), at the busiest free times of day
+// so each has enough traffic to be seen. Incidents seen on one route of a service, and those of
+// services few requests reach, are placed first: they need the busiest slots most. Lengths scale with the span
+// so a short run still shows them.
 func newSchedule(end time.Time, d time.Duration) schedule {
 	span := min(d, 24*time.Hour)
 	hour := span / 24
 	lo, hi := end.Add(-span+3*hour), end.Add(-hour)
 	var placed []window
-	place := func(length time.Duration) window {
-		w := busiest(lo, hi, length, 2*hour, placed, end.Location())
-		placed = append(placed, w)
-		return w
-	}
 	var s schedule
-	s.inventory = place(40 * hour / 60)
-	s.payment = place(2 * hour)
-	s.llm = place(3 * hour)
-	s.more = s.placeMore(end, d)
+	for _, p := range []struct {
+		w      *window
+		length time.Duration
+	}{
+		{&s.more.profile, hour}, {&s.more.stockLock, 45 * hour / 60}, {&s.inventory, 40 * hour / 60},
+		{&s.payment, 90 * hour / 60}, {&s.more.provider, hour}, {&s.more.consumer, 45 * hour / 60}, {&s.more.search, hour},
+		{&s.more.retries, hour}, {&s.llm, 90 * hour / 60}, {&s.more.neighbour, hour}, {&s.more.cache, 45 * hour / 60},
+	} {
+		*p.w = busiest(lo, hi, p.length, 40*hour/60, placed, end.Location())
+		placed = append(placed, *p.w)
+	}
 	return s
 }
 

@@ -9,14 +9,18 @@ import (
 
 // More incidents, so that anomaly detection and root-cause analysis are scored on every kind
 // of cause the analysis is meant to find: a slow external dependency, a regression in a service's
-// own code shipped by a deployment, a noisy neighbour on one host, a retry storm, and a fault deep in
-// the call graph that only some routes of the public API see.
+// own code shipped by a deployment, a noisy neighbour on one host, a retry storm, faults deep in
+// the call graph that only one or two routes of the public API see, a cache outage whose fallback
+// floods the database, and a message consumer falling behind.
 type moreSchedule struct {
 	provider  window // Anthropic's API slow behind the llm-gateway
 	search    window // search-service 2.1.0 with a slow re-ranker
 	neighbour window // one inventory-service pod starved of CPU
 	retries   window // recommendation-service retrying user-service history calls
 	profile   window // user-service's profile query without its index, seen on two gateway routes
+	stockLock window // inventory-service's stock check waiting on a lock, seen on one gateway route
+	cache     window // the shared Redis cache down: inventory-service reads every product from the database
+	consumer  window // activity-service's consumer group down to one member, falling behind
 }
 
 const (
@@ -30,28 +34,6 @@ const (
 
 // noisyHost is the inventory-service pod that shares its node with a CPU-hungry neighbour.
 var noisyHost = resources{}.get(inventory, inventory.version, noisyPod).host
-
-// placeMore puts the four incidents, an "hour" each, at the busiest times left free by the first
-// three, half an "hour" apart from any other.
-func (s schedule) placeMore(end time.Time, d time.Duration) moreSchedule {
-	span := min(d, 24*time.Hour)
-	hour := span / 24
-	lo, hi := end.Add(-span+3*hour), end.Add(-hour)
-	taken := []window{s.payment, s.inventory, s.llm}
-	place := func() window {
-		w := busiest(lo, hi, hour, hour/2, taken, end.Location())
-		taken = append(taken, w)
-		return w
-	}
-	// The incidents of low-traffic services take the busiest slots.
-	var m moreSchedule
-	m.provider = place()
-	m.retries = place()
-	m.search = place()
-	m.neighbour = place()
-	m.profile = place()
-	return m
-}
 
 // profileQuery is user-service's profile read, slow during the profile incident: a migration
 // dropped the index it uses.
@@ -73,7 +55,28 @@ func (m moreSchedule) incidents() []Incident {
 	ns, ne := at(m.neighbour)
 	rs, re := at(m.retries)
 	us, ue := at(m.profile)
+	ks, ke := at(m.stockLock)
+	cs, ce := at(m.cache)
+	as, ae := at(m.consumer)
 	return []Incident{{
+		ID: "cart-stock-lock-wait", Kind: "latency", Service: "api-gateway", Operation: "POST /api/cart/items", Metric: "p95_duration",
+		Start: ks, End: ke,
+		Cause: Cause{Type: "db_statement", Service: "inventory-service", Attribute: "db.statement", Value: stockCheckQuery,
+			Description: "A stock re-count job held row locks on the stock table: inventory-service's stock check (SELECT … FOR SHARE) waited ~300 ms for them instead of ~1.5 ms."},
+		Description: "Adding to the cart (POST /api/cart/items, 8 % of the gateway's requests, through checkout-service to inventory-service) became many times slower; the rest of the API was unchanged.",
+	}, {
+		ID: "cache-outage-fallback", Kind: "latency", Service: "inventory-service", Metric: "p95_duration",
+		Start: cs, End: ce,
+		Cause: Cause{Type: "fallback", Service: "inventory-service",
+			Description: "The shared Redis cache (" + cacheRedis.host + ") lost its pod: every GET was refused, and inventory-service fell back to the replica, loading each product of a listing page one by one."},
+		Description: "inventory-service's cache reads all failed and its database calls per request jumped several-fold (a listing page: one query became 24); its p95 rose several times.",
+	}, {
+		ID: "activity-consumer-lag", Kind: "queue_lag", Service: activity.name, Operation: activityTopic + " process", Metric: "queue_lag",
+		Start: as, End: ae,
+		Cause: Cause{Type: "queue_lag", Service: activity.name,
+			Description: "activity-service's consumer group was down to one member (the other pod kept failing to rejoin), which could not keep up: messages waited minutes on the " + activityTopic + " topic. The time spent on each message did not change."},
+		Description: "The lag of the " + activityTopic + " topic grew to several minutes; the backlog drained within minutes once both consumers ran again.",
+	}, {
 		ID: "account-profile-slow", Kind: "latency", Service: "api-gateway", Operation: "GET /api/account", Metric: "p95_duration",
 		Start: us, End: ue,
 		Cause: Cause{Type: "db_statement", Service: "user-service", Attribute: "db.statement", Value: profileQuery,
@@ -104,6 +107,51 @@ func (m moreSchedule) incidents() []Incident {
 			Description: "A configuration change set recommendation-service's history client timeout to 3 ms (meant as seconds): every call timed out and was retried up to nine times."},
 		Description: "user-service received several times its usual share of requests, nearly all GET /v1/users/{id}/history from recommendation-service.",
 	}}
+}
+
+// stockCheckQuery is inventory-service's stock check before adding to the cart; it waits on row
+// locks during the stock-lock incident.
+const stockCheckQuery = "SELECT available, reserved FROM stock WHERE product_id = $1 FOR SHARE"
+
+// stockCheckTime is the median and p95 of the stock check at the trace's time, in ms.
+func (t *trace) stockCheckTime() (float64, float64) {
+	if t.g.sched.more.stockLock.has(t.at) {
+		return 300, 900
+	}
+	return 1.5, 6
+}
+
+// cacheDown says whether the shared cache refuses connections at the trace's time.
+func (t *trace) cacheDown() bool { return t.g.sched.more.cache.has(t.at) }
+
+// cacheGet is a read of the shared cache; it returns false (after the refused attempt) while the
+// cache is down.
+func (t *trace) cacheGet(s *span, stmt string, at int64) (int64, bool) {
+	g := t.g
+	if !t.cacheDown() {
+		return t.db(s, cacheRedis, "GET", "", stmt, at, g.lognorm(0.3, 1.2)).done(), true
+	}
+	d := t.db(s, cacheRedis, "GET", "", stmt, at, g.lognorm(0.8, 3))
+	d.set(str("error.type", "ConnectionRefused"))
+	d.fail(d.done(), "dial tcp "+cacheRedis.host+":6379: connect: connection refused", "redis.exceptions.ConnectionError")
+	return d.done(), false
+}
+
+// activityLag is how long a message of the activity topic published at the trace's time waits
+// before activity-service consumes it: tens of milliseconds, but during the consumer incident the
+// backlog grows by six seconds a minute, and once both consumers run again it drains at twice
+// that rate.
+func (t *trace) activityLag() int64 {
+	w, normal := t.g.sched.more.consumer, t.g.lognorm(8, 40)
+	if t.at < w.start {
+		return normal
+	}
+	const growth, drain = 0.1, 0.2
+	backlog := growth * float64(min(t.at, w.end)-w.start)
+	if t.at >= w.end {
+		backlog -= drain * float64(t.at-w.end)
+	}
+	return normal + int64(max(backlog, 0))
 }
 
 // providerDelay is how much longer a model of m's provider takes to answer at the trace's time.

@@ -1,7 +1,9 @@
 package demo
 
 import (
+	"slices"
 	"testing"
+	"time"
 
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 )
@@ -12,8 +14,8 @@ func TestRun_MoreIncidentsAreVisibleInTheData(t *testing.T) {
 	for _, inc := range res.Incidents {
 		byID[inc.ID] = inc
 	}
-	if len(res.Incidents) != 8 {
-		t.Fatalf("%d incidents, want 8", len(res.Incidents))
+	if len(res.Incidents) != 11 {
+		t.Fatalf("%d incidents, want 11", len(res.Incidents))
 	}
 	tests := []struct {
 		incident string
@@ -27,6 +29,67 @@ func TestRun_MoreIncidentsAreVisibleInTheData(t *testing.T) {
 			all, rest := inWindow(spans, inc, serverSpan("api-gateway", ""))
 			if r := p95(all) / p95(rest); r > 1.5 {
 				t.Errorf("the gateway's p95 over all routes grew %.1fx; the incident should show on its routes only", r)
+			}
+		}},
+		{"cart-stock-lock-wait", func(t *testing.T, inc Incident) {
+			in, out := inWindow(spans, inc, serverSpan("api-gateway", inc.Operation))
+			if r := p95(in) / p95(out); r < 3 {
+				t.Errorf("api-gateway %s p95 in the window is %.1fx outside, want at least 3x", inc.Operation, r)
+			}
+			all, rest := inWindow(spans, inc, serverSpan("api-gateway", ""))
+			if r := p95(all) / p95(rest); r > 1.5 {
+				t.Errorf("the gateway's p95 over all routes grew %.1fx; the incident should show on its route only", r)
+			}
+		}},
+		{"cache-outage-fallback", func(t *testing.T, inc Incident) {
+			gets, _ := inWindow(spans, inc, func(s received) bool {
+				return s.attr("server.address") == cacheRedis.host && s.attr("db.operation.name") == "GET"
+			})
+			if len(gets) == 0 || errorRate(gets) < 1 {
+				t.Errorf("%d cache GETs in the window, error rate %.2f; want all failing", len(gets), errorRate(gets))
+			}
+			perRequest := func(spans []received) float64 {
+				reqs, calls := 0, 0
+				for _, s := range spans {
+					switch {
+					case serverSpan("inventory-service", "")(s):
+						reqs++
+					case s.service() == "inventory-service" && s.attr("server.address") == inventoryReplica.host:
+						calls++
+					}
+				}
+				return float64(calls) / float64(reqs)
+			}
+			in, out := inWindow(spans, inc, func(s received) bool { return s.service() == "inventory-service" })
+			if b, a := perRequest(out), perRequest(in); a < 5*b {
+				t.Errorf("inventory-service made %.1f replica calls per request in the window and %.1f outside; want a jump", a, b)
+			}
+		}},
+		{"activity-consumer-lag", func(t *testing.T, inc Incident) {
+			byID := map[string]received{}
+			for _, s := range spans {
+				byID[string(s.span.SpanId)] = s
+			}
+			lag := func(s received) float64 {
+				return float64(s.span.StartTimeUnixNano - byID[string(s.span.ParentSpanId)].span.EndTimeUnixNano)
+			}
+			var lastMinutes, before []float64
+			for _, s := range spans {
+				if s.span.Kind != tracepb.Span_SPAN_KIND_CONSUMER {
+					continue
+				}
+				p := byID[string(s.span.ParentSpanId)]
+				at := int64(p.span.StartTimeUnixNano)
+				switch {
+				case at >= inc.End.Add(-10*time.Minute).UnixNano() && at < inc.End.UnixNano():
+					lastMinutes = append(lastMinutes, lag(s))
+				case at < inc.Start.UnixNano():
+					before = append(before, lag(s))
+				}
+			}
+			if len(lastMinutes) == 0 || slices.Min(lastMinutes) < 60e9 || slices.Max(before) > 5e9 {
+				t.Errorf("%d messages at the incident's end waited at least %.0fs; before it at most %.1fs; want minutes against moments",
+					len(lastMinutes), slices.Min(append(lastMinutes, 0))/1e9, slices.Max(before)/1e9)
 			}
 		}},
 		{"llm-provider-slow", func(t *testing.T, inc Incident) {

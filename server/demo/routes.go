@@ -91,6 +91,9 @@ func (g *generator) trace(at int64) *trace {
 			gw.set(str("enduser.id", user))
 		}
 		rep := r.api(t, gw, at, user)
+		if ev := activityEvents[r.path]; ev != "" && rep.code < 400 {
+			rep.end = t.publishActivity(gw, rep.end, ev)
+		}
 		rep.end += g.lognorm(0.1, 0.5)
 		return rep
 	})
@@ -110,6 +113,37 @@ func (g *generator) trace(at int64) *trace {
 	fe.set(i64("http.response.status_code", int64(code)))
 	fe.end(end + g.lognorm(0.4, 2))
 	return t
+}
+
+// activityEvents are the routes whose requests api-gateway reports on the activity topic, by the
+// event they publish.
+var activityEvents = map[string]string{"/products/{id}": "product_viewed", "/cart/items": "cart_item_added"}
+
+// publishActivity publishes an activity event from the gateway and returns when the broker acked
+// it; activity-service consumes the message later, in the same trace, and records the view.
+func (t *trace) publishActivity(gw *span, at int64, event string) int64 {
+	g := t.g
+	pub := t.child(gw, gateway.scopes.kafka, producer, activityTopic+" publish", at,
+		str("messaging.system", "kafka"),
+		str("messaging.operation.type", "publish"),
+		str("messaging.destination.name", activityTopic),
+		str("server.address", "kafka.shop.svc"))
+	end := pub.end(at + g.lognorm(0.8, 3))
+	pod := g.rng.IntN(activity.pods)
+	if g.sched.more.consumer.has(t.at) {
+		pod = 0 // the only member left in the consumer group
+	}
+	con := t.open(pub, g.res.get(activity, activity.version, pod), activity.scopes.kafka, consumer, activityTopic+" process",
+		end+t.activityLag(),
+		str("messaging.system", "kafka"),
+		str("messaging.operation.type", "process"),
+		str("messaging.destination.name", activityTopic),
+		str("messaging.consumer.group.name", activity.name),
+		str("messaging.kafka.message.key", event))
+	at = t.db(con, usersDB, "INSERT", "product_views", "INSERT INTO product_views (user_id, product_id, event, viewed_at) VALUES ($1, $2, $3, $4)",
+		int64(con.pb.StartTimeUnixNano)+g.lognorm(0.1, 0.4), g.lognorm(2, 7)).done()
+	con.end(at + g.lognorm(0.3, 1))
+	return end
 }
 
 func (t *trace) pass(r reply) reply {
@@ -132,13 +166,15 @@ func (t *trace) internalError(srv, raised *span, at int64, code int, excType, ms
 func (t *trace) homeAPI(gw *span, at int64, _ string) reply {
 	return t.pass(t.call(gw, inventory, "GET", "/v1/products/featured", "/v1/products/featured", at, func(s *span, at int64) reply {
 		g := t.g
-		at = t.db(s, cacheRedis, "GET", "", "GET products:featured", at, g.lognorm(0.3, 1.2)).done()
-		if g.chance(0.1) {
+		at, cached := t.cacheGet(s, "GET products:featured", at)
+		if miss := g.chance(0.1); miss || !cached {
 			var fail *reply
 			if at, fail = t.replica(s, "products", "SELECT p.id, p.name, p.price_cents, p.image_url FROM products p WHERE p.featured ORDER BY p.popularity DESC LIMIT 12", at, 6, 20); fail != nil {
 				return *fail
 			}
-			at = t.db(s, cacheRedis, "SETEX", "", "SETEX products:featured 300 ?", at, g.lognorm(0.3, 1.2)).done()
+			if cached {
+				at = t.db(s, cacheRedis, "SETEX", "", "SETEX products:featured 300 ?", at, g.lognorm(0.3, 1.2)).done()
+			}
 		}
 		return ok(at+g.lognorm(0.5, 2), 200)
 	}))
@@ -147,8 +183,17 @@ func (t *trace) homeAPI(gw *span, at int64, _ string) reply {
 func (t *trace) productsAPI(gw *span, at int64, _ string) reply {
 	return t.pass(t.call(gw, inventory, "GET", "/v1/products", "/v1/products", at, func(s *span, at int64) reply {
 		g := t.g
-		at = t.db(s, cacheRedis, "GET", "", "GET products:list:?:?", at, g.lognorm(0.3, 1.2)).done()
-		if g.chance(0.4) {
+		at, cached := t.cacheGet(s, "GET products:list:?:?", at)
+		miss := g.chance(0.4)
+		if !cached {
+			// The read-through fallback loads the page's products one by one from the replica.
+			for range 24 {
+				var fail *reply
+				if at, fail = t.replica(s, "products", productQuery, at, 2, 8); fail != nil {
+					return *fail
+				}
+			}
+		} else if miss {
 			var fail *reply
 			if at, fail = t.replica(s, "products", "SELECT p.id, p.name, p.price_cents, s.available FROM products p JOIN stock s ON s.product_id = p.id WHERE p.category_id = $1 ORDER BY p.popularity DESC LIMIT $2 OFFSET $3", at, 9, 40); fail != nil {
 				return *fail
@@ -163,16 +208,18 @@ func (t *trace) productAPI(gw *span, at int64, _ string) reply {
 	g := t.g
 	id := strconv.Itoa(g.product())
 	return t.pass(t.call(gw, inventory, "GET", "/v1/products/{id}", "/v1/products/"+id, at, func(s *span, at int64) reply {
-		at = t.db(s, cacheRedis, "GET", "", "GET product:?", at, g.lognorm(0.3, 1.2)).done()
+		at, cached := t.cacheGet(s, "GET product:?", at)
 		var fail *reply
-		if g.chance(0.25) {
-			if at, fail = t.replica(s, "products", "SELECT id, sku, name, description, price_cents, category_id FROM products WHERE id = $1", at, 2, 8); fail != nil {
+		if miss := g.chance(0.25); miss || !cached {
+			if at, fail = t.replica(s, "products", productQuery, at, 2, 8); fail != nil {
 				return *fail
 			}
 			if g.chance(0.06) { // a stale link to a product that was removed
 				return ok(at+g.lognorm(0.5, 2), 404)
 			}
-			at = t.db(s, cacheRedis, "SETEX", "", "SETEX product:? 600 ?", at, g.lognorm(0.3, 1.2)).done()
+			if cached {
+				at = t.db(s, cacheRedis, "SETEX", "", "SETEX product:? 600 ?", at, g.lognorm(0.3, 1.2)).done()
+			}
 		}
 		if at, fail = t.replica(s, "stock", "SELECT available, reserved FROM stock WHERE product_id = $1", at, 1.5, 6); fail != nil {
 			return *fail
@@ -180,6 +227,9 @@ func (t *trace) productAPI(gw *span, at int64, _ string) reply {
 		return ok(at+g.lognorm(0.5, 2), 200)
 	}))
 }
+
+// productQuery reads one product on the inventory replica.
+const productQuery = "SELECT id, sku, name, description, price_cents, category_id FROM products WHERE id = $1"
 
 // replica is a read on the inventory replica; a few are cancelled when they conflict with replication.
 func (t *trace) replica(s *span, table, stmt string, at int64, median, p95 float64) (int64, *reply) {
@@ -244,7 +294,8 @@ func (t *trace) release(checkoutSpan *span, at int64) reply {
 func (t *trace) stockCheck(checkoutSpan *span, at int64) reply {
 	id := strconv.Itoa(t.g.product())
 	return t.call(checkoutSpan, inventory, "GET", "/v1/stock/{id}", "/v1/stock/"+id, at, func(s *span, at int64) reply {
-		at, fail := t.primary(s, "SELECT", "stock", "SELECT available, reserved FROM stock WHERE product_id = $1 FOR SHARE", at, 1.5, 6)
+		median, p95 := t.stockCheckTime()
+		at, fail := t.primary(s, "SELECT", "stock", stockCheckQuery, at, median, p95)
 		if fail != nil {
 			return *fail
 		}
@@ -451,8 +502,8 @@ func (t *trace) loginAPI(gw *span, at int64, _ string) reply {
 func (t *trace) searchAPI(gw *span, at int64, _ string) reply {
 	return t.pass(t.call(gw, search, "GET", "/v1/search", "/v1/search", at, func(s *span, at int64) reply {
 		g := t.g
-		at = t.db(s, cacheRedis, "GET", "", "GET search:?", at, g.lognorm(0.3, 1.2)).done()
-		if g.chance(0.35) {
+		at, cached := t.cacheGet(s, "GET search:?", at)
+		if hit := g.chance(0.35); hit && cached {
 			return ok(at+g.lognorm(0.5, 2), 200)
 		}
 		stmt := "SELECT id, name, ts_rank(search_vector, query) AS rank FROM products, plainto_tsquery('english', $1) query WHERE search_vector @@ query ORDER BY rank DESC LIMIT 24"
@@ -463,7 +514,9 @@ func (t *trace) searchAPI(gw *span, at int64, _ string) reply {
 		}
 		at = t.db(s, catalogDB, "SELECT", "products", stmt, at, g.lognorm(25, 120)).done()
 		at = t.work(s, "search.rerank", at, t.rerankTime()).done()
-		at = t.db(s, cacheRedis, "SETEX", "", "SETEX search:? 300 ?", at, g.lognorm(0.3, 1.2)).done()
+		if cached {
+			at = t.db(s, cacheRedis, "SETEX", "", "SETEX search:? 300 ?", at, g.lognorm(0.3, 1.2)).done()
+		}
 		return ok(at+g.lognorm(0.5, 2), 200)
 	}))
 }
@@ -476,8 +529,8 @@ func (t *trace) recommendationsAPI(gw *span, at int64, user string) reply {
 		if user != "" {
 			at = t.recommendationHistory(s, at, user) // without history the recommendations are just less personal
 		}
-		at = t.db(s, cacheRedis, "GET", "", "GET recs:?", at, g.lognorm(0.3, 1.2)).done()
-		if g.chance(0.25) {
+		at, cached := t.cacheGet(s, "GET recs:?", at)
+		if hit := g.chance(0.25); hit && cached {
 			return ok(at+g.lognorm(0.5, 2), 200)
 		}
 		if g.chance(0.35) {
@@ -500,7 +553,9 @@ func (t *trace) recommendationsAPI(gw *span, at int64, user string) reply {
 			return ok(at+g.lognorm(0.5, 2), 200)
 		}
 		at = t.work(s, "recommendations.parse", at, g.lognorm(1, 3)).done()
-		at = t.db(s, cacheRedis, "SETEX", "", "SETEX recs:? 900 ?", at, g.lognorm(0.3, 1.2)).done()
+		if cached {
+			at = t.db(s, cacheRedis, "SETEX", "", "SETEX recs:? 900 ?", at, g.lognorm(0.3, 1.2)).done()
+		}
 		return ok(at+g.lognorm(0.5, 2), 200)
 	}))
 }

@@ -37,6 +37,7 @@ var languages = map[string]struct {
 		client:   scope("go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp", "0.63.0"),
 		postgres: scope("github.com/exaring/otelpgx", "0.9.3"),
 		redis:    scope("github.com/redis/go-redis/extra/redisotel", "9.14.0"),
+		kafka:    scope("github.com/twmb/franz-go/plugin/kotel", "1.6.0"),
 	}},
 	"java": {"1.54.1", scopes{
 		server:   scope("io.opentelemetry.spring-webmvc-6.0", "2.20.1-alpha"),
@@ -73,7 +74,11 @@ var (
 	llmGateway     = newService("llm-gateway", "1.2.0", "go", 2, 8080)
 	search         = newService("search-service", "2.0.1", "go", 2, 8080)
 	assistant      = newService("support-assistant", "0.4.2", "python", 2, 8000)
+	activity       = newService("activity-service", "1.3.0", "java", 2, 8080) // consumes the activity topic
 )
+
+// activityTopic is the Kafka topic api-gateway publishes product views and cart additions to.
+const activityTopic = "user-activity"
 
 const (
 	paymentGoodVersion = "2.3.1"

@@ -19,6 +19,7 @@ const (
 	client   = tracepb.Span_SPAN_KIND_CLIENT
 	internal = tracepb.Span_SPAN_KIND_INTERNAL
 	producer = tracepb.Span_SPAN_KIND_PRODUCER
+	consumer = tracepb.Span_SPAN_KIND_CONSUMER
 )
 
 // span is a span under construction together with where it will be reported from.
@@ -50,7 +51,7 @@ func (t *trace) open(parent *span, res *resource, sc *commonpb.InstrumentationSc
 	}}
 	if parent != nil {
 		s.pb.ParentSpanId = parent.pb.SpanId
-		if kind == server {
+		if kind == server || kind == consumer {
 			s.pb.Flags |= flagIsRemote
 		}
 	}

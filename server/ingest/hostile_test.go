@@ -163,9 +163,16 @@ func TestExport_RejectsAbsurdTimestampsPerSpan(t *testing.T) {
 // The same batch sent twice (what an exporter does when a 200 is lost to a timeout) used to store
 // and count every span twice.
 func TestExport_StoresAndCountsASpanOnceHoweverOftenItArrives(t *testing.T) {
+	envs := map[string]func(t *testing.T) env{
+		// A cluster's tenant server: INSERT … SELECT FROM unnest under row-level security.
+		"postgres-tenant-role": func(t *testing.T) env { return newEnvAsTenantRole(t, ingest.Config{}) },
+	}
 	for _, d := range dialects {
-		t.Run(d.name, func(t *testing.T) {
-			e := newEnv(t, d.dsn(t), ingest.Config{})
+		envs[d.name] = func(t *testing.T) env { return newEnv(t, d.dsn(t), ingest.Config{}) }
+	}
+	for name, newEnv := range envs {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t)
 			genAI := []*commonpb.KeyValue{str("gen_ai.operation.name", "chat"), str("gen_ai.request.model", "gpt-4o"), num("gen_ai.usage.input_tokens", 10)}
 			req := request("checkout", 1, 3, genAI...)
 			body := marshal(t, req)

@@ -49,6 +49,38 @@ func newEnvTB(t testing.TB, dsn string, cfg ingest.Config) env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serve(t, dsn, key, db, cfg)
+}
+
+// newEnvAsTenantRole is newEnv on PostgreSQL with the receiver connected as the tenant's own role,
+// under row-level security: what a cluster's tenant server runs.
+func newEnvAsTenantRole(t *testing.T, cfg ingest.Config) env {
+	t.Helper()
+	ctx := context.Background()
+	dsn := storetest.PostgresDSN(t)
+	owner := storetest.Open(t, dsn)
+	creds, err := owner.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _, err := owner.Admin().CreateAPIKey(ctx, "acme", "test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roleDSN, err := creds.DSN(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(ctx, roleDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return serve(t, dsn, key, db, cfg)
+}
+
+// serve runs the receiver on db with cfg over real HTTP; dsn is the database as its owner.
+func serve(t testing.TB, dsn, key string, db *store.DB, cfg ingest.Config) env {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	cfg.DB = db

@@ -36,6 +36,18 @@ type requestStats struct {
 type metricPoint struct {
 	T string `json:"t"`
 	requestStats
+	// QueueLagP95MS is, for a service consuming messages, the p95 of how long they waited on the
+	// queue before it consumed them.
+	QueueLagP95MS *float64 `json:"queue_lag_p95_ms,omitempty"`
+}
+
+// queueLagStats is how long the messages one consumer operation handled waited on their queue:
+// the consumer span's start less the end of the producer span it descends from.
+type queueLagStats struct {
+	Operation string  `json:"operation"`
+	Messages  int64   `json:"messages"`
+	P50MS     float64 `json:"p50_ms"`
+	P95MS     float64 `json:"p95_ms"`
 }
 
 type operationStats struct {
@@ -52,6 +64,7 @@ type getServiceMetricsOut struct {
 	PerMin     float64          `json:"per_min"`
 	Series     []metricPoint    `json:"series"`
 	Operations []operationStats `json:"operations,omitempty"`
+	QueueLag   []queueLagStats  `json:"queue_lag,omitempty"`
 	Truncated  bool             `json:"truncated"`
 	Note       string           `json:"note,omitempty"`
 	Next       []Call           `json:"next,omitempty"`
@@ -72,7 +85,8 @@ func (tl *tools) addGetServiceMetrics(s *mcp.Server) {
 	addTool(s, tl, &mcp.Tool{
 		Name: "get_service_metrics",
 		Description: "One service's latency p50/p90/p95/p99, error % and throughput over a window as a time series, " +
-			"optionally for one operation or broken down per operation. Use to see when a regression started.",
+			"optionally for one operation or broken down per operation; for a service consuming messages also their queue lag " +
+			"(how long they waited between producer and consumer). Use to see when a regression started.",
 	}, func(p map[string]*jsonschema.Schema) {
 		p["service"].MinLength = new(1)
 		windowSchema(p, "1h")
@@ -122,13 +136,29 @@ func (tl *tools) getServiceMetrics(ctx context.Context, tn *store.Tenant, in get
 	}
 	out.Total, out.PerMin = toStats(m.Total), round(float64(m.Total.Requests)/window.Minutes(), 2)
 	// Empty buckets are kept as zero points: a gap in traffic is information.
-	byBucket := map[int64]store.RequestStats{}
+	lagOps, lagSeries, err := metrics.QueueLag(ctx, tn, store.MetricsQuery{Service: in.Service, Operation: in.Operation,
+		From: from.UnixNano(), To: to.UnixNano(), StepNS: int64(step)})
+	if err != nil {
+		return out, "", err
+	}
+	byBucket, lagByBucket := map[int64]store.RequestStats{}, map[int64]float64{}
 	for _, s := range m.Series {
 		ns, _ := strconv.ParseInt(s.Key, 10, 64)
 		byBucket[ns] = s
 	}
+	for _, s := range lagSeries {
+		ns, _ := strconv.ParseInt(s.Key, 10, 64)
+		lagByBucket[ns] = msOf(s.P95NS)
+	}
 	for t := from.UnixNano(); t < to.UnixNano(); t += int64(step) {
-		out.Series = append(out.Series, metricPoint{T: stamp(time.Unix(0, t)), requestStats: toStats(byBucket[t])})
+		p := metricPoint{T: stamp(time.Unix(0, t)), requestStats: toStats(byBucket[t])}
+		if lag, ok := lagByBucket[t]; ok {
+			p.QueueLagP95MS = &lag
+		}
+		out.Series = append(out.Series, p)
+	}
+	for _, o := range lagOps {
+		out.QueueLag = append(out.QueueLag, queueLagStats{Operation: o.Key, Messages: o.Requests, P50MS: msOf(o.P50NS), P95MS: msOf(o.P95NS)})
 	}
 	sort.Slice(m.Operations, func(i, j int) bool { return m.Operations[i].Requests > m.Operations[j].Requests })
 	for i, o := range m.Operations {
@@ -227,7 +257,17 @@ func (o getServiceMetricsOut) text() string {
 	}
 	fmt.Fprintf(&b, "%s, %s, step %s: %s (%.1f/min)\n", name, o.Window, o.Step, o.Total, o.PerMin)
 	for _, p := range o.Series {
-		fmt.Fprintf(&b, "- %s %s\n", p.T, p.requestStats)
+		lag := ""
+		if p.QueueLagP95MS != nil {
+			lag = ", queue lag p95 " + ms(*p.QueueLagP95MS)
+		}
+		fmt.Fprintf(&b, "- %s %s%s\n", p.T, p.requestStats, lag)
+	}
+	if len(o.QueueLag) > 0 {
+		b.WriteString("Queue lag (consumer start less producer end):\n")
+		for _, q := range o.QueueLag {
+			fmt.Fprintf(&b, "- %s: %d messages, p50 %s p95 %s\n", q.Operation, q.Messages, ms(q.P50MS), ms(q.P95MS))
+		}
 	}
 	if len(o.Operations) > 0 {
 		b.WriteString("By operation:\n")

@@ -16,7 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/jmoiron/sqlx"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
@@ -107,9 +108,19 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 	default:
 		return nil, fmt.Errorf("%w %q: want a postgres://user@host/db URL or sqlite:<path>", ErrBadURL, redactDSN(dsn))
 	}
-	x, err := sqlx.Open(driver, source)
-	if err != nil {
-		return nil, fmt.Errorf("open %s database: %w", dialect, err)
+	var x *sqlx.DB
+	if dialect == Postgres {
+		cfg, err := pgx.ParseConfig(source)
+		if err != nil {
+			return nil, fmt.Errorf("%w %s: %v", ErrBadURL, redactDSN(dsn), err)
+		}
+		// Every connection sends the arrays of bulk inserts as encoded (table.arrays).
+		x = sqlx.NewDb(stdlib.OpenDB(*cfg, stdlib.OptionAfterConnect(registerArrays)), driver)
+	} else {
+		var err error
+		if x, err = sqlx.Open(driver, source); err != nil {
+			return nil, fmt.Errorf("open %s database: %w", dialect, err)
+		}
 	}
 	if dialect == SQLite {
 		x.SetMaxOpenConns(4)

@@ -246,3 +246,71 @@ func TestInsertBatch_WorksForATenantRoleAndStaysInItsTenant(t *testing.T) {
 		t.Error("tenant A's role stored spans for tenant B")
 	}
 }
+
+// The production path: a tenant's server ingests as the tenant's own role, one INSERT … SELECT FROM
+// unnest per table under row-level security. A batch sent again stores and counts nothing twice, and
+// no batch, however crafted, writes a row of another tenant: neither new rows nor ones that collide
+// with rows the other tenant has (which would otherwise tell A which span ids B stores).
+func TestInsertBatch_TenantRoleStoresOnceAndNeverWritesAnotherTenant(t *testing.T) {
+	ctx := context.Background()
+	admin, dsn, tenantDSN := storetest.TwoTenants(t)
+	asA, err := store.Open(ctx, tenantDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer asA.Close()
+	cost := 0.25
+	batch := func(traces ...int) store.Batch {
+		var b store.Batch
+		for _, tr := range traces {
+			id := fmt.Sprintf("%032x", tr)
+			b.Spans = append(b.Spans,
+				store.Span{TraceID: id, SpanID: "0000000000000001", Service: "svc", Operation: "GET /", Kind: store.KindServer, IsEntry: true,
+					StartNS: 1e18, DurationNS: 5e6, Attributes: []byte(`{"http.route":"/"}`)},
+				store.Span{TraceID: id, SpanID: "0000000000000002", ParentSpanID: "0000000000000001", Service: "svc", Operation: "chat",
+					StartNS: 1e18, DurationNS: 4e6})
+			b.LLMCalls = append(b.LLMCalls, store.LLMCall{TraceID: id, SpanID: "0000000000000002", Service: "svc",
+				RequestModel: "gpt-4o", CostUSD: &cost, StartNS: 1e18, DurationNS: 4e6})
+		}
+		return b
+	}
+	a := asA.ForTenant("team-a")
+	overlap := batch(3, 4)
+	overlap.LLMCalls[1].CostUSD = nil // a model without a price: stored as NULL, not as free
+	// The first batch, a retry of it, then one overlapping it.
+	for _, b := range []store.Batch{batch(1, 2, 3), batch(1, 2, 3), overlap} {
+		if err := a.InsertBatch(ctx, b); err != nil {
+			t.Fatalf("ingest as the tenant's own role: %v", err)
+		}
+	}
+	for table, want := range map[string]int{"spans": 8, "llm_calls": 4} {
+		if n := storetest.Count(t, dsn, table, "team-a"); n != want {
+			t.Errorf("%d rows in %s, want %d (4 traces, each stored once)", n, table, want)
+		}
+	}
+	if n := storetest.QueryInt(t, dsn, "SELECT count(*) FROM llm_calls WHERE tenant_id = 'team-a' AND cost_usd IS NULL"); n != 1 {
+		t.Errorf("%d LLM calls of unknown cost, want 1", n)
+	}
+	for kind, what := range map[int]string{1: "requests", 2: "LLM calls"} {
+		if n := storetest.QueryInt(t, dsn, fmt.Sprintf("SELECT sum(n) FROM metric_rollups WHERE tenant_id = 'team-a' AND kind = %d", kind)); n != 4 {
+			t.Errorf("rollups count %d %s, want 4", n, what)
+		}
+	}
+
+	// Tenant B already stores trace 9; A's role, through a handle naming B, tries new spans (the
+	// one-statement path) and B's own span ids (the path that skips stored spans).
+	if err := admin.ForTenant("team-b").InsertBatch(ctx, batch(9)); err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string]store.Batch{"new spans": batch(5), "spans B has": batch(9), "LLM calls only": {LLMCalls: batch(6).LLMCalls}} {
+		err := asA.ForTenant("team-b").InsertBatch(ctx, b)
+		if err == nil || !strings.Contains(err.Error(), "row-level security") {
+			t.Errorf("%s for tenant B through tenant A's role: got %v, want a row-level security violation", name, err)
+		}
+	}
+	for table, want := range map[string]int{"spans": 2, "llm_calls": 1, "metric_rollups": 2} {
+		if n := storetest.Count(t, dsn, table, "team-b"); n != want {
+			t.Errorf("tenant B has %d rows in %s, want its own %d", n, table, want)
+		}
+	}
+}

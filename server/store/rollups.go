@@ -19,6 +19,9 @@ const (
 	// RollupServiceRequests are hourly rows of all of a service's requests (Name is empty), written
 	// by compaction beside the per-operation ones, so long windows read one row per service and hour.
 	RollupServiceRequests int16 = 3
+	// RollupQueueLag are consumer entry spans whose parent is a producer span: Name is the consumer's
+	// operation, Hist how long each message waited on the queue (consumer start less producer end).
+	RollupQueueLag int16 = 4
 )
 
 // Rollup resolutions.
@@ -42,9 +45,6 @@ type Rollup struct {
 	OutputTokens int64   `db:"output_tokens"`
 	Hist         []byte  `db:"hist"` // durations in nanoseconds, sketch encoding
 }
-
-var rollupColumns = []string{"tenant_id", "kind", "service", "name", "res_ns", "bucket_ns", "partial", "n", "errors",
-	"cost_usd", "input_tokens", "output_tokens", "hist"}
 
 const rollupSelect = `kind, service, name, res_ns, bucket_ns, partial, n, errors, cost_usd, input_tokens, output_tokens, hist`
 
@@ -115,21 +115,28 @@ func (b *rollupBuilder) list(partial bool) []Rollup {
 	return out
 }
 
-// batchRollups aggregates a batch's requests and LLM calls per series and minute. It costs a map
-// lookup and a logarithm per entry span, so ingest stays cheap.
-func batchRollups(b *Batch) []Rollup {
+// batchRollups aggregates a batch's requests, queue lags and LLM calls per series and minute. It
+// costs a map lookup and a logarithm per entry span, so ingest stays cheap. producers holds the end of
+// the producer spans that consumer entries of the batch descend from (producerEnds).
+func batchRollups(b *Batch, producers map[spanKey]int64) []Rollup {
 	rb := newRollupBuilder()
 	for i := range b.Spans {
 		s := &b.Spans[i]
 		if !s.IsEntry {
 			continue
 		}
-		r, h := rb.get(seriesKey{RollupRequests, s.Service, s.Operation, s.StartNS - s.StartNS%Minute}, Minute)
+		minute := s.StartNS - s.StartNS%Minute
+		r, h := rb.get(seriesKey{RollupRequests, s.Service, s.Operation, minute}, Minute)
 		r.N++
 		if s.Failed() {
 			r.Errors++
 		}
 		h.Add(s.DurationNS)
+		if end, ok := producers[spanKey{s.TraceID, s.ParentSpanID}]; ok && s.Kind == KindConsumer {
+			r, h := rb.get(seriesKey{RollupQueueLag, s.Service, s.Operation, minute}, Minute)
+			r.N++
+			h.Add(max(s.StartNS-end, 0))
+		}
 	}
 	for i := range b.LLMCalls {
 		c := &b.LLMCalls[i]
@@ -150,6 +157,70 @@ func batchRollups(b *Batch) []Rollup {
 		h.Add(c.DurationNS)
 	}
 	return rb.list(true)
+}
+
+// producerEnds finds, for the consumer entry spans of b, the end of the producer span each one's
+// message came from: its parent, in the batch or stored by an earlier one (a producer's spans are
+// exported before the consumer's that read its messages, except when both are moments apart, where
+// a lag missed matters least). Span links are not stored: consumer instrumentations that process one
+// message at a time make its producer the parent. Batches without consumers cost one pass.
+func (t *Tenant) producerEnds(ctx context.Context, b *Batch) (map[spanKey]int64, error) {
+	var want map[spanKey]bool
+	for i := range b.Spans {
+		if s := &b.Spans[i]; s.IsEntry && s.Kind == KindConsumer && s.ParentSpanID != "" {
+			if want == nil {
+				want = map[spanKey]bool{}
+			}
+			want[spanKey{s.TraceID, s.ParentSpanID}] = true
+		}
+	}
+	if want == nil {
+		return nil, nil
+	}
+	ends := map[spanKey]int64{}
+	for i := range b.Spans {
+		s := &b.Spans[i]
+		if k := (spanKey{s.TraceID, s.SpanID}); s.Kind == KindProducer && want[k] {
+			ends[k] = s.StartNS + s.DurationNS
+		}
+	}
+	traces, ids := map[string]bool{}, map[string]bool{}
+	for k := range want {
+		if _, ok := ends[k]; !ok {
+			traces[k.trace], ids[k.span] = true, true
+		}
+	}
+	if len(traces) == 0 {
+		return ends, nil
+	}
+	q, args, err := sqlx.In(`SELECT trace_id, span_id, start_ns + duration_ns AS end_ns FROM spans
+		WHERE tenant_id = ? AND trace_id IN (?) AND span_id IN (?) AND kind = ?`, t.id, keys(traces), keys(ids), KindProducer)
+	if err != nil {
+		return nil, err
+	}
+	var rows []struct {
+		TraceID string `db:"trace_id"`
+		SpanID  string `db:"span_id"`
+		EndNS   int64  `db:"end_ns"`
+	}
+	if err := t.db.x.SelectContext(ctx, &rows, t.rebind(q), args...); err != nil {
+		return nil, fmt.Errorf("find the producers of consumed messages: %w", err)
+	}
+	for _, r := range rows {
+		if k := (spanKey{r.TraceID, r.SpanID}); want[k] {
+			ends[k] = r.EndNS
+		}
+	}
+	return ends, nil
+}
+
+func keys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // RollupQuery selects rollups of [From, To), both multiples of a minute.
@@ -436,22 +507,10 @@ func serviceTotalKind(kind int16) int16 {
 	return 0
 }
 
-// insertRollups writes rows with multi-row INSERTs, a few hundred rows per statement.
+// insertRollups writes rows (table insertRows).
 func (t *Tenant) insertRollups(ctx context.Context, tx *sqlx.Tx, rows []Rollup) error {
-	const chunk = 400
-	tuple := "(" + placeholders(len(rollupColumns)) + ")"
-	for len(rows) > 0 {
-		n := min(chunk, len(rows))
-		q := "INSERT INTO metric_rollups (" + strings.Join(rollupColumns, ", ") + ") VALUES " + tuple +
-			strings.Repeat(", "+tuple, n-1)
-		args := make([]any, 0, n*len(rollupColumns))
-		for i := range rows[:n] {
-			args = append(args, t.rollupRow(&rows[i])...)
-		}
-		if _, err := tx.ExecContext(ctx, tx.Rebind(q), args...); err != nil {
-			return fmt.Errorf("insert merged rollups: %w", err)
-		}
-		rows = rows[n:]
+	if err := t.insertRows(ctx, tx, &rollupsTable, len(rows), func(i int) []any { return t.rollupRow(&rows[i]) }); err != nil {
+		return fmt.Errorf("insert merged rollups: %w", err)
 	}
 	return nil
 }

@@ -212,3 +212,41 @@ func TestCompactRollups_SkipsASeriesItCannotMergeAndCompactsTheRest(t *testing.T
 		})
 	}
 }
+
+// A consumer's queue lag is counted whether its producer span came in the same batch or an
+// earlier one; a consumer whose parent is no producer, or was never seen, has no lag.
+func TestRollups_QueueLagOfConsumersFromTheirProducers(t *testing.T) {
+	storetest.Dialects(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		tn := db.ForTenant("acme")
+		base := int64(1_700_000_000) / 3600 * 3600 * 1e9
+		producer := func(trace string) store.Span {
+			return store.Span{TraceID: trace, SpanID: "p", ParentSpanID: "r", Service: "orders", Operation: "orders publish",
+				Kind: store.KindProducer, StartNS: base, DurationNS: 1e6}
+		}
+		consumer := func(trace, parent string, lag int64) store.Span {
+			return store.Span{TraceID: trace, SpanID: "c", ParentSpanID: parent, Service: "shipping", Operation: "orders process",
+				Kind: store.KindConsumer, IsEntry: true, StartNS: base + 1e6 + lag, DurationNS: 5e6}
+		}
+		batches := []store.Batch{
+			{Spans: []store.Span{producer("a"), consumer("a", "p", 2e9), producer("b")}},
+			{Spans: []store.Span{consumer("b", "p", 40e9), consumer("c", "p", 9e9), consumer("d", "x", 9e9)}},
+		}
+		for _, b := range batches {
+			if err := tn.InsertBatch(ctx, b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rows, err := tn.Rollups(ctx, store.RollupQuery{Kind: store.RollupQueueLag, Service: "shipping", From: base, To: base + store.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _, _, h := rollupTotals(t, rows)
+		if n != 2 || len(rows) == 0 || rows[0].Name != "orders process" {
+			t.Fatalf("queue lag rows %+v count %d messages, want 2 of orders process", rows, n)
+		}
+		if lo, hi := h.Quantile(0), h.Quantile(1); lo < 1.9e9 || lo > 2.1e9 || hi < 39e9 || hi > 41e9 {
+			t.Errorf("lags range from %.2fs to %.2fs, want 2s and 40s", lo/1e9, hi/1e9)
+		}
+	})
+}

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/jmoiron/sqlx"
@@ -99,15 +98,6 @@ type Batch struct {
 	LLMCalls []LLMCall
 }
 
-var spanColumns = []string{"tenant_id", "trace_id", "span_id", "parent_span_id", "service", "service_version",
-	"operation", "kind", "is_entry", "start_ns", "duration_ns", "status_code", "status_message", "http_method",
-	"http_route", "http_status_code", "db_system", "db_statement", "rpc_service", "rpc_method", "peer_service",
-	"host_name", "attributes", "resource_attributes", "events"}
-
-var llmColumns = []string{"tenant_id", "trace_id", "span_id", "service", "operation", "provider", "request_model",
-	"response_model", "input_tokens", "output_tokens", "cached_input_tokens", "cost_usd", "start_ns",
-	"duration_ns", "status_code", "error_type"}
-
 func (t *Tenant) spanRow(s *Span) []any {
 	return []any{t.id, s.TraceID, s.SpanID, s.ParentSpanID, s.Service, s.ServiceVersion, s.Operation, s.Kind,
 		s.IsEntry, s.StartNS, s.DurationNS, s.StatusCode, s.StatusMessage, s.HTTPMethod, s.HTTPRoute,
@@ -136,34 +126,32 @@ func (t *Tenant) json(b []byte, empty string) any {
 // InsertBatch stores the batch in one transaction and returns only once it is committed, so a caller
 // may acknowledge the data. It is idempotent: a span already stored for the tenant (same trace and
 // span id: an exporter's retry, or the same span from two writers at once) is skipped, with its LLM
-// call and its share of the rollups, so nothing is stored or counted twice. PostgreSQL uses COPY,
-// and only a batch that COPY finds a duplicate in is written again row by row; SQLite (and a tenant's
-// own PostgreSQL role, under row-level security) use multi-row INSERTs that skip duplicates.
+// call and its share of the rollups, so nothing is stored or counted twice. PostgreSQL writes each
+// table with one statement (COPY, or on a tenant's own role INSERT … SELECT FROM unnest), and only a
+// batch that hits the unique index is written again skipping the spans stored already; SQLite uses
+// multi-row INSERTs that skip them.
 func (t *Tenant) InsertBatch(ctx context.Context, b Batch) error {
 	b = withoutRepeats(b)
 	if len(b.Spans) == 0 && len(b.LLMCalls) == 0 {
 		return nil
 	}
-	useCopy := false
+	producers, err := t.producerEnds(ctx, &b)
+	if err != nil {
+		return fmt.Errorf("store %d spans for tenant %q: %w", len(b.Spans), t.id, err)
+	}
 	if t.db.dialect == Postgres {
-		rls, err := t.db.underRLS(ctx)
-		if err != nil {
+		var rls bool
+		if rls, err = t.db.underRLS(ctx); err != nil {
 			return fmt.Errorf("store %d spans for tenant %q: %w", len(b.Spans), t.id, err)
 		}
-		// PostgreSQL refuses COPY FROM into tables with row-level security for roles subject to it,
-		// so a tenant's own server uses multi-row INSERTs, which the policies check row by row.
-		useCopy = !rls
-	}
-	var err error
-	if useCopy {
 		// Metric rollups commit with the spans they count, so metrics never disagree with stored traces.
-		err = t.copyBatch(ctx, b, batchRollups(&b))
+		err = t.bulkBatch(ctx, b, batchRollups(&b, producers), rls)
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == uniqueViolation {
-			err = t.insertNew(ctx, &b)
+			err = t.insertNew(ctx, &b, producers)
 		}
 	} else {
-		err = t.insertNew(ctx, &b)
+		err = t.insertNew(ctx, &b, producers)
 	}
 	if err != nil {
 		return fmt.Errorf("store %d spans for tenant %q: %w", len(b.Spans), t.id, err)
@@ -228,7 +216,7 @@ func keepCalls(calls []LLMCall, keep func(spanKey) bool) []LLMCall {
 
 // insertNew writes the spans of b not stored yet, and the LLM calls and rollups of those only; b is
 // narrowed to what was written.
-func (t *Tenant) insertNew(ctx context.Context, b *Batch) error {
+func (t *Tenant) insertNew(ctx context.Context, b *Batch, producers map[spanKey]int64) error {
 	return t.db.write(ctx, func(tx *sqlx.Tx) error {
 		stored, err := t.insertSpansOnce(ctx, tx, b.Spans)
 		if err != nil {
@@ -248,49 +236,63 @@ func (t *Tenant) insertNew(ctx context.Context, b *Batch) error {
 			b.Spans = spans
 			b.LLMCalls = keepCalls(b.LLMCalls, func(k spanKey) bool { return !skipped[k] })
 		}
-		rollups := batchRollups(b)
-		if err := t.insertRows(ctx, tx, "metric_rollups", rollupColumns, len(rollups), func(i int) []any { return t.rollupRow(&rollups[i]) }); err != nil {
+		rollups := batchRollups(b, producers)
+		if err := t.insertRows(ctx, tx, &rollupsTable, len(rollups), func(i int) []any { return t.rollupRow(&rollups[i]) }); err != nil {
 			return err
 		}
-		return t.insertRows(ctx, tx, "llm_calls", llmColumns, len(b.LLMCalls), func(i int) []any { return t.llmRow(&b.LLMCalls[i]) })
+		return t.insertRows(ctx, tx, &llmTable, len(b.LLMCalls), func(i int) []any { return t.llmRow(&b.LLMCalls[i]) })
 	})
 }
 
-// insertSpansOnce inserts spans with multi-row INSERTs that skip those already stored (the unique
-// index spans_span), and returns the ones it inserted.
+// insertSpansOnce inserts the spans not stored yet (the unique index spans_span decides) and returns
+// the ones it inserted: on PostgreSQL with one INSERT … SELECT FROM unnest, on SQLite with multi-row
+// INSERTs.
 func (t *Tenant) insertSpansOnce(ctx context.Context, tx *sqlx.Tx, spans []Span) (map[spanKey]struct{}, error) {
-	const perStatement = 64
+	const onConflict = " ON CONFLICT (tenant_id, trace_id, span_id) DO NOTHING RETURNING trace_id, span_id"
 	stored := make(map[spanKey]struct{}, len(spans))
-	tuple := "(" + placeholders(len(spanColumns)) + ")"
-	args := make([]any, 0, perStatement*len(spanColumns))
-	for i := 0; i < len(spans); i += perStatement {
-		k := min(perStatement, len(spans)-i)
-		q := "INSERT INTO spans (" + strings.Join(spanColumns, ", ") + ") VALUES " + strings.Repeat(tuple+",", k-1) + tuple +
-			" ON CONFLICT (tenant_id, trace_id, span_id) DO NOTHING RETURNING trace_id, span_id"
-		args = args[:0]
-		for j := i; j < i+k; j++ {
-			args = append(args, t.spanRow(&spans[j])...)
-		}
-		rows, err := tx.QueryContext(ctx, tx.Rebind(q), args...)
+	insert := func(q string, args []any) error {
+		rows, err := tx.QueryContext(ctx, q, args...)
 		if err != nil {
-			return nil, fmt.Errorf("insert into spans: %w", err)
+			return fmt.Errorf("insert into spans: %w", err)
 		}
 		for rows.Next() {
 			var key spanKey
 			if err := rows.Scan(&key.trace, &key.span); err != nil {
 				rows.Close()
-				return nil, err
+				return err
 			}
 			stored[key] = struct{}{}
 		}
 		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-			return nil, fmt.Errorf("insert into spans: %w", err)
+			return fmt.Errorf("insert into spans: %w", err)
+		}
+		return nil
+	}
+	if t.db.dialect == Postgres {
+		if len(spans) == 0 {
+			return stored, nil
+		}
+		return stored, insert(spansTable.unnest+onConflict, spansTable.arrays(len(spans), func(i int) []any { return t.spanRow(&spans[i]) }))
+	}
+	const perStatement = 64
+	tuple := "(" + placeholders(len(spansTable.cols)) + ")"
+	args := make([]any, 0, perStatement*len(spansTable.cols))
+	for i := 0; i < len(spans); i += perStatement {
+		k := min(perStatement, len(spans)-i)
+		args = args[:0]
+		for j := i; j < i+k; j++ {
+			args = append(args, t.spanRow(&spans[j])...)
+		}
+		q := "INSERT INTO spans (" + strings.Join(spansTable.cols, ", ") + ") VALUES " + strings.Repeat(tuple+",", k-1) + tuple + onConflict
+		if err := insert(q, args); err != nil {
+			return nil, err
 		}
 	}
 	return stored, nil
 }
 
-func (t *Tenant) copyBatch(ctx context.Context, b Batch, rollups []Rollup) error {
+// bulkBatch writes a whole batch in one transaction, one statement per table (table.bulkWrite).
+func (t *Tenant) bulkBatch(ctx context.Context, b Batch, rollups []Rollup, underRLS bool) error {
 	conn, err := t.db.x.Conn(ctx)
 	if err != nil {
 		return err
@@ -303,23 +305,14 @@ func (t *Tenant) copyBatch(ctx context.Context, b Batch, rollups []Rollup) error
 			return err
 		}
 		defer tx.Rollback(ctx) //nolint:errcheck // no-op after Commit
-		if len(b.Spans) > 0 {
-			rows := pgx.CopyFromSlice(len(b.Spans), func(i int) ([]any, error) { return t.spanRow(&b.Spans[i]), nil })
-			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"spans"}, spanColumns, rows); err != nil {
-				return err
-			}
+		if err := spansTable.bulkWrite(ctx, tx, underRLS, len(b.Spans), func(i int) []any { return t.spanRow(&b.Spans[i]) }); err != nil {
+			return err
 		}
-		if len(rollups) > 0 {
-			rows := pgx.CopyFromSlice(len(rollups), func(i int) ([]any, error) { return t.rollupRow(&rollups[i]), nil })
-			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"metric_rollups"}, rollupColumns, rows); err != nil {
-				return err
-			}
+		if err := rollupsTable.bulkWrite(ctx, tx, underRLS, len(rollups), func(i int) []any { return t.rollupRow(&rollups[i]) }); err != nil {
+			return err
 		}
-		if len(b.LLMCalls) > 0 {
-			rows := pgx.CopyFromSlice(len(b.LLMCalls), func(i int) ([]any, error) { return t.llmRow(&b.LLMCalls[i]), nil })
-			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"llm_calls"}, llmColumns, rows); err != nil {
-				return err
-			}
+		if err := llmTable.bulkWrite(ctx, tx, underRLS, len(b.LLMCalls), func(i int) []any { return t.llmRow(&b.LLMCalls[i]) }); err != nil {
+			return err
 		}
 		err = tx.Commit(ctx)
 		if err != nil && pc.IsClosed() {
@@ -327,41 +320,6 @@ func (t *Tenant) copyBatch(ctx context.Context, b Batch, rollups []Rollup) error
 		}
 		return err
 	})
-}
-
-// insertRows inserts n rows with multi-row statements: far fewer statement executions than one
-// row at a time, which is what SQLite's per-statement cost is about.
-func (t *Tenant) insertRows(ctx context.Context, tx *sqlx.Tx, table string, cols []string, n int, row func(int) []any) error {
-	const perStatement = 64
-	var stmt *sqlx.Stmt
-	defer func() {
-		if stmt != nil {
-			stmt.Close()
-		}
-	}()
-	args := make([]any, 0, perStatement*len(cols))
-	for i := 0; i < n; i += perStatement {
-		k := min(perStatement, n-i)
-		if stmt == nil || k != perStatement {
-			if stmt != nil {
-				stmt.Close()
-			}
-			tuple := "(" + placeholders(len(cols)) + ")"
-			values := strings.Repeat(tuple+",", k-1) + tuple
-			var err error
-			if stmt, err = tx.PreparexContext(ctx, tx.Rebind("INSERT INTO "+table+" ("+strings.Join(cols, ", ")+") VALUES "+values)); err != nil {
-				return err
-			}
-		}
-		args = args[:0]
-		for j := i; j < i+k; j++ {
-			args = append(args, row(j)...)
-		}
-		if _, err := stmt.ExecContext(ctx, args...); err != nil {
-			return fmt.Errorf("insert into %s: %w", table, err)
-		}
-	}
-	return nil
 }
 
 // serviceTouchSlack is how far (in data time) a service's last-seen may lag before ingest updates it.

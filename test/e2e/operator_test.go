@@ -116,7 +116,7 @@ func startPlatform(t *testing.T) *platform {
 			Spec: tracekitv1alpha1.TraceKitTenantSpec{
 				DisplayName: "Team " + name,
 				URL:         spec.url,
-				Database:    tracekitv1alpha1.TenantDatabase{AdminSecretRef: tracekitv1alpha1.SecretKeyRef{Name: "platform-db"}},
+				Database:    tracekitv1alpha1.TenantDatabase{AdminSecretRef: &tracekitv1alpha1.SecretKeyRef{Name: "platform-db"}},
 				APIKeys:     &tracekitv1alpha1.APIKeyBootstrap{SecretName: name + "-keys"},
 				AlertRules: []tracekitv1alpha1.AlertRule{{Name: "errors", Service: "checkout", Metric: tracekitv1alpha1.MetricErrorRate,
 					Comparison: "gt", Threshold: "0.05"}},

@@ -11,11 +11,12 @@ import (
 
 // Metrics an anomaly can be about (the anomalies.metric column).
 const (
-	LatencyP95 = "latency_p95_ms" // baseline and observed: p95 in milliseconds
-	ErrorRate  = "error_rate"     // failed share of requests
-	Throughput = "throughput_rpm" // requests per minute
-	LLMCost    = "llm_cost_usd"   // spend in the window; baseline: the same calls at the usual cost per call
-	LLMTokens  = "llm_tokens"     // tokens in the window; baseline: the same calls at the usual tokens per call
+	LatencyP95 = "latency_p95_ms"   // baseline and observed: p95 in milliseconds
+	ErrorRate  = "error_rate"       // failed share of requests
+	Throughput = "throughput_rpm"   // requests per minute
+	LLMCost    = "llm_cost_usd"     // spend in the window; baseline: the same calls at the usual cost per call
+	LLMTokens  = "llm_tokens"       // tokens in the window; baseline: the same calls at the usual tokens per call
+	QueueLag   = "queue_lag_p95_ms" // how long messages waited before the service consumed them: p95 in ms
 )
 
 // Config tunes detection; zero values take the defaults.
@@ -80,6 +81,8 @@ type finding struct {
 type baseline struct {
 	req, llm metrics.Agg
 	hours    int
+	lag      metrics.Agg // queue lags of the messages the service consumed
+	lagHours int
 	others   int64 // requests of every other service in the same hours
 	// per hour with enough LLM calls: cost and tokens per call, and the number of calls
 	costPerCall, tokensPerCall, llmCalls []float64
@@ -126,6 +129,22 @@ func (c Config) detectLatency(s minutes, b *baseline, win metrics.Agg, ops map[s
 		return float64(a.Hist.CountAbove(tau)), float64(a.N)
 	}, (p0+float64(k)/float64(n))/2)
 	return f, true, err
+}
+
+// minQueueLagMS is the p95 queue lag below which a consumer is not falling behind, however much
+// its lag grew: milliseconds of waiting are noise of the broker and the poll loop.
+const minQueueLagMS = 1000
+
+// detectQueueLag: do more of the window's messages wait on the queue longer than the baseline's
+// p95 lag than chance allows? The latency test on the queue-lag series: a consumer falling behind
+// shows there first, while the time it spends on each message may not change at all.
+func (c Config) detectQueueLag(s minutes, b *baseline, win metrics.Agg, ops map[string]*metrics.Agg, ws, we int64) (finding, bool, error) {
+	f, ok, err := c.detectLatency(s, &baseline{req: b.lag, hours: b.lagHours}, win, ops, ws, we)
+	if !ok || err != nil || f.Observed < minQueueLagMS {
+		return finding{}, false, err
+	}
+	f.Metric = QueueLag
+	return f, true, nil
 }
 
 // detectErrors: a binomial test of the window's failures against the baseline error rate.
@@ -324,11 +343,11 @@ func (c Config) detectRoutes(s *serviceData, b *baseline, ops map[string]*metric
 	}
 	sort.Strings(tested)
 	recentFrom, longFrom := max(ws, we-int64(c.Step)), min(ws, we-routeLongWindow)
-	_, recent, err := s.window(recentFrom, we, false)
+	_, recent, err := s.window(recentFrom, we, store.RollupRequests)
 	if err != nil {
 		return nil, err
 	}
-	_, long, err := s.window(longFrom, we, false)
+	_, long, err := s.window(longFrom, we, store.RollupRequests)
 	if err != nil {
 		return nil, err
 	}
@@ -351,7 +370,7 @@ func (c Config) detectRoutes(s *serviceData, b *baseline, ops map[string]*metric
 				if skip[metric] {
 					continue
 				}
-				f, ok, err := test(s.series(false, name), rb, *w.win, map[string]*metrics.Agg{name: w.win}, w.from, we)
+				f, ok, err := test(s.series(store.RollupRequests, name), rb, *w.win, map[string]*metrics.Agg{name: w.win}, w.from, we)
 				if err != nil {
 					return nil, err
 				}

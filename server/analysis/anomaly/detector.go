@@ -276,6 +276,10 @@ func (d *detector) baseline(s *serviceData, ws int64) *baseline {
 		}
 		b.req.Merge(&hd.req)
 		b.llm.Merge(&hd.llm)
+		if hd.lag.N > 0 {
+			b.lag.Merge(&hd.lag)
+			b.lagHours++
+		}
 		for name, a := range hd.ops {
 			if b.ops == nil {
 				b.ops = map[string]*metrics.Agg{}
@@ -324,12 +328,12 @@ func (d *detector) evaluate(s *serviceData, ws, we int64) error {
 // findings runs every test on one service's window [ws, we).
 func (d *detector) findings(s *serviceData, ws, we int64) ([]finding, error) {
 	b := d.baseline(s, ws)
-	req, ops, err := s.window(ws, we, false)
+	req, ops, err := s.window(ws, we, store.RollupRequests)
 	if err != nil {
 		return nil, err
 	}
 	var found []finding
-	all := s.series(false, "")
+	all := s.series(store.RollupRequests, "")
 	if f, ok, err := d.cfg.detectLatency(all, b, req, ops, ws, we); err != nil {
 		return nil, err
 	} else if ok {
@@ -354,11 +358,20 @@ func (d *detector) findings(s *serviceData, ws, we int64) ([]finding, error) {
 	} else if ok {
 		found = append(found, f)
 	}
-	llm, models, err := s.window(ws, we, true)
+	lag, consumers, err := s.window(ws, we, store.RollupQueueLag)
 	if err != nil {
 		return nil, err
 	}
-	fs, err := d.cfg.detectLLM(s.series(true, ""), b, llm, models, ws, we)
+	if f, ok, err := d.cfg.detectQueueLag(s.series(store.RollupQueueLag, ""), b, lag, consumers, ws, we); err != nil {
+		return nil, err
+	} else if ok {
+		found = append(found, f)
+	}
+	llm, models, err := s.window(ws, we, store.RollupLLM)
+	if err != nil {
+		return nil, err
+	}
+	fs, err := d.cfg.detectLLM(s.series(store.RollupLLM, ""), b, llm, models, ws, we)
 	return append(found, fs...), err
 }
 
@@ -377,7 +390,7 @@ func (d *detector) throughput(s *serviceData, b *baseline, req metrics.Agg, ops 
 	share := (f.Baseline + f.Observed) / 2 / (float64(others-req.N) / d.cfg.Window.Minutes())
 	var excess []float64
 	for m := ws; m < we; m += store.Minute {
-		a, err := s.minute(m, false)
+		a, err := s.minute(m)
 		if err != nil {
 			return f, false, err
 		}
@@ -396,6 +409,15 @@ func (d *detector) throughput(s *serviceData, b *baseline, req metrics.Agg, ops 
 // fold adds a window's findings to the service's open episode (opening one), or ends the open
 // episode after a long enough run of clean windows.
 func (d *detector) fold(service string, we int64, found []finding) {
+	// A deviation whose last deviant minute is two windows old is over: the route test's long
+	// window still sees it, but it must neither open an episode nor keep one open into the next.
+	fresh := found[:0:0]
+	for _, f := range found {
+		if we-f.last < 2*int64(d.cfg.Window) {
+			fresh = append(fresh, f)
+		}
+	}
+	found = fresh
 	var cur *episode
 	if eps := d.episodes[service]; len(eps) > 0 && eps[len(eps)-1].open() {
 		cur = eps[len(eps)-1]
@@ -495,6 +517,9 @@ func describe(metric string, m *metricState, window string) string {
 	case LLMTokens:
 		return fmt.Sprintf("LLM tokens %.0f per %s where %.0f are usual for as many calls%s%s", m.Observed, window,
 			m.Baseline, ratio(m.Observed, m.Baseline), where)
+	case QueueLag:
+		return fmt.Sprintf("p95 queue lag %s against %s normally%s%s: messages wait that long before it consumes them",
+			ms(m.Observed), ms(m.Baseline), ratio(m.Observed, m.Baseline), where)
 	}
 	return metric
 }

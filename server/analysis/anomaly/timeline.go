@@ -8,7 +8,8 @@ import (
 )
 
 // timeline holds a tenant's rollups for one detection run: per service, whole-hour aggregates for
-// baselines and the minute rows of the recent part where windows are evaluated.
+// baselines and the minute rows of the recent part where windows are evaluated. Series are requests,
+// LLM calls and queue lags (store.Rollup* kinds).
 type timeline struct {
 	services map[string]*serviceData
 	// requests of all services per minute and per hour, for throughput shares
@@ -22,11 +23,22 @@ type serviceData struct {
 }
 
 type hourData struct {
-	req, llm metrics.Agg
-	ops      map[string]*metrics.Agg // requests per operation, for route-level baselines
+	req, llm, lag metrics.Agg
+	ops           map[string]*metrics.Agg // requests per operation, for route-level baselines
 }
 
-type minuteData struct{ req, llm []*store.Rollup }
+type minuteData struct{ req, llm, lag []*store.Rollup }
+
+// rows are the minute's rows of one kind of series.
+func (d *minuteData) rows(kind int16) []*store.Rollup {
+	switch kind {
+	case store.RollupLLM:
+		return d.llm
+	case store.RollupQueueLag:
+		return d.lag
+	}
+	return d.req
+}
 
 func (tl *timeline) service(name string) *serviceData {
 	s := tl.services[name]
@@ -50,7 +62,7 @@ func (s *serviceData) hour(h int64) *hourData {
 // minute rows from split on. from and split are whole hours.
 func loadTimeline(ctx context.Context, t *store.Tenant, from, split, to int64) (*timeline, error) {
 	tl := &timeline{services: map[string]*serviceData{}, totals: map[int64]int64{}, hourTotals: map[int64]int64{}}
-	for _, kind := range []int16{store.RollupRequests, store.RollupLLM} {
+	for _, kind := range []int16{store.RollupRequests, store.RollupLLM, store.RollupQueueLag} {
 		if split > from {
 			// Per operation, so that every route has a baseline of its own.
 			rows, err := metrics.Load(ctx, t, store.RollupQuery{Kind: kind, From: from, To: split, Hourly: true})
@@ -75,9 +87,12 @@ func loadTimeline(ctx context.Context, t *store.Tenant, from, split, to int64) (
 				m = &minuteData{}
 				s.mins[r.BucketNS] = m
 			}
-			if r.Kind == store.RollupLLM {
+			switch r.Kind {
+			case store.RollupLLM:
 				m.llm = append(m.llm, r)
-			} else {
+			case store.RollupQueueLag:
+				m.lag = append(m.lag, r)
+			default:
 				m.req = append(m.req, r)
 				tl.totals[r.BucketNS] += r.N
 			}
@@ -92,8 +107,11 @@ func loadTimeline(ctx context.Context, t *store.Tenant, from, split, to int64) (
 func (tl *timeline) addHourly(r *store.Rollup) error {
 	hour := r.BucketNS - r.BucketNS%store.Hour
 	h := tl.service(r.Service).hour(hour)
-	if r.Kind == store.RollupLLM {
+	switch r.Kind {
+	case store.RollupLLM:
 		return h.llm.Add(r)
+	case store.RollupQueueLag:
+		return h.lag.Add(r)
 	}
 	tl.hourTotals[hour] += r.N
 	if r.Name != "" {
@@ -112,9 +130,9 @@ func (tl *timeline) addHourly(r *store.Rollup) error {
 	return h.req.Add(r)
 }
 
-// window sums a service's minute rows in [from, to), in total and per operation (requests) or model
-// (LLM calls).
-func (s *serviceData) window(from, to int64, llm bool) (metrics.Agg, map[string]*metrics.Agg, error) {
+// window sums a service's minute rows of one kind in [from, to), in total and per operation
+// (requests, queue lags) or model (LLM calls).
+func (s *serviceData) window(from, to int64, kind int16) (metrics.Agg, map[string]*metrics.Agg, error) {
 	var total metrics.Agg
 	by := map[string]*metrics.Agg{}
 	for m := from; m < to; m += store.Minute {
@@ -122,11 +140,7 @@ func (s *serviceData) window(from, to int64, llm bool) (metrics.Agg, map[string]
 		if d == nil {
 			continue
 		}
-		rows := d.req
-		if llm {
-			rows = d.llm
-		}
-		for _, r := range rows {
+		for _, r := range d.rows(kind) {
 			if err := total.Add(r); err != nil {
 				return total, nil, err
 			}
@@ -143,23 +157,19 @@ func (s *serviceData) window(from, to int64, llm bool) (metrics.Agg, map[string]
 	return total, by, nil
 }
 
-// minute sums one minute's rows.
-func (s *serviceData) minute(m int64, llm bool) (metrics.Agg, error) {
-	return s.minuteOf(m, llm, "")
+// minute sums one minute's request rows.
+func (s *serviceData) minute(m int64) (metrics.Agg, error) {
+	return s.minuteOf(m, store.RollupRequests, "")
 }
 
-// minuteOf sums one minute's rows of operation op, or of all operations when op is "".
-func (s *serviceData) minuteOf(m int64, llm bool, op string) (metrics.Agg, error) {
+// minuteOf sums one minute's rows of a kind and of operation op, or of all operations when op is "".
+func (s *serviceData) minuteOf(m int64, kind int16, op string) (metrics.Agg, error) {
 	var a metrics.Agg
 	d := s.mins[m]
 	if d == nil {
 		return a, nil
 	}
-	rows := d.req
-	if llm {
-		rows = d.llm
-	}
-	for _, r := range rows {
+	for _, r := range d.rows(kind) {
 		if op != "" && r.Name != op {
 			continue
 		}
@@ -170,9 +180,10 @@ func (s *serviceData) minuteOf(m int64, llm bool, op string) (metrics.Agg, error
 	return a, nil
 }
 
-// minutes sums one minute of a series: the service's requests or LLM calls, or one route's requests.
+// minutes sums one minute of a series: the service's requests, LLM calls or queue lags, or one
+// route's requests.
 type minutes func(m int64) (metrics.Agg, error)
 
-func (s *serviceData) series(llm bool, op string) minutes {
-	return func(m int64) (metrics.Agg, error) { return s.minuteOf(m, llm, op) }
+func (s *serviceData) series(kind int16, op string) minutes {
+	return func(m int64) (metrics.Agg, error) { return s.minuteOf(m, kind, op) }
 }

@@ -197,6 +197,40 @@ func ServiceMetrics(ctx context.Context, t *store.Tenant, q store.MetricsQuery) 
 	return m, nil
 }
 
+// QueueLag returns how long the messages q.Service consumed waited on their queue (consumer start
+// less producer end) over q's window: per consumer operation (Key; Requests counts messages) and
+// per step (Key: the bucket start, as in ServiceMetrics). Both are empty for a service that consumes
+// no messages.
+func QueueLag(ctx context.Context, t *store.Tenant, q store.MetricsQuery) (ops, series []store.RequestStats, err error) {
+	step := max(q.StepNS, store.Minute)
+	if r := step % store.Minute; r != 0 {
+		step += store.Minute - r
+	}
+	rows, err := Load(ctx, t, store.RollupQuery{Kind: store.RollupQueueLag, Service: q.Service, Name: q.Operation,
+		From: q.From, To: q.To, Hourly: step%store.Hour == 0})
+	if err != nil {
+		return nil, nil, fmt.Errorf("queue lag of %s: %w", q.Service, err)
+	}
+	byOp, byBucket := map[string]*Agg{}, map[int64]*Agg{}
+	var scratch sketch.Histogram
+	for i := range rows {
+		r := &rows[i]
+		b := r.BucketNS - mod(r.BucketNS, step)
+		if byOp[r.Name] == nil {
+			byOp[r.Name] = &Agg{}
+		}
+		if byBucket[b] == nil {
+			byBucket[b] = &Agg{}
+		}
+		if err := addTo(r, &scratch, byOp[r.Name], byBucket[b]); err != nil {
+			return nil, nil, err
+		}
+	}
+	ops = sorted(byOp, func(a, b string) bool { return a < b }, func(k string) string { return k })
+	series = sorted(byBucket, func(a, b int64) bool { return a < b }, func(k int64) string { return strconv.FormatInt(k, 10) })
+	return ops, series, nil
+}
+
 func sorted[K comparable](by map[K]*Agg, less func(a, b K) bool, str func(K) string) []store.RequestStats {
 	keys := make([]K, 0, len(by))
 	for k := range by {

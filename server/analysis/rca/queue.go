@@ -1,8 +1,10 @@
 package rca
 
 import (
+	"context"
 	"fmt"
 
+	"github.com/tracekit/tracekit/server/analysis/anomaly"
 	"github.com/tracekit/tracekit/server/store"
 )
 
@@ -45,4 +47,25 @@ func queueLags(s samples) []Cause {
 		out = append(out, c)
 	}
 	return out
+}
+
+// queueLag explains a queue-lag anomaly: the consumer's messages in the window against the
+// baseline's, all of them (the lag is in no span's duration, so none can be picked as slow), and
+// what singles out the window's: the lag itself, and a host or version of the consumer that took
+// over its work (a consumer group down to one member) or slowed it.
+func (an *analysis) queueLag(ctx context.Context, d anomaly.Details) ([]Cause, error) {
+	s, ok, err := an.sample(ctx, store.SampleQuery{Operation: d.Operation})
+	if !ok || err != nil {
+		return nil, err
+	}
+	causes := queueLags(s)
+	for i := range causes {
+		causes[i].Confidence = 0.9 // the anomaly's own metric, measured
+	}
+	for _, o := range overRepresented(s, []string{"service.version", "host.name"}) {
+		if o.service == an.a.Service {
+			causes = append(causes, o.cause(0.5))
+		}
+	}
+	return causes, nil
 }

@@ -124,7 +124,7 @@ func Compute(ctx context.Context, t *store.Tenant, anomalyID int64, now time.Tim
 	}
 
 	an := &analysis{t: t, a: a, r: &r}
-	for _, m := range []string{anomaly.LatencyP95, anomaly.ErrorRate, anomaly.Throughput, anomaly.LLMCost, anomaly.LLMTokens} {
+	for _, m := range []string{anomaly.LatencyP95, anomaly.ErrorRate, anomaly.QueueLag, anomaly.Throughput, anomaly.LLMCost, anomaly.LLMTokens} {
 		d, ok := figures[m]
 		if !ok {
 			continue
@@ -142,6 +142,8 @@ func Compute(ctx context.Context, t *store.Tenant, anomalyID int64, now time.Tim
 			cs, err = an.failures(ctx, d)
 		case anomaly.Throughput:
 			cs, err = an.throughput(ctx, d)
+		case anomaly.QueueLag:
+			cs, err = an.queueLag(ctx, d)
 		default:
 			cs, err = an.llm(ctx, m)
 		}
@@ -263,15 +265,14 @@ func summary(a store.AnomalyRecord, r *Report) string {
 	}
 	top := r.Causes[0]
 	fmt.Fprintf(&b, " Most likely cause (confidence %.0f%%): %s", 100*top.Confidence, top.Description)
+	// The other causes and the example traces are in the causes beside the summary: naming them is
+	// enough, repeating their descriptions made a report too long to read in full.
 	if len(r.Causes) > 1 {
 		var others []string
 		for _, c := range r.Causes[1:min(len(r.Causes), 3)] {
-			others = append(others, fmt.Sprintf("%s (%.0f%%)", strings.TrimSuffix(c.Description, "."), 100*c.Confidence))
+			others = append(others, fmt.Sprintf("%s of %s (%.0f%%)", strings.ReplaceAll(c.Kind, "_", " "), c.Service, 100*c.Confidence))
 		}
 		fmt.Fprintf(&b, " Also consider: %s.", strings.Join(others, "; "))
-	}
-	if len(top.TraceIDs) > 0 {
-		fmt.Fprintf(&b, " Example traces: %s.", strings.Join(top.TraceIDs, ", "))
 	}
 	return b.String()
 }
