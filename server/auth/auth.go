@@ -21,6 +21,12 @@ type Principal struct {
 	ToolGroups []string
 	// Method is "api_key" or "oauth".
 	Method string
+	// User names the person behind an OAuth token from company sign-in (their e-mail address, else
+	// their user name at the identity provider), and IdPGroups the groups of theirs that admitted
+	// them; both empty for API keys and API-key sign-ins. For the audit trail only: authorization
+	// never depends on them.
+	User      string
+	IdPGroups []string
 }
 
 // HasScope reports whether the caller was granted scope.
