@@ -47,7 +47,6 @@ func TestExpire_AsTheTenantRoleOncePerPeriod(t *testing.T) {
 	now := start.Add(4*24*time.Hour + 3*time.Minute)
 	engine := newEngine(t, analysis.Config{DB: pod, Tenant: "team-a", Retention: 48 * time.Hour, Now: func() time.Time { return now },
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	cutoff := now.Add(-48 * time.Hour).UnixNano()
 	// Whole days past retention go; the day the cutoff falls in stays until it is all past.
 	dayCutoff := now.Add(-48 * time.Hour).Truncate(24 * time.Hour).UnixNano()
 	oldSpans := func(tenant string) int {
@@ -75,7 +74,7 @@ func TestExpire_AsTheTenantRoleOncePerPeriod(t *testing.T) {
 		t.Errorf("%d old spans after a second run in the same period, want the late one left for the next period", n)
 	}
 	now = now.Add(10 * time.Minute)
-	cutoff = now.Add(-48 * time.Hour).UnixNano()
+	cutoff := now.Add(-48 * time.Hour).UnixNano()
 	if err := engine.Expire(ctx, tn); err != nil {
 		t.Fatal(err)
 	}
