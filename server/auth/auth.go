@@ -21,6 +21,20 @@ type Principal struct {
 	ToolGroups []string
 	// Method is "api_key" or "oauth".
 	Method string
+	// Name is the person or credential as people know it: an API key's name and prefix, or the name
+	// or email an OAuth token carries. The keys page and the audit trail show it (Actor).
+	Name string
+}
+
+// Actor names the caller in the audit trail: who signed in, and with what.
+func (p Principal) Actor() string {
+	switch {
+	case p.Method == "api_key":
+		return "API key " + p.Subject + " (" + p.Name + ")"
+	case p.Name != "":
+		return p.Name
+	}
+	return p.Method + " subject " + p.Subject
 }
 
 // HasScope reports whether the caller was granted scope.
