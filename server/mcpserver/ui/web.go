@@ -33,6 +33,8 @@ type WebConfig struct {
 	Logger    *slog.Logger
 	// OAuth, when set, offers signing in through the tenant's OAuth flow besides pasting a key.
 	OAuth *OAuth
+	// DB, when set, serves the keys page (/keys) and keeps the audit trail of sign-ins it refuses.
+	DB *store.DB
 }
 
 // cookie holds the credential a browser signed in with; it is sent to /ui only and never readable by
@@ -62,6 +64,9 @@ func Register(r gin.IRouter, cfg WebConfig) {
 	g := r.Group(Path)
 	if cfg.OAuth != nil {
 		w.registerOAuth(g)
+	}
+	if cfg.DB != nil {
+		w.registerKeys(r, g)
 	}
 	g.GET("/signin", w.signInForm)
 	g.POST("/signin", w.signIn)
