@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"html"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -47,7 +48,7 @@ func (w *web) member(c *gin.Context) (auth.Principal, bool) {
 	p, err := w.principal(c)
 	switch {
 	case errors.Is(err, auth.ErrNoCredentials), errors.Is(err, auth.ErrInvalidCredentials):
-		c.Redirect(http.StatusSeeOther, w.prefix+Path+"/signin?next="+w.prefix+Path+KeysPath)
+		c.Redirect(http.StatusSeeOther, w.prefix+Path+"/signin?next="+url.QueryEscape(w.prefix+Path+KeysPath))
 		return p, false
 	case err != nil:
 		w.message(c, http.StatusServiceUnavailable, "Signing in is unavailable right now; try again shortly.")
