@@ -26,6 +26,7 @@ func seedEveryTable(t *testing.T, ctx context.Context, conn *pgx.Conn, tenant st
 		`INSERT INTO rca_reports (tenant_id, anomaly_id, created_ns, summary) VALUES ($1, 1, 1, 'x')`,
 		`INSERT INTO breakpoints (tenant_id, id, service, file, line, created_ns) VALUES ($1, 'bp', 'svc', 'f.go', 1, 1)`,
 		`INSERT INTO snapshots (tenant_id, breakpoint_id, service, captured_ns) VALUES ($1, 'bp', 'svc', 1)`,
+		`INSERT INTO audit_events (tenant_id, at_ns, actor, action) VALUES ($1, 1, 'someone', 'apikey.create')`,
 	}
 	for _, s := range stmts {
 		if _, err := conn.Exec(ctx, s, tenant); err != nil {
@@ -57,7 +58,7 @@ func TestTenantRoleSeesOnlyItsOwnRows(t *testing.T) {
 	defer asA.Close(ctx)
 
 	for _, table := range []string{"tenants", "api_keys", "spans", "services", "service_versions", "llm_calls", "alert_rules", "alerts",
-		"anomalies", "rca_reports", "breakpoints", "snapshots"} {
+		"anomalies", "rca_reports", "breakpoints", "snapshots", "audit_events"} {
 		col := "tenant_id"
 		if table == "tenants" {
 			col = "id"
@@ -89,6 +90,24 @@ func TestTenantRoleSeesOnlyItsOwnRows(t *testing.T) {
 	tag, err := asA.Exec(ctx, `DELETE FROM spans WHERE tenant_id = 'team-b'`)
 	if err != nil || tag.RowsAffected() != 0 {
 		t.Errorf("delete of tenant B's spans as tenant A: %v rows, err %v", tag.RowsAffected(), err)
+	}
+	// A's role creates and revokes its own keys and adds to its own audit trail (the keys page), but
+	// cannot mint a key for B, revoke B's, write into B's trail nor rewrite its own.
+	for _, stmt := range []string{
+		`INSERT INTO api_keys (id, tenant_id, prefix, hash, created_ns) VALUES ('key_x', 'team-b', 'tk_x', 'h-x', 1)`,
+		`INSERT INTO audit_events (tenant_id, at_ns, actor, action) VALUES ('team-b', 1, 'mallory', 'apikey.create')`,
+	} {
+		if _, err := asA.Exec(ctx, stmt); err == nil || !strings.Contains(err.Error(), "row-level security") {
+			t.Errorf("%s as tenant A: got %v, want a row-level security violation", stmt, err)
+		}
+	}
+	if tag, err := asA.Exec(ctx, `UPDATE api_keys SET revoked_ns = 1 WHERE tenant_id = 'team-b'`); err != nil || tag.RowsAffected() != 0 {
+		t.Errorf("revoke of tenant B's keys as tenant A: %v rows, err %v", tag.RowsAffected(), err)
+	}
+	for _, stmt := range []string{`UPDATE audit_events SET actor = 'nobody'`, `DELETE FROM audit_events`, `UPDATE api_keys SET scopes = 'read,ingest,write'`} {
+		if _, err := asA.Exec(ctx, stmt); err == nil || !strings.Contains(err.Error(), "permission denied") {
+			t.Errorf("%s as tenant A: got %v, want permission denied", stmt, err)
+		}
 	}
 	// The server connected as A learns its tenant from the database.
 	dbA, err := store.Open(ctx, tenantDSN)
