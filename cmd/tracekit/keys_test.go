@@ -69,7 +69,7 @@ func TestKeysPage_CreateUseRevokeInChromium(t *testing.T) {
 	bctx, cancel := context.WithTimeout(b.Context(), 2*time.Minute)
 	defer cancel()
 	shot := func(name string) {
-		png, err := chromedp.Run(bctx, chromedp.FullScreenshot(90))
+		png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
 		if err != nil {
 			t.Fatal(err)
 		}
