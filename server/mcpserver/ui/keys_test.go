@@ -114,3 +114,34 @@ func TestKeysPage_RefusesBadFormsWithClearErrors(t *testing.T) {
 		t.Errorf("GET /ui/keys signed out: %d, want a redirect to the sign-in page", status)
 	}
 }
+
+// Signing in to the pages with a revoked key says so, and the attempt lands in the tenant's audit
+// trail with where it came from.
+func TestSignIn_RevokedKeyIsNamedAndAudited(t *testing.T) {
+	base, _, db := keysServer(t)
+	ctx := context.Background()
+	key, k, err := db.ForTenant("acme").CreateAPIKey(ctx, store.NewAPIKey{Name: "laptop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ForTenant("acme").RevokeAPIKey(ctx, k.ID); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, base+"/ui/signin", strings.NewReader(url.Values{"key": {key}, "next": {"/ui/keys"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("User-Agent", "test-browser/1")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), "This API key was revoked on ") {
+		t.Errorf("sign-in with a revoked key: %d\n%s", res.StatusCode, body)
+	}
+	events, err := db.ForTenant("acme").AuditEvents(ctx, store.AuditFilter{})
+	if err != nil || len(events) != 1 || events[0].Action != store.AuditSignInRefused || !strings.Contains(events[0].Actor, k.ID) ||
+		events[0].IP != "127.0.0.1" || events[0].UserAgent != "test-browser/1" {
+		t.Errorf("audit trail: %+v, %v", events, err)
+	}
+}
