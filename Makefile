@@ -49,13 +49,16 @@ TSCLIENT := server/oauth/testdata/tsclient
 CONFORMANCE := hack/conformance
 EXTAPPS := server/mcpserver/ui/testdata/extapps
 
-## test-deps: what the sign-in and view tests drive: Debian's chromium (apt-get, needs root or sudo),
+## test-deps: what the sign-in and view tests drive: Debian's chromium, and OpenLDAP's slapd with
+## ldap-utils for the company sign-in tests (apt-get, needs root or sudo),
 ## the TypeScript MCP SDK and the MCP Apps reference package (npm ci into git-ignored node_modules);
 ## the official MCP conformance suite with the Node 22 it needs, from npm, into $(CONFORMANCE) (the
 ## machine's node stays)
 test-deps: $(TSCLIENT)/node_modules/.package-lock.json $(EXTAPPS)/node_modules/.package-lock.json $(CONFORMANCE)/node_modules/.package-lock.json
 	@command -v chromium >/dev/null 2>&1 || { sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
+	@{ command -v slapd || [ -x /usr/sbin/slapd ]; } >/dev/null 2>&1 && command -v ldapmodify >/dev/null 2>&1 || { sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends slapd ldap-utils; }
 
 $(TSCLIENT)/node_modules/.package-lock.json: $(TSCLIENT)/package.json $(TSCLIENT)/package-lock.json
 	npm ci --prefix $(TSCLIENT) --no-audit --no-fund

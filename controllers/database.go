@@ -93,7 +93,7 @@ func (r *TenantReconciler) reconcileDatabase(ctx context.Context, t *tracekitv1a
 		return res, err
 	}
 	creds := store.TenantCredentials{Role: string(current.Data["role"]), Password: string(current.Data["password"])}
-	hash := provisionHash(adminURL, t.Spec.DisplayName, prices, keys, apiKeyScopes(t), creds)
+	hash := provisionHash(adminURL, t.Spec.DisplayName, prices, accessRules(t), keys, apiKeyScopes(t), creds)
 
 	ctx, cancel := context.WithTimeout(ctx, dbTimeout)
 	defer cancel()
@@ -120,7 +120,7 @@ func (r *TenantReconciler) reconcileDatabase(ctx context.Context, t *tracekitv1a
 				"provisioning tenant %q failed: %v (retrying with backoff)", t.Name, err)
 			return res, fmt.Errorf("tenant %s/%s: %w", t.Namespace, t.Name, err)
 		}
-		hash = provisionHash(adminURL, t.Spec.DisplayName, prices, keys, apiKeyScopes(t), creds)
+		hash = provisionHash(adminURL, t.Spec.DisplayName, prices, accessRules(t), keys, apiKeyScopes(t), creds)
 	}
 	tenantURL, err := creds.DSN(adminURL)
 	if err != nil {
@@ -186,7 +186,7 @@ func (r *TenantReconciler) databaseInputs(ctx context.Context, t *tracekitv1alph
 }
 
 // provision is the database work: tenant row and role (keeping the password when there is one),
-// LLM prices, API keys. Every call is idempotent.
+// LLM prices, company sign-in rules, API keys. Every call is idempotent.
 func provision(ctx context.Context, db *store.DB, t *tracekitv1alpha1.TraceKitTenant, password string, prices []byte, keys map[string]string) (store.TenantCredentials, error) {
 	creds, err := db.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: t.Name, DisplayName: t.Spec.DisplayName, Password: password})
 	if err != nil {
@@ -194,6 +194,9 @@ func provision(ctx context.Context, db *store.DB, t *tracekitv1alpha1.TraceKitTe
 	}
 	if err := db.Admin().SetPriceOverrides(ctx, t.Name, prices); err != nil {
 		return creds, fmt.Errorf("set LLM price overrides of tenant %q: %w", t.Name, err)
+	}
+	if err := db.Admin().SetAccess(ctx, t.Name, accessRules(t)); err != nil {
+		return creds, fmt.Errorf("set the access rules (spec.access) of tenant %q: %w", t.Name, err)
 	}
 	names := make([]string, 0, len(keys))
 	for name := range keys {
@@ -298,10 +301,20 @@ func priceOverrides(in map[string]tracekitv1alpha1.LLMPrice) ([]byte, error) {
 	return json.Marshal(out) // map keys marshal sorted, so equal prices give equal bytes
 }
 
+// accessRules is spec.access as the database keeps it for `tracekit auth` (the JSON of auth.Access,
+// whose field names the CRD shares).
+func accessRules(t *tracekitv1alpha1.TraceKitTenant) []byte {
+	if len(t.Spec.Access) == 0 {
+		return []byte("[]")
+	}
+	b, _ := json.Marshal(t.Spec.Access) // strings only: cannot fail
+	return b
+}
+
 // provisionHash covers every input of provisioning, so a change to any of them provisions again.
-func provisionHash(adminURL, displayName string, prices []byte, keys map[string]string, scopes []string, creds store.TenantCredentials) string {
+func provisionHash(adminURL, displayName string, prices, access []byte, keys map[string]string, scopes []string, creds store.TenantCredentials) string {
 	h := sha256.New()
-	for _, s := range []string{adminURL, displayName, string(prices), creds.Role, creds.Password} {
+	for _, s := range []string{adminURL, displayName, string(prices), string(access), creds.Role, creds.Password} {
 		fmt.Fprintf(h, "%d:%s;", len(s), s)
 	}
 	names := make([]string, 0, len(keys))

@@ -111,6 +111,7 @@ func TestTenant_CreateMakesEveryObjectAndRecord(t *testing.T) {
 	tenant.Spec.AlertRules = []tracekitv1alpha1.AlertRule{{Name: "checkout-errors", Service: "checkout",
 		Metric: tracekitv1alpha1.MetricErrorRate, Comparison: "gt", Threshold: "0.05", Severity: "critical"}}
 	tenant.Spec.LLMPriceOverrides = map[string]tracekitv1alpha1.LLMPrice{"gpt-4o": {Input: "2.00", Output: "8.00"}}
+	tenant.Spec.Access = []tracekitv1alpha1.AccessRule{{Groups: []string{"platform"}, ToolGroups: []string{"traces", "debugging"}}}
 	g.Expect(k8s.Create(ctx, tenant)).To(Succeed())
 
 	got := eventuallyReady(g, ns, name)
@@ -246,6 +247,10 @@ func TestTenant_CreateMakesEveryObjectAndRecord(t *testing.T) {
 	prices, err := admin.ForTenant(name).PriceOverrides(ctx)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(prices).To(MatchJSON(`{"gpt-4o": {"input": 2, "output": 8, "cached_input": 2}}`))
+	access, display, err := admin.TenantAccess(ctx, name)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(display).To(Equal(tenant.Spec.DisplayName))
+	g.Expect(access).To(MatchJSON(`[{"groups": ["platform"], "toolGroups": ["traces", "debugging"]}]`), "what tracekit auth admits company sign-ins by")
 }
 
 func TestTenant_UpdatesAreReflected(t *testing.T) {
@@ -430,6 +435,12 @@ func TestTenant_InvalidSpecsAreRefusedWithWhatToFix(t *testing.T) {
 		{"model name with spaces", "", func(s *tracekitv1alpha1.TraceKitTenantSpec) {
 			s.LLMPriceOverrides = map[string]tracekitv1alpha1.LLMPrice{"gpt 4o": {Input: "1", Output: "2"}}
 		}, "llmPriceOverrides: model names are 1-128 characters"},
+		{"access rule without groups or users", "", func(s *tracekitv1alpha1.TraceKitTenantSpec) {
+			s.Access = []tracekitv1alpha1.AccessRule{{ToolGroups: []string{"traces"}}}
+		}, "an access rule admits groups or users"},
+		{"access rule with an unknown tool group", "", func(s *tracekitv1alpha1.TraceKitTenantSpec) {
+			s.Access = []tracekitv1alpha1.AccessRule{{Groups: []string{"sre"}, ToolGroups: []string{"shell"}}}
+		}, `supported values: "traces", "metrics", "llm", "debugging"`},
 		{"resource claims", "", func(s *tracekitv1alpha1.TraceKitTenantSpec) {
 			s.Resources = &corev1.ResourceRequirements{Claims: []corev1.ResourceClaim{{Name: "gpu"}}}
 		}, "resources.claims is not supported"},

@@ -101,6 +101,42 @@ type TraceKitTenantSpec struct {
 	// database role, the OAuth client and API keys stay. Set it back to false to resume.
 	// +optional
 	Suspend bool `json:"suspend,omitempty"`
+
+	// access lets people sign in to the tenant with the platform's company identity providers
+	// (OIDC, LDAP; configured once for the platform, see docs/auth.md): each rule admits the members
+	// of some groups, or some people, with the tool groups they may grant an assistant. Someone no
+	// rule admits is refused at sign-in, and loses access at the next token refresh once removed from
+	// the groups. Empty admits nobody through company sign-in; API keys work either way.
+	// +kubebuilder:validation:MaxItems=50
+	// +optional
+	Access []AccessRule `json:"access,omitempty"`
+}
+
+// AccessRule admits identity-provider groups or people to a tenant with some tool groups.
+// +kubebuilder:validation:XValidation:rule="has(self.groups) || has(self.users)",message="an access rule admits groups or users: list at least one of them"
+type AccessRule struct {
+	// groups are group names exactly as the identity provider reports them (LDAP: the group's name
+	// attribute, e.g. cn; OIDC: the groups claim, e.g. platform-team).
+	// +kubebuilder:validation:MaxItems=100
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=256
+	// +optional
+	Groups []string `json:"groups,omitempty"`
+
+	// users are people admitted by e-mail address or user name, whatever their groups.
+	// +kubebuilder:validation:MaxItems=100
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=256
+	// +optional
+	Users []string `json:"users,omitempty"`
+
+	// toolGroups are the MCP tool groups these people may grant: traces, metrics, llm, and debugging
+	// (live-debugging snapshots, which may hold personal or secret data).
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:items:Enum=traces;metrics;llm;debugging
+	// +listType=set
+	// +required
+	ToolGroups []string `json:"toolGroups"`
 }
 
 // TenantURL is the external address of a tenant's MCP server. Host-based (acme.tracekit.example.com)

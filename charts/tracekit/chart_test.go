@@ -235,6 +235,9 @@ func TestValues_WrongValuesAreRefused(t *testing.T) {
 		{"no tenant URL", "default.yaml", []string{"--set", "operator.tenantURL="}, "operator.tenantURL is required"},
 		{"no database", "default.yaml", []string{"--set", "postgresql.enabled=false"}, "database.existingSecret.name is required when postgresql.enabled is false"},
 		{"gRPC TLS without Secrets", "default.yaml", []string{"--set", "auth.grpcTLS.enabled=true"}, "auth.grpcTLS.enabled needs auth.grpcTLS.serverSecretName"},
+		{"inline provider secret", "default.yaml", []string{"--set-json", `auth.signIn.providers=[{"type":"oidc","id":"okta","name":"Okta","config":{"clientSecret":"hunter2"}}]`},
+			"auth.signIn.providers[okta].config.clientSecret must not be written into values"},
+		{"unknown provider type", "default.yaml", []string{"--set", "auth.signIn.providers[0].type=saml"}, "at '/auth/signIn/providers/0"},
 		{"HTTPRoute without Gateway", "default.yaml", []string{"--set", "auth.httpRoute.enabled=true"}, "auth.httpRoute.enabled needs auth.httpRoute.parentRefs"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -32,6 +32,7 @@ func runAuth(ctx context.Context, args []string) error {
 	grpcClientCA := fs.String("grpc-client-ca", "", "PEM CA that must have signed the certificates of gRPC clients (mutual TLS); needs --grpc-tls-cert")
 	tokenTTL := fs.Duration("access-token-ttl", 0, "access token lifetime, hence how long a revoked key's token lingers (default 15m)")
 	maxClients := fs.Int("max-clients-per-tenant", 0, "registered MCP clients per tenant (default 500)")
+	providersFile := fs.String("providers", os.Getenv("TRACEKIT_AUTH_PROVIDERS"), "YAML file of company identity providers (OIDC, LDAP) and whether the API-key form is offered; secrets as $VAR or ${file:/path}; see docs/auth.md ($TRACEKIT_AUTH_PROVIDERS); empty: API keys only")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -50,13 +51,19 @@ func runAuth(ctx context.Context, args []string) error {
 			*storageURL = *dbURL
 		}
 	}
+	var providers dexauth.Providers
+	if *providersFile != "" {
+		if providers, err = dexauth.LoadProviders(*providersFile); err != nil {
+			return err
+		}
+	}
 	st, err := dexauth.OpenStorage(*storageURL, logger)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	srv, err := dexauth.New(ctx, dexauth.Config{Issuer: *issuer, Storage: st, DB: db, Logger: logger,
-		AccessTokenTTL: *tokenTTL, MaxClientsPerTenant: *maxClients})
+		AccessTokenTTL: *tokenTTL, MaxClientsPerTenant: *maxClients, Providers: providers})
 	if err != nil {
 		return err
 	}

@@ -142,6 +142,33 @@ func (b *Browser) SignInChoosingTools(authURL, key string, tools []string) ([]st
 	return groups, chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("password"), key), chromedp.Click(chromedp.ID("submit-login")))
 }
 
+// SignInWithProvider opens an authorization URL, picks "Sign in with <provider>" on the sign-in page,
+// and enters username and password on the form that follows: TraceKit's own (LDAP) or the identity
+// provider's (an OIDC provider such as Dex, whose form has the same field ids). Where the browser
+// ends is for the caller to see: the client's callback, or the refusal page.
+func (b *Browser) SignInWithProvider(authURL, provider, username, password string) error {
+	ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
+	defer cancel()
+	link := chromedp.Search(`//a[normalize-space()="Sign in with ` + provider + `"]`)
+	return chromedp.Do(ctx,
+		chromedp.Navigate(authURL),
+		chromedp.WaitVisible(link),
+		chromedp.Click(link),
+		chromedp.WaitVisible(chromedp.ID("login")),
+		chromedp.SendKeys(chromedp.ID("login"), username),
+		chromedp.SendKeys(chromedp.ID("password"), password),
+		chromedp.Click(chromedp.ID("submit-login")))
+}
+
+// Screenshot saves the whole page the browser shows as a PNG at path (quality 100 means PNG).
+func (b *Browser) Screenshot(path string) error {
+	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, png, 0o644)
+}
+
 // Callback is a client's loopback redirect URI: it hands each authorization response to the test.
 type Callback struct {
 	URL string

@@ -64,3 +64,20 @@ func TestAPIKeys_RefuseExpiredAndRevokedKeysSayingWhy(t *testing.T) {
 		t.Errorf("revoked key at another tenant's server: %v", err)
 	}
 }
+
+// The audit trail names the person of a company sign-in, else the credential.
+func TestPrincipal_ActorNamesThePersonElseTheCredential(t *testing.T) {
+	for _, c := range []struct {
+		p    auth.Principal
+		want string
+	}{
+		{auth.Principal{Method: "oauth", Subject: "s1", User: "alice@example.com", IdPGroups: []string{"platform"}}, "alice@example.com (company sign-in, group platform)"},
+		{auth.Principal{Method: "api_key", Subject: "key_ab12", Name: "ci, tk_Ab12Cd…"}, "API key key_ab12 (ci, tk_Ab12Cd…)"},
+		{auth.Principal{Method: "oauth", Subject: "s2", Name: "tk_Ab12Cd"}, "tk_Ab12Cd"},
+		{auth.Principal{Method: "oauth", Subject: "s3"}, "oauth subject s3"},
+	} {
+		if got := c.p.Actor(); got != c.want {
+			t.Errorf("Actor of %+v = %q, want %q", c.p, got, c.want)
+		}
+	}
+}

@@ -21,14 +21,25 @@ type Principal struct {
 	ToolGroups []string
 	// Method is "api_key" or "oauth".
 	Method string
-	// Name is the person or credential as people know it: an API key's name and prefix, or the name
-	// or email an OAuth token carries. The keys page and the audit trail show it (Actor).
+	// User names the person behind an OAuth token from company sign-in (their e-mail address, else
+	// their user name at the identity provider), and IdPGroups the groups of theirs that admitted
+	// them; both empty for API keys and API-key sign-ins. For the audit trail only: authorization
+	// never depends on them.
+	User      string
+	IdPGroups []string
+	// Name is the credential as people know it: an API key's name and prefix, or the name or email
+	// an OAuth token carries in its standard claims. The keys page and the audit trail show it (Actor).
 	Name string
 }
 
-// Actor names the caller in the audit trail: who signed in, and with what.
+// Actor names the caller in the audit trail: the person of a company sign-in, else the credential.
 func (p Principal) Actor() string {
 	switch {
+	case p.User != "":
+		if len(p.IdPGroups) > 0 {
+			return p.User + " (company sign-in, group " + strings.Join(p.IdPGroups, ", ") + ")"
+		}
+		return p.User + " (company sign-in)"
 	case p.Method == "api_key":
 		return "API key " + p.Subject + " (" + p.Name + ")"
 	case p.Name != "":

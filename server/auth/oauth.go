@@ -159,6 +159,12 @@ func (o *OAuthTokens) verify(ctx context.Context, token string) (verifiedToken, 
 		if id, ok := strings.CutPrefix(g, toolGroupPrefix); ok {
 			p.ToolGroups = append(p.ToolGroups, id)
 		}
+		if u, ok := strings.CutPrefix(g, userGroupPrefix); ok {
+			p.User = u
+		}
+		if v, ok := strings.CutPrefix(g, viaGroupPrefix); ok {
+			p.IdPGroups = append(p.IdPGroups, v)
+		}
 	}
 	return verifiedToken{principal: p, expiry: c.Expiry}, nil
 }

@@ -7,7 +7,6 @@ package dexauth
 import (
 	"context"
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -52,6 +51,9 @@ type Config struct {
 	RefreshReuseInterval time.Duration
 	// Now is Dex's clock; nil means time.Now.
 	Now func() time.Time
+	// Providers are the company identity providers and whether the API-key form is offered; the
+	// zero value offers the API-key form only.
+	Providers Providers
 }
 
 // Server is Dex with TraceKit's additions.
@@ -90,7 +92,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		cfg.WrongKeysPerKey = &oauth.KeyedLimiter{Every: time.Minute, Burst: 20}
 	}
 	databases.Store(cfg.Issuer, cfg.DB)
-	if err := ensureConnector(ctx, cfg.Storage, cfg.Issuer); err != nil {
+
+	connectors, err := cfg.Providers.connectors(cfg.Issuer)
+	if err != nil {
+		return nil, err
+	}
+	if err := ensureConnectors(ctx, cfg.Storage, connectors); err != nil {
 		return nil, err
 	}
 	// Rotate refresh tokens on every use (public clients hold them); a month unused or three months
@@ -163,26 +170,6 @@ func (s *Server) EnsureTenantClient(ctx context.Context, tenant, secret string, 
 	}
 	if err != nil {
 		return fmt.Errorf("ensure Dex client %s: %w", id, err)
-	}
-	return nil
-}
-
-// ensureConnector stores the API-key connector; Dex refuses to start without a connector.
-func ensureConnector(ctx context.Context, st storage.Storage, issuer string) error {
-	config, _ := json.Marshal(connectorConfig{Issuer: issuer})
-	want := storage.Connector{ID: oauth.DexConnectorID, Type: connectorType, Name: "TraceKit API key", ResourceVersion: "1", Config: config}
-	have, err := st.GetConnector(want.ID)
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		err = st.CreateConnector(ctx, want)
-	case err == nil && (have.Type != want.Type || string(have.Config) != string(config)):
-		err = st.UpdateConnector(want.ID, func(old storage.Connector) (storage.Connector, error) {
-			want.ResourceVersion = nextVersion(old.ResourceVersion)
-			return want, nil
-		})
-	}
-	if err != nil {
-		return fmt.Errorf("store the API-key connector in Dex: %w", err)
 	}
 	return nil
 }

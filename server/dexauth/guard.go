@@ -82,6 +82,8 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.writePage(w, buf, authReq)
 	case r.Method == http.MethodPost && login:
 		g.passwordLogin(w, r)
+	case r.Method == http.MethodGet && (p == g.issuerPath+"/callback" || strings.HasPrefix(p, g.issuerPath+"/callback/")):
+		g.companyCallback(w, r)
 	case r.Method == http.MethodPost && p == g.issuerPath+"/token":
 		g.token(w, r)
 	default:
@@ -136,7 +138,11 @@ func (g *guard) passwordLogin(w http.ResponseWriter, r *http.Request) {
 	if g.crossSite(r) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusForbidden)
-		io.WriteString(w, "This sign-in form was sent from another site. Enter your API key on the TraceKit page itself.\n")
+		io.WriteString(w, "This sign-in form was sent from another site. Sign in on the TraceKit page itself.\n")
+		return
+	}
+	if authReq.ConnectorID != oauth.DexConnectorID {
+		g.companyPasswordLogin(w, r, authReq)
 		return
 	}
 	tools := chosenToolGroups(r) // parses the form, which Dex then reads the key from

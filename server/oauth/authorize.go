@@ -13,7 +13,8 @@ import (
 )
 
 // authorize checks an authorization request against what the client registered and what MCP
-// requires, then hands the browser to Dex's API-key page. Dex gets the facade's callback as redirect
+// requires, then hands the browser to Dex's sign-in: the API-key page, a company identity provider, or the choice
+// between them when the platform offers several (no connector_id, so Dex decides). Dex gets the facade's callback as redirect
 // URI, the client's PKCE challenge (Dex verifies the verifier at the token endpoint), and a scope
 // asking for this tenant as audience. Errors before the redirect URI is trusted are shown to the
 // user; after, they go back to the client (RFC 6749 §4.1.2.1).
@@ -97,7 +98,6 @@ func (f *Facade) authorize(c *gin.Context) {
 			"state":                 {state},
 			"code_challenge":        {challenge},
 			"code_challenge_method": {"S256"},
-			"connector_id":          {DexConnectorID},
 		}
 		c.Redirect(http.StatusFound, f.cfg.Issuer+"/auth?"+dex.Encode())
 	}

@@ -46,6 +46,8 @@ type envOptions struct {
 	documents *oauth.DocumentFetcher
 	// webClientID is the /ui pages' client_id (default: their own document, which needs https).
 	webClientID string
+	// providers are the company identity providers (default: the API-key form only).
+	providers dexauth.Providers
 }
 
 func newEnv(t *testing.T, opt envOptions, names ...string) *env {
@@ -71,7 +73,7 @@ func newEnv(t *testing.T, opt envOptions, names ...string) *env {
 	}
 	t.Cleanup(func() { st.Close() })
 	e.dex, err = dexauth.New(ctx, dexauth.Config{Issuer: e.issuer, Storage: st, DB: db, Logger: logger,
-		MaxClientsPerTenant: opt.maxClients, RefreshReuseInterval: opt.refreshReuse})
+		MaxClientsPerTenant: opt.maxClients, RefreshReuseInterval: opt.refreshReuse, Providers: opt.providers})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,8 +44,7 @@ type Config struct {
 	Now func() time.Time
 }
 
-// DexConnectorID is the id of the API-key connector in Dex's storage; the facade sends users
-// straight to it.
+// DexConnectorID is the id of the API-key connector in Dex's storage.
 const DexConnectorID = "tracekit"
 
 // Lifetimes of what the facade hands out.

@@ -202,3 +202,33 @@ func (a *Admin) SetPriceOverrides(ctx context.Context, tenant string, overrides 
 	_, err := db.x.ExecContext(ctx, db.x.Rebind("UPDATE tenants SET price_overrides = ? WHERE id = ?"), string(overrides), tenant)
 	return err
 }
+
+// TenantAccess returns the tenant's company sign-in rules as JSON ([] when none) and its display
+// name. `tracekit auth` reads them for any tenant, as it reads API keys; ErrNotFound for an unknown
+// tenant.
+func (db *DB) TenantAccess(ctx context.Context, tenant string) (access []byte, displayName string, err error) {
+	var row struct {
+		Access      string `db:"access"`
+		DisplayName string `db:"display_name"`
+	}
+	if err := db.x.GetContext(ctx, &row, db.x.Rebind("SELECT access, display_name FROM tenants WHERE id = ?"), tenant); err != nil {
+		return nil, "", notFound(err)
+	}
+	return []byte(row.Access), row.DisplayName, nil
+}
+
+// SetAccess replaces the tenant's company sign-in rules (a JSON array, see auth.Access).
+func (a *Admin) SetAccess(ctx context.Context, tenant string, access []byte) error {
+	db := a.db
+	if len(access) == 0 {
+		access = []byte("[]")
+	}
+	res, err := db.x.ExecContext(ctx, db.x.Rebind("UPDATE tenants SET access = ? WHERE id = ?"), string(access), tenant)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("set access of tenant %q: %w", tenant, ErrNotFound)
+	}
+	return nil
+}
