@@ -125,6 +125,9 @@ Connect an assistant (it signs in through your browser: paste the API key on the
   Claude (Settings > Connectors > Add custom connector): the MCP URL.
   Headless agents and scripts can skip the browser with the header "Authorization: Bearer <API key>".
 
+More API keys (chosen scopes and tool groups, an expiry) and revoking them: the API keys page,
+  %[3]s/keys (sign in with the API key above); what was done there: tracekit audit
+
 Send OpenTelemetry traces with the API key:
   OTLP/HTTP:  OTEL_EXPORTER_OTLP_ENDPOINT=%[3]s OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf   (or http/json)
 %[4]s

@@ -20,6 +20,7 @@ func TestPrintConnectionHelp_ShowsBothOTLPEndpoints(t *testing.T) {
 		"OTLP/HTTP:  OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:8080 OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
 		"OTLP/gRPC:  OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 OTEL_EXPORTER_OTLP_PROTOCOL=grpc",
 		`OTEL_EXPORTER_OTLP_HEADERS="Authorization=Bearer tk_key"`,
+		"the API keys page,\n  http://127.0.0.1:8080/keys (sign in with the API key above)",
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("missing %q in:\n%s", want, b.String())

@@ -22,6 +22,7 @@ var commands = map[string]command{
 	"manager":    {"run the TraceKitTenant and TraceKitDatabase controllers", runManager},
 	"demo":       {"send a day of demo traffic to an ingest endpoint", runDemo},
 	"apikey":     {"create, list or revoke a tenant's API keys", runAPIKey},
+	"audit":      {"print the audit trail: key creations, revocations, refused sign-ins", runAudit},
 	"migrate":    {"bring a database schema up to date", runMigrate},
 	"breakpoint": {"create, list or delete live-debugging breakpoints", runBreakpoint},
 	"tenant":     {"create, list or delete tenants on PostgreSQL without the operator", runTenant},

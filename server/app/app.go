@@ -70,7 +70,7 @@ func build(cfg Config, withGRPC bool) (http.Handler, *grpc.Server) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.Auth == nil {
-		cfg.Auth = &auth.APIKeys{DB: cfg.DB, Tenant: cfg.Tenant}
+		cfg.Auth = &auth.APIKeys{DB: cfg.DB, Tenant: cfg.Tenant, KeysPage: strings.TrimRight(cfg.PublicURL, "/") + "/keys"}
 	}
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()

@@ -21,6 +21,9 @@ type APIKeys struct {
 	// TTL bounds how long a verified key is trusted from memory, hence how long a revocation takes
 	// to reach a running server. Zero means 30 seconds.
 	TTL time.Duration
+	// KeysPage is where the tenant's members create keys (<public URL>/keys), named in the refusal
+	// of an expired or revoked key; empty names only the CLI.
+	KeysPage string
 
 	mu    sync.Mutex
 	cache map[string]cachedKey // by key hash
@@ -52,7 +55,15 @@ func (a *APIKeys) Authenticate(r *http.Request) (Principal, error) {
 	if err != nil {
 		return Principal{}, err
 	}
-	return Principal{TenantID: k.TenantID, Subject: k.ID, Scopes: strings.Split(k.Scopes, ","), Method: "api_key"}, nil
+	name := k.Prefix + "…"
+	if k.Name != "" {
+		name = k.Name + ", " + name
+	}
+	p := Principal{TenantID: k.TenantID, Subject: k.ID, Scopes: strings.Split(k.Scopes, ","), Method: "api_key", Name: name}
+	if k.ToolGroups != "" {
+		p.ToolGroups = strings.Split(k.ToolGroups, ",")
+	}
+	return p, nil
 }
 
 func (a *APIKeys) lookup(ctx context.Context, key string) (store.APIKey, error) {
@@ -62,16 +73,27 @@ func (a *APIKeys) lookup(ctx context.Context, key string) (store.APIKey, error) 
 	c, ok := a.cache[h]
 	a.mu.Unlock()
 	if ok && now.Before(c.expires) {
+		if c.err == nil && c.key.Expired(now) {
+			return c.key, a.expiredError(c.key)
+		}
 		return c.key, c.err
 	}
 	k, err := a.DB.LookupAPIKey(ctx, key)
 	switch {
+	case errors.Is(err, store.ErrKeyExpired) && (a.Tenant == "" || k.TenantID == a.Tenant):
+		err = a.expiredError(k)
+	case errors.Is(err, store.ErrKeyRevoked) && (a.Tenant == "" || k.TenantID == a.Tenant):
+		err = fmt.Errorf("%w: this API key (%s…) was revoked on %s; %s", ErrInvalidCredentials, k.Prefix,
+			time.Unix(0, k.RevokedNS).UTC().Format(time.RFC3339), a.newKeyHint())
 	case errors.Is(err, store.ErrNotFound):
 		err = fmt.Errorf("%w: this API key is unknown or revoked; create one with 'tracekit apikey create'", ErrInvalidCredentials)
 	case err != nil:
 		return store.APIKey{}, &UnavailableError{Cause: err} // not cached: the database may be back soon
 	case a.Tenant != "" && k.TenantID != a.Tenant:
 		err = fmt.Errorf("%w: this API key belongs to another tenant", ErrInvalidCredentials)
+	default:
+		// At most one write per key per TTL and replica; a failure only leaves "last used" stale.
+		_ = a.DB.TouchAPIKey(ctx, k.ID, now)
 	}
 	ttl := a.TTL
 	if ttl == 0 {
@@ -84,4 +106,17 @@ func (a *APIKeys) lookup(ctx context.Context, key string) (store.APIKey, error) 
 	a.cache[h] = cachedKey{key: k, err: err, expires: now.Add(ttl)}
 	a.mu.Unlock()
 	return k, err
+}
+
+// expiredError is the refusal of an expired key.
+func (a *APIKeys) expiredError(k store.APIKey) error {
+	return fmt.Errorf("%w: this API key (%s…) expired on %s; %s", ErrInvalidCredentials, k.Prefix,
+		time.Unix(0, k.ExpiresNS).UTC().Format(time.RFC3339), a.newKeyHint())
+}
+
+func (a *APIKeys) newKeyHint() string {
+	if a.KeysPage != "" {
+		return "create a new one at " + a.KeysPage + " or with 'tracekit apikey create'"
+	}
+	return "create a new one with 'tracekit apikey create'"
 }

@@ -27,6 +27,25 @@ type Principal struct {
 	// never depends on them.
 	User      string
 	IdPGroups []string
+	// Name is the credential as people know it: an API key's name and prefix, or the name or email
+	// an OAuth token carries in its standard claims. The keys page and the audit trail show it (Actor).
+	Name string
+}
+
+// Actor names the caller in the audit trail: the person of a company sign-in, else the credential.
+func (p Principal) Actor() string {
+	switch {
+	case p.User != "":
+		if len(p.IdPGroups) > 0 {
+			return p.User + " (company sign-in, group " + strings.Join(p.IdPGroups, ", ") + ")"
+		}
+		return p.User + " (company sign-in)"
+	case p.Method == "api_key":
+		return "API key " + p.Subject + " (" + p.Name + ")"
+	case p.Name != "":
+		return p.Name
+	}
+	return p.Method + " subject " + p.Subject
 }
 
 // HasScope reports whether the caller was granted scope.

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -67,6 +68,10 @@ type tokenClaims struct {
 	Audience audience `json:"aud"`
 	Expiry   int64    `json:"exp"`
 	Groups   []string `json:"groups"`
+	// Who signed in, when the token says (Dex adds them for the profile and email scopes).
+	Email    string `json:"email"`
+	Name     string `json:"name"`
+	Username string `json:"preferred_username"`
 }
 
 // audience is "aud": a string or an array of strings (RFC 7519 §4.1.3).
@@ -146,7 +151,7 @@ func (o *OAuthTokens) verify(ctx context.Context, token string) (verifiedToken, 
 	case !slices.Contains(c.Audience, o.Audience) || !slices.Contains(c.Groups, TenantGroup(o.Tenant)):
 		return verifiedToken{}, fmt.Errorf("%w: the access token was issued for another TraceKit tenant; sign in through this tenant's MCP URL", ErrInvalidCredentials)
 	}
-	p := Principal{TenantID: o.Tenant, Subject: c.Subject, Method: "oauth"}
+	p := Principal{TenantID: o.Tenant, Subject: c.Subject, Method: "oauth", Name: cmp.Or(c.Email, c.Name, c.Username)}
 	for _, g := range c.Groups {
 		if s, ok := strings.CutPrefix(g, scopeGroupPrefix); ok {
 			p.Scopes = append(p.Scopes, s)

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/dexidp/dex/connector"
 	"github.com/dexidp/dex/server"
@@ -65,6 +67,9 @@ func (a *apiKeyConnector) Login(ctx context.Context, _ connector.Scopes, _, key 
 	}
 	k, err := a.db.LookupAPIKey(ctx, strings.TrimSpace(key))
 	switch {
+	case errors.Is(err, store.ErrKeyExpired) && k.TenantID == tenant:
+		return connector.Identity{}, false, fmt.Errorf("this API key (%s…) expired on %s; ask a member of your team for a new one (the tenant's /keys page)",
+			k.Prefix, time.Unix(0, k.ExpiresNS).UTC().Format(time.RFC3339))
 	case errors.Is(err, store.ErrNotFound):
 		return connector.Identity{}, false, nil
 	case err != nil:
@@ -73,6 +78,11 @@ func (a *apiKeyConnector) Login(ctx context.Context, _ connector.Scopes, _, key 
 		return connector.Identity{}, false, nil
 	case !k.HasScope(store.ScopeRead):
 		return connector.Identity{}, false, fmt.Errorf("this API key lacks the %q scope that assistants need; create one with: tracekit apikey create --scopes read", store.ScopeRead)
+	}
+	if k.ToolGroups != "" {
+		// A key limited to some tool groups cannot grant more through a sign-in.
+		allowed := strings.Split(k.ToolGroups, ",")
+		tools = slices.DeleteFunc(slices.Clone(tools), func(g string) bool { return !slices.Contains(allowed, g) })
 	}
 	return identity(k, strings.ToLower(rand.Text()), tools), true, nil
 }
@@ -97,11 +107,11 @@ func (a *apiKeyConnector) Refresh(ctx context.Context, _ connector.Scopes, id co
 		return id, fmt.Errorf("refresh: read API keys: %w", err)
 	}
 	for _, k := range keys {
-		if k.ID == keyID && k.RevokedNS == 0 && k.HasScope(store.ScopeRead) {
+		if k.ID == keyID && k.RevokedNS == 0 && !k.Expired(time.Now()) && k.HasScope(store.ScopeRead) {
 			return identity(k, grantID, grantedTools(id.Groups)), nil
 		}
 	}
-	return end(fmt.Sprintf("the API key this sign-in used (%s of tenant %q) was revoked; sign in again with a current key", keyID, tenant))
+	return end(fmt.Sprintf("the API key this sign-in used (%s of tenant %q) was revoked or expired; sign in again with a current key", keyID, tenant))
 }
 
 // identity carries the tenant, the granted scope and tool groups as groups, which Dex puts in the

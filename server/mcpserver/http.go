@@ -39,7 +39,7 @@ func Register(r gin.IRouter, cfg Config) {
 	for _, m := range []string{http.MethodPost, http.MethodGet, http.MethodDelete, http.MethodOptions} {
 		r.Handle(m, Path, e.checkOrigin, e.authenticate, e.serve)
 	}
-	ui.Register(r, ui.WebConfig{Auth: cfg.Auth, Source: e.tools.webView, PublicURL: cfg.PublicURL, Logger: cfg.Logger, OAuth: cfg.WebOAuth})
+	ui.Register(r, ui.WebConfig{Auth: cfg.Auth, Source: e.tools.webView, PublicURL: cfg.PublicURL, Logger: cfg.Logger, OAuth: cfg.WebOAuth, DB: cfg.DB})
 }
 
 type endpoint struct {

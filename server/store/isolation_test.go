@@ -31,6 +31,7 @@ func seedEveryTable(t *testing.T, ctx context.Context, conn *pgx.Conn, tenant st
 		`INSERT INTO span_attributes (tenant_id, key, value, start_ns, trace_id) VALUES ($1, 'user.id', '42', 1, 't-'||$1)`,
 		`INSERT INTO span_attribute_keys (tenant_id, key, since_ns) VALUES ($1, 'user.id', 0)`,
 		`INSERT INTO span_attribute_gaps (tenant_id, key, from_ns, to_ns) VALUES ($1, 'user.id', 0, 1)`,
+		`INSERT INTO audit_events (tenant_id, at_ns, actor, action) VALUES ($1, 1, 'someone', 'apikey.create')`,
 	}
 	for _, s := range stmts {
 		if _, err := conn.Exec(ctx, s, tenant); err != nil {
@@ -62,7 +63,7 @@ func TestTenantRoleSeesOnlyItsOwnRows(t *testing.T) {
 	defer asA.Close(ctx)
 
 	for _, table := range []string{"tenants", "api_keys", "spans", "services", "service_versions", "llm_calls", "alert_rules", "alerts",
-		"anomalies", "rca_reports", "breakpoints", "snapshots", "span_attributes", "span_attribute_keys", "span_attribute_gaps"} {
+		"anomalies", "rca_reports", "breakpoints", "snapshots", "span_attributes", "span_attribute_keys", "span_attribute_gaps", "audit_events"} {
 		col := "tenant_id"
 		if table == "tenants" {
 			col = "id"
@@ -139,6 +140,24 @@ func TestTenantRoleSeesOnlyItsOwnRows(t *testing.T) {
 		t.Errorf("tenant B has %d spans after A's attempts, want 1", n)
 	}
 
+	// A's role creates and revokes its own keys and adds to its own audit trail (the keys page), but
+	// cannot mint a key for B, revoke B's, write into B's trail nor rewrite its own.
+	for _, stmt := range []string{
+		`INSERT INTO api_keys (id, tenant_id, prefix, hash, created_ns) VALUES ('key_x', 'team-b', 'tk_x', 'h-x', 1)`,
+		`INSERT INTO audit_events (tenant_id, at_ns, actor, action) VALUES ('team-b', 1, 'mallory', 'apikey.create')`,
+	} {
+		if _, err := asA.Exec(ctx, stmt); err == nil || !strings.Contains(err.Error(), "row-level security") {
+			t.Errorf("%s as tenant A: got %v, want a row-level security violation", stmt, err)
+		}
+	}
+	if tag, err := asA.Exec(ctx, `UPDATE api_keys SET revoked_ns = 1 WHERE tenant_id = 'team-b'`); err != nil || tag.RowsAffected() != 0 {
+		t.Errorf("revoke of tenant B's keys as tenant A: %v rows, err %v", tag.RowsAffected(), err)
+	}
+	for _, stmt := range []string{`UPDATE audit_events SET actor = 'nobody'`, `DELETE FROM audit_events`, `UPDATE api_keys SET scopes = 'read,ingest,write'`} {
+		if _, err := asA.Exec(ctx, stmt); err == nil || !strings.Contains(err.Error(), "permission denied") {
+			t.Errorf("%s as tenant A: got %v, want permission denied", stmt, err)
+		}
+	}
 	// The server connected as A learns its tenant from the database.
 	dbA, err := store.Open(ctx, tenantDSN)
 	if err != nil {

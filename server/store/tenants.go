@@ -96,7 +96,7 @@ func (a *Admin) ProvisionTenant(ctx context.Context, spec TenantSpec) (TenantCre
 }
 
 // tenantTables lists every table holding tenant rows, children first.
-var tenantTables = []string{"tenant_secrets", "snapshots", "breakpoints", "rca_reports", "anomalies", "alerts", "alert_rules",
+var tenantTables = []string{"audit_events", "tenant_secrets", "snapshots", "breakpoints", "rca_reports", "anomalies", "alerts", "alert_rules",
 	"llm_calls", "service_versions", "services", "span_attributes", "span_attribute_keys", "span_attribute_gaps", "spans", "span_resources",
 	"api_keys"}
 

@@ -13,6 +13,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/tracekit/tracekit/server/auth"
+	"github.com/tracekit/tracekit/server/oauth"
 	"github.com/tracekit/tracekit/server/store"
 )
 
@@ -33,6 +34,8 @@ type WebConfig struct {
 	Logger    *slog.Logger
 	// OAuth, when set, offers signing in through the tenant's OAuth flow besides pasting a key.
 	OAuth *OAuth
+	// DB, when set, serves the keys page (/keys) and keeps the audit trail of sign-ins it refuses.
+	DB *store.DB
 }
 
 // cookie holds the credential a browser signed in with; it is sent to /ui only and never readable by
@@ -62,6 +65,9 @@ func Register(r gin.IRouter, cfg WebConfig) {
 	g := r.Group(Path)
 	if cfg.OAuth != nil {
 		w.registerOAuth(g)
+	}
+	if cfg.DB != nil {
+		w.registerKeys(r, g)
 	}
 	g.GET("/signin", w.signInForm)
 	g.POST("/signin", w.signIn)
@@ -226,6 +232,9 @@ func (w *web) signIn(c *gin.Context) {
 		if err != nil && !errors.Is(err, auth.ErrInvalidCredentials) && !errors.Is(err, auth.ErrNoCredentials) {
 			status, msg = http.StatusServiceUnavailable, "Signing in is unavailable right now; try again shortly."
 		}
+		if refused := w.refusedKey(c, key); refused != "" {
+			msg = "This API key " + refused + "; ask a member of your team for a new one."
+		}
 		w.form(c, status, next, msg)
 		return
 	}
@@ -238,4 +247,28 @@ func (w *web) signIn(c *gin.Context) {
 func (w *web) signOut(c *gin.Context) {
 	http.SetCookie(c.Writer, &http.Cookie{Name: cookie, Path: w.prefix + Path, MaxAge: -1, HttpOnly: true, Secure: w.secure, SameSite: http.SameSiteLaxMode})
 	c.Redirect(http.StatusSeeOther, w.prefix+Path+"/signin")
+}
+
+// refusedKey says why a key of a known tenant no longer signs in ("expired on …", "was revoked on …")
+// and records the attempt in that tenant's audit trail; it is "" for any other key.
+func (w *web) refusedKey(c *gin.Context, key string) string {
+	if w.cfg.DB == nil || key == "" {
+		return ""
+	}
+	k, err := w.cfg.DB.LookupAPIKey(c.Request.Context(), key)
+	var why string
+	switch {
+	case errors.Is(err, store.ErrKeyExpired):
+		why = "expired on " + time.Unix(0, k.ExpiresNS).UTC().Format(time.RFC3339)
+	case errors.Is(err, store.ErrKeyRevoked):
+		why = "was revoked on " + time.Unix(0, k.RevokedNS).UTC().Format(time.RFC3339)
+	default:
+		return ""
+	}
+	e := store.AuditEvent{Actor: "API key " + k.ID + " (" + k.Name + ", " + k.Prefix + "…)", Method: "api_key", Action: store.AuditSignInRefused,
+		Target: Path + "/signin", Detail: "the key " + why, IP: oauth.ClientIP(c.Request), UserAgent: c.Request.UserAgent()}
+	if err := w.cfg.DB.ForTenant(k.TenantID).RecordAudit(c.Request.Context(), e); err != nil {
+		w.log.Error("audit event not recorded", "tenant", k.TenantID, "action", e.Action, "err", err)
+	}
+	return why
 }
