@@ -98,7 +98,7 @@ func TestTools_BadArgumentsGetErrorsThatSayWhatToFix(t *testing.T) {
 			{"search_traces", map[string]any{"start": "last tuesday"}, "RFC 3339"},
 			{"search_traces", map[string]any{"start": "2030-01-02T00:00:00Z", "end": "2030-01-01T00:00:00Z"}, "not before end"},
 			{"search_traces", map[string]any{"status": "broken"}, "status"},
-			{"search_traces", map[string]any{"servce": "x"}, "Accepted arguments: attributes, cursor, end"},
+			{"search_traces", map[string]any{"servce": "x"}, "Accepted arguments: attributes, count_by, cursor, end"},
 			{"search_traces", map[string]any{"limit": 5000}, "maximum"},
 			{"search_traces", map[string]any{"attributes": map[string]any{"http.response.status_code": "five hundred"}}, "whole numbers"},
 			{"search_traces", map[string]any{"cursor": "garbage"}, "cursor is not one this server issued"},

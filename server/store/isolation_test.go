@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -198,7 +199,7 @@ func TestProvisionTenantIsIdempotentAndDeleteRemovesEverything(t *testing.T) {
 		if err := db.Admin().DeleteTenant(ctx, "acme"); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.LookupAPIKey(ctx, key); err != store.ErrNotFound {
+		if _, err := db.LookupAPIKey(ctx, key); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("key of deleted tenant: %v, want ErrNotFound", err)
 		}
 		tenants, _ := db.ListTenants(ctx)
@@ -251,7 +252,7 @@ func TestAPIKeys(t *testing.T) {
 		if err := db.Admin().RevokeAPIKey(ctx, "acme", info.Prefix); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.LookupAPIKey(ctx, key); err != store.ErrNotFound {
+		if _, err := db.LookupAPIKey(ctx, key); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("revoked key still accepted: %v", err)
 		}
 		if _, _, err := db.Admin().CreateAPIKey(ctx, "nobody", "x", nil); err == nil || !strings.Contains(err.Error(), "does not exist") {
