@@ -24,6 +24,17 @@ import (
 // The Go SDK's MCP client discovers the authorization server from the 401, registers, opens the
 // authorization URL in a real Chromium where the API-key page is filled in, exchanges the code and
 // calls a tool with the token, then keeps working after the access token is refreshed.
+// awaitAuthorization is a client's authorization code fetcher after the browser signed in: the
+// response the authorization server redirected to cb.
+func awaitAuthorization(ctx context.Context, cb *browsertest.Callback) (*mcpauth.AuthorizationResult, error) {
+	select {
+	case q := <-cb.Got:
+		return &mcpauth.AuthorizationResult{Code: q.Get("code"), State: q.Get("state"), Iss: q.Get("iss")}, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
 func TestGoSDKClient_SignsInWithAnAPIKeyInChromiumAndCallsATool(t *testing.T) {
 	b := browsertest.New(t)
 	e := newEnv(t, envOptions{}, "acme")
@@ -41,13 +52,11 @@ func TestGoSDKClient_SignsInWithAnAPIKeyInChromiumAndCallsATool(t *testing.T) {
 			if err := b.SignIn(args.URL, tn.key); err != nil {
 				return nil, err
 			}
-			select {
-			case q := <-cb.Got:
-				issuer = q.Get("iss")
-				return &mcpauth.AuthorizationResult{Code: q.Get("code"), State: q.Get("state"), Iss: q.Get("iss")}, nil
-			case <-ctx.Done():
-				return nil, ctx.Err()
+			res, err := awaitAuthorization(ctx, cb)
+			if res != nil {
+				issuer = res.Iss
 			}
+			return res, err
 		},
 	})
 	if err != nil {

@@ -287,12 +287,7 @@ func TestCompanySignIn_MembersReadTheTenantOthersAreRefusedAndRemovalEndsAccessA
 				if err := b.SignInWithProvider(args.URL, provider, "alice", "alice-password"); err != nil {
 					return nil, err
 				}
-				select {
-				case q := <-cb.Got:
-					return &mcpauth.AuthorizationResult{Code: q.Get("code"), State: q.Get("state"), Iss: q.Get("iss")}, nil
-				case <-ctx.Done():
-					return nil, ctx.Err()
-				}
+				return awaitAuthorization(ctx, cb)
 			},
 		})
 		if err != nil {

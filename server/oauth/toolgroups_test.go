@@ -43,12 +43,7 @@ func TestConsentPage_ToolGroupsTickedInChromiumLimitTheAssistant(t *testing.T) {
 			if offered, err = b.SignInChoosingTools(args.URL, tn.key, []string{"traces"}); err != nil {
 				return nil, err
 			}
-			select {
-			case q := <-cb.Got:
-				return &mcpauth.AuthorizationResult{Code: q.Get("code"), State: q.Get("state"), Iss: q.Get("iss")}, nil
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
+			return awaitAuthorization(ctx, cb)
 		},
 	})
 	if err != nil {
