@@ -48,6 +48,9 @@ CREATE FUNCTION tracekit_tenant_partition(tbl text, tenant text) RETURNS text
 -- Creates, if missing, the partitions of tbl (all registered tables when NULL) that hold the given
 -- unix-nanosecond times for tenant; returns how many it created. Serialised per tenant by an
 -- advisory lock, so concurrent ingest of the same new day creates it once.
+-- Partitions are created and then attached: ATTACH PARTITION takes only a SHARE UPDATE EXCLUSIVE lock
+-- on the parent, which reads and writes of the tenant (and, for a new tenant, of every tenant) do not
+-- wait for, where CREATE TABLE … PARTITION OF takes ACCESS EXCLUSIVE on it.
 -- +goose StatementBegin
 CREATE FUNCTION tracekit_ensure_partitions(tenant text, tbl text, times bigint[]) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = public
@@ -65,15 +68,16 @@ BEGIN
     FOR r IN SELECT * FROM tracekit_partitioned WHERE tbl IS NULL OR table_name = tbl LOOP
         parent := tracekit_tenant_partition(r.table_name, tenant);
         IF to_regclass(parent) IS NULL THEN
-            EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES IN (%L) PARTITION BY RANGE (%I)',
-                parent, r.table_name, tenant, r.time_column);
+            EXECUTE format('CREATE TABLE %I (LIKE %I INCLUDING DEFAULTS) PARTITION BY RANGE (%I)', parent, r.table_name, r.time_column);
+            EXECUTE format('ALTER TABLE %I ATTACH PARTITION %I FOR VALUES IN (%L)', r.table_name, parent, tenant);
         END IF;
         width := r.width_days::bigint * 86400000000000;
         FOR k IN SELECT DISTINCT floor(t::numeric / width)::bigint FROM unnest(times) t LOOP
             leaf := parent || '_' || to_char(to_timestamp(k * width / 1e9) AT TIME ZONE 'UTC', 'YYYYMMDD');
             IF to_regclass(leaf) IS NULL THEN
-                EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%s) TO (%s)',
-                    leaf, parent, k * width, (k + 1) * width);
+                EXECUTE format('CREATE TABLE %I (LIKE %I INCLUDING DEFAULTS)', leaf, parent);
+                EXECUTE format('ALTER TABLE %I ATTACH PARTITION %I FOR VALUES FROM (%s) TO (%s)',
+                    parent, leaf, k * width, (k + 1) * width);
                 created := created + 1;
             END IF;
         END LOOP;

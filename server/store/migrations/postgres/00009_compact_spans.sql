@@ -26,43 +26,5 @@ ALTER TABLE spans DROP COLUMN resource_attributes;
 ALTER TABLE spans ALTER COLUMN attributes DROP NOT NULL, ALTER COLUMN attributes DROP DEFAULT,
     ALTER COLUMN events DROP NOT NULL, ALTER COLUMN events DROP DEFAULT;
 
--- Partitions are created and then attached: ATTACH PARTITION takes only a SHARE UPDATE EXCLUSIVE lock
--- on the parent, which reads and writes of the tenant (and, for a new tenant, of every tenant) do not
--- wait for, where CREATE TABLE … PARTITION OF takes ACCESS EXCLUSIVE on it.
--- +goose StatementBegin
-CREATE OR REPLACE FUNCTION tracekit_ensure_partitions(tenant text, tbl text, times bigint[]) RETURNS integer
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = public
-    AS $$
-DECLARE
-    r record;
-    parent text;
-    leaf text;
-    k bigint;
-    width bigint;
-    created integer := 0;
-BEGIN
-    PERFORM tracekit_partition_check(tenant);
-    PERFORM pg_advisory_xact_lock(hashtext('tracekit_partitions'), hashtext(tenant));
-    FOR r IN SELECT * FROM tracekit_partitioned WHERE tbl IS NULL OR table_name = tbl LOOP
-        parent := tracekit_tenant_partition(r.table_name, tenant);
-        IF to_regclass(parent) IS NULL THEN
-            EXECUTE format('CREATE TABLE %I (LIKE %I INCLUDING DEFAULTS) PARTITION BY RANGE (%I)', parent, r.table_name, r.time_column);
-            EXECUTE format('ALTER TABLE %I ATTACH PARTITION %I FOR VALUES IN (%L)', r.table_name, parent, tenant);
-        END IF;
-        width := r.width_days::bigint * 86400000000000;
-        FOR k IN SELECT DISTINCT floor(t::numeric / width)::bigint FROM unnest(times) t LOOP
-            leaf := parent || '_' || to_char(to_timestamp(k * width / 1e9) AT TIME ZONE 'UTC', 'YYYYMMDD');
-            IF to_regclass(leaf) IS NULL THEN
-                EXECUTE format('CREATE TABLE %I (LIKE %I INCLUDING DEFAULTS)', leaf, parent);
-                EXECUTE format('ALTER TABLE %I ATTACH PARTITION %I FOR VALUES FROM (%s) TO (%s)',
-                    parent, leaf, k * width, (k + 1) * width);
-                created := created + 1;
-            END IF;
-        END LOOP;
-    END LOOP;
-    RETURN created;
-END $$;
--- +goose StatementEnd
-
 -- +goose Down
 SELECT 'compacted spans are not converted back; restore a backup taken before migration 00009';
