@@ -122,7 +122,9 @@ func TestKeysPage_CreateUseRevokeInChromium(t *testing.T) {
 	}
 
 	prefix := newKey[:len(store.KeyPrefix)+6]
-	err = chromedp.Do(bctx, chromedp.Click(chromedp.CSS(`tr[data-prefix="`+prefix+`"] button.revoke`)), chromedp.WaitVisible(chromedp.ID("keys-notice")))
+	err = chromedp.Do(bctx, chromedp.Click(chromedp.CSS(`tr[data-prefix="`+prefix+`"] button.revoke`)),
+		// The page after creation has a notice too: wait for the revoked row of the new document.
+		chromedp.WaitVisible(chromedp.CSS(`tr.revoked[data-prefix="`+prefix+`"]`)))
 	if err != nil {
 		t.Fatalf("revoke in the browser: %v", err)
 	}
