@@ -193,8 +193,12 @@ func (t *Tenant) SearchTraces(ctx context.Context, q TraceQuery) ([]TraceHit, er
 	query := `SELECT trace_id, span_id, service, service_version, operation, start_ns, duration_ns,
 			CASE WHEN ` + errorCond + ` THEN 1 ELSE 0 END AS error, status_message, http_route, http_status_code
 		FROM spans` + w.sql() + ` ORDER BY ` + order + ` DESC, trace_id DESC, span_id DESC LIMIT ?`
+	args := append(w.args, q.Limit)
+	if w.byTraces {
+		args = t.byValue(args)
+	}
 	var out []TraceHit
-	if err := t.db.x.SelectContext(ctx, &out, t.rebind(query), append(w.args, q.Limit)...); err != nil {
+	if err := t.db.x.SelectContext(ctx, &out, t.rebind(query), args...); err != nil {
 		return nil, fmt.Errorf("search traces: %w", err)
 	}
 	return out, nil
@@ -222,6 +226,9 @@ func (t *Tenant) CountTraces(ctx context.Context, q TraceQuery) (hits, scanned i
 	}
 	query := `SELECT COUNT(*) AS scanned, COALESCE(SUM(hit), 0) AS hits FROM (SELECT ` + hit + ` AS hit FROM spans` + base.sql() + ` LIMIT ?) c`
 	args := append(append(filter.args, base.args...), CountScan)
+	if base.byTraces {
+		args = t.byValue(args)
+	}
 	if err := t.db.x.GetContext(ctx, &c, t.rebind(query), args...); err != nil {
 		return 0, 0, fmt.Errorf("count traces: %w", err)
 	}
