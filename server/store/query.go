@@ -20,8 +20,24 @@ const errorCond = "(status_code = 2 OR http_status_code >= 500)"
 type where struct {
 	conds []string
 	args  []any
-	// byTraces: the conditions list the traces an attribute index lookup found.
-	byTraces bool
+	// traces: the rows must be of these traces, which an attribute index lookup found (nil: any).
+	traces []string
+}
+
+// spans returns the FROM clause reading w's rows, and its arguments (which precede w.args). A
+// trace list is joined as a VALUES list: each trace is looked up by its id, where an IN list let
+// the planner read a partition's share of the window by time instead and filter by trace, which
+// it chose for the few hours of the window in the previous day's partition (8,800 buffers against
+// 1,200 over 24 h with 150 traces).
+func (w where) spans() (string, []any) {
+	if w.traces == nil {
+		return "spans", nil
+	}
+	args := make([]any, len(w.traces))
+	for i, id := range w.traces {
+		args[i] = id
+	}
+	return "(VALUES (?)" + strings.Repeat(", (?)", len(w.traces)-1) + ") AS found JOIN spans ON spans.trace_id = found.column1", args
 }
 
 func (w *where) add(cond string, args ...any) {
