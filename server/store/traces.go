@@ -183,7 +183,10 @@ func (t *Tenant) SearchTraces(ctx context.Context, q TraceQuery) ([]TraceHit, er
 	if q.After != nil {
 		w.add("("+key+", trace_id, span_id) < (?, ?, ?)", q.After.Key, q.After.TraceID, q.After.SpanID)
 	}
-	from, args := w.spans()
+	from, args, err := t.spans(&w)
+	if err != nil {
+		return nil, err
+	}
 	query := `SELECT trace_id, span_id, service, service_version, operation, start_ns, duration_ns,
 			CASE WHEN ` + errorCond + ` THEN 1 ELSE 0 END AS error, status_message, http_route, http_status_code
 		FROM ` + from + w.sql() + ` ORDER BY ` + order + ` DESC, trace_id DESC, span_id DESC LIMIT ?`
@@ -218,7 +221,10 @@ func (t *Tenant) CountTraces(ctx context.Context, q TraceQuery) (hits, scanned i
 		Scanned int `db:"scanned"`
 		Hits    int `db:"hits"`
 	}
-	from, fromArgs := base.spans()
+	from, fromArgs, err := t.spans(&base)
+	if err != nil {
+		return 0, 0, err
+	}
 	query := `SELECT COUNT(*) AS scanned, COALESCE(SUM(hit), 0) AS hits FROM (SELECT ` + hit + ` AS hit FROM ` + from + base.sql() + ` LIMIT ?) c`
 	args := append(append(append(filter.args, fromArgs...), base.args...), CountScan)
 	if base.traces != nil {
