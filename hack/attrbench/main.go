@@ -45,6 +45,7 @@ const (
 func run(admin, dsn string, spans int, keep bool, n int) error {
 	ctx := context.Background()
 	end := time.Now().Truncate(time.Minute)
+	scratch := dsn == "" && !keep
 	if dsn == "" {
 		var err error
 		var drop func() error
@@ -77,6 +78,10 @@ func run(admin, dsn string, spans int, keep bool, n int) error {
 	creds, err := with.Admin().ProvisionTenant(ctx, store.TenantSpec{ID: tenant, DisplayName: tenant})
 	if err != nil {
 		return err
+	}
+	if scratch {
+		// The login role outlives the dropped database otherwise.
+		defer with.Admin().DeleteTenant(ctx, tenant) //nolint:errcheck // best effort
 	}
 	roleDSN, err := creds.DSN(dsn)
 	if err != nil {
