@@ -57,7 +57,7 @@ func endOf(a store.AnomalyRecord, now int64) int64 {
 
 // TestDemoIncidents_DetectedAndExplained runs the analysis over a day of demo traffic and scores it
 // against the demo's labelled incidents: every incident must produce an anomaly of its service
-// within 20 minutes of its onset, no anomaly may match no incident, the top root cause of at least
+// within 15 minutes of its onset (5 for one route of the public API), no anomaly may match no incident, the top root cause of at least
 // 90 % of the incidents' anomalies must be the injected one, and every anomaly of the public API
 // (api-gateway) during an incident must name the incident's root service first. Run with -v to see
 // the table.
@@ -174,8 +174,14 @@ func scoreDemo(t *testing.T, seed int64) {
 			t.Errorf("the public API's anomaly names the root service first in %d of %d incidents, want all", gatewayRoot, gateway)
 		}
 		for _, r := range rows {
-			if r.detected && r.delay > 20*time.Minute {
-				t.Errorf("%s detected %s after its onset, want within 20 minutes", r.inc.ID, r.delay)
+			// One route of the public API slowed or failing: the first window ending after the onset
+			// must show it (issue 16). Others may need a window or two more where traffic is thin.
+			want := 15 * time.Minute
+			if r.inc.Service == "api-gateway" && r.inc.Operation != "" {
+				want = 5 * time.Minute
+			}
+			if r.detected && r.delay > want {
+				t.Errorf("%s detected %s after its onset, want within %s", r.inc.ID, r.delay, want)
 			}
 		}
 		if accuracy < 0.9 {
