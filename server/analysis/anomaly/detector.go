@@ -354,6 +354,8 @@ func (d *detector) shortOrLong(test windowTest, s *serviceData, kind int16, b *b
 
 // findings runs every test on one service's window [ws, we).
 func (d *detector) findings(s *serviceData, ws, we int64) ([]finding, error) {
+	s.sums = map[windowKey]windowSum{}
+	defer func() { s.sums = nil }()
 	b := d.baseline(s, ws)
 	_, ops, err := s.window(ws, we, store.RollupRequests)
 	if err != nil {
