@@ -155,7 +155,7 @@ func measure(ctx context.Context, tn *store.Tenant, q store.TraceQuery) (time.Du
 	if err != nil {
 		return 0, 0, err
 	}
-	if _, _, err := tn.CountTraces(ctx, q); err != nil {
+	if _, err := tn.CountTraces(ctx, q); err != nil {
 		return 0, 0, err
 	}
 	return time.Since(start), len(hits), nil

@@ -281,14 +281,15 @@ func (r traceRow) line() string {
 	return b.String()
 }
 
-// countTraces counts the matching requests exactly in a quiet window, and in a busy one
-// extrapolates from the first store.CountScan requests with the window's request count from the
+// countTraces counts the matching requests exactly in a quiet window or among the traces an
+// attribute index listed, and otherwise extrapolates from the first store.CountScan requests with the window's request count from the
 // rollups.
 func countTraces(ctx context.Context, tn *store.Tenant, q store.TraceQuery) (int, bool, error) {
-	hits, scanned, err := tn.CountTraces(ctx, q)
-	if err != nil || scanned < store.CountScan {
-		return hits, false, err
+	c, err := tn.CountTraces(ctx, q)
+	if err != nil || c.Exact {
+		return c.Hits, false, err
 	}
+	hits, scanned := c.Hits, c.Scanned
 	all, err := metrics.Count(ctx, tn, store.RollupRequests, q.Service, q.From, q.To)
 	if err != nil {
 		return 0, false, err

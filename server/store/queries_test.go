@@ -57,8 +57,8 @@ func TestSearchTraces_KeysetPagesVisitEveryRequestOnceInDurationOrder(t *testing
 			t.Fatalf("durations seen: %v, want 25 down to 1", seen)
 		}
 		q.ErrorsOnly = true
-		if hits, scanned, err := tn.CountTraces(ctx, q); err != nil || hits != 2 || scanned != 25 {
-			t.Errorf("count of failed requests = %d of %d, %v; want 2 of 25", hits, scanned, err)
+		if c, err := tn.CountTraces(ctx, q); err != nil || c.Hits != 2 || c.Scanned != 25 || !c.Exact {
+			t.Errorf("count of failed requests = %+v, %v; want 2 of 25, exact", c, err)
 		}
 	})
 }

@@ -205,13 +205,22 @@ func (t *Tenant) SearchTraces(ctx context.Context, q TraceQuery) ([]TraceHit, er
 // otherwise read the whole window (spans of an hour lie on as many heap pages) to find its matches.
 const CountScan = 2000
 
-// CountTraces counts the requests matching q (ignoring After and Limit) among the first CountScan
-// entry spans of its window (and service): hits of scanned. scanned below CountScan means hits is
-// exact; otherwise callers extrapolate from the window's request count.
-func (t *Tenant) CountTraces(ctx context.Context, q TraceQuery) (hits, scanned int, err error) {
+// TraceCount is what CountTraces found: Hits matching requests among Scanned read. Unless Exact,
+// Scanned is the first CountScan requests of the window (and service), and callers extrapolate from
+// the window's request count.
+type TraceCount struct {
+	Hits, Scanned int
+	Exact         bool
+}
+
+// CountTraces counts the requests matching q (ignoring After and Limit). When an indexed attribute
+// listed its traces, it reads all their requests (at most postingProbe traces): they are the whole
+// population, so a sample of them would not extrapolate with the window's count. Otherwise it reads
+// the first CountScan requests of the window (and service).
+func (t *Tenant) CountTraces(ctx context.Context, q TraceQuery) (TraceCount, error) {
 	base, filter, none, err := t.traceWhere(ctx, q)
 	if err != nil || none {
-		return 0, 0, err
+		return TraceCount{Exact: true}, err
 	}
 	hit := "1"
 	if len(filter.conds) > 0 {
@@ -223,17 +232,22 @@ func (t *Tenant) CountTraces(ctx context.Context, q TraceQuery) (hits, scanned i
 	}
 	from, fromArgs, err := t.spans(&base)
 	if err != nil {
-		return 0, 0, err
+		return TraceCount{}, err
 	}
-	query := `SELECT COUNT(*) AS scanned, COALESCE(SUM(hit), 0) AS hits FROM (SELECT ` + hit + ` AS hit FROM ` + from + base.sql() + ` LIMIT ?) c`
-	args := append(append(append(filter.args, fromArgs...), base.args...), CountScan)
+	limit := ""
+	args := append(append(filter.args, fromArgs...), base.args...)
+	if base.traces == nil {
+		limit = " LIMIT ?"
+		args = append(args, CountScan)
+	}
+	query := `SELECT COUNT(*) AS scanned, COALESCE(SUM(hit), 0) AS hits FROM (SELECT ` + hit + ` AS hit FROM ` + from + base.sql() + limit + `) c`
 	if base.traces != nil {
 		args = t.byValue(args)
 	}
 	if err := t.db.x.GetContext(ctx, &c, t.rebind(query), args...); err != nil {
-		return 0, 0, fmt.Errorf("count traces: %w", err)
+		return TraceCount{}, fmt.Errorf("count traces: %w", err)
 	}
-	return c.Hits, c.Scanned, nil
+	return TraceCount{Hits: c.Hits, Scanned: c.Scanned, Exact: base.traces != nil || c.Scanned < CountScan}, nil
 }
 
 // TraceOverview summarises a whole trace.
