@@ -134,7 +134,7 @@ func run(bin, admin, dsn string, spans int, keep bool, clients int, dur time.Dur
 		return err
 	}
 	if v.dropDay {
-		return dropOldestDay(ctx, dsn)
+		return dropOldestDay(ctx, db, dsn)
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/tracekit/tracekit/server/demo"
+	"github.com/tracekit/tracekit/server/store"
 )
 
 // volume is the large-tenant benchmark (docs/benchmarks.md, "At volume"): several days of demo
@@ -161,8 +162,10 @@ func storage(ctx context.Context, dsn string) error {
 	return nil
 }
 
-// dropOldestDay drops the benchmark tenant's oldest day of per-event data as retention does, timed.
-func dropOldestDay(ctx context.Context, dsn string) error {
+// dropOldestDay runs the tenant's retention (store.DeleteOlderThan, as the server's job does) with the
+// cutoff at the end of its oldest day, timed: every table that expires with retention loses that
+// day's partition.
+func dropOldestDay(ctx context.Context, db *store.DB, dsn string) error {
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		return err
@@ -172,24 +175,16 @@ func dropOldestDay(ctx context.Context, dsn string) error {
 	if err := conn.QueryRow(ctx, `SELECT min(start_ns) FROM spans WHERE tenant_id = $1`, tenant).Scan(&oldest); err != nil || oldest == nil {
 		return err
 	}
-	before := (*oldest/86400e9 + 1) * 86400e9
+	before := (*oldest/store.Day + 1) * store.Day
 	var rows int64
 	if err := conn.QueryRow(ctx, `SELECT count(*) FROM spans WHERE tenant_id = $1 AND start_ns < $2`, tenant, before).Scan(&rows); err != nil {
 		return err
 	}
 	t0 := time.Now()
-	var dropped []string
-	for _, table := range []string{"spans", "llm_calls", "snapshots"} {
-		r, err := conn.Query(ctx, `SELECT tracekit_drop_partitions($1, $2, $3)`, tenant, table, before)
-		if err != nil {
-			return err
-		}
-		names, err := pgx.CollectRows(r, pgx.RowTo[string])
-		if err != nil {
-			return err
-		}
-		dropped = append(dropped, names...)
+	e, err := db.ForTenant(tenant).DeleteOlderThan(ctx, before, 1)
+	if err != nil {
+		return err
 	}
-	fmt.Printf("\nretention of a day: dropped %v (%d spans) in %.1f ms\n", dropped, rows, ms(time.Since(t0)))
+	fmt.Printf("\nretention of a day: dropped %v (%d spans) in %.1f ms\n", e.Partitions, rows, ms(time.Since(t0)))
 	return nil
 }

@@ -57,7 +57,7 @@ func endOf(a store.AnomalyRecord, now int64) int64 {
 
 // TestDemoIncidents_DetectedAndExplained runs the analysis over a day of demo traffic and scores it
 // against the demo's labelled incidents: every incident must produce an anomaly of its service
-// within 20 minutes of its onset, no anomaly may match no incident, the top root cause of at least
+// within 15 minutes of its onset (5 for one route of the public API), no anomaly may match no incident, the top root cause of at least
 // 90 % of the incidents' anomalies must be the injected one, and every anomaly of the public API
 // (api-gateway) during an incident must name the incident's root service first. Run with -v to see
 // the table.
@@ -82,7 +82,11 @@ func scoreDemo(t *testing.T, seed int64) {
 		ctx := context.Background()
 		// Twice the default traffic: at the default, a route with 5 % of the gateway's requests
 		// sees about one request a minute at the busiest time, too few to judge within 5 minutes.
-		opts := demo.Options{Seed: seed, Duration: 24 * time.Hour, Traces: 2 * demo.DefaultTraces}
+		// TRACEKIT_DEMO_DAYS=2 puts a quiet day without incidents before the scored one: a control
+		// for false anomalies.
+		days, _ := strconv.Atoi(os.Getenv("TRACEKIT_DEMO_DAYS"))
+		days = max(days, 1)
+		opts := demo.Options{Seed: seed, Duration: time.Duration(days) * 24 * time.Hour, Traces: 2 * days * demo.DefaultTraces}
 		res := analysistest.LoadDemo(t, db, opts)
 		tn := db.ForTenant(analysistest.Tenant)
 		now := analysistest.End.Add(10 * time.Minute)
@@ -152,12 +156,11 @@ func scoreDemo(t *testing.T, seed int64) {
 		for _, a := range false_ {
 			fmt.Fprintf(&b, "false anomaly: %s %s %s from %s\n", a.Service, a.Metric, a.Severity, time.Unix(0, a.StartedNS).UTC().Format(time.RFC3339))
 		}
-		days := opts.Duration.Hours() / 24
 		recall := float64(detected) / float64(len(rows))
 		accuracy := float64(correct) / float64(len(rows))
 		fmt.Fprintf(&b, "recall %.0f%% (%d/%d), within 5 minutes %d, false anomalies %.1f per day (%d), RCA top-1 %.0f%% (%d/%d), "+
 			"public API's anomaly names the root %d/%d, %d anomalies in all",
-			100*recall, detected, len(rows), prompt, float64(len(false_))/days, len(false_), 100*accuracy, correct, len(rows),
+			100*recall, detected, len(rows), prompt, float64(len(false_))/float64(days), len(false_), 100*accuracy, correct, len(rows),
 			gatewayRoot, gateway, len(anomalies))
 		t.Log(b.String())
 
@@ -168,14 +171,20 @@ func scoreDemo(t *testing.T, seed int64) {
 			t.Errorf("recall %.0f%%, want every incident detected", 100*recall)
 		}
 		if len(false_) > 0 {
-			t.Errorf("%d false anomalies in %.0f day(s), want none", len(false_), days)
+			t.Errorf("%d false anomalies in %d day(s), want none", len(false_), days)
 		}
 		if gatewayRoot < gateway {
 			t.Errorf("the public API's anomaly names the root service first in %d of %d incidents, want all", gatewayRoot, gateway)
 		}
 		for _, r := range rows {
-			if r.detected && r.delay > 20*time.Minute {
-				t.Errorf("%s detected %s after its onset, want within 20 minutes", r.inc.ID, r.delay)
+			// One route of the public API slowed or failing: the first window ending after the onset
+			// must show it (issue 16). Others may need a window or two more where traffic is thin.
+			want := 15 * time.Minute
+			if r.inc.Service == "api-gateway" && r.inc.Operation != "" {
+				want = 5 * time.Minute
+			}
+			if r.detected && r.delay > want {
+				t.Errorf("%s detected %s after its onset, want within %s", r.inc.ID, r.delay, want)
 			}
 		}
 		if accuracy < 0.9 {

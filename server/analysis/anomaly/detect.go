@@ -317,6 +317,10 @@ func changeSpan(excess []float64) (int, int) {
 	return onset, end
 }
 
+// stale says a finding's last deviant minute is two windows before we: the deviation is over. The
+// route test's long window still sees it, but it must neither open an episode nor keep one open.
+func (c Config) stale(f finding, we int64) bool { return we-f.last >= 2*int64(c.Window) }
+
 // routeLongWindow is the longest window a route is tested over.
 const routeLongWindow = int64(time.Hour)
 
@@ -375,7 +379,8 @@ func (c Config) detectRoutes(s *serviceData, b *baseline, ops map[string]*metric
 					return nil, err
 				}
 				prev, seen := best[metric]
-				if ok && (!seen || f.Score > prev.Score || f.Score == prev.Score && name < prev.Operation) {
+				// A stale finding of the long window must not hide a fresh one of another route.
+				if ok && !c.stale(f, we) && (!seen || f.Score > prev.Score || f.Score == prev.Score && name < prev.Operation) {
 					f.Route = true
 					best[metric] = f
 				}

@@ -325,24 +325,53 @@ func (d *detector) evaluate(s *serviceData, ws, we int64) error {
 	return nil
 }
 
+// recentPenalty divides the significance of the tests on a window's last Step alone: they double
+// the tests per metric and window end (Bonferroni), keeping quiet days free of false anomalies.
+const recentPenalty = 2
+
+// windowTest is a test of one series over [ws, we) against a baseline.
+type windowTest func(c Config, s minutes, b *baseline, win metrics.Agg, ops map[string]*metrics.Agg, ws, we int64) (finding, bool, error)
+
+// shortOrLong runs a test on the window [ws, we) and, when that shows nothing, on its last Step
+// alone (from recentFrom) at a stricter significance: the first window ending after an onset holds
+// only Step minutes of the change, diluted by the window's earlier, normal minutes.
+func (d *detector) shortOrLong(test windowTest, s *serviceData, kind int16, b *baseline, ws, recentFrom, we int64) (finding, bool, error) {
+	series := s.series(kind, "")
+	win, ops, err := s.window(ws, we, kind)
+	if err != nil {
+		return finding{}, false, err
+	}
+	if f, ok, err := test(d.cfg, series, b, win, ops, ws, we); err != nil || ok || recentFrom <= ws {
+		return f, ok, err
+	}
+	if win, ops, err = s.window(recentFrom, we, kind); err != nil {
+		return finding{}, false, err
+	}
+	c := d.cfg
+	c.Significance /= recentPenalty
+	return test(c, series, b, win, ops, recentFrom, we)
+}
+
 // findings runs every test on one service's window [ws, we).
 func (d *detector) findings(s *serviceData, ws, we int64) ([]finding, error) {
+	s.sums = map[windowKey]windowSum{}
+	defer func() { s.sums = nil }()
 	b := d.baseline(s, ws)
-	req, ops, err := s.window(ws, we, store.RollupRequests)
+	_, ops, err := s.window(ws, we, store.RollupRequests)
 	if err != nil {
 		return nil, err
 	}
+	recentFrom := max(ws, we-int64(d.cfg.Step))
 	var found []finding
-	all := s.series(store.RollupRequests, "")
-	if f, ok, err := d.cfg.detectLatency(all, b, req, ops, ws, we); err != nil {
-		return nil, err
-	} else if ok {
-		found = append(found, f)
-	}
-	if f, ok, err := d.cfg.detectErrors(all, b, req, ops, ws, we); err != nil {
-		return nil, err
-	} else if ok {
-		found = append(found, f)
+	for _, t := range []struct {
+		test windowTest
+		kind int16
+	}{{Config.detectLatency, store.RollupRequests}, {Config.detectErrors, store.RollupRequests}} {
+		if f, ok, err := d.shortOrLong(t.test, s, t.kind, b, ws, recentFrom, we); err != nil {
+			return nil, err
+		} else if ok {
+			found = append(found, f)
+		}
 	}
 	skip := map[string]bool{}
 	for _, f := range found {
@@ -353,16 +382,20 @@ func (d *detector) findings(s *serviceData, ws, we int64) ([]finding, error) {
 		return nil, err
 	}
 	found = append(found, routes...)
-	if f, ok, err := d.throughput(s, b, req, ops, ws, we); err != nil {
+	if f, ok, err := d.throughput(d.cfg, s, b, ws, we); err != nil {
 		return nil, err
 	} else if ok {
 		found = append(found, f)
+	} else if recentFrom > ws {
+		c := d.cfg
+		c.Significance /= recentPenalty
+		if f, ok, err := d.throughput(c, s, b, recentFrom, we); err != nil {
+			return nil, err
+		} else if ok {
+			found = append(found, f)
+		}
 	}
-	lag, consumers, err := s.window(ws, we, store.RollupQueueLag)
-	if err != nil {
-		return nil, err
-	}
-	if f, ok, err := d.cfg.detectQueueLag(s.series(store.RollupQueueLag, ""), b, lag, consumers, ws, we); err != nil {
+	if f, ok, err := d.shortOrLong(Config.detectQueueLag, s, store.RollupQueueLag, b, ws, recentFrom, we); err != nil {
 		return nil, err
 	} else if ok {
 		found = append(found, f)
@@ -375,19 +408,25 @@ func (d *detector) findings(s *serviceData, ws, we int64) ([]finding, error) {
 	return append(found, fs...), err
 }
 
-// throughput tests the service's share of all requests in [ws, we) and places the change in it.
-func (d *detector) throughput(s *serviceData, b *baseline, req metrics.Agg, ops map[string]*metrics.Agg, ws, we int64) (finding, bool, error) {
+// throughput tests the service's share of all requests in [ws, we) at c's significance and places
+// the change in it.
+func (d *detector) throughput(c Config, s *serviceData, b *baseline, ws, we int64) (finding, bool, error) {
+	req, ops, err := s.window(ws, we, store.RollupRequests)
+	if err != nil {
+		return finding{}, false, err
+	}
 	var others int64
 	for m := ws; m < we; m += store.Minute {
 		others += d.tl.totals[m]
 	}
-	f, ok := d.cfg.detectThroughput(b, req, others-req.N, ops, d.cfg.Window)
+	length := time.Duration(we - ws)
+	f, ok := c.detectThroughput(b, req, others-req.N, ops, length)
 	if !ok {
 		return f, false, nil
 	}
 	// Where in the window the share changed: minutes whose count exceeds the midpoint between
 	// the expected and the observed share of the other services' requests.
-	share := (f.Baseline + f.Observed) / 2 / (float64(others-req.N) / d.cfg.Window.Minutes())
+	share := (f.Baseline + f.Observed) / 2 / (float64(others-req.N) / length.Minutes())
 	var excess []float64
 	for m := ws; m < we; m += store.Minute {
 		a, err := s.minute(m)
@@ -409,11 +448,10 @@ func (d *detector) throughput(s *serviceData, b *baseline, req metrics.Agg, ops 
 // fold adds a window's findings to the service's open episode (opening one), or ends the open
 // episode after a long enough run of clean windows.
 func (d *detector) fold(service string, we int64, found []finding) {
-	// A deviation whose last deviant minute is two windows old is over: the route test's long
-	// window still sees it, but it must neither open an episode nor keep one open into the next.
+	// A stale deviation is over (see Config.stale).
 	fresh := found[:0:0]
 	for _, f := range found {
-		if we-f.last < 2*int64(d.cfg.Window) {
+		if !d.cfg.stale(f, we) {
 			fresh = append(fresh, f)
 		}
 	}

@@ -176,3 +176,25 @@ func TestDetect_AnalysesHistoryAsItIsLoaded(t *testing.T) {
 		near(t, "started", recs[0].StartedNS, minute(400))
 	})
 }
+
+// A third of api's requests become 5× slower: diluted by the ten normal minutes of the first
+// 15-minute window after the onset, but plain in its last five.
+func TestDetect_ASlowdownIsFlaggedByTheFirstWindowAfterItsOnset(t *testing.T) {
+	storetest.Dialects(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		tn := db.ForTenant("acme")
+		traffic(t, tn, 6, func(m int, s *store.Span, rng *rand.Rand) {
+			if m >= 300 && rng.Float64() < 0.3 {
+				s.DurationNS *= 5
+			}
+		})
+		if _, err := anomaly.Detect(ctx, tn, minute(305).Add(2*time.Minute), anomaly.Config{}); err != nil {
+			t.Fatal(err)
+		}
+		recs, err := tn.AnomalyRecords(ctx, 0)
+		if err != nil || len(recs) != 1 || recs[0].Service != "api" || recs[0].Metric != anomaly.LatencyP95 {
+			t.Fatalf("anomalies %+v (%v); want api's latency anomaly 5 minutes after the onset", recs, err)
+		}
+		near(t, "started", recs[0].StartedNS, minute(300))
+	})
+}

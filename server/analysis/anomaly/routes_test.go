@@ -101,6 +101,42 @@ func TestDetect_OneFailingRouteIsAnAnomalyOfItsService(t *testing.T) {
 	})
 }
 
+// An earlier slowdown of the other route is still in the route test's last hour when the checkout
+// route slows: that stale deviation must not hide the fresh one.
+func TestDetect_ASlowRouteIsFlaggedWithinFiveMinutesAfterAnEarlierIncident(t *testing.T) {
+	storetest.Dialects(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		tn := db.ForTenant("acme")
+		routeTraffic(t, tn, 4, 100, func(s *store.Span, _ *rand.Rand) { s.DurationNS *= 3 })
+		// GET /items 3× slower in minutes 130-145: a whole-service anomaly, over by minute 180.
+		var b store.Batch
+		for m := 130; m < 145; m++ {
+			for i := 0; i < 90; i++ {
+				b.Spans = append(b.Spans, store.Span{TraceID: fmt.Sprintf("slow-%d-%d", m, i), SpanID: "1", Service: "api",
+					Operation: "GET /items", IsEntry: true, StartNS: minute(m).UnixNano() + int64(i)*6e8, DurationNS: 300e6})
+			}
+		}
+		if err := tn.InsertBatch(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := anomaly.Detect(ctx, tn, minute(onset+5).Add(2*time.Minute), anomaly.Config{}); err != nil {
+			t.Fatal(err)
+		}
+		recs, err := tn.AnomalyRecords(ctx, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, a := range recs {
+			got = append(got, fmt.Sprintf("%s %s from %s", a.Operation, a.Metric, time.Unix(0, a.StartedNS).UTC().Format("15:04")))
+			if a.Operation == "POST /checkout" && a.Metric == anomaly.LatencyP95 && a.StartedNS >= minute(onset-2).UnixNano() {
+				return
+			}
+		}
+		t.Fatalf("anomalies %v; want one of POST /checkout's latency from 03:00, 5 minutes after its onset", got)
+	})
+}
+
 // Routes tested one by one add no false anomaly on a quiet day.
 func TestDetect_QuietRoutesRaiseNothing(t *testing.T) {
 	storetest.Dialects(t, func(t *testing.T, db *store.DB) {

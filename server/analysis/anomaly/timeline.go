@@ -20,6 +20,19 @@ type serviceData struct {
 	name  string
 	hours map[int64]*hourData
 	mins  map[int64]*minuteData
+	// sums of the windows one evaluation has read: its tests share windows (the whole window, its
+	// last Step); reset by each evaluation
+	sums map[windowKey]windowSum
+}
+
+type windowKey struct {
+	from, to int64
+	kind     int16
+}
+
+type windowSum struct {
+	total metrics.Agg
+	by    map[string]*metrics.Agg
 }
 
 type hourData struct {
@@ -132,7 +145,12 @@ func (tl *timeline) addHourly(r *store.Rollup) error {
 
 // window sums a service's minute rows of one kind in [from, to), in total and per operation
 // (requests, queue lags) or model (LLM calls).
+// The sums are shared: callers must not change them.
 func (s *serviceData) window(from, to int64, kind int16) (metrics.Agg, map[string]*metrics.Agg, error) {
+	key := windowKey{from, to, kind}
+	if w, ok := s.sums[key]; ok {
+		return w.total, w.by, nil
+	}
 	var total metrics.Agg
 	by := map[string]*metrics.Agg{}
 	for m := from; m < to; m += store.Minute {
@@ -153,6 +171,9 @@ func (s *serviceData) window(from, to int64, kind int16) (metrics.Agg, map[strin
 				return total, nil, err
 			}
 		}
+	}
+	if s.sums != nil {
+		s.sums[key] = windowSum{total, by}
 	}
 	return total, by, nil
 }
