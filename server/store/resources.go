@@ -5,6 +5,8 @@ import (
 	"crypto/md5"
 	"encoding/binary"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 )
 
@@ -53,9 +55,12 @@ func (t *Tenant) storeResources(ctx context.Context, spans []Span) error {
 	if len(fresh) == 0 {
 		return nil
 	}
+	// In key order: writers inserting the same new resources in different orders wait on each
+	// other's rows, and in opposite orders deadlock.
+	ids := slices.Sorted(maps.Keys(fresh))
 	args := make([]any, 0, 3*len(fresh))
-	for id, a := range fresh {
-		args = append(args, t.id, id, a)
+	for _, id := range ids {
+		args = append(args, t.id, id, fresh[id])
 	}
 	q := "INSERT INTO span_resources (tenant_id, id, attributes) VALUES " +
 		strings.TrimSuffix(strings.Repeat("(?, ?, ?),", len(fresh)), ",") + " ON CONFLICT DO NOTHING"
