@@ -192,6 +192,11 @@ func TestCountTraces_AListedValueIsCountedExactlyHoweverManyRequestsCarryIt(t *t
 		if c, err := tn.CountTraces(ctx, q); err != nil || c.Hits != busy || !c.Exact {
 			t.Errorf("count of user busy = %+v, %v; want %d, exact", c, err, busy)
 		}
+		// With a service, the requests of a sample of the listed traces are read and the count says so.
+		q.Service = "frontend"
+		if c, err := tn.CountTraces(ctx, q); err != nil || c.Hits < busy*95/100 || c.Hits > busy*105/100 || c.Exact || !c.Extrapolated {
+			t.Errorf("count of user busy's frontend requests = %+v, %v; want about %d, extrapolated", c, err, busy)
+		}
 	})
 }
 

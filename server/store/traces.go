@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strconv"
@@ -249,16 +250,22 @@ const CountScan = 2000
 
 // TraceCount is what CountTraces found: Hits matching requests among Scanned read. Unless Exact,
 // Scanned is the first CountScan requests of the window (and service), and callers extrapolate from
-// the window's request count.
+// the window's request count; or, when Extrapolated, Hits is already an estimate of the whole count
+// from a sample of the traces an index lookup listed.
 type TraceCount struct {
 	Hits, Scanned int
 	Exact         bool
+	Extrapolated  bool
 }
 
+// countSample is how many listed traces CountTraces reads when there are more than twice as many.
+const countSample = 256
+
 // CountTraces counts the requests matching q (ignoring After and Limit). When an indexed attribute
-// listed its traces, it counts all of them (at most postingProbe traces): they are the whole
-// population, so a sample of them would not extrapolate with the window's count. Otherwise it reads
-// the first CountScan requests of the window (and service).
+// listed its traces, they are the whole population: it counts root requests without other filters
+// from the postings, and otherwise reads the requests of all of them, or of an even sample of them
+// when more than 2*countSample (2,000 traces read 8,000 heap buffers, 150–400 ms at 50 M spans).
+// Otherwise it reads the first CountScan requests of the window (and service).
 func (t *Tenant) CountTraces(ctx context.Context, q TraceQuery) (TraceCount, error) {
 	base, filter, none, err := t.traceWhere(ctx, q)
 	if err != nil || none {
@@ -282,6 +289,15 @@ func (t *Tenant) CountTraces(ctx context.Context, q TraceQuery) (TraceCount, err
 			return TraceCount{Hits: sure, Scanned: sure, Exact: true}, nil
 		}
 		base.traces = edge
+	}
+	listed, sampled := len(base.traces), false
+	if listed > 2*countSample {
+		// Trace ids are random and the list is sorted by id: every n-th is an even sample.
+		sample := make([]foundTrace, 0, countSample+1)
+		for i := 0; i < listed; i += listed / countSample {
+			sample = append(sample, base.traces[i])
+		}
+		base.traces, sampled = sample, true
 	}
 	hit := "1"
 	if len(filter.conds) > 0 {
@@ -307,6 +323,10 @@ func (t *Tenant) CountTraces(ctx context.Context, q TraceQuery) (TraceCount, err
 	}
 	if err := t.db.x.GetContext(ctx, &c, t.rebind(query), args...); err != nil {
 		return TraceCount{}, fmt.Errorf("count traces: %w", err)
+	}
+	if sampled {
+		est := int(math.Round(float64(c.Hits) * float64(listed) / float64(len(base.traces))))
+		return TraceCount{Hits: sure + est, Scanned: sure + c.Scanned, Extrapolated: true}, nil
 	}
 	return TraceCount{Hits: sure + c.Hits, Scanned: sure + c.Scanned, Exact: base.traces != nil || c.Scanned < CountScan}, nil
 }
