@@ -140,7 +140,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	mux.HandleFunc(s.issuerPath+oauth.ClientAPIPath, s.clientAPI)
 	mux.HandleFunc(s.issuerPath+oauth.ClientAPIPath+"/", s.clientAPI)
 	mux.Handle("/", &guard{storage: cfg.Storage, issuerPath: s.issuerPath, issuerOrigin: u.Scheme + "://" + u.Host,
-		perIP: cfg.WrongKeysPerIP, perKey: cfg.WrongKeysPerKey, refresh: refresh, codes: &spentCodes{}, logger: cfg.Logger, next: dex})
+		perIP: cfg.WrongKeysPerIP, perKey: cfg.WrongKeysPerKey, refresh: refresh, reuse: cfg.RefreshReuseInterval, codes: &spentCodes{}, logger: cfg.Logger, next: dex})
 	s.handler = mux
 	return s, nil
 }

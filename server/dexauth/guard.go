@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/dexidp/dex/server"
 	"github.com/dexidp/dex/storage"
@@ -50,6 +51,7 @@ type guard struct {
 	perIP        *oauth.KeyedLimiter
 	perKey       *oauth.KeyedLimiter
 	refresh      *server.RefreshTokenPolicy
+	reuse        time.Duration // the refresh policy's reuse interval
 	codes        *spentCodes
 	logger       *slog.Logger
 	next         http.Handler

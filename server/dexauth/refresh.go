@@ -26,6 +26,10 @@ import (
 //   - a rotated-away token outside Dex's reuse interval: the grant is revoked (OAuth 2.1 §4.3.1), and
 //     the answer is invalid_grant; inside the interval Dex answers it with the current token, which is
 //     what concurrent requests of one client need;
+//   - the current token is always rotated, also inside the interval, where Dex alone would answer it
+//     with itself: otherwise two requests with one token answered either side of the interval's end
+//     get different tokens, and a client keeping the first (it cannot tell which is newer) loses its
+//     grant at its next refresh. So a token's successor is always one token;
 //   - a refresh that Dex fails with a server error is retried; if it keeps failing the answer is 503
 //     temporarily_unavailable, never 500.
 
@@ -85,6 +89,17 @@ func (g *guard) refreshToken(w http.ResponseWriter, r *http.Request) {
 			invalidGrant(w, "the refresh token expired; sign in again")
 			return
 		}
+		if rt.Token == secret && g.refresh.AllowedToReuse(rt.LastUsed) {
+			if err := g.endReuseInterval(rt.ID, secret); err != nil {
+				if attempt < maxRefreshAttempts {
+					time.Sleep(time.Duration(attempt) * 25 * time.Millisecond)
+					continue
+				}
+				g.logger.Error("prepare a refresh token's rotation", "err", err)
+				unavailable(w)
+				return
+			}
+		}
 		outcome := &refreshOutcome{}
 		buf := &bufferedResponse{header: http.Header{}}
 		g.next.ServeHTTP(buf, r.WithContext(context.WithValue(r.Context(), refreshKey{}, outcome)))
@@ -116,6 +131,22 @@ func (g *guard) refreshToken(w http.ResponseWriter, r *http.Request) {
 		buf.writeTo(w)
 		return
 	}
+}
+
+// endReuseInterval makes Dex rotate the grant's current token secret at its next refresh, by dating
+// the token's last use before the reuse interval. A concurrent refresh may have rotated it already:
+// then Dex answers secret with its successor and nothing is changed.
+func (g *guard) endReuseInterval(id, secret string) error {
+	err := g.storage.UpdateRefreshToken(id, func(old storage.RefreshToken) (storage.RefreshToken, error) {
+		if old.Token == secret {
+			old.LastUsed = time.Now().Add(-g.reuse - time.Second)
+		}
+		return old, nil
+	})
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil // revoked meanwhile: Dex answers invalid_grant
+	}
+	return err
 }
 
 // authorizationCode passes a code exchange to Dex after checking that an MCP client sends its PKCE

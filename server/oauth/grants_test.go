@@ -132,6 +132,41 @@ func TestRefresh_SoonAfterTheExchangeAndConcurrently(t *testing.T) {
 	}
 }
 
+// Two refreshes with the same token, answered just before and just after the end of Dex's reuse
+// interval (as concurrent refreshes of a loaded client can be), carry the same refresh token: the
+// client cannot tell which answer is newer, and keeping either must not end its grant. Dex alone
+// answers the first with the presented token itself and rotates it away in the second; TestRefreshSoak
+// then lost a grant now and then under load.
+func TestRefresh_SameTokenAroundTheEndOfTheReuseIntervalGetsOneSuccessor(t *testing.T) {
+	const reuse = time.Second
+	e := newEnv(t, envOptions{refreshReuse: reuse}, "acme")
+	tn := e.tenants["acme"]
+	redirect := "http://127.0.0.1:7777/callback"
+	g := e.signInWithTools(t, tn, e.registerClient(t, tn, redirect), redirect, []string{"traces"})
+	time.Sleep(reuse + 200*time.Millisecond)
+	if status, tr := e.refresh(t, tn, &g); status != http.StatusOK {
+		t.Fatalf("refresh: %d %+v", status, tr)
+	}
+	rotated := time.Now()
+	answers := make([]tokenResponse, 2)
+	for i, at := range []time.Duration{reuse - 250*time.Millisecond, reuse + 250*time.Millisecond} {
+		time.Sleep(time.Until(rotated.Add(at)))
+		status, tr, err := refreshOnce(tn, g.clientID, g.tok.RefreshToken)
+		if err != nil || status != http.StatusOK {
+			t.Fatalf("refresh %d with the same token: %d %+v %v", i, status, tr, err)
+		}
+		answers[i] = tr
+	}
+	if answers[0].RefreshToken != answers[1].RefreshToken {
+		t.Errorf("the same refresh token, presented twice %s apart, got two different successors", 500*time.Millisecond)
+	}
+	time.Sleep(reuse + 200*time.Millisecond)
+	g.tok = answers[0]
+	if status, tr := e.refresh(t, tn, &g); status != http.StatusOK {
+		t.Errorf("refresh with the first answer's token after the reuse interval: %d %+v", status, tr)
+	}
+}
+
 // Issue 13, items 3 and 4: a malformed, unknown or rotated-away refresh token is invalid_grant; the
 // rotated-away one, presented after the reuse interval, ends its grant (OAuth 2.1 §4.3.1), while
 // another sign-in of the same client with the same key goes on.

@@ -81,11 +81,16 @@ func TestConformance_ServerScenarios(t *testing.T) {
 			baseline, _ := filepath.Abs(filepath.Join(suiteDir, "baseline-"+run.revision+".yml"))
 			ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 			defer cancel()
+			results := t.TempDir()
 			cmd := exec.CommandContext(ctx, node, cli, "server", "--url", proxy+"/mcp", run.selector, run.value,
-				"--expected-failures", baseline, "--output-dir", t.TempDir())
+				"--expected-failures", baseline, "--output-dir", results)
 			var out bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &out, &out
 			if err := cmd.Run(); err != nil {
+				// The suite's summary names a check but not what it saw; the results directory goes with t.
+				for _, c := range failedChecks(t, results) {
+					t.Log(c)
+				}
 				t.Fatalf("conformance server %s %s: %v (failures outside %s, or baselined checks that now pass)\n%s",
 					run.selector, run.value, err, filepath.Base(baseline), tail(out.Bytes(), 8000))
 			}
@@ -162,14 +167,17 @@ func failedChecks(t *testing.T, dir string) []string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var checks []struct{ ID, Status, ErrorMessage string }
+		var checks []struct {
+			ID, Status, ErrorMessage string
+			Details                  json.RawMessage
+		}
 		if err := json.Unmarshal(b, &checks); err != nil {
 			t.Fatal(err)
 		}
 		for _, c := range checks {
 			n++
 			if c.Status != "SUCCESS" {
-				failed = append(failed, c.ID+" "+c.Status+": "+c.ErrorMessage)
+				failed = append(failed, fmt.Sprintf("%s (%s) %s: %s %s", c.ID, filepath.Base(filepath.Dir(f)), c.Status, c.ErrorMessage, tail(c.Details, 2000)))
 			}
 		}
 	}
