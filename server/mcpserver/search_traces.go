@@ -282,12 +282,12 @@ func (r traceRow) line() string {
 }
 
 // countTraces counts the matching requests exactly in a quiet window or among the traces an
-// attribute index listed, and otherwise extrapolates from the first store.CountScan requests with the window's request count from the
-// rollups.
+// attribute index listed (estimated from a sample of them when many), and otherwise extrapolates
+// from the first store.CountScan requests with the window's request count from the rollups.
 func countTraces(ctx context.Context, tn *store.Tenant, q store.TraceQuery) (int, bool, error) {
 	c, err := tn.CountTraces(ctx, q)
-	if err != nil || c.Exact {
-		return c.Hits, false, err
+	if err != nil || c.Exact || c.Extrapolated {
+		return c.Hits, c.Extrapolated, err
 	}
 	hits, scanned := c.Hits, c.Scanned
 	all, err := metrics.Count(ctx, tn, store.RollupRequests, q.Service, q.From, q.To)

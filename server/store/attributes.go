@@ -473,29 +473,52 @@ func (t *Tenant) indexedKeys(ctx context.Context, keys []string, from, to int64)
 	return out, nil
 }
 
-// attributeTraces returns the traces that carry key=value around [from, to), and whether that is
-// all of them (false: more than postingProbe).
-func (t *Tenant) attributeTraces(ctx context.Context, key, value string, from, to int64) ([]string, bool, error) {
-	var ids []string
-	err := t.db.x.SelectContext(ctx, &ids, t.rebind(`SELECT trace_id FROM span_attributes
+// foundTrace is a trace an attribute index lookup found, with the earliest and latest start of its
+// postings: by the index's premise (attributeSlack) its requests start within attributeSlack of each.
+type foundTrace struct {
+	id          string
+	first, last int64
+}
+
+// attributeTraces returns the traces that carry key=value around [from, to), sorted by id, and
+// whether that is all of them (false: more than postingProbe).
+func (t *Tenant) attributeTraces(ctx context.Context, key, value string, from, to int64) ([]foundTrace, bool, error) {
+	var rows []struct {
+		ID      string `db:"trace_id"`
+		StartNS int64  `db:"start_ns"`
+	}
+	err := t.db.x.SelectContext(ctx, &rows, t.rebind(`SELECT trace_id, start_ns FROM span_attributes
 		WHERE tenant_id = ? AND key = ? AND value = ? AND start_ns >= ? AND start_ns < ? LIMIT ?`),
 		t.id, key, value, from-attributeSlack, to+attributeSlack, postingProbe+1)
 	if err != nil {
 		return nil, false, fmt.Errorf("read attribute index: %w", err)
 	}
-	if len(ids) > postingProbe {
+	if len(rows) > postingProbe {
 		return nil, false, nil
 	}
-	slices.Sort(ids)
-	return append([]string{}, slices.Compact(ids)...), true, nil // non-nil: no trace is an answer
+	out := make([]foundTrace, 0, len(rows)) // non-nil: no trace is an answer
+	for _, r := range rows {
+		out = append(out, foundTrace{r.ID, r.StartNS, r.StartNS})
+	}
+	slices.SortFunc(out, func(a, b foundTrace) int { return strings.Compare(a.id, b.id) })
+	merged := out[:0]
+	for _, f := range out {
+		// A trace written in several batches has a posting per batch.
+		if n := len(merged); n > 0 && merged[n-1].id == f.id {
+			merged[n-1].first, merged[n-1].last = min(merged[n-1].first, f.first), max(merged[n-1].last, f.last)
+			continue
+		}
+		merged = append(merged, f)
+	}
+	return merged, true, nil
 }
 
-// intersect keeps the ids of a present in b; both sorted.
-func intersect(a, b []string) []string {
+// intersect keeps the traces of a present in b; both sorted by id.
+func intersect(a, b []foundTrace) []foundTrace {
 	out := a[:0:0]
-	for _, id := range a {
-		if _, ok := slices.BinarySearch(b, id); ok {
-			out = append(out, id)
+	for _, f := range a {
+		if _, ok := slices.BinarySearchFunc(b, f.id, func(x foundTrace, id string) int { return strings.Compare(x.id, id) }); ok {
+			out = append(out, f)
 		}
 	}
 	return out

@@ -1,8 +1,10 @@
 package store_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -189,6 +191,110 @@ func TestCountTraces_AListedValueIsCountedExactlyHoweverManyRequestsCarryIt(t *t
 		q := store.TraceQuery{From: now - int64(3*time.Hour), To: now + int64(time.Minute), Attributes: map[string]string{"user.id": "busy"}, Limit: 10}
 		if c, err := tn.CountTraces(ctx, q); err != nil || c.Hits != busy || !c.Exact {
 			t.Errorf("count of user busy = %+v, %v; want %d, exact", c, err, busy)
+		}
+		// With a service, the requests of a sample of the listed traces are read and the count says so.
+		q.Service = "frontend"
+		if c, err := tn.CountTraces(ctx, q); err != nil || c.Hits < busy*95/100 || c.Hits > busy*105/100 || c.Exact || !c.Extrapolated {
+			t.Errorf("count of user busy's frontend requests = %+v, %v; want about %d, extrapolated", c, err, busy)
+		}
+	})
+}
+
+// A value carried by hundreds of requests over three hours, by a span that starts up to 12 minutes
+// after or before the request searched (so the index lists the traces in another order than their
+// requests): paging
+// newest first returns every matching request once, in order, with and without a service and with
+// a filter only a few of them pass; the counts agree.
+func TestSearchTraces_PagesAValueWithManyTracesNewestFirst(t *testing.T) {
+	storetest.Dialects(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		if err := db.SetAttributeIndex(store.AttributeIndex{Keys: []string{"user.id"}}); err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now().UnixNano()
+		from, to := now-int64(3*time.Hour), now+int64(time.Minute)
+		var b store.Batch
+		type hit struct {
+			id    string
+			start int64
+		}
+		want := map[string][]hit{}
+		for i := range 450 {
+			user := "busy"
+			if i%5 == 4 {
+				user = fmt.Sprint("u", i)
+			}
+			trace := fmt.Sprintf("t%04d", i)
+			start := now - int64(i)*25*int64(time.Second)
+			child := start + int64(i%7)*2*int64(time.Minute)
+			var status int16
+			if i%9 == 0 {
+				status = 2
+			}
+			rootAttrs, childAttrs := `{}`, `{"user.id":"`+user+`"}`
+			if i%3 == 0 { // the payment request starts up to 12 minutes after the value's span
+				rootAttrs, childAttrs = childAttrs, rootAttrs
+			}
+			b.Spans = append(b.Spans,
+				store.Span{TraceID: trace, SpanID: "a1", Service: "frontend", Operation: "GET /", Kind: store.KindServer, IsEntry: true,
+					StartNS: start, DurationNS: 20 * int64(time.Minute), StatusCode: status, Attributes: []byte(rootAttrs)},
+				store.Span{TraceID: trace, SpanID: "b1", ParentSpanID: "a1", Service: "payment", Operation: "POST /pay", Kind: store.KindServer, IsEntry: true,
+					StartNS: child, DurationNS: ms, Attributes: []byte(childAttrs)})
+			if user != "busy" {
+				continue
+			}
+			if start >= from {
+				want["root"] = append(want["root"], hit{trace + "/a1", start})
+				if status == 2 {
+					want["errors"] = append(want["errors"], hit{trace + "/a1", start})
+				}
+			}
+			if child >= from && child < to {
+				want["payment"] = append(want["payment"], hit{trace + "/b1", child})
+			}
+		}
+		tn := db.ForTenant("acme")
+		if err := tn.InsertBatch(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			name string
+			q    store.TraceQuery
+		}{
+			{"root", store.TraceQuery{}},
+			{"errors", store.TraceQuery{ErrorsOnly: true}},
+			{"payment", store.TraceQuery{Service: "payment"}},
+		} {
+			q := tc.q
+			q.From, q.To, q.Attributes, q.Limit = from, to, map[string]string{"user.id": "busy"}, 11
+			var got []store.TraceHit
+			for page := 0; page < 100; page++ {
+				hits, err := tn.SearchTraces(ctx, q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, hits...)
+				if len(hits) < q.Limit {
+					break
+				}
+				last := hits[len(hits)-1].Key(false)
+				q.After = &last
+			}
+			var ids, wantIDs []string
+			for _, h := range got {
+				ids = append(ids, h.TraceID+"/"+h.SpanID)
+			}
+			slices.SortFunc(want[tc.name], func(a, b hit) int { return cmp.Or(cmp.Compare(b.start, a.start), strings.Compare(b.id, a.id)) })
+			for _, h := range want[tc.name] {
+				wantIDs = append(wantIDs, h.id)
+			}
+			if strings.Join(ids, ",") != strings.Join(wantIDs, ",") {
+				t.Errorf("%s: %d requests over the pages, want %d newest first:\n%v\n%v", tc.name, len(ids), len(wantIDs), ids, wantIDs)
+			}
+			q.After = nil
+			if c, err := tn.CountTraces(ctx, q); err != nil || c.Hits != len(want[tc.name]) || !c.Exact {
+				t.Errorf("%s: count %+v, %v; want %d, exact", tc.name, c, err, len(want[tc.name]))
+			}
 		}
 	})
 }

@@ -21,7 +21,7 @@ type where struct {
 	conds []string
 	args  []any
 	// traces: the rows must be of these traces, which an attribute index lookup found (nil: any).
-	traces []string
+	traces []foundTrace
 }
 
 // spans returns the FROM clause reading w's rows, and its arguments (which precede w.args). On
@@ -34,7 +34,11 @@ func (t *Tenant) spans(w *where) (string, []any, error) {
 	case w.traces == nil:
 		return "spans", nil, nil
 	case t.db.dialect != Postgres:
-		cond, args, err := inList("trace_id", w.traces)
+		ids := make([]string, len(w.traces))
+		for i, f := range w.traces {
+			ids[i] = f.id
+		}
+		cond, args, err := inList("trace_id", ids)
 		if err != nil {
 			return "", nil, err
 		}
@@ -42,8 +46,8 @@ func (t *Tenant) spans(w *where) (string, []any, error) {
 		return "spans", nil, nil
 	}
 	args := make([]any, len(w.traces))
-	for i, id := range w.traces {
-		args[i] = id
+	for i, f := range w.traces {
+		args[i] = f.id
 	}
 	return "(VALUES (?)" + strings.Repeat(", (?)", len(w.traces)-1) + ") AS found JOIN spans ON spans.trace_id = found.column1", args, nil
 }
