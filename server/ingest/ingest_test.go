@@ -318,7 +318,6 @@ func TestExport_DerivesPricedLLMCallsFromGenAISpans(t *testing.T) {
 
 func TestExport_AsksToRetryWhenBusyOrStorageIsDown(t *testing.T) {
 	e := newEnv(t, storetest.SQLiteDSN(t), ingest.Config{MaxInFlight: 1, QueueTimeout: time.Nanosecond})
-	body := marshal(t, request("svc", 1, 2000))
 	var (
 		mu       sync.Mutex
 		accepted int
@@ -327,6 +326,8 @@ func TestExport_AsksToRetryWhenBusyOrStorageIsDown(t *testing.T) {
 	for round := 0; round < 20 && busy == 0; round++ {
 		var wg sync.WaitGroup
 		for i := 0; i < 8; i++ {
+			// A trace of its own per request: ingest stores a resent span once.
+			body := marshal(t, request("svc", round*8+i+1, 2000))
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
