@@ -193,13 +193,8 @@ func (t *Tenant) producerEnds(ctx context.Context, b *Batch) (map[spanKey]int64,
 	if len(traces) == 0 {
 		return ends, nil
 	}
-	spanIDs, err := t.spanArgs(keys(ids))
-	if err != nil {
-		return nil, err
-	}
-	q, args, err := sqlx.In(`SELECT `+t.traceHex("trace_id")+` AS trace_id, `+t.spanHex("span_id")+` AS span_id,
-			start_ns + duration_ns AS end_ns FROM spans
-		WHERE tenant_id = ? AND trace_id IN (?) AND span_id IN (?) AND kind = ?`, t.id, keys(traces), spanIDs, KindProducer)
+	q, args, err := sqlx.In(`SELECT trace_id, span_id, start_ns + duration_ns AS end_ns FROM spans
+		WHERE tenant_id = ? AND trace_id IN (?) AND span_id IN (?) AND kind = ?`, t.id, keys(traces), keys(ids), KindProducer)
 	if err != nil {
 		return nil, err
 	}
