@@ -64,7 +64,12 @@ var elements = map[string]struct {
 	oid    uint32
 	append func(buf []byte, v any) ([]byte, bool)
 }{
-	"text": {pgtype.TextOID, func(b []byte, v any) ([]byte, bool) { return append(b, v.(string)...), false }},
+	"text": {pgtype.TextOID, func(b []byte, v any) ([]byte, bool) {
+		if v == nil { // nullText: an empty promoted text
+			return b, true
+		}
+		return append(b, v.(string)...), false
+	}},
 	"smallint": {pgtype.Int2OID, func(b []byte, v any) ([]byte, bool) {
 		return binary.BigEndian.AppendUint16(b, uint16(v.(int16))), false
 	}},

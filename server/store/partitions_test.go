@@ -107,7 +107,8 @@ func TestMigrate_PartitioningKeepsEveryRowOfAnExistingDatabase(t *testing.T) {
 
 // TestMigrate_CompactSpansKeepsRowsIdsVersionsAndSearch fills a database at the schema before
 // migration 00014 (spans with the unique index on the partitioned table) with two tenants' spans over
-// three days, migrates it, and checks that every row is still there with its ids, version and host,
+// three days, migrates it, and checks that every row is still there with its ids, version and host
+// (empty texts now NULL, read back as empty),
 // that each day partition has its own unique index on (trace_id, span_id) and a resent span is still
 // stored once, that attribute search and retention work, and that the tenant's role still sees
 // only its own rows.
@@ -168,6 +169,11 @@ func TestMigrate_CompactSpansKeepsRowsIdsVersionsAndSearch(t *testing.T) {
 	if n := storetest.QueryInt(t, dsn, `SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
 		WHERE c.relkind = 'p' AND c.relname LIKE 'spans%' AND i.indisunique`); n != 0 {
 		t.Errorf("%d unique indexes on partitioned span tables, want none", n)
+	}
+
+	// Empty promoted texts are NULL; the filled ones kept.
+	if n := storetest.QueryInt(t, dsn, `SELECT count(*) FROM spans WHERE status_message IS NULL AND db_statement IS NULL AND http_route = '/orders'`); n != 600 {
+		t.Errorf("%d spans with NULL for their empty texts and their route kept, want 600", n)
 	}
 
 	tr := db.ForTenant("team-a")

@@ -109,11 +109,13 @@ var sqliteSpanColumns = []string{"tenant_id", "trace_id", "span_id", "parent_spa
 
 func (t *Tenant) spanRow(s *Span) []any {
 	if t.db.dialect == Postgres {
-		// Empty JSON is NULL (00009): '{}' and '[]' cost 5 bytes a span each.
+		// Empty JSON is NULL (00009): '{}' and '[]' cost 5 bytes a span each; so are empty promoted
+		// texts (00014), a byte each.
 		return []any{s.StartNS, s.DurationNS, s.resourceID, s.HTTPStatusCode, s.Kind, s.StatusCode, s.IsEntry, t.id,
-			s.TraceID, s.SpanID, s.ParentSpanID, s.Service, s.ServiceVersion, s.Operation, s.StatusMessage,
-			s.HTTPMethod, s.HTTPRoute, s.DBSystem, s.DBStatement, s.RPCService, s.RPCMethod, s.PeerService,
-			s.HostName, nullJSON(s.Attributes, "{}"), nullJSON(s.Events, "[]")}
+			s.TraceID, s.SpanID, s.ParentSpanID, s.Service, s.ServiceVersion, s.Operation, nullText(s.StatusMessage),
+			nullText(s.HTTPMethod), nullText(s.HTTPRoute), nullText(s.DBSystem), nullText(s.DBStatement),
+			nullText(s.RPCService), nullText(s.RPCMethod), nullText(s.PeerService), s.HostName,
+			nullJSON(s.Attributes, "{}"), nullJSON(s.Events, "[]")}
 	}
 	return []any{t.id, s.TraceID, s.SpanID, s.ParentSpanID, s.Service, s.ServiceVersion, s.Operation, s.Kind,
 		s.IsEntry, s.StartNS, s.DurationNS, s.StatusCode, s.StatusMessage, s.HTTPMethod, s.HTTPRoute,
@@ -125,6 +127,33 @@ func (t *Tenant) llmRow(c *LLMCall) []any {
 	return []any{t.id, c.TraceID, c.SpanID, c.Service, c.Operation, c.Provider, c.RequestModel, c.ResponseModel,
 		c.InputTokens, c.OutputTokens, c.CachedInputTokens, c.CostUSD, c.StartNS, c.DurationNS, c.StatusCode,
 		c.ErrorType}
+}
+
+// nullText is a promoted text (PostgreSQL), or nil (NULL) when empty; readers select it through
+// Tenant.text.
+func nullText(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// nullableTexts are the span columns PostgreSQL stores empty as NULL (migration 00014).
+var nullableTexts = map[string]bool{"status_message": true, "http_method": true, "http_route": true,
+	"db_system": true, "db_statement": true, "rpc_service": true, "rpc_method": true, "peer_service": true}
+
+// text is the expression reading span column col (” for NULL), named col.
+func (t *Tenant) text(col string) string { return t.textOf(col, col) }
+
+// textOf is text of expression expr, named col.
+func (t *Tenant) textOf(expr, col string) string {
+	if t.db.dialect == Postgres && nullableTexts[col] {
+		return "COALESCE(" + expr + ", '') AS " + col
+	}
+	if expr == col {
+		return col
+	}
+	return expr + " AS " + col
 }
 
 // nullJSON is a jsonb value, or nil (NULL) for an empty document.

@@ -154,6 +154,8 @@ func (t *Tenant) traceWhere(ctx context.Context, q TraceQuery) (base, w where, n
 				return base, w, false, fmt.Errorf("attribute %s compares integers, got %q", k, v)
 			}
 			w.add(col+" = ?", n)
+		case ok && v == "" && t.db.dialect == Postgres && nullableTexts[col]:
+			w.add(col + " IS NULL") // stored empty as NULL
 		case ok:
 			w.add(col+" = ?", v)
 		default:
@@ -231,7 +233,8 @@ func (t *Tenant) searchPage(ctx context.Context, w where, key string, limit int)
 		return nil, err
 	}
 	query := `SELECT trace_id, span_id, service, service_version, operation, start_ns, duration_ns,
-			CASE WHEN ` + errorCond + ` THEN 1 ELSE 0 END AS error, status_message, http_route, http_status_code
+			CASE WHEN ` + errorCond + ` THEN 1 ELSE 0 END AS error, ` + t.text("status_message") + `, ` + t.text("http_route") + `,
+			http_status_code
 		FROM ` + from + w.sql() + ` ORDER BY ` + order + ` DESC, trace_id DESC, span_id DESC LIMIT ?`
 	args = append(append(args, w.args...), limit)
 	if w.traces != nil {
@@ -431,8 +434,9 @@ const statementChars = 300
 func (t *Tenant) TraceSpans(ctx context.Context, traceID string, limit int) ([]TraceSpan, int, error) {
 	var out []TraceSpan
 	q := `SELECT span_id, parent_span_id, service, service_version, operation, kind, start_ns, duration_ns,
-			CASE WHEN ` + errorCond + ` THEN 1 ELSE 0 END AS error, status_message, http_route, http_status_code,
-			db_system, substr(db_statement, 1, ` + strconv.Itoa(statementChars) + `) AS db_statement, peer_service
+			CASE WHEN ` + errorCond + ` THEN 1 ELSE 0 END AS error, ` + t.text("status_message") + `, ` + t.text("http_route") + `,
+			http_status_code, ` + t.text("db_system") + `, ` + t.textOf("substr(db_statement, 1, "+strconv.Itoa(statementChars)+")", "db_statement") + `,
+			` + t.text("peer_service") + `
 		FROM spans WHERE tenant_id = ? AND trace_id = ? ORDER BY start_ns, span_id LIMIT ?`
 	if err := t.db.x.SelectContext(ctx, &out, t.rebind(q), t.id, traceID, limit); err != nil {
 		return nil, 0, fmt.Errorf("read trace %s: %w", traceID, err)

@@ -1,7 +1,9 @@
 -- +goose Up
 -- Compact span rows, part two (docs/data-model.md, "Bytes per span"): columns ordered for alignment,
--- and the unique index on each day partition on (trace_id, span_id) only.
+-- empty promoted texts as NULL, and the unique index on each day partition on (trace_id, span_id) only.
 -- - Fixed-width columns first, widest first, then the texts: no alignment padding between them.
+-- - The texts ingest promotes from attributes (status message, HTTP, DB, RPC, peer) are NULL when
+--   empty: a byte each otherwise, and a row has a NULL (its events, mostly) anyway.
 -- - The unique index declared on the partitioned table had to hold the partition keys (tenant_id,
 --   start_ns) in every entry; one created on each day partition by tracekit_ensure_partitions needs
 --   neither. Span inserts use ON CONFLICT DO NOTHING without a target, which it serves, and a resent
@@ -79,14 +81,14 @@ CREATE TABLE spans (
     service          text     NOT NULL,
     service_version  text     NOT NULL DEFAULT '',
     operation        text     NOT NULL,
-    status_message   text     NOT NULL DEFAULT '',
-    http_method      text     NOT NULL DEFAULT '',
-    http_route       text     NOT NULL DEFAULT '',
-    db_system        text     NOT NULL DEFAULT '',
-    db_statement     text     NOT NULL DEFAULT '',
-    rpc_service      text     NOT NULL DEFAULT '',
-    rpc_method       text     NOT NULL DEFAULT '',
-    peer_service     text     NOT NULL DEFAULT '',
+    status_message   text, -- NULL: empty
+    http_method      text, -- NULL: empty
+    http_route       text, -- NULL: empty
+    db_system        text, -- NULL: empty
+    db_statement     text, -- NULL: empty
+    rpc_service      text, -- NULL: empty
+    rpc_method       text, -- NULL: empty
+    peer_service     text, -- NULL: empty
     host_name        text     NOT NULL DEFAULT '',
     attributes       jsonb,
     events           jsonb
@@ -106,9 +108,9 @@ INSERT INTO spans (start_ns, duration_ns, resource_id, http_status_code, kind, s
         http_method, http_route, db_system, db_statement, rpc_service, rpc_method, peer_service,
         host_name, attributes, events)
     SELECT start_ns, duration_ns, resource_id, http_status_code, kind, status_code, is_entry, tenant_id,
-        trace_id, span_id, parent_span_id, service, service_version, operation, status_message,
-        http_method, http_route, db_system, db_statement, rpc_service, rpc_method, peer_service,
-        host_name, attributes, events
+        trace_id, span_id, parent_span_id, service, service_version, operation, NULLIF(status_message, ''),
+        NULLIF(http_method, ''), NULLIF(http_route, ''), NULLIF(db_system, ''), NULLIF(db_statement, ''),
+        NULLIF(rpc_service, ''), NULLIF(rpc_method, ''), NULLIF(peer_service, ''), host_name, attributes, events
     FROM spans_old;
 DROP TABLE spans_old;
 
