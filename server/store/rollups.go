@@ -193,8 +193,13 @@ func (t *Tenant) producerEnds(ctx context.Context, b *Batch) (map[spanKey]int64,
 	if len(traces) == 0 {
 		return ends, nil
 	}
-	q, args, err := sqlx.In(`SELECT trace_id, span_id, start_ns + duration_ns AS end_ns FROM spans
-		WHERE tenant_id = ? AND trace_id IN (?) AND span_id IN (?) AND kind = ?`, t.id, keys(traces), keys(ids), KindProducer)
+	spanIDs, err := t.spanArgs(keys(ids))
+	if err != nil {
+		return nil, err
+	}
+	q, args, err := sqlx.In(`SELECT `+t.traceHex("trace_id")+` AS trace_id, `+t.spanHex("span_id")+` AS span_id,
+			start_ns + duration_ns AS end_ns FROM spans
+		WHERE tenant_id = ? AND trace_id IN (?) AND span_id IN (?) AND kind = ?`, t.id, keys(traces), spanIDs, KindProducer)
 	if err != nil {
 		return nil, err
 	}

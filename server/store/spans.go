@@ -109,10 +109,16 @@ var sqliteSpanColumns = []string{"tenant_id", "trace_id", "span_id", "parent_spa
 
 func (t *Tenant) spanRow(s *Span) []any {
 	if t.db.dialect == Postgres {
-		// Empty JSON is NULL (00009): '{}' and '[]' cost 5 bytes a span each; so are empty promoted
-		// texts (00014), a byte each.
-		return []any{s.StartNS, s.DurationNS, s.resourceID, s.HTTPStatusCode, s.Kind, s.StatusCode, s.IsEntry, t.id,
-			s.TraceID, s.SpanID, s.ParentSpanID, s.Service, s.ServiceVersion, s.Operation, nullText(s.StatusMessage),
+		// Binary ids (00014), checked by InsertBatch; empty JSON is NULL (00009): '{}' and '[]' cost 5
+		// bytes a span each; so are empty promoted texts (00014), a byte each.
+		trace, _ := traceBytes(s.TraceID)
+		span, _ := spanInt(s.SpanID)
+		var parent any // NULL: a root
+		if s.ParentSpanID != "" {
+			parent, _ = spanInt(s.ParentSpanID)
+		}
+		return []any{s.StartNS, s.DurationNS, span, parent, s.resourceID, trace, s.HTTPStatusCode, s.Kind,
+			s.StatusCode, s.IsEntry, t.id, s.Service, s.ServiceVersion, s.Operation, nullText(s.StatusMessage),
 			nullText(s.HTTPMethod), nullText(s.HTTPRoute), nullText(s.DBSystem), nullText(s.DBStatement),
 			nullText(s.RPCService), nullText(s.RPCMethod), nullText(s.PeerService), s.HostName,
 			nullJSON(s.Attributes, "{}"), nullJSON(s.Events, "[]")}
@@ -187,6 +193,11 @@ func (t *Tenant) InsertBatch(ctx context.Context, b Batch) error {
 	b = withoutRepeats(b)
 	if len(b.Spans) == 0 && len(b.LLMCalls) == 0 {
 		return nil
+	}
+	if t.db.dialect == Postgres {
+		if err := checkIDs(b.Spans); err != nil {
+			return fmt.Errorf("store %d spans for tenant %q: %w", len(b.Spans), t.id, err)
+		}
 	}
 	producers, err := t.producerEnds(ctx, &b)
 	if err != nil {
@@ -347,9 +358,9 @@ func (t *Tenant) insertNew(ctx context.Context, b *Batch, producers map[spanKey]
 // and returns the ones it inserted: on PostgreSQL with one INSERT … SELECT FROM unnest, on SQLite
 // with multi-row INSERTs.
 func (t *Tenant) insertSpansOnce(ctx context.Context, tx *sqlx.Tx, spans []Span) (map[spanKey]struct{}, error) {
-	// The only unique index: spans_span on SQLite, on PostgreSQL one on each day partition (00014),
-	// which a resent span reaches since it keeps its start time.
-	const onConflict = " ON CONFLICT DO NOTHING RETURNING trace_id, span_id"
+	// The unique index is the only one: spans_span on SQLite, one on each day partition on PostgreSQL
+	// (00014), which a resent span reaches since it keeps its start time.
+	onConflict := " ON CONFLICT DO NOTHING RETURNING " + t.traceHex("trace_id") + ", " + t.spanHex("span_id")
 	stored := make(map[spanKey]struct{}, len(spans))
 	insert := func(q string, args []any) error {
 		rows, err := tx.QueryContext(ctx, q, args...)

@@ -1,6 +1,11 @@
 -- +goose Up
--- Compact span rows, part two (docs/data-model.md, "Bytes per span"): columns ordered for alignment,
--- empty promoted texts as NULL, and the unique index on each day partition on (trace_id, span_id) only.
+-- Compact span rows, part two (docs/data-model.md, "Bytes per span"): binary ids, columns ordered for
+-- alignment, empty promoted texts as NULL, and the unique index on each day partition on (trace_id,
+-- span_id) only.
+-- - A trace id is a uuid (16 bytes, was 33 as hex text), a span id a bigint (8, was 17): its 64 bits
+--   with the top one flipped, so that bigint order is the hex order (the search_traces cursor relies
+--   on it; uuid already orders as its hex). A root's parent is NULL. The store converts at the SQL
+--   boundary (server/store/ids.go), so ids stay hex strings everywhere else.
 -- - Fixed-width columns first, widest first, then the texts: no alignment padding between them.
 -- - The texts ingest promotes from attributes (status message, HTTP, DB, RPC, peer) are NULL when
 --   empty: a byte each otherwise, and a row has a NULL (its events, mostly) anyway.
@@ -9,7 +14,7 @@
 --   neither. Span inserts use ON CONFLICT DO NOTHING without a target, which it serves, and a resent
 --   span keeps its start time, so it lands in the partition holding its first copy.
 -- The spans move into a new table: the old one and its partitions are renamed away, the new one's
--- partitions created for their days, the rows copied, the old tables dropped.
+-- partitions created for their days, the rows copied converted, the old tables dropped.
 
 ALTER TABLE tracekit_partitioned ADD COLUMN leaf_unique text; -- columns of a unique index on each leaf partition
 UPDATE tracekit_partitioned SET leaf_unique = 'trace_id, span_id' WHERE table_name = 'spans';
@@ -68,16 +73,16 @@ DROP INDEX spans_span, spans_entry_time, spans_entry_service_time, spans_entry_s
 CREATE TABLE spans (
     start_ns         bigint   NOT NULL,
     duration_ns      bigint   NOT NULL,
+    span_id          bigint   NOT NULL, -- the id's 64 bits with the top one flipped
+    parent_span_id   bigint, -- NULL: a root
     resource_id      bigint   NOT NULL DEFAULT 0,
+    trace_id         uuid     NOT NULL,
     http_status_code integer  NOT NULL DEFAULT 0,
     kind             smallint NOT NULL DEFAULT 0,
     status_code      smallint NOT NULL DEFAULT 0,
     -- a request into a service: a root span, or a SERVER/CONSUMER span.
     is_entry         boolean  NOT NULL,
     tenant_id        text     NOT NULL,
-    trace_id         text     NOT NULL,
-    span_id          text     NOT NULL,
-    parent_span_id   text     NOT NULL DEFAULT '',
     service          text     NOT NULL,
     service_version  text     NOT NULL DEFAULT '',
     operation        text     NOT NULL,
@@ -99,16 +104,18 @@ CREATE INDEX spans_entry_time ON spans (start_ns) WHERE is_entry;
 CREATE INDEX spans_entry_service_time ON spans (service, start_ns) INCLUDE (tenant_id) WHERE is_entry;
 CREATE INDEX spans_entry_service_duration ON spans (service, duration_ns, start_ns) WHERE is_entry;
 CREATE INDEX spans_entry_errors ON spans (start_ns, service) WHERE is_entry AND (status_code = 2 OR http_status_code >= 500);
-CREATE INDEX spans_root_duration ON spans (duration_ns, start_ns) WHERE is_entry AND parent_span_id = '';
+CREATE INDEX spans_root_duration ON spans (duration_ns, start_ns) WHERE is_entry AND parent_span_id IS NULL;
 
 SELECT tracekit_ensure_partitions(tenant_id, 'spans', array_agg(DISTINCT start_ns / 86400000000000 * 86400000000000))
     FROM spans_old GROUP BY tenant_id;
-INSERT INTO spans (start_ns, duration_ns, resource_id, http_status_code, kind, status_code, is_entry, tenant_id,
-        trace_id, span_id, parent_span_id, service, service_version, operation, status_message,
+INSERT INTO spans (start_ns, duration_ns, span_id, parent_span_id, resource_id, trace_id, http_status_code, kind,
+        status_code, is_entry, tenant_id, service, service_version, operation, status_message,
         http_method, http_route, db_system, db_statement, rpc_service, rpc_method, peer_service,
         host_name, attributes, events)
-    SELECT start_ns, duration_ns, resource_id, http_status_code, kind, status_code, is_entry, tenant_id,
-        trace_id, span_id, parent_span_id, service, service_version, operation, NULLIF(status_message, ''),
+    SELECT start_ns, duration_ns, ('x' || span_id)::bit(64)::bigint # (-9223372036854775807 - 1),
+        CASE WHEN parent_span_id <> '' THEN ('x' || parent_span_id)::bit(64)::bigint # (-9223372036854775807 - 1) END,
+        resource_id, trace_id::uuid, http_status_code, kind, status_code, is_entry, tenant_id,
+        service, service_version, operation, NULLIF(status_message, ''),
         NULLIF(http_method, ''), NULLIF(http_route, ''), NULLIF(db_system, ''), NULLIF(db_statement, ''),
         NULLIF(rpc_service, ''), NULLIF(rpc_method, ''), NULLIF(peer_service, ''), host_name, attributes, events
     FROM spans_old;
@@ -118,5 +125,8 @@ ALTER TABLE spans ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant_rows ON spans USING (tenant_id = (SELECT tracekit_current_tenant())) WITH CHECK (tenant_id = (SELECT tracekit_current_tenant()));
 GRANT SELECT, INSERT, UPDATE, DELETE ON spans TO tracekit_tenant;
 
+-- The attribute index names traces as spans do (attribute filters compare the two).
+ALTER TABLE span_attributes ALTER COLUMN trace_id TYPE uuid USING trace_id::uuid;
+
 -- +goose Down
-SELECT 'spans are not converted back; restore a backup taken before migration 00014';
+SELECT 'spans (binary ids, NULL texts) are not converted back; restore a backup taken before migration 00014';
