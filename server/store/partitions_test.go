@@ -2,8 +2,12 @@ package store_test
 
 import (
 	"context"
+	"crypto/md5"
 	"database/sql"
+	"fmt"
+	"maps"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -95,7 +99,7 @@ func TestMigrate_PartitioningKeepsEveryRowOfAnExistingDatabase(t *testing.T) {
 		t.Errorf("SpansData after migrating: %+v, %v", data, err)
 	}
 	if err := tr.InsertBatch(ctx, store.Batch{
-		Spans:    []store.Span{{TraceID: "new", SpanID: "1", Service: "api", Operation: "GET /", IsEntry: true, StartNS: day + 5*store.Day, DurationNS: 1}},
+		Spans:    []store.Span{{TraceID: storetest.TraceID("new"), SpanID: storetest.SpanID("1"), Service: "api", Operation: "GET /", IsEntry: true, StartNS: day + 5*store.Day, DurationNS: 1}},
 		LLMCalls: []store.LLMCall{{TraceID: "new", SpanID: "1", Service: "api", RequestModel: "gpt-4o", StartNS: day + 5*store.Day, DurationNS: 1}},
 	}); err != nil {
 		t.Fatal(err)
@@ -107,7 +111,8 @@ func TestMigrate_PartitioningKeepsEveryRowOfAnExistingDatabase(t *testing.T) {
 
 // TestMigrate_CompactSpansKeepsRowsIdsVersionsAndSearch fills a database at the schema before
 // migration 00014 (spans with the unique index on the partitioned table) with two tenants' spans over
-// three days, migrates it, and checks that every row is still there with its ids, version and host
+// three days (span ids above and below 8000000000000000), migrates it, and checks that every row is
+// still there with its ids exactly (now uuid and bigint), version and host
 // (empty texts now NULL, read back as empty),
 // that each day partition has its own unique index on (trace_id, span_id) and a resent span is still
 // stored once, that attribute search and retention work, and that the tenant's role still sees
@@ -134,7 +139,8 @@ func TestMigrate_CompactSpansKeepsRowsIdsVersionsAndSearch(t *testing.T) {
 		// 3 days × 100 spans per tenant, one in ten a request (a root); the others its children.
 		`INSERT INTO spans (tenant_id, trace_id, span_id, parent_span_id, service, service_version, host_name, operation,
 				is_entry, start_ns, duration_ns, http_route, attributes)
-			SELECT t, md5(t || (i / 10)), lpad(to_hex(i), 16, '0'), CASE WHEN i % 10 = 0 THEN '' ELSE lpad(to_hex(i / 10 * 10), 16, '0') END,
+			SELECT t, md5(t || (i / 10)), CASE WHEN i % 2 = 1 THEN 'fe' ELSE '00' END || lpad(to_hex(i), 14, '0'),
+				CASE WHEN i % 10 = 0 THEN '' ELSE lpad(to_hex(i / 10 * 10), 16, '0') END,
 				'api', 'v' || (i / 100), 'host-' || t, 'GET /', i % 10 = 0, $1 + (i / 100) * 86400000000000 + i * 1000000000, 1000 + i,
 				'/orders', '{"k":"v"}'
 			FROM unnest(ARRAY['team-a', 'team-b']) t, generate_series(0::bigint, 299) i`,
@@ -151,7 +157,42 @@ func TestMigrate_CompactSpansKeepsRowsIdsVersionsAndSearch(t *testing.T) {
 		}
 	}
 
+	idsOf := func(rows *sql.Rows, err error) map[string]bool {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		out := map[string]bool{}
+		for rows.Next() {
+			var tenant, trace, span, parent string
+			if err := rows.Scan(&tenant, &trace, &span, &parent); err != nil {
+				t.Fatal(err)
+			}
+			out[tenant+"/"+trace+"/"+span+"/"+parent] = true
+		}
+		return out
+	}
+	before := idsOf(raw.QueryContext(ctx, `SELECT tenant_id, trace_id, span_id, parent_span_id FROM spans`))
+
 	db := storetest.Open(t, dsn) // migrates the rest of the way
+	after := map[string]bool{}
+	for _, tenant := range []string{"team-a", "team-b"} {
+		var traces []string
+		for i := range 30 {
+			traces = append(traces, fmt.Sprintf("%x", md5.Sum([]byte(tenant+strconv.Itoa(i)))))
+		}
+		spans, err := db.ForTenant(tenant).SpansOfTraces(ctx, traces)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range spans {
+			after[tenant+"/"+s.TraceID+"/"+s.SpanID+"/"+s.ParentSpanID] = true
+		}
+	}
+	if len(before) != 600 || !maps.Equal(before, after) {
+		t.Errorf("ids before migrating (%d) and read back after (%d) differ", len(before), len(after))
+	}
 	for _, tenant := range []string{"team-a", "team-b"} {
 		if n := storetest.Count(t, dsn, "spans", tenant); n != 300 {
 			t.Errorf("spans of %s after migrating: %d, want 300", tenant, n)
