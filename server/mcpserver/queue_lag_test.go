@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tracekit/tracekit/server/store"
+	"github.com/tracekit/tracekit/server/store/storetest"
 )
 
 // A consumer that fell behind: its own span is short, but it started 514 s after the producer put
@@ -16,9 +17,9 @@ func TestGetTraceDetail_StatesTheQueueLagOfAConsumerFallingBehind(t *testing.T) 
 		start := time.Now().Add(-20 * time.Minute).UnixNano()
 		id := traceID(9998)
 		spans := []store.Span{
-			{TraceID: id, SpanID: "root", Service: "orders", Operation: "POST /orders", Kind: store.KindServer, IsEntry: true, StartNS: start, DurationNS: 20e6},
-			{TraceID: id, SpanID: "pub", ParentSpanID: "root", Service: "orders", Operation: "order-events publish", Kind: store.KindProducer, StartNS: start + 5e6, DurationNS: 3e6},
-			{TraceID: id, SpanID: "sub", ParentSpanID: "pub", Service: "billing", Operation: "order-events process", Kind: store.KindConsumer, IsEntry: true,
+			{TraceID: id, SpanID: storetest.SpanID("root"), Service: "orders", Operation: "POST /orders", Kind: store.KindServer, IsEntry: true, StartNS: start, DurationNS: 20e6},
+			{TraceID: id, SpanID: storetest.SpanID("pub"), ParentSpanID: storetest.SpanID("root"), Service: "orders", Operation: "order-events publish", Kind: store.KindProducer, StartNS: start + 5e6, DurationNS: 3e6},
+			{TraceID: id, SpanID: storetest.SpanID("sub"), ParentSpanID: storetest.SpanID("pub"), Service: "billing", Operation: "order-events process", Kind: store.KindConsumer, IsEntry: true,
 				StartNS: start + 8e6 + int64(514200*time.Millisecond), DurationNS: 5e6},
 		}
 		if err := e.acme.InsertBatch(context.Background(), store.Batch{Spans: spans}); err != nil {
@@ -37,11 +38,11 @@ func TestGetTraceDetail_StatesTheQueueLagOfAConsumerFallingBehind(t *testing.T) 
 			} `json:"waterfall"`
 		}
 		txt := mustOK(t, "get_trace_detail", call(t, e.connect(t, e.keyA), "get_trace_detail", map[string]any{"trace_id": id}, &out))
-		if out.QueueLag.LagMS != 514200 || out.QueueLag.Consumer.SpanID != "sub" {
+		if out.QueueLag.LagMS != 514200 || out.QueueLag.Consumer.SpanID != storetest.SpanID("sub") {
 			t.Errorf("queue lag %+v; want 514200 ms before span sub", out.QueueLag)
 		}
 		for _, r := range out.Waterfall {
-			if (r.SpanID == "sub") != (r.QueueLagMS == 514200) {
+			if (r.SpanID == storetest.SpanID("sub")) != (r.QueueLagMS == 514200) {
 				t.Errorf("waterfall row %+v: only the consumer waited, 514200 ms", r)
 			}
 		}
@@ -60,8 +61,8 @@ func TestGetServiceMetrics_StatesAConsumersQueueLag(t *testing.T) {
 		for i := range 20 {
 			id, at := traceID(9000+i), start+int64(i)*int64(time.Minute)
 			b.Spans = append(b.Spans,
-				store.Span{TraceID: id, SpanID: "pub", ParentSpanID: "root", Service: "orders", Operation: "order-events publish", Kind: store.KindProducer, StartNS: at, DurationNS: 2e6},
-				store.Span{TraceID: id, SpanID: "sub", ParentSpanID: "pub", Service: "billing", Operation: "order-events process", Kind: store.KindConsumer,
+				store.Span{TraceID: id, SpanID: storetest.SpanID("pub"), ParentSpanID: storetest.SpanID("root"), Service: "orders", Operation: "order-events publish", Kind: store.KindProducer, StartNS: at, DurationNS: 2e6},
+				store.Span{TraceID: id, SpanID: storetest.SpanID("sub"), ParentSpanID: storetest.SpanID("pub"), Service: "billing", Operation: "order-events process", Kind: store.KindConsumer,
 					IsEntry: true, StartNS: at + 2e6 + int64(i+1)*int64(time.Second), DurationNS: 5e6})
 		}
 		if err := e.acme.InsertBatch(context.Background(), b); err != nil {

@@ -30,7 +30,7 @@ func trafficBetween(t *testing.T, tn *store.Tenant, from, to int, change func(mi
 	for m := from; m < to; m++ {
 		for _, svc := range []string{"api", "db-proxy"} {
 			for i := 0; i < 20; i++ {
-				s := store.Span{TraceID: fmt.Sprintf("%s-%d-%d", svc, m, i), SpanID: "1", Service: svc, Operation: "GET /items",
+				s := store.Span{TraceID: storetest.TraceID(fmt.Sprintf("%s-%d-%d", svc, m, i)), SpanID: storetest.SpanID("1"), Service: svc, Operation: "GET /items",
 					IsEntry: true, StartNS: start.UnixNano() + int64(m)*60e9 + int64(i)*3e9,
 					DurationNS: int64(50e6 * math.Exp(0.5*rng.NormFloat64()))}
 				if rng.Float64() < 0.01 {
