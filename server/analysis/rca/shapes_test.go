@@ -26,7 +26,7 @@ func explain(t *testing.T, tn *store.Tenant, service string, ms float64, trace f
 	for m := 0; m < 8*60; m++ {
 		for i := 0; i < 20; i++ {
 			at := start.UnixNano() + int64(m)*60e9 + int64(i)*3e9
-			b.Spans = append(b.Spans, trace(fmt.Sprintf("%08x%08x", m, i), at, m >= 300 && m < 340, lat)...)
+			b.Spans = append(b.Spans, trace(fmt.Sprintf("%016x%016x", m, i), at, m >= 300 && m < 340, lat)...)
 		}
 	}
 	if err := tn.InsertBatch(ctx, b); err != nil {
