@@ -49,6 +49,26 @@ type LinkedSpan struct {
 // EndNS is when the span ended.
 func (s *LinkedSpan) EndNS() int64 { return s.StartNS + s.DurationNS }
 
+// MaxLagLinks is how many of a consumer span's links are followed to find its messages' producers.
+// Batch consumers link to every message of a batch, in the order they were read: the first ones
+// waited longest.
+const MaxLagLinks = 16
+
+// QueueProducer returns the producer span whose message a consumer span with links processed,
+// among found (the spans its links lead to): of the producers its first MaxLagLinks links name, the
+// one that ended first, i.e. the message that waited longest, which is what a consumer falling
+// behind shows as. A consumer whose parent is a producer span takes that one instead.
+func QueueProducer(links []Link, found map[SpanRef]LinkedSpan) (LinkedSpan, bool) {
+	var best LinkedSpan
+	ok := false
+	for _, l := range links[:min(len(links), MaxLagLinks)] {
+		if s, stored := found[l.SpanRef]; stored && s.Kind == KindProducer && (!ok || s.EndNS() < best.EndNS()) {
+			best, ok = s, true
+		}
+	}
+	return best, ok
+}
+
 // linkedPerQuery bounds the spans looked up by one statement, keeping its IN lists far below
 // PostgreSQL's 65,535 parameters.
 const linkedPerQuery = 1000

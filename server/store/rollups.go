@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 	"time"
@@ -160,24 +161,18 @@ func batchRollups(b *Batch, producers map[spanKey]int64) []Rollup {
 	return rb.list(true)
 }
 
-// maxLagLinks is how many of a consumer span's links are followed to find its messages' producers.
-// Batch consumers link to every message of a batch, in the order they were read: the first ones
-// waited longest.
-const maxLagLinks = 16
-
 // producerEnds finds, for each consumer entry span of b, the end of the producer span whose message
 // it processed, keyed by the consumer span: its parent when that is a producer span (instrumentations
-// that process one message at a time in the producer's trace), else the producer spans it links to
-// (batch consumers, and those that start a new trace per message), and of several the one that ended
-// first: the longest wait, which is what a consumer falling behind shows as. A producer is found in
-// the batch or stored by an earlier one (a producer's spans are exported before the consumer's that
-// read its messages, except when both are moments apart, where a lag missed matters least).
-// Batches without consumers cost one pass.
+// that process one message at a time in the producer's trace), else the one its links lead to
+// (QueueProducer: batch consumers, and those that start a new trace per message, link to the
+// producers). A producer is found in the batch or stored by an earlier one (a producer's spans are
+// exported before the consumer's that read its messages, except when both are moments apart, where a
+// lag missed matters least). Batches without consumers cost one pass.
 func (t *Tenant) producerEnds(ctx context.Context, b *Batch) (map[spanKey]int64, error) {
 	type consumer struct {
 		key    spanKey
 		parent SpanRef // zero when it has none
-		links  []SpanRef
+		links  []Link
 	}
 	var consumers []consumer
 	want := map[SpanRef]bool{}
@@ -186,14 +181,12 @@ func (t *Tenant) producerEnds(ctx context.Context, b *Batch) (map[spanKey]int64,
 		if !s.IsEntry || s.Kind != KindConsumer || (s.ParentSpanID == "" && len(s.Links) == 0) {
 			continue
 		}
-		c := consumer{key: spanKey{s.TraceID, s.SpanID}}
+		c := consumer{key: spanKey{s.TraceID, s.SpanID}, links: ParseLinks(s.Links)}
 		if s.ParentSpanID != "" {
 			c.parent = SpanRef{s.TraceID, s.ParentSpanID}
 			want[c.parent] = true
 		}
-		links := ParseLinks(s.Links)
-		for _, l := range links[:min(len(links), maxLagLinks)] {
-			c.links = append(c.links, l.SpanRef)
+		for _, l := range c.links[:min(len(c.links), MaxLagLinks)] {
 			want[l.SpanRef] = true
 		}
 		consumers = append(consumers, c)
@@ -201,16 +194,16 @@ func (t *Tenant) producerEnds(ctx context.Context, b *Batch) (map[spanKey]int64,
 	if consumers == nil {
 		return nil, nil
 	}
-	ends := map[SpanRef]int64{}
+	found := map[SpanRef]LinkedSpan{}
 	for i := range b.Spans {
 		s := &b.Spans[i]
 		if r := (SpanRef{s.TraceID, s.SpanID}); s.Kind == KindProducer && want[r] {
-			ends[r] = s.StartNS + s.DurationNS
+			found[r] = LinkedSpan{SpanRef: r, Service: s.Service, Operation: s.Operation, Kind: s.Kind, StartNS: s.StartNS, DurationNS: s.DurationNS}
 		}
 	}
 	var missing []SpanRef
 	for r := range want {
-		if _, ok := ends[r]; !ok {
+		if _, ok := found[r]; !ok {
 			missing = append(missing, r)
 		}
 	}
@@ -219,24 +212,14 @@ func (t *Tenant) producerEnds(ctx context.Context, b *Batch) (map[spanKey]int64,
 		if err != nil {
 			return nil, fmt.Errorf("find the producers of consumed messages: %w", err)
 		}
-		for r, s := range stored {
-			if s.Kind == KindProducer {
-				ends[r] = s.EndNS()
-			}
-		}
+		maps.Copy(found, stored)
 	}
 	out := map[spanKey]int64{}
 	for _, c := range consumers {
-		if end, ok := ends[c.parent]; ok {
-			out[c.key] = end
-			continue
-		}
-		for _, r := range c.links {
-			if end, ok := ends[r]; ok {
-				if first, seen := out[c.key]; !seen || end < first {
-					out[c.key] = end
-				}
-			}
+		if p, ok := found[c.parent]; ok && p.Kind == KindProducer {
+			out[c.key] = p.EndNS()
+		} else if p, ok := QueueProducer(c.links, found); ok {
+			out[c.key] = p.EndNS()
 		}
 	}
 	return out, nil
