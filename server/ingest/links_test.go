@@ -82,21 +82,12 @@ func TestExport_StoresSpanLinksAndReportsTheOnesDropped(t *testing.T) {
 				t.Errorf("JSON span's links %+v, want trace %x span %x", links, id(3, 16), id(4, 8))
 			}
 			// A span without links stores none.
-			if err := post200(t, e, request("billing", 5, 1)); err != nil {
-				t.Fatal(err)
+			if resp, body := post(t, e.url, e.key, "application/x-protobuf", marshal(t, request("billing", 5, 1))); resp.StatusCode != 200 {
+				t.Fatalf("export: %d %q", resp.StatusCode, body)
 			}
 			if links := storedLinks(t, e.db, 5); links != nil {
 				t.Errorf("span without links read back with %+v", links)
 			}
 		})
 	}
-}
-
-func post200(t *testing.T, e env, req *collectorpb.ExportTraceServiceRequest) error {
-	t.Helper()
-	resp, body := post(t, e.url, e.key, "application/x-protobuf", marshal(t, req))
-	if resp.StatusCode != 200 {
-		return fmt.Errorf("export: %d %q", resp.StatusCode, body)
-	}
-	return nil
 }
