@@ -187,6 +187,21 @@ func scoreDemo(t *testing.T, seed int64) {
 				t.Errorf("%s detected %s after its onset, want within %s", r.inc.ID, r.delay, want)
 			}
 		}
+		// One incident is one anomaly per service an on-call engineer sees, open while it lasts: a
+		// second anomaly of the same service starting during the incident splits it.
+		for _, inc := range res.Incidents {
+			starts := map[string][]string{}
+			for _, a := range anomalies {
+				if a.StartedNS >= inc.Start.Add(-5*time.Minute).UnixNano() && a.StartedNS < inc.End.UnixNano() {
+					starts[a.Service] = append(starts[a.Service], time.Unix(0, a.StartedNS).UTC().Format("15:04"))
+				}
+			}
+			for service, at := range starts {
+				if len(at) > 1 {
+					t.Errorf("%s: %d anomalies of %s start during it (at %s), want one", inc.ID, len(at), service, strings.Join(at, ", "))
+				}
+			}
+		}
 		if accuracy < 0.9 {
 			t.Errorf("RCA ranks the injected cause first for %.0f%% of incidents, want at least 90%%", 100*accuracy)
 		}
