@@ -57,7 +57,8 @@ func endOf(a store.AnomalyRecord, now int64) int64 {
 
 // TestDemoIncidents_DetectedAndExplained runs the analysis over a day of demo traffic and scores it
 // against the demo's labelled incidents: every incident must produce an anomaly of its service
-// within 15 minutes of its onset (5 for one route of the public API), no anomaly may match no incident, the top root cause of at least
+// within 15 minutes of its onset (5 for one route of the public API), no service may have two
+// anomalies starting during one incident, no anomaly may match no incident, the top root cause of at least
 // 90 % of the incidents' anomalies must be the injected one, and every anomaly of the public API
 // (api-gateway) during an incident must name the incident's root service first. Run with -v to see
 // the table.
