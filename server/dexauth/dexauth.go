@@ -66,7 +66,8 @@ type Server struct {
 	handler    http.Handler
 }
 
-// New starts Dex (its key rotation and garbage collection run until ctx ends).
+// New starts Dex (its key rotation and garbage collection, and the removal of expired sign-ins, run
+// until ctx ends).
 func New(ctx context.Context, cfg Config) (*Server, error) {
 	u, err := url.Parse(cfg.Issuer)
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
@@ -106,7 +107,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		cfg.RefreshReuseInterval = 3 * time.Second
 	}
 	// The second argument disables rotation (Dex's disableRotation).
-	refresh, err := server.NewRefreshTokenPolicy(cfg.Logger, false, "720h", "2160h", cfg.RefreshReuseInterval.String())
+	refresh, err := server.NewRefreshTokenPolicy(cfg.Logger, false, grantIdle.String(), grantLifetime.String(), cfg.RefreshReuseInterval.String())
 	if err != nil {
 		return nil, err
 	}
@@ -142,6 +143,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	mux.Handle("/", &guard{storage: cfg.Storage, issuerPath: s.issuerPath, issuerOrigin: u.Scheme + "://" + u.Host,
 		perIP: cfg.WrongKeysPerIP, perKey: cfg.WrongKeysPerKey, refresh: refresh, reuse: cfg.RefreshReuseInterval, codes: &spentCodes{}, logger: cfg.Logger, next: dex})
 	s.handler = mux
+	go s.collectGrants(ctx)
 	return s, nil
 }
 

@@ -273,3 +273,40 @@ func TestPostgresConfig_FromURL(t *testing.T) {
 		t.Fatalf("remote without sslmode keeps Dex's verify-full default: %+v", cfg.SSL)
 	}
 }
+
+// Sign-ins past the refresh policy's limits (a month unused, three months old) leave nothing in
+// Dex's storage once collected; a live one keeps its token and offline session.
+func TestCollectGrants_ExpiredSignInsLeaveNoRows(t *testing.T) {
+	f := newFixture(t, 0)
+	st, now := f.srv.storage, time.Now()
+	grants := map[string]struct{ created, used time.Time }{
+		"live":   {now.Add(-80 * 24 * time.Hour), now.Add(-time.Hour)},
+		"unused": {now.Add(-40 * 24 * time.Hour), now.Add(-31 * 24 * time.Hour)},
+		"old":    {now.Add(-91 * 24 * time.Hour), now.Add(-time.Minute)},
+	}
+	for id, g := range grants {
+		user := "acme/key/" + id
+		rt := storage.RefreshToken{ID: id, Token: id + "-secret", ClientID: "client-" + id, ConnectorID: oauth.DexConnectorID,
+			CreatedAt: g.created, LastUsed: g.used, Claims: storage.Claims{UserID: user}}
+		if err := st.CreateRefresh(t.Context(), rt); err != nil {
+			t.Fatal(err)
+		}
+		err := st.CreateOfflineSessions(t.Context(), storage.OfflineSessions{UserID: user, ConnID: oauth.DexConnectorID,
+			Refresh: map[string]*storage.RefreshTokenRef{rt.ClientID: {ID: id, ClientID: rt.ClientID, CreatedAt: g.created, LastUsed: g.used}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := f.srv.dropExpiredGrants(); n != 2 || err != nil {
+		t.Fatalf("removed %d grants (%v), want the 2 expired ones", n, err)
+	}
+	for id := range grants {
+		_, errToken := st.GetRefresh(id)
+		_, errSession := st.GetOfflineSessions("acme/key/"+id, oauth.DexConnectorID)
+		kept := errToken == nil && errSession == nil
+		gone := errors.Is(errToken, storage.ErrNotFound) && errors.Is(errSession, storage.ErrNotFound)
+		if id == "live" && !kept || id != "live" && !gone {
+			t.Errorf("grant %s: token %v, offline session %v", id, errToken, errSession)
+		}
+	}
+}

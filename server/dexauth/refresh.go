@@ -86,6 +86,7 @@ func (g *guard) refreshToken(w http.ResponseWriter, r *http.Request) {
 			invalidGrant(w, "this refresh token was already used; for safety the sign-in it belongs to has ended: sign in again")
 			return
 		case g.refresh.CompletelyExpired(rt.CreatedAt) || g.refresh.ExpiredBecauseUnused(rt.LastUsed):
+			g.revoke(rt)
 			invalidGrant(w, "the refresh token expired; sign in again")
 			return
 		}
@@ -183,17 +184,8 @@ func (g *guard) authorizationCode(w http.ResponseWriter, r *http.Request) {
 
 // revoke ends a grant: its refresh token and its offline session (one per grant, see identity).
 func (g *guard) revoke(rt storage.RefreshToken) {
-	if err := g.storage.DeleteRefresh(rt.ID); err != nil && !errors.Is(err, storage.ErrNotFound) {
-		g.logger.Error("revoke a refresh token", "err", err)
-	}
-	err := g.storage.UpdateOfflineSessions(rt.Claims.UserID, rt.ConnectorID, func(old storage.OfflineSessions) (storage.OfflineSessions, error) {
-		if ref, ok := old.Refresh[rt.ClientID]; ok && ref.ID == rt.ID {
-			delete(old.Refresh, rt.ClientID)
-		}
-		return old, nil
-	})
-	if err != nil && !errors.Is(err, storage.ErrNotFound) {
-		g.logger.Error("drop a revoked grant from its offline session", "err", err)
+	if err := endGrant(g.storage, rt); err != nil {
+		g.logger.Error("end a grant", "err", err)
 	}
 }
 

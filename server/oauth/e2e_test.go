@@ -21,9 +21,6 @@ import (
 	"github.com/tracekit/tracekit/server/dexauth"
 )
 
-// The Go SDK's MCP client discovers the authorization server from the 401, registers, opens the
-// authorization URL in a real Chromium where the API-key page is filled in, exchanges the code and
-// calls a tool with the token, then keeps working after the access token is refreshed.
 // awaitAuthorization is a client's authorization code fetcher after the browser signed in: the
 // response the authorization server redirected to cb.
 func awaitAuthorization(ctx context.Context, cb *browsertest.Callback) (*mcpauth.AuthorizationResult, error) {
@@ -35,13 +32,12 @@ func awaitAuthorization(ctx context.Context, cb *browsertest.Callback) (*mcpauth
 	}
 }
 
-func TestGoSDKClient_SignsInWithAnAPIKeyInChromiumAndCallsATool(t *testing.T) {
-	b := browsertest.New(t)
-	e := newEnv(t, envOptions{}, "acme")
-	tn := e.tenants["acme"]
-	cb := browsertest.NewCallback(t)
-
-	var issuer string
+// goSDKClient is the Go SDK's OAuth handler for a client that registers itself (RFC 7591) with the
+// loopback redirect cb; signIn does what a person does in the browser with the authorization URL.
+// It returns the handler and the authorization response the client received.
+func goSDKClient(t *testing.T, cb *browsertest.Callback, signIn func(authURL string) error) (*mcpauth.AuthorizationCodeHandler, *mcpauth.AuthorizationResult) {
+	t.Helper()
+	got := &mcpauth.AuthorizationResult{}
 	h, err := mcpauth.NewAuthorizationCodeHandler(&mcpauth.AuthorizationCodeHandlerConfig{
 		DynamicClientRegistrationConfig: &mcpauth.DynamicClientRegistrationConfig{Metadata: &oauthex.ClientRegistrationMetadata{
 			RedirectURIs: []string{cb.URL}, ClientName: "Go SDK e2e", TokenEndpointAuthMethod: "none",
@@ -49,12 +45,12 @@ func TestGoSDKClient_SignsInWithAnAPIKeyInChromiumAndCallsATool(t *testing.T) {
 		}},
 		RequestRefreshToken: true,
 		AuthorizationCodeFetcher: func(ctx context.Context, args *mcpauth.AuthorizationArgs) (*mcpauth.AuthorizationResult, error) {
-			if err := b.SignIn(args.URL, tn.key); err != nil {
+			if err := signIn(args.URL); err != nil {
 				return nil, err
 			}
 			res, err := awaitAuthorization(ctx, cb)
 			if res != nil {
-				issuer = res.Iss
+				*got = *res
 			}
 			return res, err
 		},
@@ -62,6 +58,17 @@ func TestGoSDKClient_SignsInWithAnAPIKeyInChromiumAndCallsATool(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return h, got
+}
+
+// The Go SDK's MCP client discovers the authorization server from the 401, registers, opens the
+// authorization URL in a real Chromium where the API-key page is filled in, exchanges the code and
+// calls a tool with the token, then keeps working after the access token is refreshed.
+func TestGoSDKClient_SignsInWithAnAPIKeyInChromiumAndCallsATool(t *testing.T) {
+	b := browsertest.New(t)
+	e := newEnv(t, envOptions{}, "acme")
+	tn := e.tenants["acme"]
+	h, authz := goSDKClient(t, browsertest.NewCallback(t), func(authURL string) error { return b.SignIn(authURL, tn.key) })
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	client := mcp.NewClient(&mcp.Implementation{Name: "go-sdk-e2e", Version: "1"}, nil)
@@ -70,8 +77,8 @@ func TestGoSDKClient_SignsInWithAnAPIKeyInChromiumAndCallsATool(t *testing.T) {
 		t.Fatalf("connect: %v", err)
 	}
 	defer cs.Close()
-	if issuer != tn.url {
-		t.Fatalf("authorization response iss %q, want the tenant's URL", issuer)
+	if authz.Iss != tn.url {
+		t.Fatalf("authorization response iss %q, want the tenant's URL", authz.Iss)
 	}
 	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "list_services", Arguments: map[string]any{}})
 	if err != nil || res.IsError {

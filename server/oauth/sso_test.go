@@ -21,13 +21,12 @@ import (
 	dexserver "github.com/dexidp/dex/server"
 	"github.com/dexidp/dex/storage"
 	"github.com/dexidp/dex/storage/memory"
-	mcpauth "github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
-	"github.com/modelcontextprotocol/go-sdk/oauthex"
 
 	"github.com/tracekit/tracekit/internal/browsertest"
 	"github.com/tracekit/tracekit/server/auth"
 	"github.com/tracekit/tracekit/server/dexauth"
+	"github.com/tracekit/tracekit/server/store"
 )
 
 // The company's directory: alice and carol are in platform, bob only in sales.
@@ -217,7 +216,7 @@ func ssoArtifacts(t *testing.T) string {
 // newSSOEnv is the platform with two company identity providers configured as an operator would,
 // through the providers file with secrets from the environment: the company's OIDC provider and its
 // LDAP directory. Tenant acme admits the platform group with every tool group.
-func newSSOEnv(t *testing.T) (*env, *directory) {
+func newSSOEnv(t *testing.T, opt envOptions) (*env, *directory) {
 	t.Helper()
 	d := startDirectory(t)
 	idp := startCompanyIdP(t, d)
@@ -249,7 +248,8 @@ func newSSOEnv(t *testing.T) (*env, *directory) {
 	}
 	// Dex answers refreshes within its reuse interval without asking the connector; the test
 	// refreshes right after signing in.
-	e := newEnv(t, envOptions{providers: providers, refreshReuse: 10 * time.Millisecond}, "acme")
+	opt.providers, opt.refreshReuse = providers, 10*time.Millisecond
+	e := newEnv(t, opt, "acme")
 	idp.trust(t, e.issuer)
 	err = e.db.Admin().SetAccess(t.Context(), "acme", []byte(`[{"groups": ["platform"], "toolGroups": ["traces", "metrics", "llm", "debugging"]}]`))
 	if err != nil {
@@ -265,7 +265,7 @@ func newSSOEnv(t *testing.T) (*env, *directory) {
 // both grants at their next refresh.
 func TestCompanySignIn_MembersReadTheTenantOthersAreRefusedAndRemovalEndsAccessAtRefresh(t *testing.T) {
 	b := browsertest.New(t)
-	e, d := newSSOEnv(t)
+	e, d := newSSOEnv(t, envOptions{})
 	tn := e.tenants["acme"]
 	shots := ssoArtifacts(t)
 	verifier := &auth.OAuthTokens{Issuer: e.issuer, Audience: dexauth.TenantClientID("acme"), Tenant: "acme"}
@@ -273,26 +273,12 @@ func TestCompanySignIn_MembersReadTheTenantOthersAreRefusedAndRemovalEndsAccessA
 	type grant struct{ clientID, refresh string }
 	grants := map[string]grant{}
 	for _, provider := range []string{"Example Corp SSO", "the company directory"} {
-		cb := browsertest.NewCallback(t)
 		var clientID string
-		h, err := mcpauth.NewAuthorizationCodeHandler(&mcpauth.AuthorizationCodeHandlerConfig{
-			DynamicClientRegistrationConfig: &mcpauth.DynamicClientRegistrationConfig{Metadata: &oauthex.ClientRegistrationMetadata{
-				RedirectURIs: []string{cb.URL}, ClientName: "SSO e2e", TokenEndpointAuthMethod: "none",
-				GrantTypes: []string{"authorization_code", "refresh_token"},
-			}},
-			RequestRefreshToken: true,
-			AuthorizationCodeFetcher: func(ctx context.Context, args *mcpauth.AuthorizationArgs) (*mcpauth.AuthorizationResult, error) {
-				u, _ := url.Parse(args.URL)
-				clientID = u.Query().Get("client_id")
-				if err := b.SignInWithProvider(args.URL, provider, "alice", "alice-password"); err != nil {
-					return nil, err
-				}
-				return awaitAuthorization(ctx, cb)
-			},
+		h, _ := goSDKClient(t, browsertest.NewCallback(t), func(authURL string) error {
+			u, _ := url.Parse(authURL)
+			clientID = u.Query().Get("client_id")
+			return b.SignInWithProvider(authURL, provider, "alice", "alice-password")
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 		defer cancel()
 		cs, err := mcp.NewClient(&mcp.Implementation{Name: "sso-e2e", Version: "1"}, nil).
@@ -375,5 +361,63 @@ func TestCompanySignIn_MembersReadTheTenantOthersAreRefusedAndRemovalEndsAccessA
 		if status != http.StatusBadRequest || tok.Error != "invalid_grant" || !strings.Contains(tok.Description, "no longer in a group that may use tenant \"acme\"") {
 			t.Fatalf("%s: refresh after leaving the group: %d %+v", provider, status, tok)
 		}
+	}
+}
+
+// A member signs in to the team's API keys page (<tenant URL>/keys) with the company directory, not
+// with a key: the page offers only what a company sign-in holds (read, the groups its access rule
+// grants), the key it mints works on /mcp, and the audit trail names the person, not a credential.
+func TestCompanySignIn_AMemberManagesTheTeamsKeysAtTheKeysPage(t *testing.T) {
+	b := browsertest.New(t)
+	var tenantURL string
+	e, _ := newSSOEnv(t, webViewsClient(t, &tenantURL, envOptions{}))
+	tn := e.tenants["acme"]
+	tenantURL = tn.url
+	ctx, cancel := context.WithTimeout(b.Context(), 2*time.Minute)
+	defer cancel()
+
+	if err := chromedp.Do(ctx, chromedp.Navigate(tn.url+"/keys"), chromedp.WaitVisible(chromedp.ID("oauth"))); err != nil {
+		t.Fatalf("the keys page offers no sign-in through the team's sign-in page: %v", err)
+	}
+	start, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById('oauth').href`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SignInWithProvider(start, "the company directory", "alice", "alice-password"); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.ID("create"))); err != nil {
+		t.Fatalf("back from the company sign-in: %v", err)
+	}
+	actor, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("actor")))
+	if err != nil || !strings.Contains(actor, "alice@example.org") {
+		t.Errorf("signed in as %q (%v), want alice@example.org", actor, err)
+	}
+	offered, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll('input[name=scope]')).map(b => b.value)`))
+	if err != nil || strings.Join(offered, ",") != "read" {
+		t.Errorf("scopes offered to a company sign-in: %v (%v), want read only", offered, err)
+	}
+	err = chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("name"), "alice-laptop"),
+		chromedp.Click(chromedp.ID("create-key")), chromedp.WaitVisible(chromedp.ID("new-key")))
+	if err != nil {
+		t.Fatalf("create in the browser: %v", err)
+	}
+	key, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("new-key")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Screenshot(filepath.Join(ssoArtifacts(t), "keys-company-sign-in.png")); err != nil {
+		t.Fatal(err)
+	}
+	if status, challenge := callMCP(t, tn, key); status != http.StatusOK {
+		t.Errorf("/mcp with the key made after a company sign-in: %d %s", status, challenge)
+	}
+	events, err := e.db.Admin().AuditEvents(t.Context(), store.AuditFilter{Tenant: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(events, func(ev store.AuditEvent) bool { return ev.Action == "apikey.create" })
+	if i < 0 || events[i].Actor != "alice@example.org (company sign-in, group platform)" || events[i].Method != "oauth" {
+		t.Errorf("audit trail: %+v, want apikey.create by alice@example.org (company sign-in, group platform)", events)
 	}
 }

@@ -22,15 +22,7 @@ import (
 // granted. The pages are a public client identified by a metadata document.
 func TestWebViews_SignInThroughTheOAuthFlowInChromium(t *testing.T) {
 	var tenantURL string
-	docs := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{"client_id": "https://" + r.Host + "/web", "client_name": "TraceKit web views",
-			"redirect_uris": []string{tenantURL + "/ui/callback"}, "token_endpoint_auth_method": "none"})
-	}))
-	t.Cleanup(docs.Close)
-	roots := x509.NewCertPool()
-	roots.AddCert(docs.Certificate())
-	e := newEnv(t, envOptions{documents: oauth.NewTestDocumentFetcher(roots), webClientID: docs.URL + "/web"}, "acme")
+	e := newEnv(t, webViewsClient(t, &tenantURL, envOptions{}), "acme")
 	tn := e.tenants["acme"]
 	tenantURL = tn.url
 
@@ -54,4 +46,20 @@ func TestWebViews_SignInThroughTheOAuthFlowInChromium(t *testing.T) {
 	if msg, _ := chromedp.Run(ctx, chromedp.Text(chromedp.ID("message"))); !strings.Contains(msg, "Traces and service health") {
 		t.Errorf("a trace page under a sign-in without the traces group says %q", msg)
 	}
+}
+
+// webViewsClient serves the /ui pages' client metadata document over https, as their public URL
+// does in production (the pages' own document needs one), and returns opt set to trust it. The
+// document's redirect URI is *tenantURL's, read when the document is fetched, at the first sign-in.
+func webViewsClient(t *testing.T, tenantURL *string, opt envOptions) envOptions {
+	docs := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"client_id": "https://" + r.Host + "/web", "client_name": "TraceKit web views",
+			"redirect_uris": []string{*tenantURL + "/ui/callback"}, "token_endpoint_auth_method": "none"})
+	}))
+	t.Cleanup(docs.Close)
+	roots := x509.NewCertPool()
+	roots.AddCert(docs.Certificate())
+	opt.documents, opt.webClientID = oauth.NewTestDocumentFetcher(roots), docs.URL+"/web"
+	return opt
 }

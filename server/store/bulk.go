@@ -46,7 +46,8 @@ var spansTable = newTable("spans", "tenant_id text", "trace_id text", "span_id t
 	"service text", "service_version text", "operation text", "kind smallint", "is_entry boolean", "start_ns bigint",
 	"duration_ns bigint", "status_code smallint", "status_message text", "http_method text", "http_route text",
 	"http_status_code integer", "db_system text", "db_statement text", "rpc_service text", "rpc_method text",
-	"peer_service text", "host_name text", "attributes jsonb", "resource_id bigint", "events jsonb") // migration 00009
+	"peer_service text", "host_name text", "attributes jsonb", "resource_id bigint", "events jsonb", // migration 00009
+	"links jsonb") // migration 00015
 
 var llmTable = newTable("llm_calls", "tenant_id text", "trace_id text", "span_id text", "service text",
 	"operation text", "provider text", "request_model text", "response_model text", "input_tokens bigint",

@@ -58,6 +58,7 @@ type Span struct {
 	Attributes         []byte `db:"attributes"`
 	ResourceAttributes []byte `db:"resource_attributes"`
 	Events             []byte `db:"events"`
+	Links              []byte `db:"links"` // JSON array of Link; empty when the span has none
 
 	resourceID int64 // ResourceAttributes' key in span_resources, set by storeResources (PostgreSQL)
 }
@@ -105,7 +106,7 @@ type Batch struct {
 var sqliteSpanColumns = []string{"tenant_id", "trace_id", "span_id", "parent_span_id", "service", "service_version",
 	"operation", "kind", "is_entry", "start_ns", "duration_ns", "status_code", "status_message", "http_method",
 	"http_route", "http_status_code", "db_system", "db_statement", "rpc_service", "rpc_method", "peer_service",
-	"host_name", "attributes", "resource_attributes", "events"}
+	"host_name", "attributes", "resource_attributes", "events", "links"}
 
 func (t *Tenant) spanRow(s *Span) []any {
 	if t.db.dialect == Postgres {
@@ -113,12 +114,12 @@ func (t *Tenant) spanRow(s *Span) []any {
 		return []any{t.id, s.TraceID, s.SpanID, s.ParentSpanID, s.Service, s.ServiceVersion, s.Operation, s.Kind,
 			s.IsEntry, s.StartNS, s.DurationNS, s.StatusCode, s.StatusMessage, s.HTTPMethod, s.HTTPRoute,
 			s.HTTPStatusCode, s.DBSystem, s.DBStatement, s.RPCService, s.RPCMethod, s.PeerService, s.HostName,
-			nullJSON(s.Attributes, "{}"), s.resourceID, nullJSON(s.Events, "[]")}
+			nullJSON(s.Attributes, "{}"), s.resourceID, nullJSON(s.Events, "[]"), nullJSON(s.Links, "[]")}
 	}
 	return []any{t.id, s.TraceID, s.SpanID, s.ParentSpanID, s.Service, s.ServiceVersion, s.Operation, s.Kind,
 		s.IsEntry, s.StartNS, s.DurationNS, s.StatusCode, s.StatusMessage, s.HTTPMethod, s.HTTPRoute,
 		s.HTTPStatusCode, s.DBSystem, s.DBStatement, s.RPCService, s.RPCMethod, s.PeerService, s.HostName,
-		t.json(s.Attributes, "{}"), t.json(s.ResourceAttributes, "{}"), t.json(s.Events, "[]")}
+		t.json(s.Attributes, "{}"), t.json(s.ResourceAttributes, "{}"), t.json(s.Events, "[]"), nullText(s.Links, "[]")}
 }
 
 func (t *Tenant) llmRow(c *LLMCall) []any {
@@ -133,6 +134,14 @@ func nullJSON(b []byte, empty string) any {
 		return nil
 	}
 	return b
+}
+
+// nullText is a JSON document as SQLite text, or nil (NULL) for an empty document.
+func nullText(b []byte, empty string) any {
+	if len(b) == 0 || string(b) == empty {
+		return nil
+	}
+	return string(b)
 }
 
 // json adapts a JSON document to the column type: bytes for jsonb, text for SQLite (whose JSON

@@ -399,7 +399,8 @@ func (t *Tenant) TraceOverviews(ctx context.Context, traceIDs []string) (map[str
 	return out, nil
 }
 
-// TraceSpan is a span without its JSON columns: enough to build a waterfall of a large trace.
+// TraceSpan is a span without its attributes and events: enough to build a waterfall of a large
+// trace. Links (rare, and short) come along, so the waterfall can name the spans they lead to.
 type TraceSpan struct {
 	SpanID         string `db:"span_id"`
 	ParentSpanID   string `db:"parent_span_id"`
@@ -416,6 +417,7 @@ type TraceSpan struct {
 	DBSystem       string `db:"db_system"`
 	DBStatement    string `db:"db_statement"`
 	PeerService    string `db:"peer_service"`
+	Links          []byte `db:"links"` // as Span.Links
 }
 
 // TreeFields places the span in its trace's tree (tracetree.Build).
@@ -432,7 +434,7 @@ func (t *Tenant) TraceSpans(ctx context.Context, traceID string, limit int) ([]T
 	var out []TraceSpan
 	q := `SELECT span_id, parent_span_id, service, service_version, operation, kind, start_ns, duration_ns,
 			CASE WHEN ` + errorCond + ` THEN 1 ELSE 0 END AS error, status_message, http_route, http_status_code,
-			db_system, substr(db_statement, 1, ` + strconv.Itoa(statementChars) + `) AS db_statement, peer_service
+			db_system, substr(db_statement, 1, ` + strconv.Itoa(statementChars) + `) AS db_statement, peer_service, links
 		FROM spans WHERE tenant_id = ? AND trace_id = ? ORDER BY start_ns, span_id LIMIT ?`
 	if err := t.db.x.SelectContext(ctx, &out, t.rebind(q), t.id, traceID, limit); err != nil {
 		return nil, 0, fmt.Errorf("read trace %s: %w", traceID, err)
