@@ -446,8 +446,9 @@ func (d *detector) throughput(c Config, s *serviceData, b *baseline, ws, we int6
 	return f, true, nil
 }
 
-// fold adds a window's findings to the service's open episode (opening one), or ends the open
-// episode after a long enough run of clean windows.
+// fold adds a window's findings to the service's open episode (opening one, or reopening the last
+// when they are about its minutes), or ends the open episode after a long enough run of clean
+// windows.
 func (d *detector) fold(service string, we int64, found []finding) {
 	// A stale deviation is over (see Config.stale).
 	fresh := found[:0:0]
