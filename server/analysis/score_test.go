@@ -57,7 +57,8 @@ func endOf(a store.AnomalyRecord, now int64) int64 {
 
 // TestDemoIncidents_DetectedAndExplained runs the analysis over a day of demo traffic and scores it
 // against the demo's labelled incidents: every incident must produce an anomaly of its service
-// within 15 minutes of its onset (5 for one route of the public API), no anomaly may match no incident, the top root cause of at least
+// within 15 minutes of its onset (5 for one route of the public API), no service may have two
+// anomalies starting during one incident, no anomaly may match no incident, the top root cause of at least
 // 90 % of the incidents' anomalies must be the injected one, and every anomaly of the public API
 // (api-gateway) during an incident must name the incident's root service first. Run with -v to see
 // the table.
@@ -185,6 +186,21 @@ func scoreDemo(t *testing.T, seed int64) {
 			}
 			if r.detected && r.delay > want {
 				t.Errorf("%s detected %s after its onset, want within %s", r.inc.ID, r.delay, want)
+			}
+		}
+		// One incident is one anomaly per service an on-call engineer sees, open while it lasts: a
+		// second anomaly of the same service starting during the incident splits it.
+		for _, inc := range res.Incidents {
+			starts := map[string][]string{}
+			for _, a := range anomalies {
+				if a.StartedNS >= inc.Start.Add(-5*time.Minute).UnixNano() && a.StartedNS < inc.End.UnixNano() {
+					starts[a.Service] = append(starts[a.Service], time.Unix(0, a.StartedNS).UTC().Format("15:04"))
+				}
+			}
+			for service, at := range starts {
+				if len(at) > 1 {
+					t.Errorf("%s: %d anomalies of %s start during it (at %s), want one", inc.ID, len(at), service, strings.Join(at, ", "))
+				}
 			}
 		}
 		if accuracy < 0.9 {

@@ -48,6 +48,6 @@ func (b *batch) add(t *trace) {
 		ss.Spans = append(ss.Spans, s.pb)
 	}
 	b.spans += len(t.spans)
-	b.traces++
+	b.traces += 1 + t.linked
 	b.llm += t.llm
 }

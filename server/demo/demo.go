@@ -21,7 +21,7 @@ const (
 type Options struct {
 	End        time.Time     // traffic ends here (default now); it starts End-Duration
 	Duration   time.Duration // default 24h; at least 1h
-	Traces     int           // number of traces over the whole duration; default DefaultTraces
+	Traces     int           // number of user requests (each a trace) over the whole duration; default DefaultTraces
 	Seed       int64         // the same seed and End give the same spans
 	BatchSpans int           // spans per OTLP request, default DefaultBatchSpans
 }
@@ -50,7 +50,8 @@ func (o Options) withDefaults() (Options, error) {
 	return o, nil
 }
 
-// Result is what was sent.
+// Result is what was sent. Traces counts the requests' traces and those that consumers started to
+// process a message (linked to the span that produced it).
 type Result struct {
 	Spans, Traces, LLMCalls int
 	Incidents               []Incident

@@ -56,8 +56,14 @@ func TestRun_ReportsWhatTheReceiverGot(t *testing.T) {
 		t.Errorf("Result = %d spans, %d traces, %d LLM calls; receiver got %d, %d, %d",
 			res.Spans, res.Traces, res.LLMCalls, len(spans), len(traces), llm)
 	}
-	if res.Traces != 10000 {
-		t.Errorf("sent %d traces, asked for 10000", res.Traces)
+	requests := 0
+	for _, s := range spans {
+		if len(s.span.ParentSpanId) == 0 && len(s.span.Links) == 0 {
+			requests++
+		}
+	}
+	if requests != 10000 {
+		t.Errorf("sent %d requests' traces, asked for 10000", requests)
 	}
 }
 
@@ -109,6 +115,10 @@ func TestRun_EverySpanBelongsToAWellFormedTrace(t *testing.T) {
 		}
 	}
 	start, end := uint64(testEnd.Add(-24*time.Hour).UnixNano()), uint64(testEnd.UnixNano())
+	bySpanID := map[string]received{}
+	for _, s := range spans {
+		bySpanID[string(s.span.TraceId)+string(s.span.SpanId)] = s
+	}
 	for id, tr := range byTrace(spans) {
 		byID := map[string]received{}
 		for _, s := range tr {
@@ -122,6 +132,15 @@ func TestRun_EverySpanBelongsToAWellFormedTrace(t *testing.T) {
 		for _, s := range tr {
 			if len(s.span.ParentSpanId) == 0 {
 				roots++
+				if len(s.span.Links) > 0 {
+					// A message processed in a trace of its own, linked to the span that produced it.
+					p, ok := bySpanID[string(s.span.Links[0].TraceId)+string(s.span.Links[0].SpanId)]
+					if s.span.Kind != tracepb.Span_SPAN_KIND_CONSUMER || !ok || p.span.Kind != tracepb.Span_SPAN_KIND_PRODUCER ||
+						s.span.StartTimeUnixNano < p.span.EndTimeUnixNano {
+						t.Fatalf("trace %s starts at span %q linked to no PRODUCER span that ended before it", id, s.span.Name)
+					}
+					continue
+				}
 				if s.service() != "frontend" || s.span.Kind != tracepb.Span_SPAN_KIND_SERVER {
 					t.Fatalf("trace %s starts at %s %s span %q, want a frontend SERVER span", id, s.service(), s.span.Kind, s.span.Name)
 				}

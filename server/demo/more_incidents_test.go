@@ -70,26 +70,37 @@ func TestRun_MoreIncidentsAreVisibleInTheData(t *testing.T) {
 			for _, s := range spans {
 				byID[string(s.span.SpanId)] = s
 			}
-			lag := func(s received) float64 {
-				return float64(s.span.StartTimeUnixNano - byID[string(s.span.ParentSpanId)].span.EndTimeUnixNano)
+			// A consumer's producer is its parent, or the span it links to (product views).
+			producer := func(s received) (received, bool) {
+				if len(s.span.Links) > 0 {
+					return byID[string(s.span.Links[0].SpanId)], true
+				}
+				return byID[string(s.span.ParentSpanId)], false
 			}
 			var lastMinutes, before []float64
+			linked := 0
 			for _, s := range spans {
 				if s.span.Kind != tracepb.Span_SPAN_KIND_CONSUMER {
 					continue
 				}
-				p := byID[string(s.span.ParentSpanId)]
-				at := int64(p.span.StartTimeUnixNano)
+				p, viaLink := producer(s)
+				at, lag := int64(p.span.StartTimeUnixNano), float64(s.span.StartTimeUnixNano-p.span.EndTimeUnixNano)
 				switch {
 				case at >= inc.End.Add(-10*time.Minute).UnixNano() && at < inc.End.UnixNano():
-					lastMinutes = append(lastMinutes, lag(s))
+					lastMinutes = append(lastMinutes, lag)
+					if viaLink {
+						linked++
+					}
 				case at < inc.Start.UnixNano():
-					before = append(before, lag(s))
+					before = append(before, lag)
 				}
 			}
 			if len(lastMinutes) == 0 || slices.Min(lastMinutes) < 60e9 || slices.Max(before) > 5e9 {
 				t.Errorf("%d messages at the incident's end waited at least %.0fs; before it at most %.1fs; want minutes against moments",
 					len(lastMinutes), slices.Min(append(lastMinutes, 0))/1e9, slices.Max(before)/1e9)
+			}
+			if linked == 0 || linked == len(lastMinutes) {
+				t.Errorf("%d of the %d consumers at the incident's end link to their producer; want some linked and some children", linked, len(lastMinutes))
 			}
 		}},
 		{"llm-provider-slow", func(t *testing.T, inc Incident) {

@@ -120,7 +120,9 @@ func (g *generator) trace(at int64) *trace {
 var activityEvents = map[string]string{"/products/{id}": "product_viewed", "/cart/items": "cart_item_added"}
 
 // publishActivity publishes an activity event from the gateway and returns when the broker acked
-// it; activity-service consumes the message later, in the same trace, and records the view.
+// it; activity-service consumes the message later and records the event. Cart additions are
+// processed one at a time, in the gateway's trace; product views, far more of them, are read in
+// batches, each message processed in a trace of its own linked to the span that published it.
 func (t *trace) publishActivity(gw *span, at int64, event string) int64 {
 	g := t.g
 	pub := t.child(gw, gateway.scopes.kafka, producer, activityTopic+" publish", at,
@@ -133,7 +135,11 @@ func (t *trace) publishActivity(gw *span, at int64, event string) int64 {
 	if g.sched.more.consumer.has(t.at) {
 		pod = 0 // the only member left in the consumer group
 	}
-	con := t.open(pub, g.res.get(activity, activity.version, pod), activity.scopes.kafka, consumer, activityTopic+" process",
+	open := t.open
+	if event == "product_viewed" {
+		open = t.openLinked
+	}
+	con := open(pub, g.res.get(activity, activity.version, pod), activity.scopes.kafka, consumer, activityTopic+" process",
 		end+t.activityLag(),
 		str("messaging.system", "kafka"),
 		str("messaging.operation.type", "process"),

@@ -1,6 +1,7 @@
 package demo
 
 import (
+	"slices"
 	"strconv"
 
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
@@ -37,11 +38,17 @@ type trace struct {
 	at    int64 // when the trace started; decides which incidents it falls in
 	spans []*span
 	llm   int
+	// linked counts the traces of its own that processing its messages started (openLinked).
+	linked int
 }
 
 func (t *trace) open(parent *span, res *resource, sc *commonpb.InstrumentationScope, kind tracepb.Span_SpanKind, name string, start int64, attrs ...*commonpb.KeyValue) *span {
+	id := t.id
+	if parent != nil {
+		id = parent.pb.TraceId // a linked span's children are in its trace (openLinked)
+	}
 	s := &span{res: res, scope: sc, pb: &tracepb.Span{
-		TraceId:           t.id,
+		TraceId:           id,
 		SpanId:            t.g.spanID(),
 		Name:              name,
 		Kind:              kind,
@@ -56,6 +63,22 @@ func (t *trace) open(parent *span, res *resource, sc *commonpb.InstrumentationSc
 		}
 	}
 	t.spans = append(t.spans, s)
+	return s
+}
+
+// openLinked opens a span that starts a trace of its own with a span link to from: how consumers
+// that read messages in batches (and many Kafka clients) record processing a message, instead of
+// continuing the producer's trace. The new trace's id is derived from from's span id, so the
+// generator's random stream, and every other trace of the day, stays as it was.
+func (t *trace) openLinked(from *span, res *resource, sc *commonpb.InstrumentationScope, kind tracepb.Span_SpanKind, name string, start int64, attrs ...*commonpb.KeyValue) *span {
+	s := t.open(nil, res, sc, kind, name, start, attrs...)
+	id := slices.Clone(t.id)
+	for i, b := range from.pb.SpanId {
+		id[i] ^= b
+	}
+	s.pb.TraceId = id
+	s.pb.Links = []*tracepb.Span_Link{{TraceId: from.pb.TraceId, SpanId: from.pb.SpanId, Flags: flagSampled | flagHasIsRemote | flagIsRemote}}
+	t.linked++
 	return s
 }
 

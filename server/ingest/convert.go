@@ -42,11 +42,22 @@ const (
 // maxDepth caps nesting of array and map attribute values.
 const maxDepth = 8
 
-// converted is one request's rows plus what was refused and why.
+// Links kept per span and attributes kept per link (the OpenTelemetry SDKs' default limits are 128
+// and 128): a batch consumer links to each message of its batch, and a link's attributes only say
+// which message it was.
+const (
+	maxLinks          = 128
+	maxLinkAttributes = 16
+)
+
+// converted is one request's rows plus what was refused and why: spans, or only span links (the
+// span is kept without them).
 type converted struct {
-	batch    store.Batch
-	rejected int64
-	reason   string
+	batch        store.Batch
+	rejected     int64
+	reason       string
+	droppedLinks int64
+	linkReason   string
 }
 
 // convert maps OTLP resource spans to store rows. Spans with malformed ids are rejected (and counted
@@ -113,6 +124,10 @@ func convert(rss []*tracepb.ResourceSpans, prices genai.PriceTable) converted {
 				if len(sp.Events) > 0 {
 					buf = appendEvents(buf[:0], sp.Events)
 					s.Events = append([]byte(nil), buf...)
+				}
+				if len(sp.Links) > 0 {
+					buf = out.appendLinks(buf[:0], sp)
+					s.Links = append([]byte(nil), buf...)
 				}
 				out.batch.Spans = append(out.batch.Spans, s)
 				if ga.IsCall() {
@@ -281,6 +296,45 @@ func appendEvents(b []byte, events []*tracepb.Span_Event) []byte {
 		b = append(b, `,"attributes":`...)
 		b = appendAttributes(b, e.Attributes, 0)
 		b = append(b, '}')
+	}
+	return append(b, ']')
+}
+
+// appendLinks writes the usable links of sp as a JSON array of store.Link, or nothing when none is:
+// a link with malformed ids is dropped, as are those past maxLinks, and the answer says so.
+func (out *converted) appendLinks(b []byte, sp *tracepb.Span) []byte {
+	n := 0
+	for _, l := range sp.Links {
+		if len(l.TraceId) != 16 || len(l.SpanId) != 8 {
+			out.droppedLinks++
+			out.linkReason = fmt.Sprintf("span %q (trace %x) has a link with a %d-byte trace id and a %d-byte span id: a link's trace id must be 16 bytes and its span id 8 bytes",
+				capText(sp.GetName(), 128), sp.TraceId, len(l.TraceId), len(l.SpanId))
+			continue
+		}
+		if n == maxLinks {
+			out.droppedLinks++
+			out.linkReason = fmt.Sprintf("span %q (trace %x) has %d links; the first %d valid ones are kept", capText(sp.GetName(), 128), sp.TraceId, len(sp.Links), maxLinks)
+			continue
+		}
+		if n == 0 {
+			b = append(b, '[')
+		} else {
+			b = append(b, ',')
+		}
+		n++
+		b = append(b, `{"trace_id":"`...)
+		b = hex.AppendEncode(b, l.TraceId)
+		b = append(b, `","span_id":"`...)
+		b = hex.AppendEncode(b, l.SpanId)
+		b = append(b, '"')
+		if len(l.Attributes) > 0 {
+			b = append(b, `,"attributes":`...)
+			b = appendAttributes(b, l.Attributes[:min(len(l.Attributes), maxLinkAttributes)], 0)
+		}
+		b = append(b, '}')
+	}
+	if n == 0 {
+		return b
 	}
 	return append(b, ']')
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -144,6 +145,10 @@ func (in *Ingester) Export(ctx context.Context, tenant string, req *collectorpb.
 	if conv.rejected > 0 {
 		in.spans.WithLabelValues("rejected").Add(float64(conv.rejected))
 		res.Message = fmt.Sprintf("%d span(s) rejected; last reason: %s", conv.rejected, conv.reason)
+	}
+	if conv.droppedLinks > 0 {
+		links := fmt.Sprintf("%d span link(s) dropped, their spans kept; last reason: %s", conv.droppedLinks, conv.linkReason)
+		res.Message = strings.TrimPrefix(res.Message+"; "+links, "; ")
 	}
 	return res, nil
 }

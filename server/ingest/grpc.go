@@ -113,7 +113,7 @@ func (rc *grpcReceiver) export(ctx context.Context, dec func(any) error) (*colle
 	}
 	rc.calls.WithLabelValues(codes.OK.String()).Inc()
 	resp := &collectorpb.ExportTraceServiceResponse{}
-	if res.Rejected > 0 {
+	if res.Rejected > 0 || res.Message != "" { // no span rejected: a warning (OTLP partial success)
 		resp.PartialSuccess = &collectorpb.ExportTracePartialSuccess{RejectedSpans: res.Rejected, ErrorMessage: res.Message}
 	}
 	return resp, nil

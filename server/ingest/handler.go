@@ -140,7 +140,7 @@ func (rc *receiver) export(c *gin.Context) {
 		return
 	}
 	resp := &collectorpb.ExportTraceServiceResponse{}
-	if res.Rejected > 0 {
+	if res.Rejected > 0 || res.Message != "" { // no span rejected: a warning (OTLP partial success)
 		resp.PartialSuccess = &collectorpb.ExportTracePartialSuccess{RejectedSpans: res.Rejected, ErrorMessage: res.Message}
 	}
 	rc.write(c, enc, http.StatusOK, resp)

@@ -60,9 +60,20 @@ type spanRow struct {
 	NPlusOne   bool    `json:"n_plus_one,omitempty"`
 	Hidden     int     `json:"hidden,omitempty"` // descendants not shown as rows
 	Statement  any     `json:"statement,omitempty"`
-	// QueueLagMS is, for a consumer span under a producer span, how long the message waited: the
-	// consumer's start less the producer's end.
+	// QueueLagMS is, for a consumer span under a producer span or linked to one, how long the
+	// message waited: the consumer's start less the producer's end.
 	QueueLagMS float64 `json:"queue_lag_ms,omitempty"`
+	// Links are the span's first span links (a batch consumer's messages), MoreLinks how many more.
+	Links     []spanLink `json:"links,omitempty"`
+	MoreLinks int        `json:"more_links,omitempty"`
+}
+
+// spanLink is a span a row's span links to, often in another trace: named when it is stored.
+type spanLink struct {
+	TraceID   string `json:"trace_id"`
+	SpanID    string `json:"span_id"`
+	Service   string `json:"service,omitempty"`
+	Operation string `json:"operation,omitempty"`
 }
 
 type getTraceDetailOut struct {
@@ -100,6 +111,8 @@ const (
 	nPlusOneAt      = 5 // …and are flagged N+1 from this many, when they call out (DB, RPC, HTTP)
 	maxIndentDepth  = 24
 	statementInText = 160
+	linksPerRow     = 3
+	maxLinkedSpans  = 256 // span links of a trace whose spans are looked up
 )
 
 func (tl *tools) addGetTraceDetail(s *mcp.Server) {
@@ -153,7 +166,11 @@ func (tl *tools) getTraceDetail(ctx context.Context, tn *store.Tenant, in getTra
 	critical := tracetree.CriticalPath(top)
 	out.CriticalPath, out.CriticalSteps = pathSteps(top, critical), len(critical)
 	out.SelfTime = topBySelfTime(subtree)
-	out.QueueLag = longestQueueLag(subtree)
+	links, err := linksOf(ctx, tn, subtree)
+	if err != nil {
+		return out, "", err
+	}
+	out.QueueLag = links.longestQueueLag(subtree)
 	failed := []*node{}
 	for _, n := range subtree {
 		if n.Span.Error {
@@ -172,7 +189,7 @@ func (tl *tools) getTraceDetail(ctx context.Context, tn *store.Tenant, in getTra
 	for _, fixed := range []any{out.CriticalPath, out.Errors, out.SelfTime, out.Services} {
 		b.fit(fixed, "")
 	}
-	w := waterfall{start: start, budget: b, critical: map[*node]bool{}}
+	w := waterfall{start: start, budget: b, critical: map[*node]bool{}, links: links}
 	for _, c := range critical {
 		w.critical[c.Node] = true
 	}
@@ -314,6 +331,7 @@ func exceptions(raw []byte) any {
 // waterfall renders the tree depth-first within a budget, collapsing repeated siblings.
 type waterfall struct {
 	start    int64
+	links    traceLinks
 	budget   *budget
 	critical map[*node]bool
 	rows     []spanRow
@@ -381,10 +399,18 @@ func (w *waterfall) collapse(members []*node, depth int) bool {
 func (w *waterfall) row(n *node, depth int) spanRow {
 	r := spanRow{SpanID: n.ID, Depth: depth, Service: n.Span.Service, Operation: n.Span.Operation,
 		OffsetMS: msOf(n.StartNS - w.start), DurationMS: msOf(n.DurationNS), SelfMS: msOf(n.SelfNS),
-		Error: n.Span.Error, Critical: w.critical[n], QueueLagMS: msOf(queueLagNS(n))}
+		Error: n.Span.Error, Critical: w.critical[n]}
+	lag, _ := w.links.queueLag(n)
+	r.QueueLagMS = msOf(lag)
 	if n.Span.DBStatement != "" {
 		r.Statement = capString(n.Span.DBStatement)
 	}
+	ls := w.links.of[n]
+	for _, l := range ls[:min(len(ls), linksPerRow)] {
+		s := w.links.spans[l.SpanRef]
+		r.Links = append(r.Links, spanLink{TraceID: l.TraceID, SpanID: l.SpanID, Service: s.Service, Operation: s.Operation})
+	}
+	r.MoreLinks = max(len(ls)-linksPerRow, 0)
 	return r
 }
 
@@ -420,6 +446,16 @@ func (r spanRow) line() string {
 	if r.QueueLagMS > 0 {
 		b.WriteString(" queue lag " + ms(r.QueueLagMS))
 	}
+	for _, l := range r.Links {
+		b.WriteString(" link→")
+		if l.Service != "" {
+			b.WriteString(" " + l.Service + " " + l.Operation)
+		}
+		fmt.Fprintf(&b, " trace=%s span=%s", l.TraceID, l.SpanID)
+	}
+	if r.MoreLinks > 0 {
+		fmt.Fprintf(&b, " (+%d links)", r.MoreLinks)
+	}
 	if r.Error {
 		b.WriteString(" ERROR")
 	}
@@ -452,6 +488,10 @@ func traceDetailSuggestions(in getTraceDetailIn, out getTraceDetailOut, cut stri
 		next = append(next, Call{Tool: "get_trace_detail", Args: map[string]any{"trace_id": in.TraceID, "focus_span_id": cut},
 			Why: "the first part of the waterfall that did not fit"})
 	}
+	if q := out.QueueLag; q != nil && q.ProducerTraceID != "" && q.ProducerTraceID != in.TraceID {
+		next = append(next, Call{Tool: "get_trace_detail", Args: map[string]any{"trace_id": q.ProducerTraceID},
+			Why: "the trace that produced the message that waited longest"})
+	}
 	if len(out.SelfTime) > 0 {
 		s := out.SelfTime[0]
 		next = append(next, Call{Tool: "search_traces", Args: map[string]any{"service": s.Service, "operation": s.Operation, "sort": "duration", "since": "24h"},
@@ -467,8 +507,12 @@ func (o getTraceDetailOut) text(waterfall string) string {
 		o.Spans, len(o.Services), o.FailedSpans, o.Window)
 	b.WriteString("Services: " + strings.Join(o.Services, ", ") + "\n")
 	if q := o.QueueLag; q != nil {
-		fmt.Fprintf(&b, "Queue lag: %s %s started %s after %s %s ended (span=%s)\n", q.Consumer.Service, q.Consumer.Operation,
+		fmt.Fprintf(&b, "Queue lag: %s %s started %s after %s %s ended (span=%s", q.Consumer.Service, q.Consumer.Operation,
 			ms(q.LagMS), q.Producer.Service, q.Producer.Operation, q.Consumer.SpanID)
+		if q.ProducerTraceID != "" {
+			fmt.Fprintf(&b, "; linked producer trace=%s span=%s", q.ProducerTraceID, q.Producer.SpanID)
+		}
+		b.WriteString(")\n")
 	}
 	fmt.Fprintf(&b, "Critical path, %d spans; those with ≥1%% of the time as self time:", o.CriticalSteps)
 	for i, s := range o.CriticalPath {
@@ -522,29 +566,70 @@ func (o getTraceDetailOut) text(waterfall string) string {
 type queueLag struct {
 	LagMS    float64 `json:"lag_ms"`
 	Producer step    `json:"producer"`
-	Consumer step    `json:"consumer"`
+	// ProducerTraceID is set when the consumer links to its producer (store.QueueProducer) rather
+	// than descending from it: the producer's trace, usually not this one.
+	ProducerTraceID string `json:"producer_trace_id,omitempty"`
+	Consumer        step   `json:"consumer"`
 }
 
-// queueLagNS is how long the message n consumes waited: n's start less its producer parent's end;
-// 0 when n is not a consumer under a producer. A consumer falling behind shows here, where its own
-// duration stays short.
-func queueLagNS(n *node) int64 {
-	if n.Span.Kind != store.KindConsumer || n.Parent == nil || n.Parent.Span.Kind != store.KindProducer {
-		return 0
-	}
-	return max(n.StartNS-n.Parent.End(), 0)
+// traceLinks are the span links of a trace's spans and the stored spans they lead to.
+type traceLinks struct {
+	of    map[*node][]store.Link
+	spans map[store.SpanRef]store.LinkedSpan
 }
 
-// longestQueueLag returns the consumer span of nodes that waited longest for its message, or nil.
-func longestQueueLag(nodes []*node) *queueLag {
-	var best *node
+// linksOf reads the links of nodes and looks up (the first maxLinkedSpans of) the spans they name.
+func linksOf(ctx context.Context, tn *store.Tenant, nodes []*node) (traceLinks, error) {
+	l := traceLinks{of: map[*node][]store.Link{}}
+	var refs []store.SpanRef
 	for _, n := range nodes {
-		if lag := queueLagNS(n); lag > 0 && (best == nil || lag > queueLagNS(best)) {
-			best = n
+		links := store.ParseLinks(n.Span.Links)
+		if len(links) == 0 {
+			continue
+		}
+		l.of[n] = links
+		for _, k := range links[:min(len(links), store.MaxLagLinks, maxLinkedSpans-len(refs))] {
+			refs = append(refs, k.SpanRef)
 		}
 	}
-	if best == nil {
-		return nil
+	if len(refs) == 0 {
+		return l, nil
 	}
-	return &queueLag{LagMS: msOf(queueLagNS(best)), Producer: stepOf(best.Parent), Consumer: stepOf(best)}
+	var err error
+	l.spans, err = tn.LinkedSpans(ctx, refs)
+	return l, err
+}
+
+// queueLag is how long the message n consumes waited: n's start less the end of its producer, the
+// parent when that is a producer span, else the producer it links to (store.QueueProducer); 0 when
+// n is no consumer or its producer is not stored. A consumer falling behind shows here, where its
+// own duration stays short.
+func (l traceLinks) queueLag(n *node) (int64, *queueLag) {
+	if n.Span.Kind != store.KindConsumer {
+		return 0, nil
+	}
+	if p := n.Parent; p != nil && p.Span.Kind == store.KindProducer {
+		lag := max(n.StartNS-p.End(), 0)
+		return lag, &queueLag{LagMS: msOf(lag), Producer: stepOf(p), Consumer: stepOf(n)}
+	}
+	p, ok := store.QueueProducer(l.of[n], l.spans)
+	if !ok {
+		return 0, nil
+	}
+	lag := max(n.StartNS-p.EndNS(), 0)
+	return lag, &queueLag{LagMS: msOf(lag), Consumer: stepOf(n), ProducerTraceID: p.TraceID,
+		Producer: step{SpanID: p.SpanID, Service: p.Service, Operation: p.Operation, DurationMS: msOf(p.DurationNS)}}
+}
+
+// longestQueueLag returns the wait of the consumer span of nodes that waited longest for its
+// message, or nil.
+func (l traceLinks) longestQueueLag(nodes []*node) *queueLag {
+	var best *queueLag
+	longest := int64(0)
+	for _, n := range nodes {
+		if lag, q := l.queueLag(n); lag > longest {
+			best, longest = q, lag
+		}
+	}
+	return best
 }

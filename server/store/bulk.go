@@ -47,7 +47,8 @@ var spansTable = newTable("spans", "start_ns bigint", "duration_ns bigint", "spa
 	"is_entry boolean", "tenant_id text", "service text", "service_version text", "operation text",
 	"status_message text", "http_method text", "http_route text", "db_system text", "db_statement text",
 	"rpc_service text", "rpc_method text", "peer_service text", "host_name text", "attributes jsonb",
-	"events jsonb") // migration 00014
+	"events jsonb", // migration 00014
+	"links jsonb")  // migration 00015
 
 var llmTable = newTable("llm_calls", "tenant_id text", "trace_id text", "span_id text", "service text",
 	"operation text", "provider text", "request_model text", "response_model text", "input_tokens bigint",
@@ -65,7 +66,7 @@ var elements = map[string]struct {
 	append func(buf []byte, v any) ([]byte, bool)
 }{
 	"text": {pgtype.TextOID, func(b []byte, v any) ([]byte, bool) {
-		if v == nil { // nullText: an empty promoted text
+		if v == nil { // emptyNull: an empty promoted text
 			return b, true
 		}
 		return append(b, v.(string)...), false

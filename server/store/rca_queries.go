@@ -67,7 +67,7 @@ func (t *Tenant) SampleRequests(ctx context.Context, q SampleQuery) ([]SampledRe
 	return out, nil
 }
 
-// SpansOfTraces returns every span of the given traces, with attributes and events but without
+// SpansOfTraces returns every span of the given traces, with attributes, events and links but without
 // resource attributes (which repeat per process and are not needed to compare traces).
 func (t *Tenant) SpansOfTraces(ctx context.Context, traceIDs []string) ([]Span, error) {
 	if len(traceIDs) == 0 {
@@ -84,7 +84,7 @@ func (t *Tenant) SpansOfTraces(ctx context.Context, traceIDs []string) ([]Span, 
 	q, args, err := sqlx.In(`SELECT `+t.traceHex("trace_id")+` AS trace_id, `+t.spanHex("span_id")+` AS span_id,
 			`+t.spanHex("parent_span_id")+` AS parent_span_id, service, service_version, operation, kind,
 			is_entry, start_ns, duration_ns, status_code, http_status_code, `+strings.Join(texts, ", ")+`,
-			host_name, attributes, events
+			host_name, attributes, events, links
 		FROM spans WHERE tenant_id = ? AND trace_id IN (?)`, t.id, traceIDs)
 	if err != nil {
 		return nil, err

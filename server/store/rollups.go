@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 	"time"
@@ -19,8 +20,9 @@ const (
 	// RollupServiceRequests are hourly rows of all of a service's requests (Name is empty), written
 	// by compaction beside the per-operation ones, so long windows read one row per service and hour.
 	RollupServiceRequests int16 = 3
-	// RollupQueueLag are consumer entry spans whose parent is a producer span: Name is the consumer's
-	// operation, Hist how long each message waited on the queue (consumer start less producer end).
+	// RollupQueueLag are consumer entry spans whose parent is a producer span, or that link to one:
+	// Name is the consumer's operation, Hist how long each message waited on the queue (consumer start
+	// less producer end; producerEnds).
 	RollupQueueLag int16 = 4
 )
 
@@ -116,8 +118,8 @@ func (b *rollupBuilder) list(partial bool) []Rollup {
 }
 
 // batchRollups aggregates a batch's requests, queue lags and LLM calls per series and minute. It
-// costs a map lookup and a logarithm per entry span, so ingest stays cheap. producers holds the end of
-// the producer spans that consumer entries of the batch descend from (producerEnds).
+// costs a map lookup and a logarithm per entry span, so ingest stays cheap. producers holds, per
+// consumer entry span of the batch, the end of the producer span of its message (producerEnds).
 func batchRollups(b *Batch, producers map[spanKey]int64) []Rollup {
 	rb := newRollupBuilder()
 	for i := range b.Spans {
@@ -132,7 +134,7 @@ func batchRollups(b *Batch, producers map[spanKey]int64) []Rollup {
 			r.Errors++
 		}
 		h.Add(s.DurationNS)
-		if end, ok := producers[spanKey{s.TraceID, s.ParentSpanID}]; ok && s.Kind == KindConsumer {
+		if end, ok := producers[spanKey{s.TraceID, s.SpanID}]; ok {
 			r, h := rb.get(seriesKey{RollupQueueLag, s.Service, s.Operation, minute}, Minute)
 			r.N++
 			h.Add(max(s.StartNS-end, 0))
@@ -159,64 +161,68 @@ func batchRollups(b *Batch, producers map[spanKey]int64) []Rollup {
 	return rb.list(true)
 }
 
-// producerEnds finds, for the consumer entry spans of b, the end of the producer span each one's
-// message came from: its parent, in the batch or stored by an earlier one (a producer's spans are
-// exported before the consumer's that read its messages, except when both are moments apart, where
-// a lag missed matters least). Span links are not stored: consumer instrumentations that process one
-// message at a time make its producer the parent. Batches without consumers cost one pass.
+// producerEnds finds, for each consumer entry span of b, the end of the producer span whose message
+// it processed, keyed by the consumer span: its parent when that is a producer span (instrumentations
+// that process one message at a time in the producer's trace), else the one its links lead to
+// (QueueProducer: batch consumers, and those that start a new trace per message, link to the
+// producers). A producer is found in the batch or stored by an earlier one (a producer's spans are
+// exported before the consumer's that read its messages, except when both are moments apart, where a
+// lag missed matters least). Batches without consumers cost one pass.
 func (t *Tenant) producerEnds(ctx context.Context, b *Batch) (map[spanKey]int64, error) {
-	var want map[spanKey]bool
-	for i := range b.Spans {
-		if s := &b.Spans[i]; s.IsEntry && s.Kind == KindConsumer && s.ParentSpanID != "" {
-			if want == nil {
-				want = map[spanKey]bool{}
-			}
-			want[spanKey{s.TraceID, s.ParentSpanID}] = true
-		}
+	type consumer struct {
+		key    spanKey
+		parent SpanRef // zero when it has none
+		links  []Link
 	}
-	if want == nil {
-		return nil, nil
-	}
-	ends := map[spanKey]int64{}
+	var consumers []consumer
+	want := map[SpanRef]bool{}
 	for i := range b.Spans {
 		s := &b.Spans[i]
-		if k := (spanKey{s.TraceID, s.SpanID}); s.Kind == KindProducer && want[k] {
-			ends[k] = s.StartNS + s.DurationNS
+		if !s.IsEntry || s.Kind != KindConsumer || (s.ParentSpanID == "" && len(s.Links) == 0) {
+			continue
+		}
+		c := consumer{key: spanKey{s.TraceID, s.SpanID}, links: ParseLinks(s.Links)}
+		if s.ParentSpanID != "" {
+			c.parent = SpanRef{s.TraceID, s.ParentSpanID}
+			want[c.parent] = true
+		}
+		for _, l := range c.links[:min(len(c.links), MaxLagLinks)] {
+			want[l.SpanRef] = true
+		}
+		consumers = append(consumers, c)
+	}
+	if consumers == nil {
+		return nil, nil
+	}
+	found := map[SpanRef]LinkedSpan{}
+	for i := range b.Spans {
+		s := &b.Spans[i]
+		if r := (SpanRef{s.TraceID, s.SpanID}); s.Kind == KindProducer && want[r] {
+			found[r] = LinkedSpan{SpanRef: r, Service: s.Service, Operation: s.Operation, Kind: s.Kind, StartNS: s.StartNS, DurationNS: s.DurationNS}
 		}
 	}
-	traces, ids := map[string]bool{}, map[string]bool{}
-	for k := range want {
-		if _, ok := ends[k]; !ok {
-			traces[k.trace], ids[k.span] = true, true
+	var missing []SpanRef
+	for r := range want {
+		if _, ok := found[r]; !ok {
+			missing = append(missing, r)
 		}
 	}
-	if len(traces) == 0 {
-		return ends, nil
+	if len(missing) > 0 {
+		stored, err := t.LinkedSpans(ctx, missing)
+		if err != nil {
+			return nil, fmt.Errorf("find the producers of consumed messages: %w", err)
+		}
+		maps.Copy(found, stored)
 	}
-	spanIDs, err := t.spanArgs(keys(ids))
-	if err != nil {
-		return nil, err
-	}
-	q, args, err := sqlx.In(`SELECT `+t.traceHex("trace_id")+` AS trace_id, `+t.spanHex("span_id")+` AS span_id,
-			start_ns + duration_ns AS end_ns FROM spans
-		WHERE tenant_id = ? AND trace_id IN (?) AND span_id IN (?) AND kind = ?`, t.id, keys(traces), spanIDs, KindProducer)
-	if err != nil {
-		return nil, err
-	}
-	var rows []struct {
-		TraceID string `db:"trace_id"`
-		SpanID  string `db:"span_id"`
-		EndNS   int64  `db:"end_ns"`
-	}
-	if err := t.db.x.SelectContext(ctx, &rows, t.rebind(q), args...); err != nil {
-		return nil, fmt.Errorf("find the producers of consumed messages: %w", err)
-	}
-	for _, r := range rows {
-		if k := (spanKey{r.TraceID, r.SpanID}); want[k] {
-			ends[k] = r.EndNS
+	out := map[spanKey]int64{}
+	for _, c := range consumers {
+		if p, ok := found[c.parent]; ok && p.Kind == KindProducer {
+			out[c.key] = p.EndNS()
+		} else if p, ok := QueueProducer(c.links, found); ok {
+			out[c.key] = p.EndNS()
 		}
 	}
-	return ends, nil
+	return out, nil
 }
 
 func keys(m map[string]bool) []string {

@@ -58,6 +58,7 @@ type Span struct {
 	Attributes         []byte `db:"attributes"`
 	ResourceAttributes []byte `db:"resource_attributes"`
 	Events             []byte `db:"events"`
+	Links              []byte `db:"links"` // JSON array of Link; empty when the span has none
 
 	resourceID int64 // ResourceAttributes' key in span_resources, set by storeResources (PostgreSQL)
 }
@@ -105,7 +106,7 @@ type Batch struct {
 var sqliteSpanColumns = []string{"tenant_id", "trace_id", "span_id", "parent_span_id", "service", "service_version",
 	"operation", "kind", "is_entry", "start_ns", "duration_ns", "status_code", "status_message", "http_method",
 	"http_route", "http_status_code", "db_system", "db_statement", "rpc_service", "rpc_method", "peer_service",
-	"host_name", "attributes", "resource_attributes", "events"}
+	"host_name", "attributes", "resource_attributes", "events", "links"}
 
 func (t *Tenant) spanRow(s *Span) []any {
 	if t.db.dialect == Postgres {
@@ -118,15 +119,15 @@ func (t *Tenant) spanRow(s *Span) []any {
 			parent, _ = spanInt(s.ParentSpanID)
 		}
 		return []any{s.StartNS, s.DurationNS, span, parent, s.resourceID, trace, s.HTTPStatusCode, s.Kind,
-			s.StatusCode, s.IsEntry, t.id, s.Service, s.ServiceVersion, s.Operation, nullText(s.StatusMessage),
-			nullText(s.HTTPMethod), nullText(s.HTTPRoute), nullText(s.DBSystem), nullText(s.DBStatement),
-			nullText(s.RPCService), nullText(s.RPCMethod), nullText(s.PeerService), s.HostName,
-			nullJSON(s.Attributes, "{}"), nullJSON(s.Events, "[]")}
+			s.StatusCode, s.IsEntry, t.id, s.Service, s.ServiceVersion, s.Operation, emptyNull(s.StatusMessage),
+			emptyNull(s.HTTPMethod), emptyNull(s.HTTPRoute), emptyNull(s.DBSystem), emptyNull(s.DBStatement),
+			emptyNull(s.RPCService), emptyNull(s.RPCMethod), emptyNull(s.PeerService), s.HostName,
+			nullJSON(s.Attributes, "{}"), nullJSON(s.Events, "[]"), nullJSON(s.Links, "[]")}
 	}
 	return []any{t.id, s.TraceID, s.SpanID, s.ParentSpanID, s.Service, s.ServiceVersion, s.Operation, s.Kind,
 		s.IsEntry, s.StartNS, s.DurationNS, s.StatusCode, s.StatusMessage, s.HTTPMethod, s.HTTPRoute,
 		s.HTTPStatusCode, s.DBSystem, s.DBStatement, s.RPCService, s.RPCMethod, s.PeerService, s.HostName,
-		t.json(s.Attributes, "{}"), t.json(s.ResourceAttributes, "{}"), t.json(s.Events, "[]")}
+		t.json(s.Attributes, "{}"), t.json(s.ResourceAttributes, "{}"), t.json(s.Events, "[]"), nullText(s.Links, "[]")}
 }
 
 func (t *Tenant) llmRow(c *LLMCall) []any {
@@ -135,9 +136,9 @@ func (t *Tenant) llmRow(c *LLMCall) []any {
 		c.ErrorType}
 }
 
-// nullText is a promoted text (PostgreSQL), or nil (NULL) when empty; readers select it through
+// emptyNull is a promoted text (PostgreSQL), or nil (NULL) when empty; readers select it through
 // Tenant.text.
-func nullText(s string) any {
+func emptyNull(s string) any {
 	if s == "" {
 		return nil
 	}
@@ -148,7 +149,7 @@ func nullText(s string) any {
 var nullableTexts = map[string]bool{"status_message": true, "http_method": true, "http_route": true,
 	"db_system": true, "db_statement": true, "rpc_service": true, "rpc_method": true, "peer_service": true}
 
-// text is the expression reading span column col (” for NULL), named col.
+// text is the expression reading span column col (an empty string for NULL), named col.
 func (t *Tenant) text(col string) string { return t.textOf(col, col) }
 
 // textOf is text of expression expr, named col.
@@ -168,6 +169,14 @@ func nullJSON(b []byte, empty string) any {
 		return nil
 	}
 	return b
+}
+
+// nullText is a JSON document as SQLite text, or nil (NULL) for an empty document.
+func nullText(b []byte, empty string) any {
+	if len(b) == 0 || string(b) == empty {
+		return nil
+	}
+	return string(b)
 }
 
 // json adapts a JSON document to the column type: bytes for jsonb, text for SQLite (whose JSON

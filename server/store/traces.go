@@ -414,7 +414,8 @@ func (t *Tenant) TraceOverviews(ctx context.Context, traceIDs []string) (map[str
 	return out, nil
 }
 
-// TraceSpan is a span without its JSON columns: enough to build a waterfall of a large trace.
+// TraceSpan is a span without its attributes and events: enough to build a waterfall of a large
+// trace. Links (rare, and short) come along, so the waterfall can name the spans they lead to.
 type TraceSpan struct {
 	SpanID         string `db:"span_id"`
 	ParentSpanID   string `db:"parent_span_id"`
@@ -431,6 +432,7 @@ type TraceSpan struct {
 	DBSystem       string `db:"db_system"`
 	DBStatement    string `db:"db_statement"`
 	PeerService    string `db:"peer_service"`
+	Links          []byte `db:"links"` // as Span.Links
 }
 
 // TreeFields places the span in its trace's tree (tracetree.Build).
@@ -452,7 +454,7 @@ func (t *Tenant) TraceSpans(ctx context.Context, traceID string, limit int) ([]T
 			service, service_version, operation, kind, start_ns, duration_ns,
 			CASE WHEN ` + errorCond + ` THEN 1 ELSE 0 END AS error, ` + t.text("status_message") + `, ` + t.text("http_route") + `,
 			http_status_code, ` + t.text("db_system") + `, ` + t.textOf("substr(db_statement, 1, "+strconv.Itoa(statementChars)+")", "db_statement") + `,
-			` + t.text("peer_service") + `
+			` + t.text("peer_service") + `, links
 		FROM spans WHERE tenant_id = ? AND trace_id = ? ORDER BY start_ns, spans.span_id LIMIT ?`
 	if err := t.db.x.SelectContext(ctx, &out, t.rebind(q), t.id, traceID, limit); err != nil {
 		return nil, 0, fmt.Errorf("read trace %s: %w", traceID, err)

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"time"
@@ -445,8 +446,9 @@ func (d *detector) throughput(c Config, s *serviceData, b *baseline, ws, we int6
 	return f, true, nil
 }
 
-// fold adds a window's findings to the service's open episode (opening one), or ends the open
-// episode after a long enough run of clean windows.
+// fold adds a window's findings to the service's open episode (opening one, or reopening the last
+// when they are about its minutes), or ends the open episode after a long enough run of clean
+// windows.
 func (d *detector) fold(service string, we int64, found []finding) {
 	// A stale deviation is over (see Config.stale).
 	fresh := found[:0:0]
@@ -456,9 +458,12 @@ func (d *detector) fold(service string, we int64, found []finding) {
 		}
 	}
 	found = fresh
-	var cur *episode
-	if eps := d.episodes[service]; len(eps) > 0 && eps[len(eps)-1].open() {
-		cur = eps[len(eps)-1]
+	var cur, prev *episode
+	if eps := d.episodes[service]; len(eps) > 0 {
+		prev = eps[len(eps)-1]
+		if prev.open() {
+			cur, prev = prev, nil
+		}
 	}
 	if len(found) == 0 {
 		// Two clean windows after the last deviant minute end the episode there; a shorter lull (a
@@ -471,13 +476,33 @@ func (d *detector) fold(service string, we int64, found []finding) {
 		return
 	}
 	if cur == nil {
-		cur = &episode{rec: store.AnomalyRecord{Anomaly: store.Anomaly{Service: service, StartedNS: found[0].onset}},
-			d: details{WindowNS: int64(d.cfg.Window), Metrics: map[string]*metricState{}}}
-		d.episodes[service] = append(d.episodes[service], cur)
+		// Findings whose deviation began while the last episode was open are about its minutes.
+		var prevEnd int64
+		if prev != nil {
+			prevEnd = prev.rec.EndedNS
+		}
+		onset := int64(math.MaxInt64)
+		for _, f := range found {
+			if f.onset >= prevEnd {
+				onset = min(onset, f.onset)
+			}
+		}
+		if onset == math.MaxInt64 {
+			// Every one is (the route test's hour still sees that episode, or a sparse route's
+			// deviation went unseen for two windows): the same incident goes on, so its anomaly
+			// reopens rather than a second one starting inside it.
+			cur = prev
+			cur.rec.EndedNS = 0
+		} else {
+			// The anomaly starts where its first detection places the onset; later windows, the
+			// route test's hour among them, do not move it back into earlier minutes.
+			cur = &episode{rec: store.AnomalyRecord{Anomaly: store.Anomaly{Service: service, StartedNS: onset}},
+				d: details{WindowNS: int64(d.cfg.Window), Metrics: map[string]*metricState{}}}
+			d.episodes[service] = append(d.episodes[service], cur)
+		}
 		d.version[service]++
 	}
 	for _, f := range found {
-		cur.rec.StartedNS = min(cur.rec.StartedNS, f.onset)
 		cur.rec.LastSeenNS = max(cur.rec.LastSeenNS, f.last)
 		m := cur.d.Metrics[f.Metric]
 		if m == nil {

@@ -15,8 +15,9 @@ import (
 )
 
 // messages writes hours of a producer publishing perMin messages a minute and a consumer
-// processing each (~5 ms) after lag(minute) of waiting on the queue.
-func messages(t *testing.T, tn *store.Tenant, hours, perMin int, lag func(m int, rng *rand.Rand) time.Duration) {
+// processing each (~5 ms) after lag(minute) of waiting on the queue: in the producer's trace, or,
+// linked, in a trace of its own with a span link to the producer (as batch consumers do).
+func messages(t *testing.T, tn *store.Tenant, hours, perMin int, linked bool, lag func(m int, rng *rand.Rand) time.Duration) {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(3, 3))
 	var b store.Batch
@@ -29,6 +30,9 @@ func messages(t *testing.T, tn *store.Tenant, hours, perMin int, lag func(m int,
 			con := store.Span{TraceID: storetest.TraceID(trace), SpanID: storetest.SpanID("c"), ParentSpanID: storetest.SpanID("p"), Service: "shipping", Operation: "orders process",
 				Kind: store.KindConsumer, IsEntry: true, StartNS: at + 2e6 + int64(lag(m, rng)),
 				DurationNS: int64(5e6 * math.Exp(0.4*rng.NormFloat64()))}
+			if linked {
+				con.TraceID, con.ParentSpanID, con.Links = storetest.TraceID("c"+trace), "", []byte(`[{"trace_id":"`+pub.TraceID+`","span_id":"`+pub.SpanID+`"}]`)
+			}
 			b.Spans = append(b.Spans, pub, con)
 		}
 		if len(b.Spans) >= 2000 {
@@ -49,12 +53,19 @@ func normalLag(rng *rand.Rand) time.Duration {
 }
 
 // A consumer falls behind from minute onset: its lag grows by 5 seconds a minute while the time it
-// spends on each message stays the same. Only the queue-lag test can see it, within 5 minutes.
+// spends on each message stays the same. Only the queue-lag test can see it, within 5 minutes,
+// whether the consumer's spans descend from the producer's or link to them.
 func TestDetect_AConsumerFallingBehindIsAQueueLagAnomaly(t *testing.T) {
+	for _, linked := range []bool{false, true} {
+		t.Run(map[bool]string{false: "child", true: "linked"}[linked], func(t *testing.T) { consumerFallingBehind(t, linked) })
+	}
+}
+
+func consumerFallingBehind(t *testing.T, linked bool) {
 	storetest.Dialects(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		tn := db.ForTenant("acme")
-		messages(t, tn, 4, 10, func(m int, rng *rand.Rand) time.Duration {
+		messages(t, tn, 4, 10, linked, func(m int, rng *rand.Rand) time.Duration {
 			if m >= onset {
 				return time.Duration(m-onset)*5*time.Second + normalLag(rng)
 			}
@@ -82,7 +93,7 @@ func TestDetect_AHealthyConsumerRaisesNothing(t *testing.T) {
 	storetest.Dialects(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		tn := db.ForTenant("acme")
-		messages(t, tn, 24, 10, func(_ int, rng *rand.Rand) time.Duration {
+		messages(t, tn, 24, 10, false, func(_ int, rng *rand.Rand) time.Duration {
 			if rng.Float64() < 0.01 { // a rebalance now and then
 				return time.Duration(rng.IntN(3000)) * time.Millisecond
 			}

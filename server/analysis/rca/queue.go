@@ -11,14 +11,14 @@ import (
 // minQueueLagNS is the mean wait of a message below which a queue is not worth a cause.
 const minQueueLagNS = 1e9
 
-// queueLagNS is how long the message a consumer entry span handles waited on the queue: its start
-// less the end of the producer span it descends from; 0 when the entry is no such consumer.
-func queueLagNS(entry *node) int64 {
-	p := entry.Parent
-	if entry.Span.Kind != store.KindConsumer || p == nil || p.Span.Kind != store.KindProducer {
+// queueLagNS is how long the message r's consumer entry span handles waited on the queue: its start
+// less the end of the producer span it descends from or links to; 0 when the entry is no such
+// consumer.
+func (r *request) queueLagNS() int64 {
+	if r.producer == nil {
 		return 0
 	}
-	return max(entry.StartNS-p.End(), 0)
+	return max(r.entry.StartNS-r.producer.EndNS(), 0)
 }
 
 // queueLags reports consumers falling behind: the anomalous service's messages, per producer,
@@ -28,8 +28,8 @@ func queueLags(s samples) []Cause {
 	type producer struct{ service, operation, consumer string }
 	lags := tally[producer]{}
 	for _, r := range s.all {
-		if lag := queueLagNS(r.entry); lag > 0 {
-			p := r.entry.Parent.Span
+		if lag := r.queueLagNS(); lag > 0 {
+			p := r.producer
 			lags.add(s, producer{p.Service, p.Operation, r.entry.Span.Operation}, r, float64(lag))
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,6 +20,13 @@ import (
 // returns its root causes.
 func explain(t *testing.T, tn *store.Tenant, service string, ms float64, trace func(id string, at int64, incident bool, lat func(float64) int64) []store.Span) []rca.Cause {
 	t.Helper()
+	return explainAnomaly(t, tn, store.Anomaly{Service: service, Metric: anomaly.LatencyP95, Baseline: ms, Observed: 3 * ms}, trace)
+}
+
+// explainAnomaly is explain for anomaly a (service, operation, metric and figures), placed on the
+// incident's window.
+func explainAnomaly(t *testing.T, tn *store.Tenant, a store.Anomaly, trace func(id string, at int64, incident bool, lat func(float64) int64) []store.Span) []rca.Cause {
+	t.Helper()
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(9, 9))
 	lat := func(ms float64) int64 { return int64(ms * 1e6 * math.Exp(0.1*rng.NormFloat64())) }
@@ -32,9 +40,9 @@ func explain(t *testing.T, tn *store.Tenant, service string, ms float64, trace f
 	if err := tn.InsertBatch(ctx, b); err != nil {
 		t.Fatal(err)
 	}
-	id, err := tn.InsertAnomaly(ctx, store.Anomaly{Service: service, Metric: anomaly.LatencyP95, Severity: "warning",
-		StartedNS: start.Add(300 * time.Minute).UnixNano(), EndedNS: start.Add(340 * time.Minute).UnixNano(),
-		Baseline: ms, Observed: 3 * ms, Summary: service + " is slower."})
+	a.Severity, a.Summary = "warning", a.Service+" is slower."
+	a.StartedNS, a.EndedNS = start.Add(300*time.Minute).UnixNano(), start.Add(340*time.Minute).UnixNano()
+	id, err := tn.InsertAnomaly(ctx, a)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,27 +126,46 @@ func TestAnalyze_NamesAServiceWhoseOwnCodeIsSlowerEverywhere(t *testing.T) {
 }
 
 // billing consumes order events; its processing gets slower and the queue backs up to minutes. The
-// wait is in no span, so the report states it as a cause of its own.
+// wait is in no span, so the report states it as a cause of its own, whether billing's span descends
+// from the producer's or (a batch consumer) starts a trace of its own linked to it, and whether the
+// anomaly is billing's latency or its queue lag.
 func TestAnalyze_StatesTheQueueLagOfAConsumerFallingBehind(t *testing.T) {
-	storetest.Dialects(t, func(t *testing.T, db *store.DB) {
-		cs := explain(t, db.ForTenant("acme"), "billing", 20, func(id string, at int64, incident bool, lat func(float64) int64) []store.Span {
-			wait, work := lat(50), lat(5)
-			if incident {
-				wait, work = lat(60000), lat(100)
-			}
-			root := store.Span{TraceID: id, SpanID: storetest.SpanID("root"), Service: "orders", Operation: "POST /orders", Kind: store.KindServer, IsEntry: true,
-				StartNS: at, DurationNS: 20e6, HTTPStatusCode: 200}
-			pub := store.Span{TraceID: id, SpanID: storetest.SpanID("pub"), ParentSpanID: storetest.SpanID("root"), Service: "orders", Operation: "order-events publish",
-				Kind: store.KindProducer, StartNS: at + 5e6, DurationNS: 3e6}
-			sub := store.Span{TraceID: id, SpanID: storetest.SpanID("sub"), ParentSpanID: storetest.SpanID("pub"), Service: "billing", Operation: "order-events process",
-				Kind: store.KindConsumer, IsEntry: true, StartNS: pub.StartNS + pub.DurationNS + wait, DurationNS: work}
-			return []store.Span{root, pub, sub}
+	for _, tc := range []struct {
+		name   string
+		linked bool
+		metric string
+	}{{"child/latency", false, anomaly.LatencyP95}, {"linked/latency", true, anomaly.LatencyP95}, {"linked/queue_lag", true, anomaly.QueueLag}} {
+		t.Run(tc.name, func(t *testing.T) {
+			storetest.Dialects(t, func(t *testing.T, db *store.DB) {
+				a := store.Anomaly{Service: "billing", Operation: "order-events process", Metric: tc.metric, Baseline: 20, Observed: 60}
+				if tc.metric == anomaly.QueueLag {
+					a.Baseline, a.Observed = 50, 60000
+				}
+				cs := explainAnomaly(t, db.ForTenant("acme"), a, func(id string, at int64, incident bool, lat func(float64) int64) []store.Span {
+					wait, work := lat(50), lat(5)
+					if incident {
+						wait, work = lat(60000), lat(100)
+					}
+					root := store.Span{TraceID: id, SpanID: storetest.SpanID("root"), Service: "orders", Operation: "POST /orders", Kind: store.KindServer, IsEntry: true,
+						StartNS: at, DurationNS: 20e6, HTTPStatusCode: 200}
+					pub := store.Span{TraceID: id, SpanID: storetest.SpanID("pub"), ParentSpanID: storetest.SpanID("root"), Service: "orders", Operation: "order-events publish",
+						Kind: store.KindProducer, StartNS: at + 5e6, DurationNS: 3e6}
+					sub := store.Span{TraceID: id, SpanID: storetest.SpanID("sub"), ParentSpanID: storetest.SpanID("pub"), Service: "billing", Operation: "order-events process",
+						Kind: store.KindConsumer, IsEntry: true, StartNS: pub.StartNS + pub.DurationNS + wait, DurationNS: work}
+					if tc.linked {
+						sub.TraceID, sub.ParentSpanID = "c"+id[1:], ""
+						sub.Links = []byte(`[{"trace_id":"` + id + `","span_id":"` + storetest.SpanID("pub") + `"}]`)
+					}
+					return []store.Span{root, pub, sub}
+				})
+				for _, c := range cs {
+					if c.Kind == rca.KindQueueLag && c.Service == "billing" && c.Figures[0].Anomalous >= 30000 && c.Figures[0].Baseline < 100 &&
+						strings.Contains(c.Description, `orders "order-events publish"`) {
+						return
+					}
+				}
+				t.Fatalf("no queue lag from orders' producer among the causes: %+v", cs)
+			})
 		})
-		for _, c := range cs {
-			if c.Kind == rca.KindQueueLag && c.Service == "billing" && c.Figures[0].Anomalous >= 30000 && c.Figures[0].Baseline < 100 {
-				return
-			}
-		}
-		t.Fatalf("no queue lag among the causes: %+v", cs)
-	})
+	}
 }

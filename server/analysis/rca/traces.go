@@ -62,6 +62,8 @@ type request struct {
 	traceID string
 	entry   *node
 	bad     bool // from the anomalous sample (slow, failed, or simply in the window)
+	// producer is, when entry consumes a message, the producer span of that message (linkProducers).
+	producer *store.LinkedSpan
 }
 
 // loadRequests samples requests of service in the anomalous window (matching bad) and in the
@@ -107,7 +109,45 @@ func loadRequests(ctx context.Context, t *store.Tenant, bad, good store.SampleQu
 			}
 		}
 	}
-	return out, nil
+	return out, linkProducers(ctx, t, out)
+}
+
+// linkProducers finds the producer span of each consumer entry of reqs: its parent when that is a
+// producer span, else the producer it links to (store.QueueProducer: batch consumers start a trace of
+// their own), looked up for all of reqs at once.
+func linkProducers(ctx context.Context, t *store.Tenant, reqs []*request) error {
+	linked := map[*request][]store.Link{}
+	var refs []store.SpanRef
+	for _, r := range reqs {
+		e := r.entry
+		if e.Span.Kind != store.KindConsumer {
+			continue
+		}
+		if p := e.Parent; p != nil && p.Span.Kind == store.KindProducer {
+			r.producer = &store.LinkedSpan{SpanRef: store.SpanRef{TraceID: r.traceID, SpanID: p.ID}, Service: p.Span.Service,
+				Operation: p.Span.Operation, Kind: p.Span.Kind, StartNS: p.StartNS, DurationNS: p.DurationNS}
+			continue
+		}
+		if links := store.ParseLinks(e.Span.Links); len(links) > 0 {
+			linked[r] = links
+			for _, l := range links[:min(len(links), store.MaxLagLinks)] {
+				refs = append(refs, l.SpanRef)
+			}
+		}
+	}
+	if len(refs) == 0 {
+		return nil
+	}
+	found, err := t.LinkedSpans(ctx, refs)
+	if err != nil {
+		return err
+	}
+	for r, links := range linked {
+		if p, ok := store.QueueProducer(links, found); ok {
+			r.producer = &p
+		}
+	}
+	return nil
 }
 
 // errorOrigins returns the failing spans under n none of whose descendants failed: where errors
