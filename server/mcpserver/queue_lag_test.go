@@ -175,7 +175,8 @@ func TestGetTraceDetail_StatesTheQueueLagOfALinkedConsumer(t *testing.T) {
 			t.Errorf("next %+v; want get_trace_detail of the producer's trace %s", out.Next, first)
 		}
 		for _, want := range []string{"Queue lag: billing order-events process started 514", "after orders order-events publish ended",
-			"linked producer trace=" + first + " span=pub1", "link→ orders order-events publish trace=" + first + " span=pub1"} {
+			"linked producer trace=" + first + " span=" + storetest.SpanID("pub1"),
+			"link→ orders order-events publish trace=" + first + " span=" + storetest.SpanID("pub1")} {
 			if !strings.Contains(txt, want) {
 				t.Errorf("text does not contain %q:\n%s", want, txt)
 			}

@@ -63,10 +63,10 @@ func (t *Tenant) spanArgs(ids []string) ([]any, error) {
 func spanInt(id string) (int64, error) {
 	var b [8]byte
 	if len(id) != 16 {
-		return 0, fmt.Errorf("span id %q is not 16 hex digits", id)
+		return 0, fmt.Errorf("span id %q is not 16 hex digits (an 8-byte OTLP span id, hex-encoded)", id)
 	}
 	if _, err := hex.Decode(b[:], []byte(id)); err != nil {
-		return 0, fmt.Errorf("span id %q is not 16 hex digits", id)
+		return 0, fmt.Errorf("span id %q is not 16 hex digits (an 8-byte OTLP span id, hex-encoded)", id)
 	}
 	var u uint64
 	for _, c := range b {
@@ -79,10 +79,10 @@ func spanInt(id string) (int64, error) {
 func traceBytes(id string) ([16]byte, error) {
 	var b [16]byte
 	if len(id) != 32 {
-		return b, fmt.Errorf("trace id %q is not 32 hex digits", id)
+		return b, fmt.Errorf("trace id %q is not 32 hex digits (a 16-byte OTLP trace id, hex-encoded)", id)
 	}
 	if _, err := hex.Decode(b[:], []byte(id)); err != nil {
-		return b, fmt.Errorf("trace id %q is not 32 hex digits", id)
+		return b, fmt.Errorf("trace id %q is not 32 hex digits (a 16-byte OTLP trace id, hex-encoded)", id)
 	}
 	return b, nil
 }
