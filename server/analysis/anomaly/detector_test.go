@@ -210,7 +210,7 @@ func TestDetect_AQuietServiceSlowingDownIsFlaggedByTheFirstWindowAfterItsOnset(t
 		var b store.Batch
 		for m := 0; m < 430; m++ {
 			for i := 0; i < 3; i++ {
-				s := store.Span{TraceID: fmt.Sprintf("q-%d-%d", m, i), SpanID: "1", Service: "api", Operation: "GET /items",
+				s := store.Span{TraceID: storetest.TraceID(fmt.Sprintf("q-%d-%d", m, i)), SpanID: storetest.SpanID("1"), Service: "api", Operation: "GET /items",
 					IsEntry: true, StartNS: minute(m).UnixNano() + int64(i)*20e9, DurationNS: int64(50e6 * math.Exp(0.5*rng.NormFloat64()))}
 				if m >= 420 && (3*m+i)%2 == 0 {
 					s.DurationNS *= 8
