@@ -24,7 +24,7 @@ func TestExpire_AsTheTenantRoleOncePerPeriod(t *testing.T) {
 		t.Helper()
 		var b store.Batch
 		for _, h := range hours {
-			b.Spans = append(b.Spans, store.Span{TraceID: fmt.Sprintf("%s-%d", tenant, h), SpanID: "1", Service: "api",
+			b.Spans = append(b.Spans, store.Span{TraceID: storetest.TraceID(fmt.Sprintf("%s-%d", tenant, h)), SpanID: storetest.SpanID("1"), Service: "api",
 				Operation: "GET /", IsEntry: true, StartNS: start.Add(time.Duration(h) * time.Hour).UnixNano(), DurationNS: 5e6})
 		}
 		if err := admin.ForTenant(tenant).InsertBatch(ctx, b); err != nil {

@@ -25,7 +25,7 @@ func TestTick_RunsAsTheTenantRoleAndSeesOnlyItsTenant(t *testing.T) {
 		var b store.Batch
 		for m := 0; m < 4*60; m++ {
 			for i := 0; i < 10; i++ {
-				s := store.Span{TraceID: fmt.Sprintf("%s-%d-%d", tenant, m, i), SpanID: "1", Service: "api", Operation: "GET /",
+				s := store.Span{TraceID: storetest.TraceID(fmt.Sprintf("%s-%d-%d", tenant, m, i)), SpanID: storetest.SpanID("1"), Service: "api", Operation: "GET /",
 					IsEntry: true, StartNS: start.Add(time.Duration(m)*time.Minute + time.Duration(i)*time.Second).UnixNano(), DurationNS: 5e6}
 				if m >= 200 && i < 6 {
 					s.StatusCode = store.StatusError

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tracekit/tracekit/server/store"
+	"github.com/tracekit/tracekit/server/store/storetest"
 )
 
 // traceDetail is the part of get_trace_detail's structured answer the tests read.
@@ -100,14 +101,14 @@ func TestGetTraceDetail_SummarisesAHugeTraceWithinTheBudget(t *testing.T) {
 		const workers, queries = 50, 999
 		start := time.Now().Add(-time.Minute).UnixNano()
 		id := traceID(9999)
-		spans := []store.Span{{TraceID: id, SpanID: "root", Service: "batch", Operation: "POST /import", Kind: store.KindServer,
+		spans := []store.Span{{TraceID: id, SpanID: storetest.SpanID("root"), Service: "batch", Operation: "POST /import", Kind: store.KindServer,
 			IsEntry: true, StartNS: start, DurationNS: int64(30 * time.Second)}}
 		for w := 0; w < workers; w++ {
 			ws := fmt.Sprintf("w%03d", w)
-			spans = append(spans, store.Span{TraceID: id, SpanID: ws, ParentSpanID: "root", Service: "batch", Operation: fmt.Sprintf("worker %d", w),
+			spans = append(spans, store.Span{TraceID: id, SpanID: storetest.SpanID(ws), ParentSpanID: storetest.SpanID("root"), Service: "batch", Operation: fmt.Sprintf("worker %d", w),
 				StartNS: start + int64(w)*int64(time.Millisecond), DurationNS: int64(20 * time.Second)})
 			for q := 0; q < queries; q++ {
-				spans = append(spans, store.Span{TraceID: id, SpanID: fmt.Sprintf("%s-%04d", ws, q), ParentSpanID: ws, Service: "batch",
+				spans = append(spans, store.Span{TraceID: id, SpanID: storetest.SpanID(fmt.Sprintf("%s%04d", ws, q)), ParentSpanID: storetest.SpanID(ws), Service: "batch",
 					Operation: "INSERT rows", Kind: store.KindClient, DBSystem: "postgresql", DBStatement: "INSERT INTO rows VALUES ($1)",
 					StartNS: start + int64(w)*int64(time.Millisecond) + int64(q)*int64(20*time.Millisecond), DurationNS: int64(15 * time.Millisecond)})
 			}

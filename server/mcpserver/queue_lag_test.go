@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tracekit/tracekit/server/store"
+	"github.com/tracekit/tracekit/server/store/storetest"
 )
 
 // A consumer that fell behind: its own span is short, but it started 514 s after the producer put
@@ -16,9 +17,9 @@ func TestGetTraceDetail_StatesTheQueueLagOfAConsumerFallingBehind(t *testing.T) 
 		start := time.Now().Add(-20 * time.Minute).UnixNano()
 		id := traceID(9998)
 		spans := []store.Span{
-			{TraceID: id, SpanID: "root", Service: "orders", Operation: "POST /orders", Kind: store.KindServer, IsEntry: true, StartNS: start, DurationNS: 20e6},
-			{TraceID: id, SpanID: "pub", ParentSpanID: "root", Service: "orders", Operation: "order-events publish", Kind: store.KindProducer, StartNS: start + 5e6, DurationNS: 3e6},
-			{TraceID: id, SpanID: "sub", ParentSpanID: "pub", Service: "billing", Operation: "order-events process", Kind: store.KindConsumer, IsEntry: true,
+			{TraceID: id, SpanID: storetest.SpanID("root"), Service: "orders", Operation: "POST /orders", Kind: store.KindServer, IsEntry: true, StartNS: start, DurationNS: 20e6},
+			{TraceID: id, SpanID: storetest.SpanID("pub"), ParentSpanID: storetest.SpanID("root"), Service: "orders", Operation: "order-events publish", Kind: store.KindProducer, StartNS: start + 5e6, DurationNS: 3e6},
+			{TraceID: id, SpanID: storetest.SpanID("sub"), ParentSpanID: storetest.SpanID("pub"), Service: "billing", Operation: "order-events process", Kind: store.KindConsumer, IsEntry: true,
 				StartNS: start + 8e6 + int64(514200*time.Millisecond), DurationNS: 5e6},
 		}
 		if err := e.acme.InsertBatch(context.Background(), store.Batch{Spans: spans}); err != nil {
@@ -37,11 +38,11 @@ func TestGetTraceDetail_StatesTheQueueLagOfAConsumerFallingBehind(t *testing.T) 
 			} `json:"waterfall"`
 		}
 		txt := mustOK(t, "get_trace_detail", call(t, e.connect(t, e.keyA), "get_trace_detail", map[string]any{"trace_id": id}, &out))
-		if out.QueueLag.LagMS != 514200 || out.QueueLag.Consumer.SpanID != "sub" {
+		if out.QueueLag.LagMS != 514200 || out.QueueLag.Consumer.SpanID != storetest.SpanID("sub") {
 			t.Errorf("queue lag %+v; want 514200 ms before span sub", out.QueueLag)
 		}
 		for _, r := range out.Waterfall {
-			if (r.SpanID == "sub") != (r.QueueLagMS == 514200) {
+			if (r.SpanID == storetest.SpanID("sub")) != (r.QueueLagMS == 514200) {
 				t.Errorf("waterfall row %+v: only the consumer waited, 514200 ms", r)
 			}
 		}
@@ -67,14 +68,14 @@ func queueLagInMetrics(t *testing.T, linked bool) {
 		var b store.Batch
 		for i := range 20 {
 			id, at := traceID(9000+i), start+int64(i)*int64(time.Minute)
-			sub := store.Span{TraceID: id, SpanID: "sub", ParentSpanID: "pub", Service: "billing", Operation: "order-events process", Kind: store.KindConsumer,
+			sub := store.Span{TraceID: id, SpanID: storetest.SpanID("sub"), ParentSpanID: storetest.SpanID("pub"), Service: "billing", Operation: "order-events process", Kind: store.KindConsumer,
 				IsEntry: true, StartNS: at + 2e6 + int64(i+1)*int64(time.Second), DurationNS: 5e6}
 			if linked {
 				sub.TraceID, sub.ParentSpanID = traceID(8000+i), ""
-				sub.Links = []byte(`[{"trace_id":"` + id + `","span_id":"pub"}]`)
+				sub.Links = []byte(`[{"trace_id":"` + id + `","span_id":"` + storetest.SpanID("pub") + `"}]`)
 			}
 			b.Spans = append(b.Spans,
-				store.Span{TraceID: id, SpanID: "pub", ParentSpanID: "root", Service: "orders", Operation: "order-events publish", Kind: store.KindProducer, StartNS: at, DurationNS: 2e6},
+				store.Span{TraceID: id, SpanID: storetest.SpanID("pub"), ParentSpanID: storetest.SpanID("root"), Service: "orders", Operation: "order-events publish", Kind: store.KindProducer, StartNS: at, DurationNS: 2e6},
 				sub)
 		}
 		if err := e.acme.InsertBatch(context.Background(), b); err != nil {
@@ -115,12 +116,13 @@ func TestGetTraceDetail_StatesTheQueueLagOfALinkedConsumer(t *testing.T) {
 		start := time.Now().Add(-20 * time.Minute).UnixNano()
 		first, second, batch := traceID(9101), traceID(9102), traceID(9103)
 		spans := []store.Span{
-			{TraceID: first, SpanID: "pub1", Service: "orders", Operation: "order-events publish", Kind: store.KindProducer, IsEntry: true, StartNS: start, DurationNS: 3e6},
-			{TraceID: second, SpanID: "pub2", Service: "refunds", Operation: "order-events publish", Kind: store.KindProducer, IsEntry: true, StartNS: start + 60e9, DurationNS: 3e6},
-			{TraceID: batch, SpanID: "sub", Service: "billing", Operation: "order-events process", Kind: store.KindConsumer, IsEntry: true,
+			{TraceID: first, SpanID: storetest.SpanID("pub1"), Service: "orders", Operation: "order-events publish", Kind: store.KindProducer, IsEntry: true, StartNS: start, DurationNS: 3e6},
+			{TraceID: second, SpanID: storetest.SpanID("pub2"), Service: "refunds", Operation: "order-events publish", Kind: store.KindProducer, IsEntry: true, StartNS: start + 60e9, DurationNS: 3e6},
+			{TraceID: batch, SpanID: storetest.SpanID("sub"), Service: "billing", Operation: "order-events process", Kind: store.KindConsumer, IsEntry: true,
 				StartNS: start + 3e6 + int64(514200*time.Millisecond), DurationNS: 5e6,
-				Links: []byte(`[{"trace_id":"` + second + `","span_id":"pub2"},{"trace_id":"` + first + `","span_id":"pub1"},{"trace_id":"` + traceID(1) + `","span_id":"gone"}]`)},
-			{TraceID: batch, SpanID: "ins", ParentSpanID: "sub", Service: "billing", Operation: "INSERT invoices", Kind: store.KindClient, StartNS: start + 4e6 + int64(514200*time.Millisecond), DurationNS: 2e6},
+				Links: []byte(`[{"trace_id":"` + second + `","span_id":"` + storetest.SpanID("pub2") + `"},{"trace_id":"` + first + `","span_id":"` + storetest.SpanID("pub1") +
+					`"},{"trace_id":"` + traceID(1) + `","span_id":"` + storetest.SpanID("gone") + `"}]`)},
+			{TraceID: batch, SpanID: storetest.SpanID("ins"), ParentSpanID: storetest.SpanID("sub"), Service: "billing", Operation: "INSERT invoices", Kind: store.KindClient, StartNS: start + 4e6 + int64(514200*time.Millisecond), DurationNS: 2e6},
 		}
 		if err := e.acme.InsertBatch(context.Background(), store.Batch{Spans: spans}); err != nil {
 			t.Fatal(err)
@@ -154,15 +156,15 @@ func TestGetTraceDetail_StatesTheQueueLagOfALinkedConsumer(t *testing.T) {
 		}
 		txt := mustOK(t, "get_trace_detail", call(t, e.connect(t, e.keyA), "get_trace_detail", map[string]any{"trace_id": batch}, &out))
 		q := out.QueueLag
-		if q.LagMS != 514200 || q.Consumer.SpanID != "sub" || q.ProducerTraceID != first || q.Producer.SpanID != "pub1" || q.Producer.Service != "orders" {
+		if q.LagMS != 514200 || q.Consumer.SpanID != storetest.SpanID("sub") || q.ProducerTraceID != first || q.Producer.SpanID != storetest.SpanID("pub1") || q.Producer.Service != "orders" {
 			t.Errorf("queue lag %+v; want 514200 ms before span sub, produced by orders' span pub1 of trace %s", q, first)
 		}
-		if len(out.Waterfall) != 2 || out.Waterfall[0].SpanID != "sub" || out.Waterfall[0].QueueLagMS != 514200 || out.Waterfall[1].QueueLagMS != 0 {
+		if len(out.Waterfall) != 2 || out.Waterfall[0].SpanID != storetest.SpanID("sub") || out.Waterfall[0].QueueLagMS != 514200 || out.Waterfall[1].QueueLagMS != 0 {
 			t.Fatalf("waterfall %+v; want the consumer first, with the lag, then its INSERT", out.Waterfall)
 		}
 		links := out.Waterfall[0].Links
-		if len(links) != 3 || links[1].TraceID != first || links[1].SpanID != "pub1" || links[1].Service != "orders" ||
-			links[0].Service != "refunds" || links[2].SpanID != "gone" || links[2].Service != "" {
+		if len(links) != 3 || links[1].TraceID != first || links[1].SpanID != storetest.SpanID("pub1") || links[1].Service != "orders" ||
+			links[0].Service != "refunds" || links[2].SpanID != storetest.SpanID("gone") || links[2].Service != "" {
 			t.Errorf("links %+v; want refunds' and orders' producers named, and the unstored span by id only", links)
 		}
 		jump := false
@@ -173,7 +175,8 @@ func TestGetTraceDetail_StatesTheQueueLagOfALinkedConsumer(t *testing.T) {
 			t.Errorf("next %+v; want get_trace_detail of the producer's trace %s", out.Next, first)
 		}
 		for _, want := range []string{"Queue lag: billing order-events process started 514", "after orders order-events publish ended",
-			"linked producer trace=" + first + " span=pub1", "link→ orders order-events publish trace=" + first + " span=pub1"} {
+			"linked producer trace=" + first + " span=" + storetest.SpanID("pub1"),
+			"link→ orders order-events publish trace=" + first + " span=" + storetest.SpanID("pub1")} {
 			if !strings.Contains(txt, want) {
 				t.Errorf("text does not contain %q:\n%s", want, txt)
 			}

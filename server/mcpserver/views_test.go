@@ -457,14 +457,14 @@ func hugeTrace(t testing.TB, tn *store.Tenant, start time.Time) string {
 	t.Helper()
 	const id = "5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f"
 	base := start.UnixNano()
-	spans := []store.Span{{TraceID: id, SpanID: "root", Service: "frontend", Operation: "GET /report", IsEntry: true, Kind: 2,
+	spans := []store.Span{{TraceID: id, SpanID: storetest.SpanID("root"), Service: "frontend", Operation: "GET /report", IsEntry: true, Kind: 2,
 		StartNS: base, DurationNS: int64(10 * time.Second)}}
 	for i := range 100 {
 		parent := fmt.Sprintf("c%03d", i)
-		spans = append(spans, store.Span{TraceID: id, SpanID: parent, ParentSpanID: "root", Service: "report-service",
+		spans = append(spans, store.Span{TraceID: id, SpanID: storetest.SpanID(parent), ParentSpanID: storetest.SpanID("root"), Service: "report-service",
 			Operation: fmt.Sprintf("section %d", i), StartNS: base + int64(i)*int64(100*time.Millisecond), DurationNS: int64(100 * time.Millisecond)})
 		for j := range 499 {
-			spans = append(spans, store.Span{TraceID: id, SpanID: fmt.Sprintf("c%03d-%03d", i, j), ParentSpanID: parent, Service: "db",
+			spans = append(spans, store.Span{TraceID: id, SpanID: storetest.SpanID(fmt.Sprintf("c%03d-%03d", i, j)), ParentSpanID: storetest.SpanID(parent), Service: "db",
 				Operation: fmt.Sprintf("SELECT row %d", j), Kind: 3, StartNS: base + int64(i)*int64(100*time.Millisecond) + int64(j)*int64(200*time.Microsecond),
 				DurationNS: int64(150 * time.Microsecond), StatusCode: map[bool]int16{true: 2}[j == 7]})
 		}

@@ -349,9 +349,13 @@ func indexValue(raw json.RawMessage) (string, bool) {
 }
 
 // postingsTable is span_attributes as ingest writes it (migration 00011), in postingRow's order.
-var postingsTable = newTable("span_attributes", "tenant_id text", "key text", "value text", "start_ns bigint", "trace_id text")
+var postingsTable = newTable("span_attributes", "tenant_id text", "key text", "value text", "start_ns bigint", "trace_id uuid")
 
 func (t *Tenant) postingRow(p *posting) []any {
+	if t.db.dialect == Postgres {
+		trace, _ := traceBytes(p.traceID) // the id of a span InsertBatch checked
+		return []any{t.id, p.key, p.value, p.startNS, trace}
+	}
 	return []any{t.id, p.key, p.value, p.startNS, p.traceID}
 }
 
@@ -487,7 +491,7 @@ func (t *Tenant) attributeTraces(ctx context.Context, key, value string, from, t
 		ID      string `db:"trace_id"`
 		StartNS int64  `db:"start_ns"`
 	}
-	err := t.db.x.SelectContext(ctx, &rows, t.rebind(`SELECT trace_id, start_ns FROM span_attributes
+	err := t.db.x.SelectContext(ctx, &rows, t.rebind(`SELECT `+t.traceHex("trace_id")+` AS trace_id, start_ns FROM span_attributes
 		WHERE tenant_id = ? AND key = ? AND value = ? AND start_ns >= ? AND start_ns < ? LIMIT ?`),
 		t.id, key, value, from-attributeSlack, to+attributeSlack, postingProbe+1)
 	if err != nil {
@@ -543,13 +547,13 @@ type AttributeKey struct {
 // per key the traces carrying it and the top values, most frequent first. It reads every span of
 // the given traces, a sample the caller chose.
 func (t *Tenant) AttributeSummary(ctx context.Context, traceIDs []string, topValues int) ([]AttributeKey, error) {
-	if len(traceIDs) == 0 {
+	if traceIDs = t.storedTraces(traceIDs); len(traceIDs) == 0 {
 		return nil, nil
 	}
 	q := `SELECT trace_id, attributes, resource_attributes FROM spans WHERE tenant_id = ? AND trace_id IN (?)`
 	if t.db.dialect == Postgres {
 		// Resources are stored once per tenant there (span_resources, migration 00009).
-		q = `SELECT s.trace_id, s.attributes, r.attributes AS resource_attributes FROM spans s
+		q = `SELECT ` + t.traceHex("s.trace_id") + ` AS trace_id, s.attributes, r.attributes AS resource_attributes FROM spans s
 			LEFT JOIN span_resources r ON r.tenant_id = s.tenant_id AND r.id = s.resource_id
 			WHERE s.tenant_id = ? AND s.trace_id IN (?)`
 	}

@@ -18,13 +18,13 @@ import (
 // table, the order id (an integer) and a feature flag (a boolean).
 func checkoutTrace(trace string, start int64, user, pod, table string, order int, beta bool) []store.Span {
 	return []store.Span{
-		{TraceID: trace, SpanID: "a1", Service: "frontend", Operation: "POST /checkout", Kind: store.KindServer, IsEntry: true,
+		{TraceID: storetest.TraceID(trace), SpanID: storetest.SpanID("a1"), Service: "frontend", Operation: "POST /checkout", Kind: store.KindServer, IsEntry: true,
 			StartNS: start, DurationNS: 50 * ms, HTTPRoute: "/checkout",
 			Attributes: []byte(`{"user.id":"` + user + `","http.route":"/checkout"}`), ResourceAttributes: []byte(`{"service.name":"frontend"}`)},
-		{TraceID: trace, SpanID: "b1", ParentSpanID: "a1", Service: "payment", Operation: "POST /pay", Kind: store.KindServer, IsEntry: true,
+		{TraceID: storetest.TraceID(trace), SpanID: storetest.SpanID("b1"), ParentSpanID: storetest.SpanID("a1"), Service: "payment", Operation: "POST /pay", Kind: store.KindServer, IsEntry: true,
 			StartNS: start + ms, DurationNS: 40 * ms, HTTPRoute: "/pay", Attributes: []byte(`{"http.route":"/pay"}`),
 			ResourceAttributes: []byte(`{"service.name":"payment","k8s.pod.name":"` + pod + `"}`)},
-		{TraceID: trace, SpanID: "c1", ParentSpanID: "b1", Service: "payment", Operation: "INSERT", Kind: store.KindClient,
+		{TraceID: storetest.TraceID(trace), SpanID: storetest.SpanID("c1"), ParentSpanID: storetest.SpanID("b1"), Service: "payment", Operation: "INSERT", Kind: store.KindClient,
 			StartNS: start + 2*ms, DurationNS: 10 * ms, DBSystem: "postgresql",
 			Attributes:         []byte(fmt.Sprintf(`{"db.sql.table":%q,"app.order_id":%d,"app.beta":%t}`, table, order, beta)),
 			ResourceAttributes: []byte(`{"service.name":"payment","k8s.pod.name":"` + pod + `"}`)},
@@ -78,7 +78,7 @@ func TestSearchTraces_IndexedAttributesMatchEntryChildAndResourceValuesOfEveryTy
 			}
 			var got []string
 			for _, h := range hits {
-				got = append(got, h.TraceID+"/"+h.SpanID)
+				got = append(got, storetest.Name(h.TraceID)+"/"+storetest.Name(h.SpanID))
 			}
 			if strings.Join(got, ",") != tc.want {
 				t.Errorf("%s %v: hits %v, want %q", tc.level, tc.attrs, got, tc.want)
@@ -107,7 +107,7 @@ func TestSearchTraces_KeyPastItsValueLimitIsStillFoundFromTheSpans(t *testing.T)
 		}
 		for i := range 20 {
 			hits, err := tn.SearchTraces(ctx, store.TraceQuery{From: now - int64(time.Hour), To: now + 1, Attributes: map[string]string{"user.id": fmt.Sprint(i)}, Limit: 10})
-			if err != nil || len(hits) != 1 || hits[0].TraceID != fmt.Sprintf("t%02d", i) {
+			if err != nil || len(hits) != 1 || storetest.Name(hits[0].TraceID) != fmt.Sprintf("t%02d", i) {
 				t.Errorf("user.id %d: %+v, %v; want trace t%02d", i, hits, err, i)
 			}
 		}
@@ -139,7 +139,7 @@ func TestAttributeSummary_CountsRequestsPerValue(t *testing.T) {
 		var ids []string
 		for i := range 6 {
 			id := fmt.Sprintf("t%d", i)
-			ids = append(ids, id)
+			ids = append(ids, storetest.TraceID(id))
 			b.Spans = append(b.Spans, checkoutTrace(id, now-int64(i)*ms, fmt.Sprint(i%2), "p", "orders", i, false)...)
 		}
 		if err := tn.InsertBatch(ctx, b); err != nil {
@@ -180,7 +180,7 @@ func TestCountTraces_AListedValueIsCountedExactlyHoweverManyRequestsCarryIt(t *t
 			if i%2 == 1 {
 				user = fmt.Sprint("u", i)
 			}
-			b.Spans = append(b.Spans, store.Span{TraceID: fmt.Sprintf("t%05d", i), SpanID: "a1", Service: "frontend", Operation: "GET /",
+			b.Spans = append(b.Spans, store.Span{TraceID: storetest.TraceID(fmt.Sprintf("t%05d", i)), SpanID: storetest.SpanID("a1"), Service: "frontend", Operation: "GET /",
 				Kind: store.KindServer, IsEntry: true, StartNS: now - int64(i)*int64(time.Second), DurationNS: ms,
 				Attributes: []byte(`{"user.id":"` + user + `"}`)})
 		}
@@ -236,9 +236,9 @@ func TestSearchTraces_PagesAValueWithManyTracesNewestFirst(t *testing.T) {
 				rootAttrs, childAttrs = childAttrs, rootAttrs
 			}
 			b.Spans = append(b.Spans,
-				store.Span{TraceID: trace, SpanID: "a1", Service: "frontend", Operation: "GET /", Kind: store.KindServer, IsEntry: true,
+				store.Span{TraceID: storetest.TraceID(trace), SpanID: storetest.SpanID("a1"), Service: "frontend", Operation: "GET /", Kind: store.KindServer, IsEntry: true,
 					StartNS: start, DurationNS: 20 * int64(time.Minute), StatusCode: status, Attributes: []byte(rootAttrs)},
-				store.Span{TraceID: trace, SpanID: "b1", ParentSpanID: "a1", Service: "payment", Operation: "POST /pay", Kind: store.KindServer, IsEntry: true,
+				store.Span{TraceID: storetest.TraceID(trace), SpanID: storetest.SpanID("b1"), ParentSpanID: storetest.SpanID("a1"), Service: "payment", Operation: "POST /pay", Kind: store.KindServer, IsEntry: true,
 					StartNS: child, DurationNS: ms, Attributes: []byte(childAttrs)})
 			if user != "busy" {
 				continue
@@ -282,7 +282,7 @@ func TestSearchTraces_PagesAValueWithManyTracesNewestFirst(t *testing.T) {
 			}
 			var ids, wantIDs []string
 			for _, h := range got {
-				ids = append(ids, h.TraceID+"/"+h.SpanID)
+				ids = append(ids, storetest.Name(h.TraceID)+"/"+storetest.Name(h.SpanID))
 			}
 			slices.SortFunc(want[tc.name], func(a, b hit) int { return cmp.Or(cmp.Compare(b.start, a.start), strings.Compare(b.id, a.id)) })
 			for _, h := range want[tc.name] {

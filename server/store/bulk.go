@@ -42,12 +42,13 @@ func newTable(name string, columns ...string) table {
 	return t
 }
 
-var spansTable = newTable("spans", "tenant_id text", "trace_id text", "span_id text", "parent_span_id text",
-	"service text", "service_version text", "operation text", "kind smallint", "is_entry boolean", "start_ns bigint",
-	"duration_ns bigint", "status_code smallint", "status_message text", "http_method text", "http_route text",
-	"http_status_code integer", "db_system text", "db_statement text", "rpc_service text", "rpc_method text",
-	"peer_service text", "host_name text", "attributes jsonb", "resource_id bigint", "events jsonb", // migration 00009
-	"links jsonb") // migration 00015
+var spansTable = newTable("spans", "start_ns bigint", "duration_ns bigint", "span_id bigint", "parent_span_id bigint",
+	"resource_id bigint", "trace_id uuid", "http_status_code integer", "kind smallint", "status_code smallint",
+	"is_entry boolean", "tenant_id text", "service text", "service_version text", "operation text",
+	"status_message text", "http_method text", "http_route text", "db_system text", "db_statement text",
+	"rpc_service text", "rpc_method text", "peer_service text", "host_name text", "attributes jsonb",
+	"events jsonb", // migration 00014
+	"links jsonb")  // migration 00015
 
 var llmTable = newTable("llm_calls", "tenant_id text", "trace_id text", "span_id text", "service text",
 	"operation text", "provider text", "request_model text", "response_model text", "input_tokens bigint",
@@ -64,7 +65,12 @@ var elements = map[string]struct {
 	oid    uint32
 	append func(buf []byte, v any) ([]byte, bool)
 }{
-	"text": {pgtype.TextOID, func(b []byte, v any) ([]byte, bool) { return append(b, v.(string)...), false }},
+	"text": {pgtype.TextOID, func(b []byte, v any) ([]byte, bool) {
+		if v == nil { // emptyNull: an empty promoted text
+			return b, true
+		}
+		return append(b, v.(string)...), false
+	}},
 	"smallint": {pgtype.Int2OID, func(b []byte, v any) ([]byte, bool) {
 		return binary.BigEndian.AppendUint16(b, uint16(v.(int16))), false
 	}},
@@ -72,7 +78,14 @@ var elements = map[string]struct {
 		return binary.BigEndian.AppendUint32(b, uint32(v.(int32))), false
 	}},
 	"bigint": {pgtype.Int8OID, func(b []byte, v any) ([]byte, bool) {
+		if v == nil { // a root's parent span id
+			return b, true
+		}
 		return binary.BigEndian.AppendUint64(b, uint64(v.(int64))), false
+	}},
+	"uuid": {pgtype.UUIDOID, func(b []byte, v any) ([]byte, bool) {
+		id := v.([16]byte)
+		return append(b, id[:]...), false
 	}},
 	"boolean": {pgtype.BoolOID, func(b []byte, v any) ([]byte, bool) {
 		if v.(bool) {

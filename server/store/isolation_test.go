@@ -19,7 +19,7 @@ func seedEveryTable(t *testing.T, ctx context.Context, conn *pgx.Conn, tenant st
 	stmts := []string{
 		// Rows at time 1 (1970-01-01) need their partitions, as ingest makes them.
 		`SELECT tracekit_ensure_partitions($1, NULL, ARRAY[1]::bigint[])`,
-		`INSERT INTO spans (tenant_id, trace_id, span_id, service, operation, is_entry, start_ns, duration_ns) VALUES ($1, 't-'||$1, 's1', 'svc', 'op', true, 1, 1)`,
+		`INSERT INTO spans (tenant_id, trace_id, span_id, service, operation, is_entry, start_ns, duration_ns) VALUES ($1, md5($1)::uuid, 1, 'svc', 'op', true, 1, 1)`,
 		`INSERT INTO services (tenant_id, name, first_seen_ns, last_seen_ns) VALUES ($1, 'svc', 1, 1)`,
 		`INSERT INTO service_versions (tenant_id, service, version, first_seen_ns, last_seen_ns) VALUES ($1, 'svc', '1.0', 1, 1)`,
 		`INSERT INTO llm_calls (tenant_id, trace_id, span_id, service, start_ns, duration_ns) VALUES ($1, 't', 's', 'svc', 1, 1)`,
@@ -29,7 +29,7 @@ func seedEveryTable(t *testing.T, ctx context.Context, conn *pgx.Conn, tenant st
 		`INSERT INTO rca_reports (tenant_id, anomaly_id, created_ns, summary) VALUES ($1, 1, 1, 'x')`,
 		`INSERT INTO breakpoints (tenant_id, id, service, file, line, created_ns) VALUES ($1, 'bp', 'svc', 'f.go', 1, 1)`,
 		`INSERT INTO snapshots (tenant_id, breakpoint_id, service, captured_ns) VALUES ($1, 'bp', 'svc', 1)`,
-		`INSERT INTO span_attributes (tenant_id, key, value, start_ns, trace_id) VALUES ($1, 'user.id', '42', 1, 't-'||$1)`,
+		`INSERT INTO span_attributes (tenant_id, key, value, start_ns, trace_id) VALUES ($1, 'user.id', '42', 1, md5($1)::uuid)`,
 		`INSERT INTO span_attribute_keys (tenant_id, key, since_ns) VALUES ($1, 'user.id', 0)`,
 		`INSERT INTO span_attribute_gaps (tenant_id, key, from_ns, to_ns) VALUES ($1, 'user.id', 0, 1)`,
 		`INSERT INTO audit_events (tenant_id, at_ns, actor, action) VALUES ($1, 1, 'someone', 'apikey.create')`,
@@ -88,11 +88,11 @@ func TestTenantRoleSeesOnlyItsOwnRows(t *testing.T) {
 	}
 
 	// Writing another tenant's rows is refused by the policy's WITH CHECK.
-	_, err = asA.Exec(ctx, `INSERT INTO spans (tenant_id, trace_id, span_id, service, operation, is_entry, start_ns, duration_ns) VALUES ('team-b', 'x', 'y', 'svc', 'op', true, 1, 1)`)
+	_, err = asA.Exec(ctx, `INSERT INTO spans (tenant_id, trace_id, span_id, service, operation, is_entry, start_ns, duration_ns) VALUES ('team-b', md5('x')::uuid, 2, 'svc', 'op', true, 1, 1)`)
 	if err == nil || !strings.Contains(err.Error(), "row-level security") {
 		t.Errorf("insert of tenant B's span as tenant A: got %v, want a row-level security violation", err)
 	}
-	_, err = asA.Exec(ctx, `INSERT INTO span_attributes (tenant_id, key, value, start_ns, trace_id) VALUES ('team-b', 'user.id', '7', 1, 'x')`)
+	_, err = asA.Exec(ctx, `INSERT INTO span_attributes (tenant_id, key, value, start_ns, trace_id) VALUES ('team-b', 'user.id', '7', 1, md5('x')::uuid)`)
 	if err == nil || !strings.Contains(err.Error(), "row-level security") {
 		t.Errorf("insert of tenant B's attribute index row as tenant A: got %v, want a row-level security violation", err)
 	}
@@ -116,8 +116,8 @@ func TestTenantRoleSeesOnlyItsOwnRows(t *testing.T) {
 				}
 			}
 			insert := map[string]string{
-				"spans":           `(tenant_id, trace_id, span_id, service, operation, is_entry, start_ns, duration_ns) VALUES ($1, 'x', 'y', 'svc', 'op', true, 1, 1)`,
-				"span_attributes": `(tenant_id, key, value, start_ns, trace_id) VALUES ($1, 'user.id', '42', 1, 'x')`,
+				"spans":           `(tenant_id, trace_id, span_id, service, operation, is_entry, start_ns, duration_ns) VALUES ($1, md5('x')::uuid, 2, 'svc', 'op', true, 1, 1)`,
+				"span_attributes": `(tenant_id, key, value, start_ns, trace_id) VALUES ($1, 'user.id', '42', 1, md5('x')::uuid)`,
 			}[table]
 			if insert != "" {
 				_, err := asA.Exec(ctx, `INSERT INTO `+leaf+` `+insert, tenant)
@@ -193,7 +193,7 @@ func TestProvisionTenantIsIdempotentAndDeleteRemovesEverything(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := db.ForTenant("acme").InsertBatch(ctx, store.Batch{Spans: []store.Span{{TraceID: "t", SpanID: "s", Service: "svc", Operation: "op", IsEntry: true, StartNS: 1, DurationNS: 2}}}); err != nil {
+		if err := db.ForTenant("acme").InsertBatch(ctx, store.Batch{Spans: []store.Span{{TraceID: storetest.TraceID("t"), SpanID: storetest.SpanID("s"), Service: "svc", Operation: "op", IsEntry: true, StartNS: 1, DurationNS: 2}}}); err != nil {
 			t.Fatal(err)
 		}
 		if err := db.Admin().DeleteTenant(ctx, "acme"); err != nil {
@@ -298,7 +298,7 @@ func TestInsertBatch_WorksForATenantRoleAndStaysInItsTenant(t *testing.T) {
 	defer asA.Close()
 	cost := 0.5
 	batch := store.Batch{
-		Spans:    []store.Span{{TraceID: "t1", SpanID: "s1", Service: "svc", Operation: "GET /", Kind: store.KindServer, IsEntry: true, StartNS: 1e18, DurationNS: 5e6}},
+		Spans:    []store.Span{{TraceID: storetest.TraceID("t1"), SpanID: storetest.SpanID("s1"), Service: "svc", Operation: "GET /", Kind: store.KindServer, IsEntry: true, StartNS: 1e18, DurationNS: 5e6}},
 		LLMCalls: []store.LLMCall{{TraceID: "t1", SpanID: "s1", Service: "svc", RequestModel: "gpt-4o", CostUSD: &cost, StartNS: 1e18, DurationNS: 5e6}},
 	}
 	if err := asA.ForTenant("team-a").InsertBatch(ctx, batch); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/jmoiron/sqlx"
 )
@@ -82,16 +83,29 @@ func (t *Tenant) LinkedSpans(ctx context.Context, refs []SpanRef) (map[SpanRef]L
 	for _, r := range refs {
 		want[r] = true
 	}
+	if t.db.dialect == Postgres {
+		// Links come from OTLP bytes, so their ids are hex; one that is not names no stored span.
+		refs = slices.DeleteFunc(slices.Clone(refs), func(r SpanRef) bool {
+			_, errT := traceBytes(r.TraceID)
+			_, errS := spanInt(r.SpanID)
+			return errT != nil || errS != nil
+		})
+	}
 	for i := 0; i < len(refs); i += linkedPerQuery {
 		part := refs[i:min(i+linkedPerQuery, len(refs))]
 		traces, ids := map[string]bool{}, map[string]bool{}
 		for _, r := range part {
 			traces[r.TraceID], ids[r.SpanID] = true, true
 		}
+		spanIDs, err := t.spanArgs(keys(ids))
+		if err != nil {
+			return nil, err
+		}
 		// Two IN lists rather than pairs: each is one index condition; the few extra rows their
 		// cross product matches are dropped below.
-		q, args, err := sqlx.In(`SELECT trace_id, span_id, service, operation, kind, start_ns, duration_ns FROM spans
-			WHERE tenant_id = ? AND trace_id IN (?) AND span_id IN (?)`, t.id, keys(traces), keys(ids))
+		q, args, err := sqlx.In(`SELECT `+t.traceHex("trace_id")+` AS trace_id, `+t.spanHex("span_id")+` AS span_id,
+				service, operation, kind, start_ns, duration_ns FROM spans
+			WHERE tenant_id = ? AND trace_id IN (?) AND span_id IN (?)`, t.id, keys(traces), spanIDs)
 		if err != nil {
 			return nil, err
 		}

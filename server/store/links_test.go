@@ -18,19 +18,22 @@ func TestRollups_QueueLagOfConsumersLinkedToTheirProducers(t *testing.T) {
 		tn := db.ForTenant("acme")
 		base := int64(1_700_000_000) / 3600 * 3600 * 1e9
 		producer := func(trace string, end int64) store.Span {
-			return store.Span{TraceID: trace, SpanID: "p", ParentSpanID: "r", Service: "orders", Operation: "orders publish",
+			return store.Span{TraceID: storetest.TraceID(trace), SpanID: storetest.SpanID("p"), ParentSpanID: storetest.SpanID("r"), Service: "orders", Operation: "orders publish",
 				Kind: store.KindProducer, StartNS: base + end - 1e6, DurationNS: 1e6}
 		}
 		consumer := func(trace string, start int64, links string) store.Span {
-			return store.Span{TraceID: trace, SpanID: "c", Service: "shipping", Operation: "orders process",
+			return store.Span{TraceID: storetest.TraceID(trace), SpanID: storetest.SpanID("c"), Service: "shipping", Operation: "orders process",
 				Kind: store.KindConsumer, IsEntry: true, StartNS: base + start, DurationNS: 5e6, Links: []byte(links)}
+		}
+		ref := func(trace, span string) string { // a link's ids, its object left open
+			return `{"trace_id":"` + storetest.TraceID(trace) + `","span_id":"` + storetest.SpanID(span) + `"`
 		}
 		batches := []store.Batch{
 			{Spans: []store.Span{producer("a", 1e9), producer("b", 3e9),
-				consumer("x", 5e9, `[{"trace_id":"a","span_id":"p","attributes":{"messaging.message.id":"1"}}]`)}},
+				consumer("x", 5e9, `[`+ref("a", "p")+`,"attributes":{"messaging.message.id":"1"}}]`)}},
 			{Spans: []store.Span{
-				consumer("y", 43e9, `[{"trace_id":"b","span_id":"p"},{"trace_id":"a","span_id":"p"}]`), // waited 42 s
-				consumer("z", 9e9, `[{"trace_id":"a","span_id":"r"},{"trace_id":"q","span_id":"p"}]`),  // no producer stored
+				consumer("y", 43e9, `[`+ref("b", "p")+`},`+ref("a", "p")+`}]`), // waited 42 s
+				consumer("z", 9e9, `[`+ref("a", "r")+`},`+ref("q", "p")+`}]`),  // no producer stored
 			}},
 		}
 		for _, b := range batches {
@@ -50,15 +53,15 @@ func TestRollups_QueueLagOfConsumersLinkedToTheirProducers(t *testing.T) {
 			t.Errorf("lags range from %.2fs to %.2fs, want 4s and 42s", lo/1e9, hi/1e9)
 		}
 
-		spans, _, err := tn.TraceSpans(ctx, "x", 10)
+		spans, _, err := tn.TraceSpans(ctx, storetest.TraceID("x"), 10)
 		if err != nil {
 			t.Fatal(err)
 		}
 		links := store.ParseLinks(spans[0].Links)
-		if len(links) != 1 || links[0].SpanRef != (store.SpanRef{TraceID: "a", SpanID: "p"}) || !strings.Contains(string(links[0].Attributes), `"messaging.message.id"`) {
+		if len(links) != 1 || links[0].SpanRef != (store.SpanRef{TraceID: storetest.TraceID("a"), SpanID: storetest.SpanID("p")}) || !strings.Contains(string(links[0].Attributes), `"messaging.message.id"`) {
 			t.Errorf("stored links %s read back as %+v", spans[0].Links, links)
 		}
-		linked, err := tn.LinkedSpans(ctx, []store.SpanRef{links[0].SpanRef, {TraceID: "q", SpanID: "p"}})
+		linked, err := tn.LinkedSpans(ctx, []store.SpanRef{links[0].SpanRef, {TraceID: storetest.TraceID("q"), SpanID: storetest.SpanID("p")}, {TraceID: "not hex", SpanID: "p"}})
 		if err != nil {
 			t.Fatal(err)
 		}

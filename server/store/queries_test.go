@@ -17,7 +17,7 @@ func seedRequests(t *testing.T, tn *store.Tenant, service string, start int64, n
 	t.Helper()
 	var b store.Batch
 	for i := 1; i <= n; i++ {
-		s := store.Span{TraceID: fmt.Sprintf("%s-%03d", service, i), SpanID: fmt.Sprintf("s%03d", i), Service: service,
+		s := store.Span{TraceID: storetest.TraceID(fmt.Sprintf("%s-%03d", service, i)), SpanID: storetest.SpanID(fmt.Sprintf("s%03d", i)), Service: service,
 			Operation: "GET /", IsEntry: true, StartNS: start + int64(i)*ms, DurationNS: int64(i) * ms,
 			Attributes: []byte(`{"user.id":"u1","retries":3}`)}
 		if i%10 == 0 {
@@ -97,24 +97,24 @@ func TestTraceOverviews_SummarisesSpansServicesAndRoot(t *testing.T) {
 		ctx := context.Background()
 		tn := db.ForTenant("acme")
 		err := tn.InsertBatch(ctx, store.Batch{Spans: []store.Span{
-			{TraceID: "t1", SpanID: "a", Service: "web", Operation: "GET /", IsEntry: true, StartNS: 100, DurationNS: 50},
-			{TraceID: "t1", SpanID: "b", ParentSpanID: "a", Service: "db", Operation: "SELECT", StartNS: 110, DurationNS: 10},
-			{TraceID: "t1", SpanID: "c", ParentSpanID: "a", Service: "db", Operation: "SELECT", StartNS: 120, DurationNS: 40, StatusCode: store.StatusError},
+			{TraceID: storetest.TraceID("t1"), SpanID: storetest.SpanID("a"), Service: "web", Operation: "GET /", IsEntry: true, StartNS: 100, DurationNS: 50},
+			{TraceID: storetest.TraceID("t1"), SpanID: storetest.SpanID("b"), ParentSpanID: storetest.SpanID("a"), Service: "db", Operation: "SELECT", StartNS: 110, DurationNS: 10},
+			{TraceID: storetest.TraceID("t1"), SpanID: storetest.SpanID("c"), ParentSpanID: storetest.SpanID("a"), Service: "db", Operation: "SELECT", StartNS: 120, DurationNS: 40, StatusCode: store.StatusError},
 		}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		ov, err := tn.TraceOverviews(ctx, []string{"t1", "missing"})
+		ov, err := tn.TraceOverviews(ctx, []string{storetest.TraceID("t1"), "missing"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		o := ov["t1"]
+		o := ov[storetest.TraceID("t1")]
 		if o == nil || o.SpanCount != 3 || o.ErrorCount != 1 || o.RootService != "web" || o.RootOperation != "GET /" ||
 			o.StartNS != 100 || o.EndNS != 160 || fmt.Sprint(o.Services) != "[db web]" || ov["missing"] != nil {
 			t.Errorf("overview: %+v", o)
 		}
-		spans, total, err := tn.TraceSpans(ctx, "t1", 2)
-		if err != nil || len(spans) != 2 || total != 3 || spans[0].SpanID != "a" {
+		spans, total, err := tn.TraceSpans(ctx, storetest.TraceID("t1"), 2)
+		if err != nil || len(spans) != 2 || total != 3 || spans[0].SpanID != storetest.SpanID("a") {
 			t.Errorf("TraceSpans cut at 2: %d spans, total %d, %v", len(spans), total, err)
 		}
 	})
@@ -248,7 +248,7 @@ func TestServiceVersions_ComparesVersionsOnASampleOfTraces(t *testing.T) {
 		tn := db.ForTenant("acme")
 		var b store.Batch
 		for i := 0; i < 512; i++ {
-			s := store.Span{TraceID: fmt.Sprintf("%032x", i), SpanID: "s", Service: "pay", ServiceVersion: "1.0", Operation: "POST",
+			s := store.Span{TraceID: fmt.Sprintf("%032x", i), SpanID: storetest.SpanID("s"), Service: "pay", ServiceVersion: "1.0", Operation: "POST",
 				IsEntry: true, StartNS: int64(i) * ms, DurationNS: 10 * ms}
 			if i%2 == 1 {
 				s.ServiceVersion, s.DurationNS = "2.0", 100*ms
@@ -282,7 +282,7 @@ func TestServiceVersions_OneVersionInTheWindowHasNothingToCompare(t *testing.T) 
 		tn := db.ForTenant("acme")
 		var b store.Batch
 		for i := 0; i < 100; i++ {
-			s := store.Span{TraceID: fmt.Sprintf("%032x", i), SpanID: "s", Service: "pay", ServiceVersion: "1.0", Operation: "POST",
+			s := store.Span{TraceID: fmt.Sprintf("%032x", i), SpanID: storetest.SpanID("s"), Service: "pay", ServiceVersion: "1.0", Operation: "POST",
 				IsEntry: true, StartNS: int64(i) * ms, DurationNS: 10 * ms}
 			if i >= 50 { // deployed at 50 ms
 				s.ServiceVersion = "2.0"

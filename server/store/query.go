@@ -49,7 +49,8 @@ func (t *Tenant) spans(w *where) (string, []any, error) {
 	for i, f := range w.traces {
 		args[i] = f.id
 	}
-	return "(VALUES (?)" + strings.Repeat(", (?)", len(w.traces)-1) + ") AS found JOIN spans ON spans.trace_id = found.column1", args, nil
+	// The list's type is its first value's: sent as text (byValue), the ids are cast to uuid there.
+	return "(VALUES (?::uuid)" + strings.Repeat(", (?)", len(w.traces)-1) + ") AS found JOIN spans ON spans.trace_id = found.column1", args, nil
 }
 
 func (w *where) add(cond string, args ...any) {

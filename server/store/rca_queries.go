@@ -56,7 +56,7 @@ func (t *Tenant) SampleRequests(ctx context.Context, q SampleQuery) ([]SampledRe
 		if q.ErrorsOnly {
 			cond += " AND " + errorCond
 		}
-		parts = append(parts, `SELECT * FROM (SELECT trace_id, span_id, start_ns, duration_ns,
+		parts = append(parts, `SELECT * FROM (SELECT `+t.traceHex("trace_id")+` AS trace_id, `+t.spanHex("span_id")+` AS span_id, start_ns, duration_ns,
 			CASE WHEN `+errorCond+` THEN 1 ELSE 0 END AS error FROM spans WHERE `+cond+` ORDER BY start_ns LIMIT ?) s`)
 		args = append(args, q.PerSlice)
 	}
@@ -73,9 +73,18 @@ func (t *Tenant) SpansOfTraces(ctx context.Context, traceIDs []string) ([]Span, 
 	if len(traceIDs) == 0 {
 		return nil, nil
 	}
-	q, args, err := sqlx.In(`SELECT trace_id, span_id, parent_span_id, service, service_version, operation, kind,
-			is_entry, start_ns, duration_ns, status_code, status_message, http_method, http_route, http_status_code,
-			db_system, db_statement, rpc_service, rpc_method, peer_service, host_name, attributes, events, links
+	traceIDs = t.storedTraces(traceIDs)
+	if len(traceIDs) == 0 {
+		return nil, nil
+	}
+	texts := make([]string, 0, len(nullableTexts))
+	for _, c := range []string{"status_message", "http_method", "http_route", "db_system", "db_statement", "rpc_service", "rpc_method", "peer_service"} {
+		texts = append(texts, t.text(c))
+	}
+	q, args, err := sqlx.In(`SELECT `+t.traceHex("trace_id")+` AS trace_id, `+t.spanHex("span_id")+` AS span_id,
+			`+t.spanHex("parent_span_id")+` AS parent_span_id, service, service_version, operation, kind,
+			is_entry, start_ns, duration_ns, status_code, http_status_code, `+strings.Join(texts, ", ")+`,
+			host_name, attributes, events, links
 		FROM spans WHERE tenant_id = ? AND trace_id IN (?)`, t.id, traceIDs)
 	if err != nil {
 		return nil, err

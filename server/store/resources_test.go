@@ -36,7 +36,7 @@ func TestInsertBatch_ConcurrentWritersOfTheSameNewResourcesAllSucceed(t *testing
 			for r := range rounds {
 				var b store.Batch
 				for _, i := range rand.Perm(resources) {
-					b.Spans = append(b.Spans, store.Span{TraceID: fmt.Sprintf("w%d-r%d-%d", w, r, i), SpanID: "1", Service: "api", Operation: "GET /",
+					b.Spans = append(b.Spans, store.Span{TraceID: storetest.TraceID(fmt.Sprintf("w%d-r%d-%d", w, r, i)), SpanID: storetest.SpanID("1"), Service: "api", Operation: "GET /",
 						IsEntry: true, StartNS: now, DurationNS: 1,
 						ResourceAttributes: []byte(fmt.Sprintf(`{"service.name":"api","k8s.pod.name":"api-%d-%d"}`, r, i))})
 				}

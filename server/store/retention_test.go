@@ -29,7 +29,7 @@ func seedRetention(t *testing.T, db *store.DB, tenant string) {
 	ctx := context.Background()
 	var b store.Batch
 	span := func(i int, at int64) store.Span {
-		return store.Span{TraceID: fmt.Sprintf("%s-%d", tenant, i), SpanID: "1", Service: "api", Operation: "GET /",
+		return store.Span{TraceID: storetest.TraceID(fmt.Sprintf("%s-%d", tenant, i)), SpanID: storetest.SpanID("1"), Service: "api", Operation: "GET /",
 			IsEntry: i%3 == 0, StartNS: at, DurationNS: 1e6}
 	}
 	for i := 0; i < oldSpans-12; i++ {
@@ -123,7 +123,7 @@ func TestDeleteOlderThan_DeletesOnlyTheTenantsOldRowsInBatches(t *testing.T) {
 			}
 			// The tenant's data of the dropped days may come again (a late span): its partition is
 			// made anew, and the span stored.
-			late := store.Span{TraceID: "late", SpanID: "1", Service: "api", Operation: "GET /", IsEntry: true,
+			late := store.Span{TraceID: storetest.TraceID("late"), SpanID: storetest.SpanID("1"), Service: "api", Operation: "GET /", IsEntry: true,
 				StartNS: retentionCutoff - int64(50*time.Hour), DurationNS: 1}
 			if err := db.ForTenant("team-a").InsertBatch(ctx, store.Batch{Spans: []store.Span{late}}); err != nil {
 				t.Fatalf("late span after its day was dropped: %v", err)

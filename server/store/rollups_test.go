@@ -33,13 +33,13 @@ func ingestHours(t *testing.T, tn *store.Tenant, base int64, hours int) {
 	var b store.Batch
 	cost := 0.001
 	for i := 0; i < hours*3600; i++ {
-		s := store.Span{TraceID: fmt.Sprintf("t%06d", i), SpanID: "s1", Service: "pay", Operation: "POST /charge",
+		s := store.Span{TraceID: storetest.TraceID(fmt.Sprintf("t%06d", i)), SpanID: storetest.SpanID("s1"), Service: "pay", Operation: "POST /charge",
 			IsEntry: true, StartNS: base + int64(i)*1e9, DurationNS: int64(i%100+1) * 1e6}
 		if i%7 == 0 {
 			s.HTTPStatusCode = 503
 		}
 		child := s
-		child.SpanID, child.ParentSpanID, child.IsEntry = "s2", "s1", false
+		child.SpanID, child.ParentSpanID, child.IsEntry = storetest.SpanID("s2"), s.SpanID, false
 		b.Spans = append(b.Spans, s, child)
 		b.LLMCalls = append(b.LLMCalls, store.LLMCall{TraceID: s.TraceID, SpanID: "s2", Service: "pay",
 			RequestModel: "gpt-4o-mini", InputTokens: 10, OutputTokens: 5, CostUSD: &cost, StartNS: s.StartNS, DurationNS: 5e8})
@@ -103,7 +103,7 @@ func TestRollups_CountEveryRequestOnceBeforeAndAfterCompaction(t *testing.T) {
 		}
 		check("after compaction")
 		// Late data for a compacted hour is counted too, before and after the next compaction.
-		late := store.Batch{Spans: []store.Span{{TraceID: "late", SpanID: "s", Service: "pay", Operation: "POST /charge",
+		late := store.Batch{Spans: []store.Span{{TraceID: storetest.TraceID("late"), SpanID: storetest.SpanID("s"), Service: "pay", Operation: "POST /charge",
 			IsEntry: true, StartNS: base + 40*store.Minute, DurationNS: 1e6}}}
 		if err := tn.InsertBatch(ctx, late); err != nil {
 			t.Fatal(err)
@@ -224,11 +224,11 @@ func TestRollups_QueueLagOfConsumersFromTheirProducers(t *testing.T) {
 		tn := db.ForTenant("acme")
 		base := int64(1_700_000_000) / 3600 * 3600 * 1e9
 		producer := func(trace string) store.Span {
-			return store.Span{TraceID: trace, SpanID: "p", ParentSpanID: "r", Service: "orders", Operation: "orders publish",
+			return store.Span{TraceID: storetest.TraceID(trace), SpanID: storetest.SpanID("p"), ParentSpanID: storetest.SpanID("r"), Service: "orders", Operation: "orders publish",
 				Kind: store.KindProducer, StartNS: base, DurationNS: 1e6}
 		}
 		consumer := func(trace, parent string, lag int64) store.Span {
-			return store.Span{TraceID: trace, SpanID: "c", ParentSpanID: parent, Service: "shipping", Operation: "orders process",
+			return store.Span{TraceID: storetest.TraceID(trace), SpanID: storetest.SpanID("c"), ParentSpanID: storetest.SpanID(parent), Service: "shipping", Operation: "orders process",
 				Kind: store.KindConsumer, IsEntry: true, StartNS: base + 1e6 + lag, DurationNS: 5e6}
 		}
 		batches := []store.Batch{

@@ -113,7 +113,11 @@ func (t *Tenant) ServiceVersions(ctx context.Context, service string, from, to i
 	w := t.entrySpans(from, to)
 	w.add("service = ?", service)
 	if buckets := int(math.Ceil(sample * 256)); buckets < 256 {
-		w.add("substr(trace_id, length(trace_id) - 1, 2) < ?", fmt.Sprintf("%02x", max(buckets, 1)))
+		if t.db.dialect == Postgres {
+			w.add("get_byte(uuid_send(trace_id), 15) < ?", max(buckets, 1)) // the last byte, as below
+		} else {
+			w.add("substr(trace_id, length(trace_id) - 1, 2) < ?", fmt.Sprintf("%02x", max(buckets, 1)))
+		}
 	}
 	stats, err := t.requestStats(ctx, "service_version", w)
 	if err != nil {
@@ -123,7 +127,7 @@ func (t *Tenant) ServiceVersions(ctx context.Context, service string, from, to i
 	out := make([]VersionStats, 0, min(len(stats), maxVersions))
 	for _, s := range stats[:min(len(stats), maxVersions)] {
 		v := VersionStats{RequestStats: s}
-		err := t.db.x.GetContext(ctx, &v.P95TraceID, t.rebind(`SELECT trace_id FROM spans
+		err := t.db.x.GetContext(ctx, &v.P95TraceID, t.rebind(`SELECT `+t.traceHex("trace_id")+` FROM spans
 			WHERE tenant_id = ? AND is_entry = true AND service = ? AND service_version = ? AND start_ns >= ? AND start_ns < ?
 				AND duration_ns >= ? ORDER BY duration_ns LIMIT 1`), t.id, service, s.Key, from, to, s.P95NS)
 		if err != nil {

@@ -110,11 +110,19 @@ var sqliteSpanColumns = []string{"tenant_id", "trace_id", "span_id", "parent_spa
 
 func (t *Tenant) spanRow(s *Span) []any {
 	if t.db.dialect == Postgres {
-		// Empty JSON is NULL (00009): '{}' and '[]' cost 5 bytes a span each.
-		return []any{t.id, s.TraceID, s.SpanID, s.ParentSpanID, s.Service, s.ServiceVersion, s.Operation, s.Kind,
-			s.IsEntry, s.StartNS, s.DurationNS, s.StatusCode, s.StatusMessage, s.HTTPMethod, s.HTTPRoute,
-			s.HTTPStatusCode, s.DBSystem, s.DBStatement, s.RPCService, s.RPCMethod, s.PeerService, s.HostName,
-			nullJSON(s.Attributes, "{}"), s.resourceID, nullJSON(s.Events, "[]"), nullJSON(s.Links, "[]")}
+		// Binary ids (00014), checked by InsertBatch; empty JSON is NULL (00009): '{}' and '[]' cost 5
+		// bytes a span each; so are empty promoted texts (00014), a byte each.
+		trace, _ := traceBytes(s.TraceID)
+		span, _ := spanInt(s.SpanID)
+		var parent any // NULL: a root
+		if s.ParentSpanID != "" {
+			parent, _ = spanInt(s.ParentSpanID)
+		}
+		return []any{s.StartNS, s.DurationNS, span, parent, s.resourceID, trace, s.HTTPStatusCode, s.Kind,
+			s.StatusCode, s.IsEntry, t.id, s.Service, s.ServiceVersion, s.Operation, emptyNull(s.StatusMessage),
+			emptyNull(s.HTTPMethod), emptyNull(s.HTTPRoute), emptyNull(s.DBSystem), emptyNull(s.DBStatement),
+			emptyNull(s.RPCService), emptyNull(s.RPCMethod), emptyNull(s.PeerService), s.HostName,
+			nullJSON(s.Attributes, "{}"), nullJSON(s.Events, "[]"), nullJSON(s.Links, "[]")}
 	}
 	return []any{t.id, s.TraceID, s.SpanID, s.ParentSpanID, s.Service, s.ServiceVersion, s.Operation, s.Kind,
 		s.IsEntry, s.StartNS, s.DurationNS, s.StatusCode, s.StatusMessage, s.HTTPMethod, s.HTTPRoute,
@@ -126,6 +134,33 @@ func (t *Tenant) llmRow(c *LLMCall) []any {
 	return []any{t.id, c.TraceID, c.SpanID, c.Service, c.Operation, c.Provider, c.RequestModel, c.ResponseModel,
 		c.InputTokens, c.OutputTokens, c.CachedInputTokens, c.CostUSD, c.StartNS, c.DurationNS, c.StatusCode,
 		c.ErrorType}
+}
+
+// emptyNull is a promoted text (PostgreSQL), or nil (NULL) when empty; readers select it through
+// Tenant.text.
+func emptyNull(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// nullableTexts are the span columns PostgreSQL stores empty as NULL (migration 00014).
+var nullableTexts = map[string]bool{"status_message": true, "http_method": true, "http_route": true,
+	"db_system": true, "db_statement": true, "rpc_service": true, "rpc_method": true, "peer_service": true}
+
+// text is the expression reading span column col (an empty string for NULL), named col.
+func (t *Tenant) text(col string) string { return t.textOf(col, col) }
+
+// textOf is text of expression expr, named col.
+func (t *Tenant) textOf(expr, col string) string {
+	if t.db.dialect == Postgres && nullableTexts[col] {
+		return "COALESCE(" + expr + ", '') AS " + col
+	}
+	if expr == col {
+		return col
+	}
+	return expr + " AS " + col
 }
 
 // nullJSON is a jsonb value, or nil (NULL) for an empty document.
@@ -167,6 +202,11 @@ func (t *Tenant) InsertBatch(ctx context.Context, b Batch) error {
 	b = withoutRepeats(b)
 	if len(b.Spans) == 0 && len(b.LLMCalls) == 0 {
 		return nil
+	}
+	if t.db.dialect == Postgres {
+		if err := checkIDs(b.Spans); err != nil {
+			return fmt.Errorf("store %d spans for tenant %q: %w", len(b.Spans), t.id, err)
+		}
 	}
 	producers, err := t.producerEnds(ctx, &b)
 	if err != nil {
@@ -323,12 +363,13 @@ func (t *Tenant) insertNew(ctx context.Context, b *Batch, producers map[spanKey]
 	})
 }
 
-// insertSpansOnce inserts the spans not stored yet (the unique index spans_span decides) and returns
-// the ones it inserted: on PostgreSQL with one INSERT … SELECT FROM unnest, on SQLite with multi-row
-// INSERTs.
+// insertSpansOnce inserts the spans not stored yet (the unique index on trace and span id decides)
+// and returns the ones it inserted: on PostgreSQL with one INSERT … SELECT FROM unnest, on SQLite
+// with multi-row INSERTs.
 func (t *Tenant) insertSpansOnce(ctx context.Context, tx *sqlx.Tx, spans []Span) (map[spanKey]struct{}, error) {
-	// spans_span is the only unique index (on PostgreSQL it holds start_ns too, the partition key).
-	const onConflict = " ON CONFLICT DO NOTHING RETURNING trace_id, span_id"
+	// The unique index is the only one: spans_span on SQLite, one on each day partition on PostgreSQL
+	// (00014), which a resent span reaches since it keeps its start time.
+	onConflict := " ON CONFLICT DO NOTHING RETURNING " + t.traceHex("trace_id") + ", " + t.spanHex("span_id")
 	stored := make(map[spanKey]struct{}, len(spans))
 	insert := func(q string, args []any) error {
 		rows, err := tx.QueryContext(ctx, q, args...)

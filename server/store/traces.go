@@ -96,7 +96,7 @@ func (t *Tenant) traceWhere(ctx context.Context, q TraceQuery) (base, w where, n
 	if q.Service != "" {
 		base.add("service = ?", q.Service)
 	} else {
-		w.add("parent_span_id = ''")
+		w.add(t.isRoot())
 	}
 	if q.Operation != "" {
 		w.add("operation = ?", q.Operation)
@@ -154,6 +154,8 @@ func (t *Tenant) traceWhere(ctx context.Context, q TraceQuery) (base, w where, n
 				return base, w, false, fmt.Errorf("attribute %s compares integers, got %q", k, v)
 			}
 			w.add(col+" = ?", n)
+		case ok && v == "" && t.db.dialect == Postgres && nullableTexts[col]:
+			w.add(col + " IS NULL") // stored empty as NULL
 		case ok:
 			w.add(col+" = ?", v)
 		default:
@@ -177,7 +179,14 @@ func (t *Tenant) SearchTraces(ctx context.Context, q TraceQuery) ([]TraceHit, er
 		key = "duration_ns"
 	}
 	if q.After != nil {
-		w.add("("+key+", trace_id, span_id) < (?, ?, ?)", q.After.Key, q.After.TraceID, q.After.SpanID)
+		if _, err := traceBytes(q.After.TraceID); err != nil && t.db.dialect == Postgres {
+			return nil, fmt.Errorf("search traces after %+v: %w", *q.After, err)
+		}
+		span, err := t.spanArg(q.After.SpanID)
+		if err != nil {
+			return nil, fmt.Errorf("search traces after %+v: %w", *q.After, err)
+		}
+		w.add("("+key+", spans.trace_id, spans.span_id) < (?, ?, ?)", q.After.Key, q.After.TraceID, span)
 	}
 	if w.traces != nil && !q.SortByDuration && len(w.traces) > newestBatch {
 		return t.searchNewest(ctx, w, q.Limit)
@@ -230,9 +239,12 @@ func (t *Tenant) searchPage(ctx context.Context, w where, key string, limit int)
 	if err != nil {
 		return nil, err
 	}
-	query := `SELECT trace_id, span_id, service, service_version, operation, start_ns, duration_ns,
-			CASE WHEN ` + errorCond + ` THEN 1 ELSE 0 END AS error, status_message, http_route, http_status_code
-		FROM ` + from + w.sql() + ` ORDER BY ` + order + ` DESC, trace_id DESC, span_id DESC LIMIT ?`
+	// Ordered by the stored ids, which order as their hex (ids.go).
+	query := `SELECT ` + t.traceHex("spans.trace_id") + ` AS trace_id, ` + t.spanHex("spans.span_id") + ` AS span_id,
+			service, service_version, operation, start_ns, duration_ns,
+			CASE WHEN ` + errorCond + ` THEN 1 ELSE 0 END AS error, ` + t.text("status_message") + `, ` + t.text("http_route") + `,
+			http_status_code
+		FROM ` + from + w.sql() + ` ORDER BY ` + order + ` DESC, spans.trace_id DESC, spans.span_id DESC LIMIT ?`
 	args = append(append(args, w.args...), limit)
 	if w.traces != nil {
 		args = t.byValue(args)
@@ -349,12 +361,15 @@ func (t *Tenant) TraceOverviews(ctx context.Context, traceIDs []string) (map[str
 	if len(traceIDs) == 0 {
 		return out, nil
 	}
-	q, args, err := sqlx.In(`SELECT trace_id, service, COUNT(*) AS spans,
+	if traceIDs = t.storedTraces(traceIDs); len(traceIDs) == 0 {
+		return out, nil
+	}
+	q, args, err := sqlx.In(`SELECT `+t.traceHex("trace_id")+` AS trace_id, service, COUNT(*) AS spans,
 			SUM(CASE WHEN `+errorCond+` THEN 1 ELSE 0 END) AS errors,
 			MIN(start_ns) AS start_ns, MAX(start_ns + duration_ns) AS end_ns,
-			MAX(CASE WHEN parent_span_id = '' THEN operation ELSE '' END) AS root_op,
-			MAX(CASE WHEN parent_span_id = '' THEN 1 ELSE 0 END) AS has_root
-		FROM spans WHERE tenant_id = ? AND trace_id IN (?) GROUP BY trace_id, service`, t.id, traceIDs)
+			MAX(CASE WHEN `+t.isRoot()+` THEN operation ELSE '' END) AS root_op,
+			MAX(CASE WHEN `+t.isRoot()+` THEN 1 ELSE 0 END) AS has_root
+		FROM spans WHERE tenant_id = ? AND trace_id IN (?) GROUP BY spans.trace_id, service`, t.id, traceIDs)
 	if err != nil {
 		return nil, err
 	}
@@ -432,10 +447,15 @@ const statementChars = 300
 // count (which exceeds len(result) when the trace was cut at limit).
 func (t *Tenant) TraceSpans(ctx context.Context, traceID string, limit int) ([]TraceSpan, int, error) {
 	var out []TraceSpan
-	q := `SELECT span_id, parent_span_id, service, service_version, operation, kind, start_ns, duration_ns,
-			CASE WHEN ` + errorCond + ` THEN 1 ELSE 0 END AS error, status_message, http_route, http_status_code,
-			db_system, substr(db_statement, 1, ` + strconv.Itoa(statementChars) + `) AS db_statement, peer_service, links
-		FROM spans WHERE tenant_id = ? AND trace_id = ? ORDER BY start_ns, span_id LIMIT ?`
+	if len(t.storedTraces([]string{traceID})) == 0 {
+		return nil, 0, nil
+	}
+	q := `SELECT ` + t.spanHex("span_id") + ` AS span_id, ` + t.spanHex("parent_span_id") + ` AS parent_span_id,
+			service, service_version, operation, kind, start_ns, duration_ns,
+			CASE WHEN ` + errorCond + ` THEN 1 ELSE 0 END AS error, ` + t.text("status_message") + `, ` + t.text("http_route") + `,
+			http_status_code, ` + t.text("db_system") + `, ` + t.textOf("substr(db_statement, 1, "+strconv.Itoa(statementChars)+")", "db_statement") + `,
+			` + t.text("peer_service") + `, links
+		FROM spans WHERE tenant_id = ? AND trace_id = ? ORDER BY start_ns, spans.span_id LIMIT ?`
 	if err := t.db.x.SelectContext(ctx, &out, t.rebind(q), t.id, traceID, limit); err != nil {
 		return nil, 0, fmt.Errorf("read trace %s: %w", traceID, err)
 	}
@@ -457,11 +477,15 @@ type SpanData struct {
 
 // SpansData returns the attributes and events of the given spans of a trace.
 func (t *Tenant) SpansData(ctx context.Context, traceID string, spanIDs []string) ([]SpanData, error) {
-	if len(spanIDs) == 0 {
+	if len(spanIDs) == 0 || len(t.storedTraces([]string{traceID})) == 0 {
 		return nil, nil
 	}
-	q, args, err := sqlx.In(`SELECT span_id, attributes, events FROM spans WHERE tenant_id = ? AND trace_id = ? AND span_id IN (?)`,
-		t.id, traceID, spanIDs)
+	ids, err := t.spanArgs(spanIDs)
+	if err != nil {
+		return nil, fmt.Errorf("read span details of trace %s: %w", traceID, err)
+	}
+	q, args, err := sqlx.In(`SELECT `+t.spanHex("span_id")+` AS span_id, attributes, events FROM spans
+		WHERE tenant_id = ? AND trace_id = ? AND span_id IN (?)`, t.id, traceID, ids)
 	if err != nil {
 		return nil, err
 	}

@@ -22,7 +22,7 @@ func seed(t *testing.T, tn *store.Tenant) {
 	var b store.Batch
 	for m := 0; m < 60; m++ {
 		for i := 0; i < 10; i++ {
-			s := store.Span{TraceID: fmt.Sprintf("%02d%02d", m, i), SpanID: "1", Service: "checkout", Operation: "POST /checkout",
+			s := store.Span{TraceID: storetest.TraceID(fmt.Sprintf("%02d%02d", m, i)), SpanID: storetest.SpanID("1"), Service: "checkout", Operation: "POST /checkout",
 				IsEntry: true, StartNS: base + int64(m)*store.Minute + int64(i)*1e9, DurationNS: 20e6}
 			if m >= 20 && m < 30 && i < 8 {
 				s.StatusCode = store.StatusError

@@ -30,7 +30,7 @@ func trafficBetween(t *testing.T, tn *store.Tenant, from, to int, change func(mi
 	for m := from; m < to; m++ {
 		for _, svc := range []string{"api", "db-proxy"} {
 			for i := 0; i < 20; i++ {
-				s := store.Span{TraceID: fmt.Sprintf("%s-%d-%d", svc, m, i), SpanID: "1", Service: svc, Operation: "GET /items",
+				s := store.Span{TraceID: storetest.TraceID(fmt.Sprintf("%s-%d-%d", svc, m, i)), SpanID: storetest.SpanID("1"), Service: svc, Operation: "GET /items",
 					IsEntry: true, StartNS: start.UnixNano() + int64(m)*60e9 + int64(i)*3e9,
 					DurationNS: int64(50e6 * math.Exp(0.5*rng.NormFloat64()))}
 				if rng.Float64() < 0.01 {
@@ -210,7 +210,7 @@ func TestDetect_AQuietServiceSlowingDownIsFlaggedByTheFirstWindowAfterItsOnset(t
 		var b store.Batch
 		for m := 0; m < 430; m++ {
 			for i := 0; i < 3; i++ {
-				s := store.Span{TraceID: fmt.Sprintf("q-%d-%d", m, i), SpanID: "1", Service: "api", Operation: "GET /items",
+				s := store.Span{TraceID: storetest.TraceID(fmt.Sprintf("q-%d-%d", m, i)), SpanID: storetest.SpanID("1"), Service: "api", Operation: "GET /items",
 					IsEntry: true, StartNS: minute(m).UnixNano() + int64(i)*20e9, DurationNS: int64(50e6 * math.Exp(0.5*rng.NormFloat64()))}
 				if m >= 420 && (3*m+i)%2 == 0 {
 					s.DurationNS *= 8

@@ -25,13 +25,13 @@ func messages(t *testing.T, tn *store.Tenant, hours, perMin int, linked bool, la
 		for i := 0; i < perMin; i++ {
 			at := start.UnixNano() + int64(m)*60e9 + int64(i)*60e9/int64(perMin)
 			trace := fmt.Sprintf("q-%d-%d", m, i)
-			pub := store.Span{TraceID: trace, SpanID: "p", ParentSpanID: "r", Service: "orders", Operation: "orders publish",
+			pub := store.Span{TraceID: storetest.TraceID(trace), SpanID: storetest.SpanID("p"), ParentSpanID: storetest.SpanID("r"), Service: "orders", Operation: "orders publish",
 				Kind: store.KindProducer, StartNS: at, DurationNS: 2e6}
-			con := store.Span{TraceID: trace, SpanID: "c", ParentSpanID: "p", Service: "shipping", Operation: "orders process",
+			con := store.Span{TraceID: storetest.TraceID(trace), SpanID: storetest.SpanID("c"), ParentSpanID: storetest.SpanID("p"), Service: "shipping", Operation: "orders process",
 				Kind: store.KindConsumer, IsEntry: true, StartNS: at + 2e6 + int64(lag(m, rng)),
 				DurationNS: int64(5e6 * math.Exp(0.4*rng.NormFloat64()))}
 			if linked {
-				con.TraceID, con.ParentSpanID, con.Links = "c"+trace, "", []byte(`[{"trace_id":"`+trace+`","span_id":"p"}]`)
+				con.TraceID, con.ParentSpanID, con.Links = storetest.TraceID("c"+trace), "", []byte(`[{"trace_id":"`+pub.TraceID+`","span_id":"`+pub.SpanID+`"}]`)
 			}
 			b.Spans = append(b.Spans, pub, con)
 		}

@@ -31,7 +31,7 @@ func routeTraffic(t *testing.T, tn *store.Tenant, hours, perMin int, change func
 	}
 	for m := 0; m < hours*60; m++ {
 		for i := 0; i < perMin; i++ {
-			s := store.Span{TraceID: fmt.Sprintf("api-%d-%d", m, i), SpanID: "1", Service: "api", Operation: "GET /items",
+			s := store.Span{TraceID: storetest.TraceID(fmt.Sprintf("api-%d-%d", m, i)), SpanID: storetest.SpanID("1"), Service: "api", Operation: "GET /items",
 				IsEntry: true, StartNS: start.UnixNano() + int64(m)*60e9 + int64(i)*60e9/int64(perMin),
 				DurationNS: int64(50e6 * math.Exp(0.5*rng.NormFloat64()))}
 			if rng.Float64() < 0.01 {
@@ -112,7 +112,7 @@ func TestDetect_ASlowRouteIsFlaggedWithinFiveMinutesAfterAnEarlierIncident(t *te
 		var b store.Batch
 		for m := 130; m < 145; m++ {
 			for i := 0; i < 90; i++ {
-				b.Spans = append(b.Spans, store.Span{TraceID: fmt.Sprintf("slow-%d-%d", m, i), SpanID: "1", Service: "api",
+				b.Spans = append(b.Spans, store.Span{TraceID: storetest.TraceID(fmt.Sprintf("slow-%d-%d", m, i)), SpanID: storetest.SpanID("1"), Service: "api",
 					Operation: "GET /items", IsEntry: true, StartNS: minute(m).UnixNano() + int64(i)*6e8, DurationNS: 300e6})
 			}
 		}

@@ -98,7 +98,7 @@ func TestServiceMetrics_SeriesBucketsAreStepAlignedAndSumToTotal(t *testing.T) {
 		base := time.Date(2025, 1, 1, 10, 0, 0, 0, time.UTC).UnixNano()
 		var b store.Batch
 		for i := 0; i < 240; i++ { // one request a minute for four hours
-			b.Spans = append(b.Spans, store.Span{TraceID: "t", SpanID: strconv.Itoa(i), Service: "pay", Operation: "GET /",
+			b.Spans = append(b.Spans, store.Span{TraceID: storetest.TraceID("t"), SpanID: storetest.SpanID(strconv.Itoa(i)), Service: "pay", Operation: "GET /",
 				IsEntry: true, StartNS: base + int64(i)*store.Minute + 1e9, DurationNS: 1e6})
 		}
 		if err := tn.InsertBatch(ctx, b); err != nil {

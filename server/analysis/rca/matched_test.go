@@ -28,26 +28,26 @@ func chatShop(t *testing.T, tn *store.Tenant) {
 	for m := 0; m < 8*60; m++ {
 		for i := 0; i < 20; i++ {
 			at := start.UnixNano() + int64(m)*60e9 + int64(i)*3e9
-			id := fmt.Sprintf("%08x%08x", m, i)
-			root := store.Span{TraceID: id, SpanID: "root", Service: "api", ServiceVersion: "1.0", HostName: "api-0",
+			id := fmt.Sprintf("%016x%016x", m, i)
+			root := store.Span{TraceID: id, SpanID: storetest.SpanID("root"), Service: "api", ServiceVersion: "1.0", HostName: "api-0",
 				Operation: "GET /home", Kind: store.KindServer, IsEntry: true, StartNS: at, DurationNS: lat(30), HTTPStatusCode: 200}
 			spans := []store.Span{root}
 			switch i % 10 {
 			case 0:
-				llm := store.Span{TraceID: id, SpanID: "llm", ParentSpanID: "root", Service: "api", ServiceVersion: "1.0", HostName: "api-0",
+				llm := store.Span{TraceID: id, SpanID: storetest.SpanID("llm"), ParentSpanID: storetest.SpanID("root"), Service: "api", ServiceVersion: "1.0", HostName: "api-0",
 					Operation: "chat gpt-4o-mini", Kind: store.KindClient, StartNS: at + 2e6, DurationNS: lat(1700),
 					Attributes: []byte(`{"gen_ai.request.model":"gpt-4o-mini","gen_ai.system":"openai"}`)}
 				spans[0].Operation, spans[0].DurationNS = "POST /chat", llm.DurationNS+5e6
 				spans = append(spans, llm)
 			case 1, 2, 3:
-				q := store.Span{TraceID: id, SpanID: "q", ParentSpanID: "s", Service: "stock-service", ServiceVersion: "2.0", HostName: "stock-0",
+				q := store.Span{TraceID: id, SpanID: storetest.SpanID("q"), ParentSpanID: storetest.SpanID("s"), Service: "stock-service", ServiceVersion: "2.0", HostName: "stock-0",
 					Operation: "SELECT stock", Kind: store.KindClient, DBSystem: "postgresql", DBStatement: stockQuery, StartNS: at + 3e6, DurationNS: lat(20)}
 				if m >= 300 && m < 340 {
 					q.DurationNS += int64(150e6 * (1 + rng.Float64()))
 				}
-				srv := store.Span{TraceID: id, SpanID: "s", ParentSpanID: "c", Service: "stock-service", ServiceVersion: "2.0", HostName: "stock-0",
+				srv := store.Span{TraceID: id, SpanID: storetest.SpanID("s"), ParentSpanID: storetest.SpanID("c"), Service: "stock-service", ServiceVersion: "2.0", HostName: "stock-0",
 					Operation: "GET /stock", Kind: store.KindServer, IsEntry: true, StartNS: at + 2e6, DurationNS: q.DurationNS + 2e6, HTTPStatusCode: 200}
-				call := store.Span{TraceID: id, SpanID: "c", ParentSpanID: "root", Service: "api", ServiceVersion: "1.0", HostName: "api-0",
+				call := store.Span{TraceID: id, SpanID: storetest.SpanID("c"), ParentSpanID: storetest.SpanID("root"), Service: "api", ServiceVersion: "1.0", HostName: "api-0",
 					Operation: "GET /stock", Kind: store.KindClient, PeerService: "stock-service", StartNS: at + 1e6, DurationNS: srv.DurationNS + 2e6}
 				spans[0].Operation, spans[0].DurationNS = "GET /orders", call.DurationNS+lat(10)
 				spans = append(spans, call, srv, q)

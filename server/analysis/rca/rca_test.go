@@ -33,18 +33,18 @@ func shop(t *testing.T, tn *store.Tenant, incident func(rng *rand.Rand, spans []
 	for m := 0; m < 8*60; m++ {
 		for i := 0; i < 20; i++ {
 			at := start.UnixNano() + int64(m)*60e9 + int64(i)*3e9
-			id := fmt.Sprintf("%08x%08x", m, i)
+			id := fmt.Sprintf("%016x%016x", m, i)
 			host := fmt.Sprintf("api-%d", rng.IntN(3))
-			q1 := store.Span{TraceID: id, SpanID: "q1", ParentSpanID: "root", Service: "api", ServiceVersion: "1.0", HostName: host,
+			q1 := store.Span{TraceID: id, SpanID: storetest.SpanID("q1"), ParentSpanID: storetest.SpanID("root"), Service: "api", ServiceVersion: "1.0", HostName: host,
 				Operation: "SELECT orders", Kind: store.KindClient, DBSystem: "postgresql", DBStatement: ordersQuery, StartNS: at + 1e6, DurationNS: lat(3)}
-			q2 := store.Span{TraceID: id, SpanID: "q2", ParentSpanID: "root", Service: "api", ServiceVersion: "1.0", HostName: host,
+			q2 := store.Span{TraceID: id, SpanID: storetest.SpanID("q2"), ParentSpanID: storetest.SpanID("root"), Service: "api", ServiceVersion: "1.0", HostName: host,
 				Operation: "SELECT items", Kind: store.KindClient, DBSystem: "postgresql", DBStatement: itemsQuery, StartNS: q1.StartNS + q1.DurationNS, DurationNS: lat(4)}
-			call := store.Span{TraceID: id, SpanID: "c1", ParentSpanID: "root", Service: "api", ServiceVersion: "1.0", HostName: host,
+			call := store.Span{TraceID: id, SpanID: storetest.SpanID("c1"), ParentSpanID: storetest.SpanID("root"), Service: "api", ServiceVersion: "1.0", HostName: host,
 				Operation: "GET /stock", Kind: store.KindClient, PeerService: "stock-service", StartNS: q2.StartNS + q2.DurationNS}
-			srv := store.Span{TraceID: id, SpanID: "s1", ParentSpanID: "c1", Service: "stock-service", ServiceVersion: "2.0", HostName: "stock-0",
+			srv := store.Span{TraceID: id, SpanID: storetest.SpanID("s1"), ParentSpanID: storetest.SpanID("c1"), Service: "stock-service", ServiceVersion: "2.0", HostName: "stock-0",
 				Operation: "GET /stock", Kind: store.KindServer, IsEntry: true, StartNS: call.StartNS + 2e5, DurationNS: lat(2), HTTPStatusCode: 200}
 			call.DurationNS = srv.DurationNS + 4e5
-			root := store.Span{TraceID: id, SpanID: "root", Service: "api", ServiceVersion: "1.0", HostName: host, Operation: "GET /orders",
+			root := store.Span{TraceID: id, SpanID: storetest.SpanID("root"), Service: "api", ServiceVersion: "1.0", HostName: host, Operation: "GET /orders",
 				Kind: store.KindServer, IsEntry: true, StartNS: at, HTTPStatusCode: 200}
 			root.DurationNS = call.StartNS + call.DurationNS + 1e6 - at
 			spans := []store.Span{root, q1, q2, call, srv}

@@ -34,7 +34,7 @@ func explainAnomaly(t *testing.T, tn *store.Tenant, a store.Anomaly, trace func(
 	for m := 0; m < 8*60; m++ {
 		for i := 0; i < 20; i++ {
 			at := start.UnixNano() + int64(m)*60e9 + int64(i)*3e9
-			b.Spans = append(b.Spans, trace(fmt.Sprintf("%08x%08x", m, i), at, m >= 300 && m < 340, lat)...)
+			b.Spans = append(b.Spans, trace(fmt.Sprintf("%016x%016x", m, i), at, m >= 300 && m < 340, lat)...)
 		}
 	}
 	if err := tn.InsertBatch(ctx, b); err != nil {
@@ -64,7 +64,7 @@ func TestAnalyze_NamesAFailingDependencyAndTheFallbackTakingOver(t *testing.T) {
 	storetest.Dialects(t, func(t *testing.T, db *store.DB) {
 		cs := explain(t, db.ForTenant("acme"), "catalog", 20, func(id string, at int64, incident bool, lat func(float64) int64) []store.Span {
 			span := func(sid, op string, startNS, dur int64) store.Span {
-				return store.Span{TraceID: id, SpanID: sid, ParentSpanID: "root", Service: "catalog", ServiceVersion: "1", HostName: "catalog-0",
+				return store.Span{TraceID: id, SpanID: storetest.SpanID(sid), ParentSpanID: storetest.SpanID("root"), Service: "catalog", ServiceVersion: "1", HostName: "catalog-0",
 					Operation: op, Kind: store.KindClient, StartNS: startNS, DurationNS: dur}
 			}
 			get := span("get", "GET", at+1e6, lat(1))
@@ -85,7 +85,7 @@ func TestAnalyze_NamesAFailingDependencyAndTheFallbackTakingOver(t *testing.T) {
 				spans = append(spans, q)
 				end += q.DurationNS
 			}
-			root := store.Span{TraceID: id, SpanID: "root", Service: "catalog", ServiceVersion: "1", HostName: "catalog-0", Operation: "GET /titles/{id}",
+			root := store.Span{TraceID: id, SpanID: storetest.SpanID("root"), Service: "catalog", ServiceVersion: "1", HostName: "catalog-0", Operation: "GET /titles/{id}",
 				Kind: store.KindServer, IsEntry: true, StartNS: at, DurationNS: end + 1e6 - at, HTTPStatusCode: 200}
 			return append(spans, root)
 		})
@@ -107,14 +107,14 @@ func TestAnalyze_NamesAServiceWhoseOwnCodeIsSlowerEverywhere(t *testing.T) {
 				return lat(ms)
 			}
 			span := func(sid, op string, startNS, dur int64) store.Span {
-				return store.Span{TraceID: id, SpanID: sid, ParentSpanID: "root", Service: "render", ServiceVersion: "1", HostName: "render-0",
+				return store.Span{TraceID: id, SpanID: storetest.SpanID(sid), ParentSpanID: storetest.SpanID("root"), Service: "render", ServiceVersion: "1", HostName: "render-0",
 					Operation: op, Kind: store.KindInternal, StartNS: startNS, DurationNS: dur}
 			}
 			q := span("q", "SELECT pages", at+slow(5), lat(5))
 			q.Kind, q.DBSystem, q.DBStatement = store.KindClient, "postgresql", "SELECT body FROM pages WHERE id = $1"
 			tpl := span("tpl", "template", q.StartNS+q.DurationNS, slow(20))
 			ser := span("ser", "serialize", tpl.StartNS+tpl.DurationNS, slow(10))
-			root := store.Span{TraceID: id, SpanID: "root", Service: "render", ServiceVersion: "1", HostName: "render-0", Operation: "GET /page",
+			root := store.Span{TraceID: id, SpanID: storetest.SpanID("root"), Service: "render", ServiceVersion: "1", HostName: "render-0", Operation: "GET /page",
 				Kind: store.KindServer, IsEntry: true, StartNS: at, HTTPStatusCode: 200}
 			root.DurationNS = ser.StartNS + ser.DurationNS + slow(5) - at
 			return []store.Span{root, q, tpl, ser}
@@ -146,15 +146,15 @@ func TestAnalyze_StatesTheQueueLagOfAConsumerFallingBehind(t *testing.T) {
 					if incident {
 						wait, work = lat(60000), lat(100)
 					}
-					root := store.Span{TraceID: id, SpanID: "root", Service: "orders", Operation: "POST /orders", Kind: store.KindServer, IsEntry: true,
+					root := store.Span{TraceID: id, SpanID: storetest.SpanID("root"), Service: "orders", Operation: "POST /orders", Kind: store.KindServer, IsEntry: true,
 						StartNS: at, DurationNS: 20e6, HTTPStatusCode: 200}
-					pub := store.Span{TraceID: id, SpanID: "pub", ParentSpanID: "root", Service: "orders", Operation: "order-events publish",
+					pub := store.Span{TraceID: id, SpanID: storetest.SpanID("pub"), ParentSpanID: storetest.SpanID("root"), Service: "orders", Operation: "order-events publish",
 						Kind: store.KindProducer, StartNS: at + 5e6, DurationNS: 3e6}
-					sub := store.Span{TraceID: id, SpanID: "sub", ParentSpanID: "pub", Service: "billing", Operation: "order-events process",
+					sub := store.Span{TraceID: id, SpanID: storetest.SpanID("sub"), ParentSpanID: storetest.SpanID("pub"), Service: "billing", Operation: "order-events process",
 						Kind: store.KindConsumer, IsEntry: true, StartNS: pub.StartNS + pub.DurationNS + wait, DurationNS: work}
 					if tc.linked {
-						sub.TraceID, sub.ParentSpanID = "c"+id, ""
-						sub.Links = []byte(`[{"trace_id":"` + id + `","span_id":"pub"}]`)
+						sub.TraceID, sub.ParentSpanID = "c"+id[1:], ""
+						sub.Links = []byte(`[{"trace_id":"` + id + `","span_id":"` + storetest.SpanID("pub") + `"}]`)
 					}
 					return []store.Span{root, pub, sub}
 				})

@@ -177,3 +177,31 @@ func conn(t testing.TB, dsn string) *sql.DB {
 	}
 	return db
 }
+
+// TraceID is a valid trace id (32 hex digits) named name: its bytes, zero-padded on the left, so ids of
+// names of one length order as the names do. PostgreSQL stores only hex ids (server/store/ids.go).
+func TraceID(name string) string { return paddedHex(name, 16) }
+
+// SpanID is a valid span id (16 hex digits) named name, as TraceID.
+func SpanID(name string) string { return paddedHex(name, 8) }
+
+func paddedHex(name string, size int) string {
+	if len(name) > size {
+		panic(fmt.Sprintf("id name %q is longer than %d bytes", name, size))
+	}
+	return strings.Repeat("00", size-len(name)) + hex.EncodeToString([]byte(name))
+}
+
+// Name is the name a TraceID or SpanID was made of, for readable assertions; an id not made so is
+// returned as it is.
+func Name(id string) string {
+	b, err := hex.DecodeString(id)
+	if err != nil {
+		return id
+	}
+	name := strings.TrimLeft(string(b), "\x00")
+	if name == "" || strings.ContainsFunc(name, func(r rune) bool { return r < ' ' || r > '~' }) {
+		return id
+	}
+	return name
+}
