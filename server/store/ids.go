@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 )
@@ -68,11 +69,7 @@ func spanInt(id string) (int64, error) {
 	if _, err := hex.Decode(b[:], []byte(id)); err != nil {
 		return 0, fmt.Errorf("span id %q is not 16 hex digits (an 8-byte OTLP span id, hex-encoded)", id)
 	}
-	var u uint64
-	for _, c := range b {
-		u = u<<8 | uint64(c)
-	}
-	return int64(u ^ 1<<63), nil
+	return int64(binary.BigEndian.Uint64(b[:]) ^ 1<<63), nil
 }
 
 // traceBytes is PostgreSQL's uuid of a hex trace id.
