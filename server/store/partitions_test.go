@@ -24,19 +24,7 @@ import (
 // readable through the store, and that ingest and the id sequences carry on.
 func TestMigrate_PartitioningKeepsEveryRowOfAnExistingDatabase(t *testing.T) {
 	ctx := context.Background()
-	dsn := storetest.PostgresDSN(t)
-	raw, err := sql.Open("pgx", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	p, err := goose.NewProvider(goose.DialectPostgres, raw, os.DirFS("migrations/postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.UpTo(ctx, 7); err != nil {
-		t.Fatal(err)
-	}
+	dsn, raw := atVersion(t, 7)
 	day := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC).UnixNano()
 	for _, stmt := range []string{
 		`INSERT INTO tenants (id, created_ns) VALUES ('team-a', 1), ('team-b', 1)`,
@@ -119,19 +107,7 @@ func TestMigrate_PartitioningKeepsEveryRowOfAnExistingDatabase(t *testing.T) {
 // only its own rows.
 func TestMigrate_CompactSpansKeepsRowsIdsVersionsAndSearch(t *testing.T) {
 	ctx := context.Background()
-	dsn := storetest.PostgresDSN(t)
-	raw, err := sql.Open("pgx", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	p, err := goose.NewProvider(goose.DialectPostgres, raw, os.DirFS("migrations/postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.UpTo(ctx, 13); err != nil {
-		t.Fatal(err)
-	}
+	dsn, raw := atVersion(t, 13)
 	day := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC).UnixNano()
 	for _, stmt := range []string{
 		`INSERT INTO tenants (id, created_ns) VALUES ('team-a', 1), ('team-b', 1)`,
@@ -256,4 +232,24 @@ func TestMigrate_CompactSpansKeepsRowsIdsVersionsAndSearch(t *testing.T) {
 	if a, b := storetest.Count(t, dsn, "spans", "team-a"), storetest.Count(t, dsn, "spans", "team-b"); a != 200 || b != 300 {
 		t.Errorf("spans after team-a's retention: team-a %d (want 200), team-b %d (want 300)", a, b)
 	}
+}
+
+// atVersion is a new PostgreSQL database migrated up to version only, for a test that fills it at
+// that schema and then migrates it forward.
+func atVersion(t *testing.T, version int64) (dsn string, raw *sql.DB) {
+	t.Helper()
+	dsn = storetest.PostgresDSN(t)
+	raw, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.Close() })
+	p, err := goose.NewProvider(goose.DialectPostgres, raw, os.DirFS("migrations/postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.UpTo(t.Context(), version); err != nil {
+		t.Fatal(err)
+	}
+	return dsn, raw
 }

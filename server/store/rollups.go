@@ -120,7 +120,7 @@ func (b *rollupBuilder) list(partial bool) []Rollup {
 // batchRollups aggregates a batch's requests, queue lags and LLM calls per series and minute. It
 // costs a map lookup and a logarithm per entry span, so ingest stays cheap. producers holds, per
 // consumer entry span of the batch, the end of the producer span of its message (producerEnds).
-func batchRollups(b *Batch, producers map[spanKey]int64) []Rollup {
+func batchRollups(b *Batch, producers map[SpanRef]int64) []Rollup {
 	rb := newRollupBuilder()
 	for i := range b.Spans {
 		s := &b.Spans[i]
@@ -134,7 +134,7 @@ func batchRollups(b *Batch, producers map[spanKey]int64) []Rollup {
 			r.Errors++
 		}
 		h.Add(s.DurationNS)
-		if end, ok := producers[spanKey{s.TraceID, s.SpanID}]; ok {
+		if end, ok := producers[SpanRef{s.TraceID, s.SpanID}]; ok {
 			r, h := rb.get(seriesKey{RollupQueueLag, s.Service, s.Operation, minute}, Minute)
 			r.N++
 			h.Add(max(s.StartNS-end, 0))
@@ -168,9 +168,9 @@ func batchRollups(b *Batch, producers map[spanKey]int64) []Rollup {
 // producers). A producer is found in the batch or stored by an earlier one (a producer's spans are
 // exported before the consumer's that read its messages, except when both are moments apart, where a
 // lag missed matters least). Batches without consumers cost one pass.
-func (t *Tenant) producerEnds(ctx context.Context, b *Batch) (map[spanKey]int64, error) {
+func (t *Tenant) producerEnds(ctx context.Context, b *Batch) (map[SpanRef]int64, error) {
 	type consumer struct {
-		key    spanKey
+		key    SpanRef
 		parent SpanRef // zero when it has none
 		links  []Link
 	}
@@ -181,7 +181,7 @@ func (t *Tenant) producerEnds(ctx context.Context, b *Batch) (map[spanKey]int64,
 		if !s.IsEntry || s.Kind != KindConsumer || (s.ParentSpanID == "" && len(s.Links) == 0) {
 			continue
 		}
-		c := consumer{key: spanKey{s.TraceID, s.SpanID}, links: ParseLinks(s.Links)}
+		c := consumer{key: SpanRef{s.TraceID, s.SpanID}, links: ParseLinks(s.Links)}
 		if s.ParentSpanID != "" {
 			c.parent = SpanRef{s.TraceID, s.ParentSpanID}
 			want[c.parent] = true
@@ -214,7 +214,7 @@ func (t *Tenant) producerEnds(ctx context.Context, b *Batch) (map[spanKey]int64,
 		}
 		maps.Copy(found, stored)
 	}
-	out := map[spanKey]int64{}
+	out := map[SpanRef]int64{}
 	for _, c := range consumers {
 		if p, ok := found[c.parent]; ok && p.Kind == KindProducer {
 			out[c.key] = p.EndNS()

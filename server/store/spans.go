@@ -284,15 +284,12 @@ func (t *Tenant) ensureBatchPartitions(ctx context.Context, b *Batch) error {
 // uniqueViolation is PostgreSQL's SQLSTATE for a duplicate key.
 const uniqueViolation = "23505"
 
-// spanKey identifies a span within a tenant.
-type spanKey struct{ trace, span string }
-
 // withoutRepeats keeps the first of the spans (and LLM calls) a batch holds more than once.
 func withoutRepeats(b Batch) Batch {
-	seen := make(map[spanKey]struct{}, len(b.Spans))
+	seen := make(map[SpanRef]struct{}, len(b.Spans))
 	var spans []Span
 	for i := range b.Spans {
-		k := spanKey{b.Spans[i].TraceID, b.Spans[i].SpanID}
+		k := SpanRef{b.Spans[i].TraceID, b.Spans[i].SpanID}
 		if _, dup := seen[k]; dup {
 			if spans == nil {
 				spans = append(make([]Span, 0, len(b.Spans)), b.Spans[:i]...)
@@ -308,8 +305,8 @@ func withoutRepeats(b Batch) Batch {
 		return b // the common case: nothing repeated, nothing copied
 	}
 	b.Spans = spans
-	calls := map[spanKey]bool{}
-	b.LLMCalls = keepCalls(b.LLMCalls, func(k spanKey) bool {
+	calls := map[SpanRef]bool{}
+	b.LLMCalls = keepCalls(b.LLMCalls, func(k SpanRef) bool {
 		if calls[k] {
 			return false // one call per span
 		}
@@ -319,10 +316,10 @@ func withoutRepeats(b Batch) Batch {
 	return b
 }
 
-func keepCalls(calls []LLMCall, keep func(spanKey) bool) []LLMCall {
+func keepCalls(calls []LLMCall, keep func(SpanRef) bool) []LLMCall {
 	out := calls[:0:0]
 	for _, c := range calls {
-		if keep(spanKey{c.TraceID, c.SpanID}) {
+		if keep(SpanRef{c.TraceID, c.SpanID}) {
 			out = append(out, c)
 		}
 	}
@@ -331,7 +328,7 @@ func keepCalls(calls []LLMCall, keep func(spanKey) bool) []LLMCall {
 
 // insertNew writes the spans of b not stored yet, and the LLM calls, rollups and index rows of those
 // only; b is narrowed to what was written.
-func (t *Tenant) insertNew(ctx context.Context, b *Batch, producers map[spanKey]int64, index indexWrites) error {
+func (t *Tenant) insertNew(ctx context.Context, b *Batch, producers map[SpanRef]int64, index indexWrites) error {
 	return t.db.write(ctx, func(tx *sqlx.Tx) error {
 		stored, err := t.insertSpansOnce(ctx, tx, b.Spans)
 		if err != nil {
@@ -339,9 +336,9 @@ func (t *Tenant) insertNew(ctx context.Context, b *Batch, producers map[spanKey]
 		}
 		if len(stored) < len(b.Spans) {
 			spans := make([]Span, 0, len(stored))
-			skipped := map[spanKey]bool{}
+			skipped := map[SpanRef]bool{}
 			for _, s := range b.Spans {
-				k := spanKey{s.TraceID, s.SpanID}
+				k := SpanRef{s.TraceID, s.SpanID}
 				if _, ok := stored[k]; ok {
 					spans = append(spans, s)
 				} else {
@@ -349,7 +346,7 @@ func (t *Tenant) insertNew(ctx context.Context, b *Batch, producers map[spanKey]
 				}
 			}
 			b.Spans = spans
-			b.LLMCalls = keepCalls(b.LLMCalls, func(k spanKey) bool { return !skipped[k] })
+			b.LLMCalls = keepCalls(b.LLMCalls, func(k SpanRef) bool { return !skipped[k] })
 			index.of(t.db.attrIndex(), spans)
 		}
 		if err := t.insertRows(ctx, tx, &postingsTable, len(index.postings), func(i int) []any { return t.postingRow(&index.postings[i]) }); err != nil {
@@ -366,19 +363,19 @@ func (t *Tenant) insertNew(ctx context.Context, b *Batch, producers map[spanKey]
 // insertSpansOnce inserts the spans not stored yet (the unique index on trace and span id decides)
 // and returns the ones it inserted: on PostgreSQL with one INSERT … SELECT FROM unnest, on SQLite
 // with multi-row INSERTs.
-func (t *Tenant) insertSpansOnce(ctx context.Context, tx *sqlx.Tx, spans []Span) (map[spanKey]struct{}, error) {
+func (t *Tenant) insertSpansOnce(ctx context.Context, tx *sqlx.Tx, spans []Span) (map[SpanRef]struct{}, error) {
 	// The unique index is the only one: spans_span on SQLite, one on each day partition on PostgreSQL
 	// (00014), which a resent span reaches since it keeps its start time.
 	onConflict := " ON CONFLICT DO NOTHING RETURNING " + t.traceHex("trace_id") + ", " + t.spanHex("span_id")
-	stored := make(map[spanKey]struct{}, len(spans))
+	stored := make(map[SpanRef]struct{}, len(spans))
 	insert := func(q string, args []any) error {
 		rows, err := tx.QueryContext(ctx, q, args...)
 		if err != nil {
 			return fmt.Errorf("insert into spans: %w", err)
 		}
 		for rows.Next() {
-			var key spanKey
-			if err := rows.Scan(&key.trace, &key.span); err != nil {
+			var key SpanRef
+			if err := rows.Scan(&key.TraceID, &key.SpanID); err != nil {
 				rows.Close()
 				return err
 			}
