@@ -111,10 +111,10 @@ type RequestStats struct {
 	LastNS  int64 `db:"last_ns"`
 }
 
-// requestStats groups the entry spans selected by w by the SQL expression key and returns counts and
-// exact nearest-rank percentiles per group. It uses window functions rather than percentile_disc so
-// that one statement serves both engines.
-func (t *Tenant) requestStats(ctx context.Context, key string, w where) ([]RequestStats, error) {
+// requestStats groups the entry spans selected by w in from (spans, perhaps joined) by the SQL
+// expression key and returns counts and exact nearest-rank percentiles per group. It uses window
+// functions rather than percentile_disc so that one statement serves both engines.
+func (t *Tenant) requestStats(ctx context.Context, key, from string, w where) ([]RequestStats, error) {
 	rank := func(p int) string {
 		// nearest rank = ceil(p/100 * n), in integer arithmetic
 		return "MIN(CASE WHEN rn >= (n * " + strconv.Itoa(p) + " + 99) / 100 THEN duration_ns END)"
@@ -125,7 +125,7 @@ func (t *Tenant) requestStats(ctx context.Context, key string, w where) ([]Reque
 		FROM (SELECT ` + key + ` AS k, start_ns, duration_ns, CASE WHEN ` + errorCond + ` THEN 1 ELSE 0 END AS err,
 				ROW_NUMBER() OVER (PARTITION BY ` + key + ` ORDER BY duration_ns) AS rn,
 				COUNT(*) OVER (PARTITION BY ` + key + `) AS n
-			FROM spans` + w.sql() + `) d
+			FROM ` + from + w.sql() + `) d
 		GROUP BY k ORDER BY k`
 	var out []RequestStats
 	if err := t.db.x.SelectContext(ctx, &out, t.rebind(q), w.args...); err != nil {

@@ -82,9 +82,9 @@ func (t *Tenant) SpansOfTraces(ctx context.Context, traceIDs []string) ([]Span, 
 		texts = append(texts, t.text(c))
 	}
 	q, args, err := sqlx.In(`SELECT `+t.traceHex("trace_id")+` AS trace_id, `+t.spanHex("span_id")+` AS span_id,
-			`+t.spanHex("parent_span_id")+` AS parent_span_id, service, service_version, operation, kind,
+			`+t.spanHex("parent_span_id")+` AS parent_span_id, service, `+t.resourceText("service_version")+`, operation, kind,
 			is_entry, start_ns, duration_ns, status_code, http_status_code, `+strings.Join(texts, ", ")+`,
-			host_name, attributes, events, links
+			`+t.resourceText("host_name")+`, attributes, events, links
 		FROM spans WHERE tenant_id = ? AND trace_id IN (?)`, t.id, traceIDs)
 	if err != nil {
 		return nil, err

@@ -10,14 +10,35 @@ import (
 	"strings"
 )
 
-// resourceID keys a resource's attributes JSON in span_resources (PostgreSQL): the first 8 bytes of
-// its MD5, which migration 00009 computes the same way in SQL. 0 is no resource.
-func resourceID(attrs []byte) int64 {
-	if len(attrs) == 0 || string(attrs) == "{}" {
+// resourceID keys a resource in span_resources (PostgreSQL): the first 8 bytes of the MD5 of its
+// attributes JSON, which migration 00009 computes the same way in SQL, followed when either is set by
+// a zero byte, the version, a zero byte and the host (00016: they are part of the resource, and a
+// caller may set them without attributes). Without them the key is that of a resource stored before
+// 00016, whose NULL version and host read as ”. 0 is no resource.
+func resourceID(r resource) int64 {
+	if (len(r.attrs) == 0 || string(r.attrs) == "{}") && r.version == "" && r.host == "" {
 		return 0
 	}
-	sum := md5.Sum(attrs)
-	return int64(binary.BigEndian.Uint64(sum[:8]))
+	h := md5.New()
+	h.Write(r.attrs)
+	if r.version != "" || r.host != "" {
+		h.Write([]byte{0})
+		h.Write([]byte(r.version))
+		h.Write([]byte{0})
+		h.Write([]byte(r.host))
+	}
+	return int64(binary.BigEndian.Uint64(h.Sum(nil)[:8]))
+}
+
+// resource is what span_resources holds of a span.
+type resource struct {
+	attrs         []byte
+	version, host string
+}
+
+func (r resource) same(o resource) bool {
+	return len(r.attrs) == len(o.attrs) && (len(r.attrs) == 0 || &r.attrs[0] == &o.attrs[0]) &&
+		r.version == o.version && r.host == o.host
 }
 
 type resourceKey struct {
@@ -26,31 +47,31 @@ type resourceKey struct {
 }
 
 // storeResources sets each span's resource id and stores the resources this process has not stored
-// yet, so that a span carries 8 bytes instead of its process's attributes (PostgreSQL only). Spans
-// of one OTLP resource share one attributes slice, so the hash is computed about once per resource
-// and batch. Resources are written before the spans and never updated; a batch that then fails
-// leaves a resource row that the retry needs anyway.
+// yet, so that a span carries 8 bytes instead of its process's attributes, version and host
+// (PostgreSQL only). Spans of one OTLP resource share one attributes slice, so the hash is computed
+// about once per resource and batch. Resources are written before the spans and never updated; a
+// batch that then fails leaves a resource row that the retry needs anyway.
 func (t *Tenant) storeResources(ctx context.Context, spans []Span) error {
 	if t.db.dialect != Postgres {
 		return nil
 	}
 	var (
-		prev   []byte
+		prev   resource
 		prevID int64
-		fresh  map[int64][]byte
+		fresh  map[int64]resource
 	)
 	for i := range spans {
-		a := spans[i].ResourceAttributes
-		if len(a) == 0 || len(a) != len(prev) || &a[0] != &prev[0] {
-			prev, prevID = a, resourceID(a)
+		s := &spans[i]
+		if r := (resource{s.ResourceAttributes, s.ServiceVersion, s.HostName}); i == 0 || !r.same(prev) {
+			prev, prevID = r, resourceID(r)
 			if _, ok := t.db.resources.Load(resourceKey{t.id, prevID}); !ok && prevID != 0 {
 				if fresh == nil {
-					fresh = map[int64][]byte{}
+					fresh = map[int64]resource{}
 				}
-				fresh[prevID] = a
+				fresh[prevID] = r
 			}
 		}
-		spans[i].resourceID = prevID
+		s.resourceID = prevID
 	}
 	if len(fresh) == 0 {
 		return nil
@@ -58,12 +79,16 @@ func (t *Tenant) storeResources(ctx context.Context, spans []Span) error {
 	// In key order: writers inserting the same new resources in different orders wait on each
 	// other's rows, and in opposite orders deadlock.
 	ids := slices.Sorted(maps.Keys(fresh))
-	args := make([]any, 0, 3*len(fresh))
+	args := make([]any, 0, 5*len(fresh))
 	for _, id := range ids {
-		args = append(args, t.id, id, fresh[id])
+		r := fresh[id]
+		if len(r.attrs) == 0 { // a caller's version or host without attributes
+			r.attrs = []byte("{}")
+		}
+		args = append(args, t.id, id, r.attrs, r.version, r.host)
 	}
-	q := "INSERT INTO span_resources (tenant_id, id, attributes) VALUES " +
-		strings.TrimSuffix(strings.Repeat("(?, ?, ?),", len(fresh)), ",") + " ON CONFLICT DO NOTHING"
+	q := "INSERT INTO span_resources (tenant_id, id, attributes, service_version, host_name) VALUES " +
+		strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?),", len(fresh)), ",") + " ON CONFLICT DO NOTHING"
 	if _, err := t.db.x.ExecContext(ctx, t.rebind(q), args...); err != nil {
 		return fmt.Errorf("store resource attributes: %w", err)
 	}
@@ -71,4 +96,46 @@ func (t *Tenant) storeResources(ctx context.Context, spans []Span) error {
 		t.db.resources.Store(resourceKey{t.id, id}, struct{}{})
 	}
 	return nil
+}
+
+// resourceText reads span column col, service_version or host_name, named col: on PostgreSQL from
+// the span's resource unless the span holds it (rows stored before 00016). A subquery per row read
+// by its primary key: for the rows a list or a trace shows, which it keeps in their plan's order.
+func (t *Tenant) resourceText(col string) string {
+	if t.db.dialect != Postgres {
+		return col
+	}
+	return "COALESCE(spans." + col + ", (SELECT r." + col + " FROM span_resources r WHERE r.tenant_id = spans.tenant_id AND r.id = spans.resource_id), '') AS " + col
+}
+
+// resourceJoin joins each span of table spans to its resource as res, for resourceValue; "" on SQLite.
+// A join, not resourceText's subquery per row, for statements reading a window's requests.
+func (t *Tenant) resourceJoin() string {
+	if t.db.dialect != Postgres {
+		return ""
+	}
+	// Renamed columns: the statements name the span's columns unqualified.
+	return ` LEFT JOIN (SELECT tenant_id AS res_tenant, id AS res_id, service_version AS res_service_version,
+		host_name AS res_host_name FROM span_resources) res ON res.res_tenant = spans.tenant_id AND res.res_id = spans.resource_id`
+}
+
+// resourceValue is span column col's value through resourceJoin.
+func (t *Tenant) resourceValue(col string) string {
+	if t.db.dialect != Postgres {
+		return col
+	}
+	return "COALESCE(spans." + col + ", res.res_" + col + ", '')"
+}
+
+// resourceIs is the condition that column col of a span of table spans equals v, and its arguments.
+func (t *Tenant) resourceIs(col, v string) (string, []any) {
+	if t.db.dialect != Postgres {
+		return col + " = ?", []any{v}
+	}
+	if v == "" { // a span with no resource reads ''
+		return "(spans." + col + " = '' OR spans." + col + " IS NULL AND spans.resource_id NOT IN " +
+			"(SELECT id FROM span_resources WHERE tenant_id = ? AND " + col + " <> ''))", []any{t.id}
+	}
+	return "(spans." + col + " = ? OR spans." + col + " IS NULL AND spans.resource_id IN " +
+		"(SELECT id FROM span_resources WHERE tenant_id = ? AND " + col + " = ?))", []any{v, t.id, v}
 }

@@ -30,7 +30,7 @@ func (t *Tenant) Services(ctx context.Context) ([]Service, error) {
 // ServiceStats returns per-service request counts, errors and latency percentiles over [from, to),
 // keyed by service name. It reads entry spans; rollups can replace it behind the same signature.
 func (t *Tenant) ServiceStats(ctx context.Context, from, to int64) ([]RequestStats, error) {
-	out, err := t.requestStats(ctx, "service", t.entrySpans(from, to))
+	out, err := t.requestStats(ctx, "service", "spans", t.entrySpans(from, to))
 	if err != nil {
 		return nil, fmt.Errorf("service statistics: %w", err)
 	}
@@ -63,7 +63,7 @@ func (t *Tenant) ServiceMetrics(ctx context.Context, q MetricsQuery) (ServiceMet
 	if q.Operation != "" {
 		w.add("operation = ?", q.Operation)
 	}
-	total, err := t.requestStats(ctx, "'all'", w)
+	total, err := t.requestStats(ctx, "'all'", "spans", w)
 	if err != nil {
 		return m, fmt.Errorf("metrics of %s: %w", q.Service, err)
 	}
@@ -74,11 +74,11 @@ func (t *Tenant) ServiceMetrics(ctx context.Context, q MetricsQuery) (ServiceMet
 	// Literal integers, not bind parameters: the expression appears three times in the statement.
 	from, step := strconv.FormatInt(q.From, 10), strconv.FormatInt(q.StepNS, 10)
 	bucket := "(" + from + " + ((start_ns - " + from + ") / " + step + ") * " + step + ")"
-	if m.Series, err = t.requestStats(ctx, bucket, w); err != nil {
+	if m.Series, err = t.requestStats(ctx, bucket, "spans", w); err != nil {
 		return m, fmt.Errorf("time series of %s: %w", q.Service, err)
 	}
 	if q.ByOperation {
-		if m.Operations, err = t.requestStats(ctx, "operation", w); err != nil {
+		if m.Operations, err = t.requestStats(ctx, "operation", "spans", w); err != nil {
 			return m, fmt.Errorf("operations of %s: %w", q.Service, err)
 		}
 	}
@@ -119,7 +119,7 @@ func (t *Tenant) ServiceVersions(ctx context.Context, service string, from, to i
 			w.add("substr(trace_id, length(trace_id) - 1, 2) < ?", fmt.Sprintf("%02x", max(buckets, 1)))
 		}
 	}
-	stats, err := t.requestStats(ctx, "service_version", w)
+	stats, err := t.requestStats(ctx, t.resourceValue("service_version"), "spans"+t.resourceJoin(), w)
 	if err != nil {
 		return nil, fmt.Errorf("versions of %s: %w", service, err)
 	}
@@ -127,9 +127,10 @@ func (t *Tenant) ServiceVersions(ctx context.Context, service string, from, to i
 	out := make([]VersionStats, 0, min(len(stats), maxVersions))
 	for _, s := range stats[:min(len(stats), maxVersions)] {
 		v := VersionStats{RequestStats: s}
+		version, vargs := t.resourceIs("service_version", s.Key)
 		err := t.db.x.GetContext(ctx, &v.P95TraceID, t.rebind(`SELECT `+t.traceHex("trace_id")+` FROM spans
-			WHERE tenant_id = ? AND is_entry = true AND service = ? AND service_version = ? AND start_ns >= ? AND start_ns < ?
-				AND duration_ns >= ? ORDER BY duration_ns LIMIT 1`), t.id, service, s.Key, from, to, s.P95NS)
+			WHERE tenant_id = ? AND is_entry = true AND service = ? AND `+version+` AND start_ns >= ? AND start_ns < ?
+				AND duration_ns >= ? ORDER BY duration_ns LIMIT 1`), append(append([]any{t.id, service}, vargs...), from, to, s.P95NS)...)
 		if err != nil {
 			return nil, fmt.Errorf("p95 request of %s %s: %w", service, s.Key, err)
 		}

@@ -60,7 +60,7 @@ type Span struct {
 	Events             []byte `db:"events"`
 	Links              []byte `db:"links"` // JSON array of Link; empty when the span has none
 
-	resourceID int64 // ResourceAttributes' key in span_resources, set by storeResources (PostgreSQL)
+	resourceID int64 // ResourceAttributes, ServiceVersion and HostName's key in span_resources, set by storeResources (PostgreSQL)
 }
 
 // TreeFields places the span in its trace's tree (tracetree.Build).
@@ -111,7 +111,8 @@ var sqliteSpanColumns = []string{"tenant_id", "trace_id", "span_id", "parent_spa
 func (t *Tenant) spanRow(s *Span) []any {
 	if t.db.dialect == Postgres {
 		// Binary ids (00014), checked by InsertBatch; empty JSON is NULL (00009): '{}' and '[]' cost 5
-		// bytes a span each; so are empty promoted texts (00014), a byte each.
+		// bytes a span each; so are empty promoted texts (00014), a byte each. The version and host
+		// are the resource's (resourceID, 00016): NULL here.
 		trace, _ := traceBytes(s.TraceID)
 		span, _ := spanInt(s.SpanID)
 		var parent any // NULL: a root
@@ -119,9 +120,9 @@ func (t *Tenant) spanRow(s *Span) []any {
 			parent, _ = spanInt(s.ParentSpanID)
 		}
 		return []any{s.StartNS, s.DurationNS, span, parent, s.resourceID, trace, s.HTTPStatusCode, s.Kind,
-			s.StatusCode, s.IsEntry, t.id, s.Service, s.ServiceVersion, s.Operation, emptyNull(s.StatusMessage),
+			s.StatusCode, s.IsEntry, t.id, s.Service, nil, s.Operation, emptyNull(s.StatusMessage),
 			emptyNull(s.HTTPMethod), emptyNull(s.HTTPRoute), emptyNull(s.DBSystem), emptyNull(s.DBStatement),
-			emptyNull(s.RPCService), emptyNull(s.RPCMethod), emptyNull(s.PeerService), s.HostName,
+			emptyNull(s.RPCService), emptyNull(s.RPCMethod), emptyNull(s.PeerService), nil,
 			nullJSON(s.Attributes, "{}"), nullJSON(s.Events, "[]"), nullJSON(s.Links, "[]")}
 	}
 	return []any{t.id, s.TraceID, s.SpanID, s.ParentSpanID, s.Service, s.ServiceVersion, s.Operation, s.Kind,

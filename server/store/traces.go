@@ -154,6 +154,9 @@ func (t *Tenant) traceWhere(ctx context.Context, q TraceQuery) (base, w where, n
 				return base, w, false, fmt.Errorf("attribute %s compares integers, got %q", k, v)
 			}
 			w.add(col+" = ?", n)
+		case ok && (col == "host_name" || col == "service_version"):
+			cond, args := t.resourceIs(col, v)
+			w.add(cond, args...)
 		case ok && v == "" && t.db.dialect == Postgres && nullableTexts[col]:
 			w.add(col + " IS NULL") // stored empty as NULL
 		case ok:
@@ -241,7 +244,7 @@ func (t *Tenant) searchPage(ctx context.Context, w where, key string, limit int)
 	}
 	// Ordered by the stored ids, which order as their hex (ids.go).
 	query := `SELECT ` + t.traceHex("spans.trace_id") + ` AS trace_id, ` + t.spanHex("spans.span_id") + ` AS span_id,
-			service, service_version, operation, start_ns, duration_ns,
+			service, ` + t.resourceText("service_version") + `, operation, start_ns, duration_ns,
 			CASE WHEN ` + errorCond + ` THEN 1 ELSE 0 END AS error, ` + t.text("status_message") + `, ` + t.text("http_route") + `,
 			http_status_code
 		FROM ` + from + w.sql() + ` ORDER BY ` + order + ` DESC, spans.trace_id DESC, spans.span_id DESC LIMIT ?`
@@ -451,7 +454,7 @@ func (t *Tenant) TraceSpans(ctx context.Context, traceID string, limit int) ([]T
 		return nil, 0, nil
 	}
 	q := `SELECT ` + t.spanHex("span_id") + ` AS span_id, ` + t.spanHex("parent_span_id") + ` AS parent_span_id,
-			service, service_version, operation, kind, start_ns, duration_ns,
+			service, ` + t.resourceText("service_version") + `, operation, kind, start_ns, duration_ns,
 			CASE WHEN ` + errorCond + ` THEN 1 ELSE 0 END AS error, ` + t.text("status_message") + `, ` + t.text("http_route") + `,
 			http_status_code, ` + t.text("db_system") + `, ` + t.textOf("substr(db_statement, 1, "+strconv.Itoa(statementChars)+")", "db_statement") + `,
 			` + t.text("peer_service") + `, links
