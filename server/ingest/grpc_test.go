@@ -71,7 +71,7 @@ func TestExportGRPC_StoresSpansWithEitherKeyMetadataAndGzip(t *testing.T) {
 			if n := storetest.Count(t, e.dsn, "spans", "acme"); n != 12 {
 				t.Errorf("stored %d spans, want 12", n)
 			}
-			if n := storetest.QueryInt(t, e.dsn, "SELECT count(*) FROM spans WHERE is_entry = true AND http_route = '/orders/{id}' AND http_status_code = 200 AND service_version = '1.2.3'"); n != 3 {
+			if n := storetest.QueryInt(t, e.dsn, "SELECT count(*) FROM spans WHERE is_entry = true AND http_route = '/orders/{id}' AND http_status_code = 200 AND "+storetest.SpanText(e.dsn, "service_version")+" = '1.2.3'"); n != 3 {
 				t.Errorf("entry spans with extracted HTTP fields: %d, want 3", n)
 			}
 		})

@@ -71,8 +71,8 @@ func TestExport_OverlongTextsAreCutWithAMarkerAndTheRequestStored(t *testing.T) 
 			}
 			for _, q := range []string{
 				"SELECT max(length(service)) FROM spans",
-				"SELECT max(length(service_version)) FROM spans",
-				"SELECT max(length(host_name)) FROM spans",
+				"SELECT max(length(" + storetest.SpanText(e.dsn, "service_version") + ")) FROM spans",
+				"SELECT max(length(" + storetest.SpanText(e.dsn, "host_name") + ")) FROM spans",
 				"SELECT max(length(name)) FROM services",
 				"SELECT max(length(name)) FROM metric_rollups",
 			} {

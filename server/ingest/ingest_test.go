@@ -206,7 +206,7 @@ func TestExport_StoresSpansInEveryEncoding(t *testing.T) {
 			if children != 3 {
 				t.Errorf("JSON trace %s: %d children with the hex parent id, want 3", trace2, children)
 			}
-			if n := storetest.QueryInt(t, e.dsn, "SELECT count(*) FROM spans WHERE is_entry = true AND http_route = '/orders/{id}' AND http_status_code = 200 AND service_version = '1.2.3'"); n != 3 {
+			if n := storetest.QueryInt(t, e.dsn, "SELECT count(*) FROM spans WHERE is_entry = true AND http_route = '/orders/{id}' AND http_status_code = 200 AND "+storetest.SpanText(e.dsn, "service_version")+" = '1.2.3'"); n != 3 {
 				t.Errorf("entry spans with extracted HTTP fields: %d, want 3", n)
 			}
 			if n := storetest.QueryInt(t, e.dsn, "SELECT count(*) FROM services WHERE name = 'checkout' AND tenant_id = 'acme'"); n != 1 {

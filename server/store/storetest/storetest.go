@@ -143,6 +143,15 @@ func Count(t testing.TB, dsn, table, tenant string) int {
 	return QueryInt(t, dsn, "SELECT count(*) FROM "+table+" WHERE tenant_id = '"+tenant+"'")
 }
 
+// SpanText is the SQL reading span column col, service_version or host_name, of table spans in the
+// database at dsn: on PostgreSQL a span stored since migration 00016 holds them in its resource.
+func SpanText(dsn, col string) string {
+	if strings.HasPrefix(dsn, "sqlite:") {
+		return col
+	}
+	return "COALESCE(spans." + col + ", (SELECT r." + col + " FROM span_resources r WHERE r.tenant_id = spans.tenant_id AND r.id = spans.resource_id))"
+}
+
 // QueryInt runs a query returning one integer over a new connection to dsn.
 func QueryInt(t testing.TB, dsn, query string) int {
 	t.Helper()
