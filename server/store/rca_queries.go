@@ -85,7 +85,7 @@ func (t *Tenant) SpansOfTraces(ctx context.Context, traceIDs []string) ([]Span, 
 			`+t.spanHex("parent_span_id")+` AS parent_span_id, service, `+t.resourceText("service_version")+`, operation, kind,
 			is_entry, start_ns, duration_ns, status_code, http_status_code, `+strings.Join(texts, ", ")+`,
 			`+t.resourceText("host_name")+`, attributes, events, links
-		FROM spans WHERE tenant_id = ? AND trace_id IN (?)`, t.id, traceIDs)
+		FROM spans`+t.resourceJoin()+` WHERE tenant_id = ? AND trace_id IN (?)`, t.id, traceIDs)
 	if err != nil {
 		return nil, err
 	}

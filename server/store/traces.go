@@ -247,7 +247,7 @@ func (t *Tenant) searchPage(ctx context.Context, w where, key string, limit int)
 			service, ` + t.resourceText("service_version") + `, operation, start_ns, duration_ns,
 			CASE WHEN ` + errorCond + ` THEN 1 ELSE 0 END AS error, ` + t.text("status_message") + `, ` + t.text("http_route") + `,
 			http_status_code
-		FROM ` + from + w.sql() + ` ORDER BY ` + order + ` DESC, spans.trace_id DESC, spans.span_id DESC LIMIT ?`
+		FROM ` + from + t.resourceJoin() + w.sql() + ` ORDER BY ` + order + ` DESC, spans.trace_id DESC, spans.span_id DESC LIMIT ?`
 	args = append(append(args, w.args...), limit)
 	if w.traces != nil {
 		args = t.byValue(args)
@@ -458,7 +458,7 @@ func (t *Tenant) TraceSpans(ctx context.Context, traceID string, limit int) ([]T
 			CASE WHEN ` + errorCond + ` THEN 1 ELSE 0 END AS error, ` + t.text("status_message") + `, ` + t.text("http_route") + `,
 			http_status_code, ` + t.text("db_system") + `, ` + t.textOf("substr(db_statement, 1, "+strconv.Itoa(statementChars)+")", "db_statement") + `,
 			` + t.text("peer_service") + `, links
-		FROM spans WHERE tenant_id = ? AND trace_id = ? ORDER BY start_ns, spans.span_id LIMIT ?`
+		FROM spans` + t.resourceJoin() + ` WHERE tenant_id = ? AND trace_id = ? ORDER BY start_ns, spans.span_id LIMIT ?`
 	if err := t.db.x.SelectContext(ctx, &out, t.rebind(q), t.id, traceID, limit); err != nil {
 		return nil, 0, fmt.Errorf("read trace %s: %w", traceID, err)
 	}
