@@ -60,7 +60,13 @@ func TestMigrate_VersionAndHostInResourceKeepsStoredSpans(t *testing.T) {
 	}
 	rows.Close()
 
+	leafFile := `SELECT sum(pg_relation_filenode(relid)::bigint) FROM pg_partition_tree('spans') WHERE isleaf`
+	files := storetest.QueryInt(t, dsn, leafFile)
+
 	db := storetest.Open(t, dsn) // migrates the rest of the way
+	if n := storetest.QueryInt(t, dsn, leafFile); n != files {
+		t.Errorf("the span partitions' files changed while migrating: the spans were rewritten")
+	}
 	tr := db.ForTenant("team-a")
 	// New spans after migrating: a version and host without resource attributes (as the store's
 	// callers set them), and stored resource 42's attributes with none (the pre-00016 resource id).
