@@ -174,6 +174,11 @@ func TestMigrate_CompactSpansKeepsRowsIdsVersionsAndSearch(t *testing.T) {
 			t.Errorf("spans of %s after migrating: %d, want 300", tenant, n)
 		}
 	}
+	// Queries right after the upgrade are planned with statistics of the rewritten tables.
+	if n := storetest.QueryInt(t, dsn, `SELECT count(DISTINCT tablename) FROM pg_stats
+		WHERE tablename IN ('spans', 'span_attributes') AND inherited`); n != 2 {
+		t.Errorf("%d of spans and span_attributes have statistics after migrating, want 2", n)
+	}
 	if n := storetest.QueryInt(t, dsn, `SELECT count(*) FROM pg_class WHERE relname LIKE 'spans%old'`); n != 0 {
 		t.Errorf("%d old span tables left", n)
 	}
