@@ -103,10 +103,6 @@ func (b *Browser) SignIn(authURL, key string) error {
 func (b *Browser) SignInChoosingTools(authURL, key string, tools []string) ([]string, error) {
 	ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
 	defer cancel()
-	type box struct {
-		Value   string `json:"value"`
-		Checked bool   `json:"checked"`
-	}
 	readBoxes := chromedp.Evaluate[[]box](`Array.from(document.querySelectorAll('input[name=tools]')).map(b => ({value: b.value, checked: b.checked}))`)
 	if err := chromedp.Do(ctx, chromedp.Navigate(authURL), chromedp.WaitVisible(chromedp.ID("password"))); err != nil {
 		return nil, err
@@ -124,22 +120,43 @@ func (b *Browser) SignInChoosingTools(authURL, key string, tools []string) ([]st
 			}
 		}
 	}
+	if err := sameChoice(ctx, readBoxes, tools, "before submitting"); err != nil {
+		return nil, err
+	}
 	err = chromedp.Do(ctx,
 		chromedp.SendKeys(chromedp.ID("password"), "tk_not-a-key"),
 		chromedp.Click(chromedp.ID("submit-login")),
-		chromedp.WaitVisible(chromedp.ID("login-error")))
+		chromedp.WaitVisible(chromedp.ID("login-error")),
+		// The page restores the boxes in a script at its end, which may not have run when the
+		// message first shows.
+		chromedp.Poll[chromedp.Void](`document.readyState === "complete"`))
 	if err != nil {
 		return nil, err
 	}
-	if offered, err = chromedp.Run(ctx, readBoxes); err != nil {
+	if err := sameChoice(ctx, readBoxes, tools, "after a wrong key"); err != nil {
 		return nil, err
 	}
-	for _, o := range offered {
+	return groups, chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("password"), key), chromedp.Click(chromedp.ID("submit-login")))
+}
+
+// box is a tool-group checkbox on the API-key page.
+type box struct {
+	Value   string `json:"value"`
+	Checked bool   `json:"checked"`
+}
+
+// sameChoice says which box, if any, the page does not tick as tools asks.
+func sameChoice(ctx context.Context, read chromedp.Action[[]box], tools []string, when string) error {
+	boxes, err := chromedp.Run(ctx, read)
+	if err != nil {
+		return err
+	}
+	for _, o := range boxes {
 		if o.Checked != slices.Contains(tools, o.Value) {
-			return nil, fmt.Errorf("after a wrong key, %s is ticked=%v, not as chosen", o.Value, o.Checked)
+			return fmt.Errorf("%s, %s is ticked=%v, not as chosen", when, o.Value, o.Checked)
 		}
 	}
-	return groups, chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("password"), key), chromedp.Click(chromedp.ID("submit-login")))
+	return nil
 }
 
 // SignInWithProvider opens an authorization URL, picks "Sign in with <provider>" on the sign-in page,
