@@ -356,13 +356,13 @@ func changeSpan(excess []float64) (int, int) {
 	return onset, end
 }
 
-// fresh checks a finding of the route test's long window against the recent minutes and places
-// its onset. The hour sees an incident for an hour after it ended, and a sparse route's stray slow
-// request after it (or before it) stretches the change span over the empty minutes between: the
-// finding stands only while the window's own minutes (recent, the route's [ws, we) sums) still
-// deviate, and its onset moves to the first slice of step minutes that deviates on its own,
-// starting with a bad minute, so that one stray request before the onset does not date the anomaly.
-func fresh(f *finding, series minutes, recent *metrics.Agg, step int64) (bool, error) {
+// confirmRecent checks a finding of the route test's long window against the recent minutes and
+// places its onset. The hour sees an incident for an hour after it ended, and a sparse route's stray
+// slow request after it (or before it) stretches the change span over the empty minutes between:
+// the finding stands only while the window's own minutes (recent, the route's [ws, we) sums) still
+// deviate, and its onset moves to the first slice of step minutes that deviates on its own, starting
+// with a bad minute, so that one stray request before the onset does not date the anomaly.
+func confirmRecent(f *finding, series minutes, recent *metrics.Agg, step int64) (bool, error) {
 	if recent == nil || !f.deviates(*recent) {
 		return false, nil
 	}
@@ -405,7 +405,8 @@ const minRouteShare = 0.05
 // (skip): a fault slowing or failing one route of ten is diluted in the service's figures. Each
 // route is tested over the window; over its last Step alone, where a change that began minutes ago
 // is not yet diluted by the window's earlier, normal minutes; and over the last routeLongWindow,
-// where a route of a few requests an hour has enough of them to judge. The significance is divided by
+// where a route of a few requests an hour has enough of them to judge, as long as the window's own
+// minutes still deviate (confirmRecent). The significance is divided by
 // the number of tests (Bonferroni), so testing every route adds no false alarms. Of each metric it
 // returns the most significant route.
 func (c Config) detectRoutes(s *serviceData, b *baseline, ops map[string]*metrics.Agg, ws, we int64, skip map[string]bool) ([]finding, error) {
@@ -453,7 +454,7 @@ func (c Config) detectRoutes(s *serviceData, b *baseline, ops map[string]*metric
 					return nil, err
 				}
 				if ok && w.from < ws {
-					if ok, err = fresh(&f, series, ops[name], int64(c.Step)); err != nil {
+					if ok, err = confirmRecent(&f, series, ops[name], int64(c.Step)); err != nil {
 						return nil, err
 					}
 				}
