@@ -60,8 +60,9 @@ func endOf(a store.AnomalyRecord, now int64) int64 {
 // within 15 minutes of its onset (5 for one route of the public API), no service may have two
 // anomalies starting during one incident, no anomaly may match no incident, the top root cause of at least
 // 90 % of the incidents' anomalies must be the injected one, and every anomaly of the public API
-// (api-gateway) during an incident must name the incident's root service first. Run with -v to see
-// the table.
+// (api-gateway) during an incident must name the incident's root service first, and no anomaly
+// overlapping an incident may start more than maxLead before it or end more than maxOverrun after
+// it. Run with -v to see the table and the anomalies' ranges.
 func TestDemoIncidents_DetectedAndExplained(t *testing.T) {
 	for _, seed := range demoSeeds() {
 		t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) { scoreDemo(t, seed) })
