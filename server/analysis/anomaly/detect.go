@@ -406,9 +406,9 @@ const minRouteShare = 0.05
 // route is tested over the window; over its last Step alone, where a change that began minutes ago
 // is not yet diluted by the window's earlier, normal minutes; and over the last routeLongWindow,
 // where a route of a few requests an hour has enough of them to judge, as long as the window's own
-// minutes still deviate (confirmRecent). The significance is divided by
-// the number of tests (Bonferroni), so testing every route adds no false alarms. Of each metric it
-// returns the most significant route.
+// minutes still deviate (confirmRecent). The significance is divided by the number of tests
+// (Bonferroni), so testing every route adds no false alarms. Of each metric it returns the most
+// significant route.
 func (c Config) detectRoutes(s *serviceData, b *baseline, ops map[string]*metrics.Agg, ws, we int64, skip map[string]bool) ([]finding, error) {
 	var tested []string
 	for name, base := range b.ops {
