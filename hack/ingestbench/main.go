@@ -43,6 +43,10 @@ import (
 	"github.com/tracekit/tracekit/server/store/storetest"
 )
 
+// linked is the share of spans that are messaging consumers starting a trace of their own, linked
+// to the producer span before them (span links; store.LinkedTraceKey indexes them).
+var linked = flag.Float64("linked", 0, "fraction of spans (0-0.5) that are consumers linking to an earlier producer span in another trace")
+
 func main() {
 	bin := flag.String("tracekit", "bin/tracekit", "tracekit binary to benchmark")
 	admin := flag.String("postgres", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "PostgreSQL admin URL; a scratch database is created and dropped")
@@ -53,6 +57,10 @@ func main() {
 	protocol := flag.String("protocol", "http", "http (OTLP/HTTP protobuf), grpc (OTLP/gRPC) or both, one after the other")
 	path := flag.String("path", "both", "the server's database connection: owner (COPY), tenant (the tenant's own role, under row-level security) or both side by side")
 	flag.Parse()
+	if *linked < 0 || *linked > 0.5 {
+		fmt.Fprintf(os.Stderr, "ingestbench: -linked %v: want a fraction from 0 to 0.5: each consumer follows a producer\n", *linked)
+		os.Exit(2)
+	}
 	paths := []string{*path}
 	switch *path {
 	case "owner", "tenant":
@@ -273,7 +281,7 @@ func run(bin, admin, protocol, role string, clients, batch int, dur time.Duratio
 		return latency[int(p*float64(len(latency)-1))]
 	}
 	load, _ := os.ReadFile("/proc/loadavg")
-	fmt.Printf("path=%s protocol=%s clients=%d batch=%d duration=%s load average %s\n", role, protocol, clients, batch,
+	fmt.Printf("path=%s protocol=%s clients=%d batch=%d linked=%g duration=%s load average %s\n", role, protocol, clients, batch, *linked,
 		elapsed.Round(time.Millisecond), strings.Join(strings.Fields(string(load))[:3], " "))
 	fmt.Printf("accepted spans: %d (%.0f spans/s), failed requests: %d\n", spans.Load(), float64(spans.Load())/elapsed.Seconds(), failed.Load())
 	fmt.Printf("request latency: p50 %s, p99 %s\n", pct(0.5).Round(time.Millisecond), pct(0.99).Round(time.Millisecond))
@@ -405,8 +413,14 @@ func marshal(req *collectorpb.ExportTraceServiceRequest) body {
 	out := body{b: b}
 	for _, rs := range req.ResourceSpans {
 		for _, sp := range rs.ScopeSpans[0].Spans {
-			if off := bytes.Index(b, sp.TraceId); off >= 0 {
-				out.traces = append(out.traces, off)
+			// Every occurrence: a link names its producer's trace too.
+			for from := 0; ; {
+				off := bytes.Index(b[from:], sp.TraceId)
+				if off < 0 {
+					break
+				}
+				out.traces = append(out.traces, from+off)
+				from += off + len(sp.TraceId)
 			}
 		}
 	}
@@ -429,6 +443,10 @@ func request(n int, seed uint64) *collectorpb.ExportTraceServiceRequest {
 	services := []string{"frontend", "checkout-service", "payment-service"}
 	byService := make([][]*tracepb.Span, len(services))
 	now := uint64(time.Now().UnixNano())
+	var prev struct {
+		span   *tracepb.Span
+		linked bool
+	}
 	for i := 0; i < n; i++ {
 		tid := make([]byte, 16)
 		sid := make([]byte, 8)
@@ -453,6 +471,16 @@ func request(n int, seed uint64) *collectorpb.ExportTraceServiceRequest {
 		} else {
 			sp.ParentSpanId = pid
 		}
+		if *linked > 0 && i > 0 && !prev.linked && rnd.Float64() < *linked/(1-*linked) {
+			// A consumer of the message the previous span published: it waited up to a minute.
+			p := prev.span
+			p.Kind, p.Name = tracepb.Span_SPAN_KIND_PRODUCER, "orders publish"
+			sp.Kind, sp.Name, sp.ParentSpanId = tracepb.Span_SPAN_KIND_CONSUMER, "orders process", nil
+			sp.StartTimeUnixNano = p.EndTimeUnixNano + uint64(rnd.IntN(60e3))*1e6
+			sp.EndTimeUnixNano = sp.StartTimeUnixNano + uint64(rnd.IntN(50e6))
+			sp.Links = []*tracepb.Span_Link{{TraceId: p.TraceId, SpanId: p.SpanId}}
+		}
+		prev.span, prev.linked = sp, sp.Links != nil
 		byService[svc] = append(byService[svc], sp)
 	}
 	req := &collectorpb.ExportTraceServiceRequest{}

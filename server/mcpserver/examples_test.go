@@ -190,6 +190,51 @@ func TestExampleQuestions_AreAnsweredFromTheDemoInAtMostThreeCalls(t *testing.T)
 			}
 		})
 
+		t.Run("which trace processed the message a request published", func(t *testing.T) {
+			// activity-service reads product views in batches, each in a trace of its own linked to the
+			// gateway's publish span: from one such trace to its producer's, which names it back.
+			var found struct {
+				Traces []struct {
+					TraceID string `json:"trace_id"`
+					Root    string `json:"root"`
+				} `json:"traces"`
+			}
+			ask(t, "search_traces", map[string]any{"service": "activity-service", "operation": "user-activity process", "since": "24h"}, &found)
+			consumerTrace := ""
+			for _, r := range found.Traces {
+				if r.Root == "" && consumerTrace == "" {
+					consumerTrace = r.TraceID // a trace of its own: a linked consumer
+				}
+			}
+			if consumerTrace == "" {
+				t.Fatalf("no activity-service trace of its own among %+v", found.Traces)
+			}
+			var consumerDetail struct {
+				QueueLag struct {
+					ProducerTraceID string `json:"producer_trace_id"`
+				} `json:"queue_lag"`
+			}
+			ask(t, "get_trace_detail", map[string]any{"trace_id": consumerTrace}, &consumerDetail)
+			producer := consumerDetail.QueueLag.ProducerTraceID
+			if producer == "" {
+				t.Fatalf("consumer trace %s names no producer trace", consumerTrace)
+			}
+			var producerDetail struct {
+				Consumers []struct {
+					TraceID string `json:"trace_id"`
+					Service string `json:"service"`
+				} `json:"consumers"`
+			}
+			txt := ask(t, "get_trace_detail", map[string]any{"trace_id": producer}, &producerDetail)
+			named := false
+			for _, c := range producerDetail.Consumers {
+				named = named || (c.TraceID == consumerTrace && c.Service == "activity-service")
+			}
+			if !named || !strings.Contains(txt, "consumed← activity-service") {
+				t.Errorf("producer trace %s does not name its consumer %s: %+v\n%s", producer, consumerTrace, producerDetail.Consumers, txt)
+			}
+		})
+
 		slices.Sort(sizes)
 		t.Logf("answer sizes in tokens (text + structured): median %d, max %d, %v", sizes[len(sizes)/2], sizes[len(sizes)-1], sizes)
 		if sizes[len(sizes)/2] > 2000 {

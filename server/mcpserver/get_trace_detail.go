@@ -66,6 +66,28 @@ type spanRow struct {
 	// Links are the span's first span links (a batch consumer's messages), MoreLinks how many more.
 	Links     []spanLink `json:"links,omitempty"`
 	MoreLinks int        `json:"more_links,omitempty"`
+	// ConsumedBy are the first traces that link to this span (the consumers of the message it
+	// produced), MoreConsumedBy how many more of those read.
+	ConsumedBy     []consumer `json:"consumed_by,omitempty"`
+	MoreConsumedBy int        `json:"more_consumed_by,omitempty"`
+}
+
+// consumer is a trace that links to a span of this one: it consumed a message this trace produced.
+type consumer struct {
+	TraceID   string  `json:"trace_id"`
+	SpanID    string  `json:"span_id"`
+	Service   string  `json:"service"`
+	Operation string  `json:"operation"`
+	LagMS     float64 `json:"lag_ms"` // how long the message waited; 0 when the linked span is no producer
+	Status    string  `json:"status"` // "error" when one of its linking spans failed, else "ok"
+	producer  string  // the span of this trace it links to
+}
+
+// consumedCount is how many traces link to this one.
+type consumedCount struct {
+	Traces  int  `json:"traces"`
+	AtLeast bool `json:"at_least,omitempty"` // more were not counted
+	Listed  int  `json:"listed"`             // in consumers
 }
 
 // spanLink is a span a row's span links to, often in another trace: named when it is stored.
@@ -92,12 +114,54 @@ type getTraceDetailOut struct {
 	SelfTime      []step      `json:"top_self_time"`
 	Waterfall     []spanRow   `json:"waterfall"`
 	// QueueLag is the longest wait of a message between its producer and its consumer, if any.
-	QueueLag  *queueLag `json:"queue_lag,omitempty"`
-	Returned  int       `json:"returned"`
-	Truncated bool      `json:"truncated"`
-	Omitted   int       `json:"omitted"` // spans neither shown nor collapsed into a row
-	Note      string    `json:"note,omitempty"`
-	Next      []Call    `json:"next,omitempty"`
+	QueueLag *queueLag `json:"queue_lag,omitempty"`
+	// Consumers are traces that link to this one, the consumers of messages it published: failed
+	// ones first, then the longest waits. MoreConsumers counts the others.
+	Consumers     []consumer     `json:"consumers,omitempty"`
+	MoreConsumers int            `json:"more_consumers,omitempty"`
+	Consumed      *consumedCount `json:"consumed,omitempty"`
+	Returned      int            `json:"returned"`
+	Truncated     bool           `json:"truncated"`
+	Omitted       int            `json:"omitted"` // spans neither shown nor collapsed into a row
+	Note          string         `json:"note,omitempty"`
+	Next          []Call         `json:"next,omitempty"`
+}
+
+// maxConsumersListed is how many consuming traces an answer names, in its consumers and per
+// waterfall row.
+const maxConsumersListed = 3
+
+// consumersOf reads the traces that link to the trace, which started at startNS: all of them
+// ordered failed first, then longest wait first, and their count.
+func consumersOf(ctx context.Context, tn *store.Tenant, traceID string, startNS int64) ([]consumer, *consumedCount, error) {
+	found, err := tn.LinkingSpans(ctx, traceID, startNS)
+	if err != nil || found.Traces == 0 {
+		return nil, nil, err
+	}
+	var out []consumer
+	byTrace := map[string]int{}
+	for _, s := range found.Spans {
+		// A trace is represented by its first linking span (usually its entry), with the longest wait
+		// and any failure of its linking spans.
+		i, seen := byTrace[s.TraceID]
+		if !seen {
+			i = len(out)
+			byTrace[s.TraceID] = i
+			out = append(out, consumer{TraceID: s.TraceID, SpanID: s.SpanID, Service: s.Service, Operation: s.Operation, Status: "ok", producer: s.LinkedSpanID})
+		}
+		c := &out[i]
+		c.LagMS = max(c.LagMS, msOf(s.QueueLagNS))
+		if s.Error {
+			c.Status = "error"
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if a, b := out[i].Status == "error", out[j].Status == "error"; a != b {
+			return a
+		}
+		return out[i].LagMS > out[j].LagMS
+	})
+	return out, &consumedCount{Traces: found.Traces, AtLeast: found.AtLeast, Listed: min(len(out), maxConsumersListed)}, nil
 }
 
 // Limits of a trace answer. maxTraceSpans bounds memory for a runaway trace; the others keep the
@@ -171,6 +235,14 @@ func (tl *tools) getTraceDetail(ctx context.Context, tn *store.Tenant, in getTra
 		return out, "", err
 	}
 	out.QueueLag = links.longestQueueLag(subtree)
+	consumers, consumed, err := consumersOf(ctx, tn, in.TraceID, spans[0].StartNS)
+	if err != nil {
+		return out, "", err
+	}
+	if consumed != nil {
+		out.Consumers, out.Consumed = consumers[:consumed.Listed], consumed
+		out.MoreConsumers = consumed.Traces - consumed.Listed
+	}
 	failed := []*node{}
 	for _, n := range subtree {
 		if n.Span.Error {
@@ -186,10 +258,13 @@ func (tl *tools) getTraceDetail(ctx context.Context, tn *store.Tenant, in getTra
 	if in.whole {
 		b = unbounded()
 	}
-	for _, fixed := range []any{out.CriticalPath, out.Errors, out.SelfTime, out.Services} {
+	for _, fixed := range []any{out.CriticalPath, out.Errors, out.SelfTime, out.Services, out.Consumers} {
 		b.fit(fixed, "")
 	}
-	w := waterfall{start: start, budget: b, critical: map[*node]bool{}, links: links}
+	w := waterfall{start: start, budget: b, critical: map[*node]bool{}, links: links, consumedBy: map[string][]consumer{}}
+	for _, c := range consumers {
+		w.consumedBy[c.producer] = append(w.consumedBy[c.producer], c)
+	}
 	for _, c := range critical {
 		w.critical[c.Node] = true
 	}
@@ -330,15 +405,17 @@ func exceptions(raw []byte) any {
 
 // waterfall renders the tree depth-first within a budget, collapsing repeated siblings.
 type waterfall struct {
-	start    int64
-	links    traceLinks
-	budget   *budget
-	critical map[*node]bool
-	rows     []spanRow
-	lines    []string // per row
-	spans    []int    // spans each row stands for
-	covered  int      // spans shown as a row or collapsed into one
-	cut      string   // the span whose subtree was the first not to fit
+	start int64
+	links traceLinks
+	// consumedBy are the consuming traces read, by the span of this trace they link to.
+	consumedBy map[string][]consumer
+	budget     *budget
+	critical   map[*node]bool
+	rows       []spanRow
+	lines      []string // per row
+	spans      []int    // spans each row stands for
+	covered    int      // spans shown as a row or collapsed into one
+	cut        string   // the span whose subtree was the first not to fit
 }
 
 func (w *waterfall) add(n *node, depth int) {
@@ -411,6 +488,8 @@ func (w *waterfall) row(n *node, depth int) spanRow {
 		r.Links = append(r.Links, spanLink{TraceID: l.TraceID, SpanID: l.SpanID, Service: s.Service, Operation: s.Operation})
 	}
 	r.MoreLinks = max(len(ls)-linksPerRow, 0)
+	cs := w.consumedBy[n.ID]
+	r.ConsumedBy, r.MoreConsumedBy = cs[:min(len(cs), maxConsumersListed)], max(len(cs)-maxConsumersListed, 0)
 	return r
 }
 
@@ -470,7 +549,25 @@ func (r spanRow) line() string {
 		b.WriteString(" " + quoted(s))
 	}
 	b.WriteString("\n")
+	indent := strings.Repeat("  ", min(r.Depth+1, maxIndentDepth))
+	for _, c := range r.ConsumedBy {
+		b.WriteString(indent + "consumed← " + c.line() + "\n")
+	}
+	if r.MoreConsumedBy > 0 {
+		fmt.Fprintf(&b, "%sconsumed← (+%d traces)\n", indent, r.MoreConsumedBy)
+	}
 	return b.String()
+}
+
+func (c consumer) line() string {
+	s := fmt.Sprintf("%s %s trace=%s span=%s", c.Service, c.Operation, c.TraceID, c.SpanID)
+	if c.LagMS > 0 {
+		s += " after " + ms(c.LagMS) + " in the queue"
+	}
+	if c.Status == "error" {
+		s += " ERROR"
+	}
+	return s
 }
 
 func sortedByCount(m map[string]int) []string {
@@ -491,6 +588,14 @@ func traceDetailSuggestions(in getTraceDetailIn, out getTraceDetailOut, cut stri
 	if q := out.QueueLag; q != nil && q.ProducerTraceID != "" && q.ProducerTraceID != in.TraceID {
 		next = append(next, Call{Tool: "get_trace_detail", Args: map[string]any{"trace_id": q.ProducerTraceID},
 			Why: "the trace that produced the message that waited longest"})
+	}
+	if len(out.Consumers) > 0 {
+		// Consumers lists failed ones first, then the longest wait.
+		c, why := out.Consumers[0], "the consumer of this trace's message that waited longest"
+		if c.Status == "error" {
+			why = "a consumer of this trace's message that failed"
+		}
+		next = append(next, Call{Tool: "get_trace_detail", Args: map[string]any{"trace_id": c.TraceID}, Why: why})
 	}
 	if len(out.SelfTime) > 0 {
 		s := out.SelfTime[0]
@@ -513,6 +618,23 @@ func (o getTraceDetailOut) text(waterfall string) string {
 			fmt.Fprintf(&b, "; linked producer trace=%s span=%s", q.ProducerTraceID, q.Producer.SpanID)
 		}
 		b.WriteString(")\n")
+	}
+	if c := o.Consumed; c != nil {
+		atLeast := ""
+		if c.AtLeast {
+			atLeast = "at least "
+		}
+		fmt.Fprintf(&b, "Consumed by %s%d traces linking to it:", atLeast, c.Traces)
+		for i, x := range o.Consumers {
+			if i > 0 {
+				b.WriteString(";")
+			}
+			b.WriteString(" " + x.line())
+		}
+		if o.MoreConsumers > 0 {
+			fmt.Fprintf(&b, "; +%d more", o.MoreConsumers)
+		}
+		b.WriteString("\n")
 	}
 	fmt.Fprintf(&b, "Critical path, %d spans; those with ≥1%% of the time as self time:", o.CriticalSteps)
 	for i, s := range o.CriticalPath {

@@ -2,10 +2,12 @@ package mcpserver_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tracekit/tracekit/server/mcpserver"
 	"github.com/tracekit/tracekit/server/store"
 	"github.com/tracekit/tracekit/server/store/storetest"
 )
@@ -180,6 +182,78 @@ func TestGetTraceDetail_StatesTheQueueLagOfALinkedConsumer(t *testing.T) {
 			if !strings.Contains(txt, want) {
 				t.Errorf("text does not contain %q:\n%s", want, txt)
 			}
+		}
+	})
+}
+
+// "Why was my order never processed?": the producer's trace names the traces that consumed its
+// message (they link to it; it does not know them), failed ones first, then the longest waits, and
+// marks the publishing span with them; the suggested next call opens the failed consumer.
+func TestGetTraceDetail_AProducerListsTheTracesThatConsumedItsMessages(t *testing.T) {
+	dialects(t, func(t *testing.T, e *env) {
+		start := time.Now().Add(-20 * time.Minute).UnixNano()
+		id := traceID(7000)
+		pub := storetest.SpanID("pub")
+		spans := []store.Span{
+			{TraceID: id, SpanID: storetest.SpanID("root"), Service: "orders", Operation: "POST /orders", Kind: store.KindServer, IsEntry: true, StartNS: start, DurationNS: 20e6},
+			{TraceID: id, SpanID: pub, ParentSpanID: storetest.SpanID("root"), Service: "orders", Operation: "order-events publish", Kind: store.KindProducer, StartNS: start + 5e6, DurationNS: 3e6},
+		}
+		for i := range 6 {
+			c := store.Span{TraceID: traceID(7100 + i), SpanID: storetest.SpanID("sub"), Service: "billing", Operation: "order-events process", Kind: store.KindConsumer, IsEntry: true,
+				StartNS: start + 8e6 + int64(i+1)*int64(time.Second), DurationNS: 5e6, Links: []byte(`[{"trace_id":"` + id + `","span_id":"` + pub + `"}]`)}
+			if i == 1 {
+				c.StatusCode = store.StatusError
+			}
+			spans = append(spans, c)
+		}
+		if err := e.acme.InsertBatch(context.Background(), store.Batch{Spans: spans}); err != nil {
+			t.Fatal(err)
+		}
+		var out struct {
+			Consumers []struct {
+				TraceID   string  `json:"trace_id"`
+				Service   string  `json:"service"`
+				Operation string  `json:"operation"`
+				LagMS     float64 `json:"lag_ms"`
+				Status    string  `json:"status"`
+			} `json:"consumers"`
+			MoreConsumers int `json:"more_consumers"`
+			Consumed      struct {
+				Traces  int  `json:"traces"`
+				AtLeast bool `json:"at_least"`
+				Listed  int  `json:"listed"`
+			} `json:"consumed"`
+			Waterfall []struct {
+				SpanID         string `json:"span_id"`
+				ConsumedBy     []any  `json:"consumed_by"`
+				MoreConsumedBy int    `json:"more_consumed_by"`
+			} `json:"waterfall"`
+			Next []mcpserver.Call `json:"next"`
+		}
+		txt := mustOK(t, "get_trace_detail", call(t, e.connect(t, e.keyA), "get_trace_detail", map[string]any{"trace_id": id}, &out))
+		var got []string
+		for _, c := range out.Consumers {
+			got = append(got, fmt.Sprintf("%s %s %s %.0f %s", c.TraceID, c.Service, c.Operation, c.LagMS, c.Status))
+		}
+		want := []string{traceID(7101) + " billing order-events process 2000 error", traceID(7105) + " billing order-events process 6000 ok",
+			traceID(7104) + " billing order-events process 5000 ok"}
+		if strings.Join(got, "\n") != strings.Join(want, "\n") || out.MoreConsumers != 3 || out.Consumed.Traces != 6 || out.Consumed.AtLeast || out.Consumed.Listed != 3 {
+			t.Errorf("consumers\n%s\nmore %d, consumed %+v; want\n%s\nmore 3 of 6, 3 listed", strings.Join(got, "\n"), out.MoreConsumers, out.Consumed, strings.Join(want, "\n"))
+		}
+		for _, r := range out.Waterfall {
+			if (r.SpanID == pub) != (len(r.ConsumedBy) == 3 && r.MoreConsumedBy == 3) {
+				t.Errorf("waterfall row %s consumed by %v (+%d); want the publish span only, by 3 (+3)", r.SpanID, r.ConsumedBy, r.MoreConsumedBy)
+			}
+		}
+		if !strings.Contains(txt, "consumed← billing order-events process trace="+traceID(7101)) || !strings.Contains(txt, "Consumed by 6 traces") {
+			t.Errorf("text does not name the consumers:\n%s", txt)
+		}
+		found := false
+		for _, n := range out.Next {
+			found = found || (n.Tool == "get_trace_detail" && n.Args["trace_id"] == traceID(7101))
+		}
+		if !found {
+			t.Errorf("next calls %+v; want get_trace_detail of the failed consumer %s", out.Next, traceID(7101))
 		}
 	})
 }

@@ -33,6 +33,12 @@ var DefaultIndexedAttributes = []string{
 	"gen_ai.request.model", "feature_flag.key",
 }
 
+// LinkedTraceKey is the reserved index key under which ingest records, for each span with span
+// links, the other traces it links to (value: the linked trace's id), so a producer's trace finds
+// the traces that consumed its messages with one index lookup (LinkingSpans). Its rows count
+// against no value limit: every consumer adds a new value, and a gap would hide consumers.
+const LinkedTraceKey = "tracekit.linked_trace"
+
 // DefaultAttributeValuesPerDay is a key's distinct-value limit per day of data unless configured.
 const DefaultAttributeValuesPerDay = 100_000
 
@@ -60,6 +66,9 @@ func (ix AttributeIndex) Validate() error {
 	for _, k := range ix.Keys {
 		if k == "" || len(k) > maxIndexedKeyBytes || strings.ContainsAny(k, "\"\\\x00") {
 			return fmt.Errorf("attribute index: key %q: want 1-%d characters without quotes, backslashes or NUL, e.g. user.id", k, maxIndexedKeyBytes)
+		}
+		if k == LinkedTraceKey {
+			return fmt.Errorf("attribute index: key %q is reserved: TraceKit indexes span links under it itself; remove it from the configured keys", k)
 		}
 	}
 	if ix.MaxValuesPerDay < 0 {
@@ -163,10 +172,24 @@ const dayNS = int64(24 * time.Hour)
 // postingKey is one trace's value of an indexed key.
 type postingKey struct{ trace, key, value string }
 
-// collect returns the indexed values of spans and of the resources of their entry spans, per trace
-// with the earliest start that carries them.
+// collect returns the indexed values of spans and of the resources of their entry spans, and the
+// other traces spans link to (LinkedTraceKey), per trace with the earliest start that carries them.
 func (ix *attrIndex) collect(spans []Span) map[postingKey]int64 {
 	first := map[postingKey]int64{}
+	add := func(k postingKey, start int64) {
+		if v, ok := first[k]; !ok || start < v {
+			first[k] = start
+		}
+	}
+	for i := range spans {
+		if s := &spans[i]; len(s.Links) > 0 {
+			for _, l := range ParseLinks(s.Links) {
+				if l.TraceID != s.TraceID && l.TraceID != "" && len(l.TraceID) <= maxIndexedValueBytes {
+					add(postingKey{s.TraceID, LinkedTraceKey, strings.ToLower(l.TraceID)}, s.StartNS)
+				}
+			}
+		}
+	}
 	if len(ix.keys) == 0 {
 		return first
 	}
@@ -192,10 +215,7 @@ func (ix *attrIndex) collect(spans []Span) map[postingKey]int64 {
 			pairs = append(pairs, res...)
 		}
 		for _, p := range pairs {
-			k := postingKey{s.TraceID, p[0], p[1]}
-			if v, ok := first[k]; !ok || s.StartNS < v {
-				first[k] = s.StartNS
-			}
+			add(postingKey{s.TraceID, p[0], p[1]}, s.StartNS)
 		}
 	}
 	return first
@@ -212,6 +232,10 @@ func (ix *attrIndex) admit(tenant string, first map[postingKey]int64) ([]posting
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	for k, start := range first {
+		if k.key == LinkedTraceKey {
+			out = append(out, posting{k.key, k.value, k.trace, start})
+			continue
+		}
 		day := start - start%dayNS
 		ck := counterKey{tenant, k.key, day}
 		c := ix.counters[ck]

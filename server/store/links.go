@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 )
@@ -118,6 +120,118 @@ func (t *Tenant) LinkedSpans(ctx context.Context, refs []SpanRef) (map[SpanRef]L
 				out[r.SpanRef] = r
 			}
 		}
+	}
+	return out, nil
+}
+
+// Bounds of LinkingSpans.
+const (
+	// ConsumerLookback is how long before a producer trace's start its consumers are looked for: a
+	// consumer starts after the message is published, but hosts' clocks disagree a little.
+	ConsumerLookback = int64(5 * time.Minute)
+	// MaxConsumerTraces is how many consuming traces LinkingSpans counts, MaxConsumerDetails how many
+	// of them (the first to start) it reads the consuming spans of.
+	MaxConsumerTraces  = 1000
+	MaxConsumerDetails = 20
+)
+
+// ConsumingSpan is a span of another trace that links to a span of a producer trace: usually a
+// consumer that processed a message the producer trace published.
+type ConsumingSpan struct {
+	SpanRef
+	Service    string `db:"service"`
+	Operation  string `db:"operation"`
+	Kind       int16  `db:"kind"`
+	StartNS    int64  `db:"start_ns"`
+	DurationNS int64  `db:"duration_ns"`
+	Error      bool   `db:"error"`
+	Links      []byte `db:"links"`
+	// LinkedSpanID is the span of the producer trace it links to: the producer whose message waited
+	// longest (QueueProducer), else its first link into the trace.
+	LinkedSpanID string `db:"-"`
+	// QueueLagNS is how long that message waited, the consumer's start less the producer's end; 0
+	// when the linked span is no producer.
+	QueueLagNS int64 `db:"-"`
+}
+
+// Consumers are the spans of other traces that link to a trace.
+type Consumers struct {
+	Spans   []ConsumingSpan // the linking spans of the first MaxConsumerDetails traces to start
+	Traces  int             // traces that link to it, counted up to MaxConsumerTraces
+	AtLeast bool            // Traces stopped at MaxConsumerTraces
+}
+
+// LinkingSpans returns the spans of other traces that link to trace traceID, which started at
+// startNS: the consumers of the messages it produced. The attribute index finds their traces
+// (LinkedTraceKey) from ConsumerLookback before startNS until now.
+func (t *Tenant) LinkingSpans(ctx context.Context, traceID string, startNS int64) (Consumers, error) {
+	var out Consumers
+	traceID = strings.ToLower(traceID)
+	from := startNS - ConsumerLookback
+	var postings []struct {
+		TraceID string `db:"trace_id"`
+		StartNS int64  `db:"start_ns"`
+	}
+	// In start order, so the index's order serves the limit; a trace written in several batches
+	// has a row per batch, so the count of traces may fall short of the rows read.
+	if err := t.db.x.SelectContext(ctx, &postings, t.rebind(`SELECT `+t.traceHex("trace_id")+` AS trace_id, start_ns FROM span_attributes
+		WHERE tenant_id = ? AND key = ? AND value = ? AND start_ns >= ? AND start_ns < ? ORDER BY start_ns LIMIT ?`),
+		t.id, LinkedTraceKey, traceID, from, time.Now().UnixNano(), MaxConsumerTraces+1); err != nil {
+		return out, fmt.Errorf("read the traces linking to trace %s: %w", traceID, err)
+	}
+	out.AtLeast = len(postings) > MaxConsumerTraces
+	postings = postings[:min(len(postings), MaxConsumerTraces)]
+	seen := map[string]bool{}
+	var first []string
+	for _, p := range postings {
+		if !seen[p.TraceID] {
+			seen[p.TraceID] = true
+			if len(first) < MaxConsumerDetails {
+				first = append(first, p.TraceID)
+			}
+		}
+	}
+	out.Traces = len(seen)
+	if len(first) == 0 {
+		return out, nil
+	}
+	q, args, err := sqlx.In(`SELECT `+t.traceHex("trace_id")+` AS trace_id, `+t.spanHex("span_id")+` AS span_id,
+			service, operation, kind, start_ns, duration_ns, CASE WHEN `+errorCond+` THEN 1 ELSE 0 END AS error, links
+		FROM spans WHERE tenant_id = ? AND trace_id IN (?) AND start_ns >= ? AND links IS NOT NULL ORDER BY start_ns`, t.id, first, from)
+	if err != nil {
+		return out, err
+	}
+	var spans []ConsumingSpan
+	if err := t.db.x.SelectContext(ctx, &spans, t.rebind(q), args...); err != nil {
+		return out, fmt.Errorf("read the spans linking to trace %s: %w", traceID, err)
+	}
+	into := map[SpanRef][]Link{} // per span, its links into the trace
+	var refs []SpanRef
+	for _, s := range spans {
+		for _, l := range ParseLinks(s.Links) {
+			if strings.EqualFold(l.TraceID, traceID) {
+				into[s.SpanRef] = append(into[s.SpanRef], l)
+				if len(into[s.SpanRef]) <= MaxLagLinks {
+					refs = append(refs, l.SpanRef)
+				}
+			}
+		}
+	}
+	found, err := t.LinkedSpans(ctx, refs)
+	if err != nil {
+		return out, err
+	}
+	for _, s := range spans {
+		links := into[s.SpanRef]
+		if len(links) == 0 {
+			continue // a span linking elsewhere only
+		}
+		s.LinkedSpanID = links[0].SpanID
+		if p, ok := QueueProducer(links, found); ok {
+			s.LinkedSpanID, s.QueueLagNS = p.SpanID, max(s.StartNS-p.EndNS(), 0)
+		}
+		s.Links = nil
+		out.Spans = append(out.Spans, s)
 	}
 	return out, nil
 }

@@ -145,3 +145,62 @@ func BenchmarkInsertBatch_AttributeIndex(b *testing.B) {
 		})
 	}
 }
+
+// linkedBatch is indexedBatch where one trace in two has a messaging consumer (5% of the spans)
+// starting a trace of its own, with a span link to the producer span of the trace before it.
+func linkedBatch(n, round int) store.Batch {
+	b := indexedBatch(n, round)
+	for i := 13; i < n; i += 20 {
+		p, c := &b.Spans[i-11], &b.Spans[i]
+		p.Kind, p.Operation = store.KindProducer, "orders publish"
+		c.Kind, c.Operation, c.IsEntry, c.ParentSpanID = store.KindConsumer, "orders process", true, ""
+		c.Links = []byte(`[{"trace_id":"` + p.TraceID + `","span_id":"` + p.SpanID + `"}]`)
+	}
+	return b
+}
+
+// BenchmarkInsertBatch_Links stores batches without span links and the same batches with 5% of
+// their spans linked consumers (each adding a tracekit.linked_trace index row), alternating batch
+// by batch; b.N is batches of 1,000 spans per variant. It reports both throughputs and their ratio,
+// on the owner's COPY path, a tenant role's INSERT path and SQLite.
+func BenchmarkInsertBatch_Links(b *testing.B) {
+	ctx := context.Background()
+	open := func(b *testing.B, path string) *store.Tenant {
+		switch path {
+		case "owner-copy":
+			return storetest.Open(b, storetest.PostgresDSN(b)).ForTenant("bench")
+		case "sqlite":
+			return storetest.Open(b, storetest.SQLiteDSN(b)).ForTenant("bench")
+		}
+		_, _, dsn := storetest.TwoTenants(b)
+		db, err := store.Open(ctx, dsn)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { db.Close() })
+		return db.ForTenant("team-a")
+	}
+	for _, path := range []string{"owner-copy", "tenant-role", "sqlite"} {
+		b.Run(path, func(b *testing.B) {
+			without, with := open(b, path), open(b, path)
+			var tOff, tOn time.Duration
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				for _, v := range []struct {
+					tn    *store.Tenant
+					batch store.Batch
+					d     *time.Duration
+				}{{without, indexedBatch(1000, i), &tOff}, {with, linkedBatch(1000, i), &tOn}} {
+					start := time.Now()
+					if err := v.tn.InsertBatch(ctx, v.batch); err != nil {
+						b.Fatal(err)
+					}
+					*v.d += time.Since(start)
+				}
+			}
+			b.ReportMetric(float64(b.N*1000)/tOff.Seconds(), "spans/s-without")
+			b.ReportMetric(float64(b.N*1000)/tOn.Seconds(), "spans/s-with")
+			b.ReportMetric(tOff.Seconds()/tOn.Seconds(), "ratio")
+		})
+	}
+}

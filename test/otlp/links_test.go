@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -116,6 +117,87 @@ func TestSDKExporters_LinkedConsumerShowsItsQueueLag(t *testing.T) {
 			if len(metrics.QueueLag) != 1 || metrics.QueueLag[0].Operation != "order-events process" || metrics.QueueLag[0].Messages != 1 ||
 				metrics.QueueLag[0].P95MS < 39000 || metrics.QueueLag[0].P95MS > 41000 {
 				t.Errorf("get_service_metrics queue lag %+v; want one message of order-events process, p95 about 40 s", metrics.QueueLag)
+			}
+		})
+	}
+}
+
+// The other direction, from the stock SDK: the producer's trace does not know its consumers (they
+// link to it), yet get_trace_detail of it names the trace that consumed its message, how long the
+// message waited and that the consumer failed, marks the publishing span, and suggests opening it.
+func TestSDKExporters_AProducerTraceNamesTheTraceThatConsumedItsMessage(t *testing.T) {
+	for _, dialect := range []string{"postgres", "sqlite"} {
+		t.Run(dialect, func(t *testing.T) {
+			tdb := newTenantDB(t, dialect)
+			srv := startServer(t, tdb.serverURL, "127.0.0.1:0", "127.0.0.1:0")
+			ctx := context.Background()
+			auth := map[string]string{"Authorization": "Bearer " + tdb.key}
+			published := time.Now().Add(-10 * time.Minute)
+
+			httpExp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL("http://"+srv.httpAddr+"/v1/traces"), otlptracehttp.WithHeaders(auth))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var pub trace.SpanContext
+			export(t, httpExp, "orders", func(tr trace.Tracer) {
+				ctx, root := tr.Start(ctx, "POST /orders", trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(published.Add(-5*time.Millisecond)))
+				_, p := tr.Start(ctx, "order-events publish", trace.WithSpanKind(trace.SpanKindProducer), trace.WithTimestamp(published.Add(-3*time.Millisecond)))
+				p.End(trace.WithTimestamp(published))
+				root.End(trace.WithTimestamp(published.Add(time.Millisecond)))
+				pub = p.SpanContext()
+			})
+			grpcExp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(srv.grpc), otlptracegrpc.WithInsecure(), otlptracegrpc.WithHeaders(auth))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var con trace.SpanContext
+			consumed := published.Add(40 * time.Second)
+			export(t, grpcExp, "billing", func(tr trace.Tracer) {
+				_, c := tr.Start(ctx, "order-events process", trace.WithSpanKind(trace.SpanKindConsumer), trace.WithNewRoot(), trace.WithTimestamp(consumed),
+					trace.WithLinks(trace.Link{SpanContext: pub}))
+				c.SetStatus(codes.Error, "card declined")
+				c.End(trace.WithTimestamp(consumed.Add(5 * time.Millisecond)))
+				con = c.SpanContext()
+			})
+
+			var detail struct {
+				Consumers []struct {
+					TraceID   string  `json:"trace_id"`
+					Service   string  `json:"service"`
+					Operation string  `json:"operation"`
+					LagMS     float64 `json:"lag_ms"`
+					Status    string  `json:"status"`
+				} `json:"consumers"`
+				Consumed struct {
+					Traces int `json:"traces"`
+				} `json:"consumed"`
+				Waterfall []struct {
+					SpanID     string `json:"span_id"`
+					ConsumedBy []struct {
+						TraceID string `json:"trace_id"`
+					} `json:"consumed_by"`
+				} `json:"waterfall"`
+				Next []struct {
+					Tool string         `json:"tool"`
+					Args map[string]any `json:"args"`
+				} `json:"next"`
+			}
+			callTool(t, mcpSession(t, srv.httpAddr, tdb.key), "get_trace_detail", map[string]any{"trace_id": pub.TraceID().String()}, &detail)
+			if len(detail.Consumers) != 1 || detail.Consumed.Traces != 1 {
+				t.Fatalf("consumers %+v of %d traces; want the one billing trace %s", detail.Consumers, detail.Consumed.Traces, con.TraceID())
+			}
+			if c := detail.Consumers[0]; c.TraceID != con.TraceID().String() || c.Service != "billing" || c.Operation != "order-events process" || c.LagMS != 40000 || c.Status != "error" {
+				t.Errorf("consumer %+v; want billing's failed order-events process of trace %s, 40000 ms after the publish", c, con.TraceID())
+			}
+			marked := false
+			for _, r := range detail.Waterfall {
+				marked = marked || (r.SpanID == pub.SpanID().String() && len(r.ConsumedBy) == 1 && r.ConsumedBy[0].TraceID == con.TraceID().String())
+			}
+			if !marked {
+				t.Errorf("waterfall %+v; want the publish span %s marked as consumed by trace %s", detail.Waterfall, pub.SpanID(), con.TraceID())
+			}
+			if len(detail.Next) == 0 || detail.Next[0].Tool != "get_trace_detail" || detail.Next[0].Args["trace_id"] != con.TraceID().String() {
+				t.Errorf("next calls %+v; want get_trace_detail of the consumer first", detail.Next)
 			}
 		})
 	}
