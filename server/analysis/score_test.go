@@ -60,8 +60,9 @@ func endOf(a store.AnomalyRecord, now int64) int64 {
 // within 15 minutes of its onset (5 for one route of the public API), no service may have two
 // anomalies starting during one incident, no anomaly may match no incident, the top root cause of at least
 // 90 % of the incidents' anomalies must be the injected one, and every anomaly of the public API
-// (api-gateway) during an incident must name the incident's root service first. Run with -v to see
-// the table.
+// (api-gateway) during an incident must name the incident's root service first, and no anomaly
+// overlapping an incident may start more than maxLead before it or end more than maxOverrun after
+// it. Run with -v to see the table and the anomalies' ranges.
 func TestDemoIncidents_DetectedAndExplained(t *testing.T) {
 	for _, seed := range demoSeeds() {
 		t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) { scoreDemo(t, seed) })
@@ -203,10 +204,67 @@ func scoreDemo(t *testing.T, seed int64) {
 				}
 			}
 		}
+		// An anomaly's time range is the incident's as an on-call engineer reads it: it starts no
+		// earlier than the onset (less a little placement noise) and ends once the service is normal
+		// again, not when the route test's hour-long window forgets the incident.
+		for _, inc := range res.Incidents {
+			var spans []string
+			for _, a := range anomalies {
+				lead, overrun, ok := bounds(a, res.Incidents, inc, now)
+				if !ok {
+					continue
+				}
+				spans = append(spans, fmt.Sprintf("%s %+d/%+d", a.Service, -int(lead.Minutes()), int(overrun.Minutes())))
+				if lead > maxLead {
+					t.Errorf("%s: the anomaly of %s starts %s before the incident, want at most %s", inc.ID, a.Service, lead, maxLead)
+				}
+				if overrun > maxOverrun {
+					t.Errorf("%s: the anomaly of %s ends %s after the incident, want at most %s", inc.ID, a.Service, overrun, maxOverrun)
+				}
+			}
+			t.Logf("%s %s-%s, anomalies' start/end less the incident's (minutes): %s", inc.ID,
+				inc.Start.UTC().Format("15:04"), inc.End.UTC().Format("15:04"), strings.Join(spans, ", "))
+		}
 		if accuracy < 0.9 {
 			t.Errorf("RCA ranks the injected cause first for %.0f%% of incidents, want at least 90%%", 100*accuracy)
 		}
 	})
+}
+
+// The most an anomaly may start before its incident's onset and end after the incident (a
+// consumer's backlog takes a while to drain, and callers' anomalies end a window or two later).
+const maxLead, maxOverrun = 5 * time.Minute, 30 * time.Minute
+
+// bounds says how long before inc an anomaly overlapping it starts and how long after it ends
+// (now when still open), against the earliest start and latest end of the incidents it overlaps
+// (inc among them); ok is false when it does not overlap inc.
+func bounds(a store.AnomalyRecord, incidents []demo.Incident, inc demo.Incident, now time.Time) (lead, overrun time.Duration, ok bool) {
+	end := endOf(a, now.UnixNano())
+	overlaps := func(i demo.Incident) bool { return a.StartedNS < i.End.UnixNano() && end > i.Start.UnixNano() }
+	if !overlaps(inc) {
+		return 0, 0, false
+	}
+	first, last := inc.Start, inc.End
+	for _, i := range incidents {
+		if overlaps(i) {
+			first, last = minTime(first, i.Start), maxTime(last, i.End)
+		}
+	}
+	return first.Sub(time.Unix(0, a.StartedNS)), time.Unix(0, end).Sub(last), true
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 func short(s string, n int) string {

@@ -75,7 +75,22 @@ type finding struct {
 	ThresholdNS int64 `json:"threshold_ns,omitempty"`
 	// first and last minute of the window that show the deviation
 	onset, last int64
+	// count reads a minute's (or window's) bad and all requests, bad meaning slow or failed as
+	// the test counts them, and p0 is the baseline's share of bad ones: enough to test any slice
+	// of the window again (latency and error findings only).
+	count func(metrics.Agg) (bad, total int64)
+	p0    float64
 }
+
+// deviates says a's requests hold more bad ones than the finding's baseline allows at the lenient
+// freshSignificance: too weak to raise an anomaly, enough to say the deviation is there.
+func (f finding) deviates(a metrics.Agg) bool {
+	bad, total := f.count(a)
+	return bad > 0 && binomialUpper(bad, total, f.p0) < freshSignificance
+}
+
+// freshSignificance is the level at which a few minutes count as still (or already) deviant.
+const freshSignificance = 0.01
 
 // baseline is a service's normal behaviour: whole hours of history outside known anomalies.
 type baseline struct {
@@ -136,7 +151,8 @@ func (c Config) slowerThan(q float64, s minutes, b *baseline, win metrics.Agg, o
 		return finding{}, false, nil
 	}
 	f := finding{Metric: LatencyP95, Baseline: basP95, Observed: obsP95, Score: surprise(pval),
-		Severity: severityOf(obsP95/basP95, [3]float64{2, 4, 10}), ThresholdNS: tau}
+		Severity: severityOf(obsP95/basP95, [3]float64{2, 4, 10}), ThresholdNS: tau, p0: p0,
+		count: func(a metrics.Agg) (int64, int64) { return int64(a.Hist.CountAbove(tau)), a.N }}
 	best := math.Inf(-1)
 	for name, a := range ops {
 		if excess := float64(a.Hist.CountAbove(tau)) - float64(a.N)*p0; excess > best {
@@ -144,9 +160,7 @@ func (c Config) slowerThan(q float64, s minutes, b *baseline, win metrics.Agg, o
 		}
 	}
 	var err error
-	f.onset, f.last, err = deviantMinutes(s, ws, we, func(a metrics.Agg) (float64, float64) {
-		return float64(a.Hist.CountAbove(tau)), float64(a.N)
-	}, (p0+float64(k)/float64(n))/2)
+	f.onset, f.last, err = deviantMinutes(s, ws, we, asFloat(f.count), (p0+float64(k)/float64(n))/2)
 	return f, true, err
 }
 
@@ -180,7 +194,8 @@ func (c Config) detectErrors(s minutes, b *baseline, win metrics.Agg, ops map[st
 		return finding{}, false, nil
 	}
 	f := finding{Metric: ErrorRate, Baseline: p0, Observed: rate, Score: surprise(pval),
-		Severity: severityOf(rate, [3]float64{0.05, 0.2, 0.5})}
+		Severity: severityOf(rate, [3]float64{0.05, 0.2, 0.5}), p0: p0,
+		count: func(a metrics.Agg) (int64, int64) { return a.Errors, a.N }}
 	best := math.Inf(-1)
 	for name, a := range ops {
 		if excess := float64(a.Errors) - float64(a.N)*p0; excess > best {
@@ -188,9 +203,7 @@ func (c Config) detectErrors(s minutes, b *baseline, win metrics.Agg, ops map[st
 		}
 	}
 	var err error
-	f.onset, f.last, err = deviantMinutes(s, ws, we, func(a metrics.Agg) (float64, float64) {
-		return float64(a.Errors), float64(a.N)
-	}, (p0+rate)/2)
+	f.onset, f.last, err = deviantMinutes(s, ws, we, asFloat(f.count), (p0+rate)/2)
 	return f, true, err
 }
 
@@ -316,6 +329,13 @@ func deviantMinutes(s minutes, ws, we int64, count func(metrics.Agg) (bad, total
 	return ws + int64(first)*store.Minute, ws + int64(last)*store.Minute, nil
 }
 
+func asFloat(count func(metrics.Agg) (int64, int64)) func(metrics.Agg) (float64, float64) {
+	return func(a metrics.Agg) (float64, float64) {
+		bad, total := count(a)
+		return float64(bad), float64(total)
+	}
+}
+
 // changeSpan returns the start and end (exclusive) indexes that maximise the summed excess after
 // the start and before the end.
 func changeSpan(excess []float64) (int, int) {
@@ -336,6 +356,40 @@ func changeSpan(excess []float64) (int, int) {
 	return onset, end
 }
 
+// confirmRecent checks a finding of the route test's long window against the recent minutes and
+// places its onset. The hour sees an incident for an hour after it ended, and a sparse route's stray
+// slow request after it (or before it) stretches the change span over the empty minutes between:
+// the finding stands only while the window's own minutes (recent, the route's [ws, we) sums) still
+// deviate, and its onset moves to the first slice of step minutes that deviates on its own, starting
+// with a bad minute, so that one stray request before the onset does not date the anomaly.
+func confirmRecent(f *finding, series minutes, recent *metrics.Agg, step int64) (bool, error) {
+	if recent == nil || !f.deviates(*recent) {
+		return false, nil
+	}
+	for m := f.onset; m < f.last; m += store.Minute {
+		first, err := series(m)
+		if err != nil {
+			return false, err
+		}
+		if bad, _ := f.count(first); bad == 0 {
+			continue
+		}
+		var slice metrics.Agg
+		for i := m; i < m+step; i += store.Minute {
+			a, err := series(i)
+			if err != nil {
+				return false, err
+			}
+			slice.Merge(&a)
+		}
+		if f.deviates(slice) {
+			f.onset = m
+			break
+		}
+	}
+	return true, nil
+}
+
 // stale says a finding's last deviant minute is two windows before we: the deviation is over. The
 // route test's long window still sees it, but it must neither open an episode nor keep one open.
 func (c Config) stale(f finding, we int64) bool { return we-f.last >= 2*int64(c.Window) }
@@ -351,9 +405,10 @@ const minRouteShare = 0.05
 // (skip): a fault slowing or failing one route of ten is diluted in the service's figures. Each
 // route is tested over the window; over its last Step alone, where a change that began minutes ago
 // is not yet diluted by the window's earlier, normal minutes; and over the last routeLongWindow,
-// where a route of a few requests an hour has enough of them to judge. The significance is divided by
-// the number of tests (Bonferroni), so testing every route adds no false alarms. Of each metric it
-// returns the most significant route.
+// where a route of a few requests an hour has enough of them to judge, as long as the window's own
+// minutes still deviate (confirmRecent). The significance is divided by the number of tests
+// (Bonferroni), so testing every route adds no false alarms. Of each metric it returns the most
+// significant route.
 func (c Config) detectRoutes(s *serviceData, b *baseline, ops map[string]*metrics.Agg, ws, we int64, skip map[string]bool) ([]finding, error) {
 	var tested []string
 	for name, base := range b.ops {
@@ -393,9 +448,15 @@ func (c Config) detectRoutes(s *serviceData, b *baseline, ops map[string]*metric
 				if skip[metric] {
 					continue
 				}
-				f, ok, err := test(s.series(store.RollupRequests, name), rb, *w.win, map[string]*metrics.Agg{name: w.win}, w.from, we)
+				series := s.series(store.RollupRequests, name)
+				f, ok, err := test(series, rb, *w.win, map[string]*metrics.Agg{name: w.win}, w.from, we)
 				if err != nil {
 					return nil, err
+				}
+				if ok && w.from < ws {
+					if ok, err = confirmRecent(&f, series, ops[name], int64(c.Step)); err != nil {
+						return nil, err
+					}
 				}
 				prev, seen := best[metric]
 				// A stale finding of the long window must not hide a fresh one of another route.
