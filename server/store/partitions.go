@@ -151,7 +151,7 @@ func (t *Tenant) DropPartitions(ctx context.Context, table string, before int64)
 // of every table that expires with retention and holds only times before the unix nanosecond time
 // before: days that are over. Rows arrive in random key order (trace ids), so a live btree's pages
 // are about 70% full and a day's indexes take 63 bytes a span on the ingest benchmark, 116 on demo
-// traffic; rebuilt, 44 and about 75 (docs/data-model.md, "Closed days' indexes"). No row is read
+// traffic; rebuilt, 44 and 78 (docs/data-model.md, "Closed days' indexes"). No row is read
 // back differently or changed: REINDEX CONCURRENTLY builds the new index beside the old one while
 // readers and late writers go on. fillfactor 100 marks an index done; it is reset when the rebuild
 // fails, so the next run tries again. Only the tables' owner may rebuild: another connection (a
