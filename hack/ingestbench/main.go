@@ -16,6 +16,7 @@ import (
 	"encoding/binary"
 	"flag"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -292,12 +293,24 @@ func run(bin, admin, protocol, role string, clients, batch int, dur time.Duratio
 		r.serverCPU, r.postgresCPU = cpu/float64(n)*1e6, pgCPU/float64(n)*1e6
 		fmt.Printf("server CPU: %.1f s, %.2f µs per span; its PostgreSQL backends: %.1f s, %.2f µs per span\n", cpu, r.serverCPU, pgCPU, r.postgresCPU)
 	}
-	return r, storage(b.dsn)
+	if err := storage(b.dsn, "storage"); err != nil {
+		return r, err
+	}
+	// What a day of these spans takes once it is over: the retention loop rebuilds its indexes packed.
+	db, err := store.Open(context.Background(), b.dsn)
+	if err != nil {
+		return r, err
+	}
+	defer db.Close()
+	if _, err := db.ForTenant("bench").CompactPartitions(context.Background(), math.MaxInt64); err != nil {
+		return r, err
+	}
+	return r, storage(b.dsn, "storage once the day is over")
 }
 
 // storage prints the disk the stored spans take per span: the heap (with its TOAST) and the indexes
 // of the spans table and all its partitions.
-func storage(dsn string) error {
+func storage(dsn, label string) error {
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
@@ -314,7 +327,7 @@ func storage(dsn string) error {
 	if err != nil || n == 0 {
 		return err
 	}
-	fmt.Printf("storage: %d spans, %.0f bytes per span (heap %.0f, indexes %.0f)\n", n,
+	fmt.Printf("%s: %d spans, %.0f bytes per span (heap %.0f, indexes %.0f)\n", label, n,
 		float64(heap+indexes)/float64(n), float64(heap)/float64(n), float64(indexes)/float64(n))
 	return nil
 }

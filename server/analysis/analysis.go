@@ -242,6 +242,10 @@ func (e *Engine) expireLoop(ctx context.Context) {
 			if err := e.Expire(ctx, t); err != nil && ctx.Err() == nil {
 				e.cfg.Logger.Warn("deleting data past retention failed; retrying at the next run", "tenant", id, "err", err)
 			}
+			// An hour after a day ends its late spans are few: its indexes are rebuilt packed.
+			if _, err := t.CompactPartitions(ctx, e.cfg.Now().Add(-time.Hour).UnixNano()); err != nil && ctx.Err() == nil {
+				e.cfg.Logger.Warn("rebuilding the indexes of past days failed; retrying at the next run", "tenant", id, "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():
