@@ -456,6 +456,9 @@ func TestTenant_InvalidSpecsAreRefusedWithWhatToFix(t *testing.T) {
 		{"gateway with an ingress class", "", func(s *tracekitv1alpha1.TraceKitTenantSpec) {
 			s.URL = tracekitv1alpha1.TenantURL{GatewayRef: &tracekitv1alpha1.GatewayRef{Name: "public"}, IngressClassName: "nginx"}
 		}, "gatewayRef and ingressClassName exclude each other"},
+		{"reserved attribute key", "", func(s *tracekitv1alpha1.TraceKitTenantSpec) {
+			s.AttributeIndex = &tracekitv1alpha1.AttributeIndex{AdditionalKeys: []string{"app.order_id", "tracekit.linked_trace"}}
+		}, "additionalKeys: tracekit.linked_trace is reserved"},
 		{"gateway without a name", "", func(s *tracekitv1alpha1.TraceKitTenantSpec) {
 			s.URL = tracekitv1alpha1.TenantURL{GatewayRef: &tracekitv1alpha1.GatewayRef{Namespace: "infra"}}
 		}, "spec.url.gatewayRef.name"},
