@@ -29,6 +29,40 @@ func export(t *testing.T, exp sdktrace.SpanExporter, service string, record func
 	}
 }
 
+// publishAndConsume sends with the stock SDK an orders trace whose span publishes a message to
+// Kafka at published (over OTLP/HTTP), then a billing trace of its own that consumes the message 40 s
+// later (over OTLP/gRPC): consume starts its consumer span at the given time, linked by link to the
+// publish span, and the span ends 5 ms later. It returns the publish and the consumer span.
+func publishAndConsume(t *testing.T, srv *tkServer, key string, published time.Time,
+	consume func(ctx context.Context, tr trace.Tracer, at time.Time, link trace.Link) trace.Span) (pub, con trace.SpanContext) {
+	t.Helper()
+	ctx := context.Background()
+	auth := map[string]string{"Authorization": "Bearer " + key}
+	httpExp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL("http://"+srv.httpAddr+"/v1/traces"), otlptracehttp.WithHeaders(auth))
+	if err != nil {
+		t.Fatal(err)
+	}
+	export(t, httpExp, "orders", func(tr trace.Tracer) {
+		ctx, root := tr.Start(ctx, "POST /orders", trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(published.Add(-5*time.Millisecond)))
+		_, p := tr.Start(ctx, "order-events publish", trace.WithSpanKind(trace.SpanKindProducer), trace.WithTimestamp(published.Add(-3*time.Millisecond)),
+			trace.WithAttributes(attribute.String("messaging.system", "kafka"), attribute.String("messaging.destination.name", "order-events")))
+		p.End(trace.WithTimestamp(published))
+		root.End(trace.WithTimestamp(published.Add(time.Millisecond)))
+		pub = p.SpanContext()
+	})
+	grpcExp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(srv.grpc), otlptracegrpc.WithInsecure(), otlptracegrpc.WithHeaders(auth))
+	if err != nil {
+		t.Fatal(err)
+	}
+	consumed := published.Add(40 * time.Second)
+	export(t, grpcExp, "billing", func(tr trace.Tracer) {
+		c := consume(ctx, tr, consumed, trace.Link{SpanContext: pub})
+		c.End(trace.WithTimestamp(consumed.Add(5 * time.Millisecond)))
+		con = c.SpanContext()
+	})
+	return pub, con
+}
+
 // A batch consumer, as the messaging semantic conventions describe it, starts a trace of its own
 // and links to the span that published its message (trace.WithLinks). Sent by the stock SDK (the
 // producer over OTLP/HTTP, the consumer over OTLP/gRPC), the link and the 40 s the message waited
@@ -39,37 +73,13 @@ func TestSDKExporters_LinkedConsumerShowsItsQueueLag(t *testing.T) {
 		t.Run(dialect, func(t *testing.T) {
 			tdb := newTenantDB(t, dialect)
 			srv := startServer(t, tdb.serverURL, "127.0.0.1:0", "127.0.0.1:0")
-			ctx := context.Background()
-			auth := map[string]string{"Authorization": "Bearer " + tdb.key}
 			published := time.Now().Add(-10 * time.Minute)
-
-			httpExp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL("http://"+srv.httpAddr+"/v1/traces"), otlptracehttp.WithHeaders(auth))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var pub trace.SpanContext
-			export(t, httpExp, "orders", func(tr trace.Tracer) {
-				ctx, root := tr.Start(ctx, "POST /orders", trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(published.Add(-5*time.Millisecond)))
-				_, p := tr.Start(ctx, "order-events publish", trace.WithSpanKind(trace.SpanKindProducer), trace.WithTimestamp(published.Add(-3*time.Millisecond)),
-					trace.WithAttributes(attribute.String("messaging.system", "kafka"), attribute.String("messaging.destination.name", "order-events")))
-				p.End(trace.WithTimestamp(published))
-				root.End(trace.WithTimestamp(published.Add(time.Millisecond)))
-				pub = p.SpanContext()
-			})
-
-			grpcExp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(srv.grpc), otlptracegrpc.WithInsecure(), otlptracegrpc.WithHeaders(auth))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var con trace.SpanContext
-			consumed := published.Add(40 * time.Second)
-			export(t, grpcExp, "billing", func(tr trace.Tracer) {
-				ctx, c := tr.Start(ctx, "order-events process", trace.WithSpanKind(trace.SpanKindConsumer), trace.WithNewRoot(), trace.WithTimestamp(consumed),
-					trace.WithLinks(trace.Link{SpanContext: pub, Attributes: []attribute.KeyValue{attribute.String("messaging.message.id", "m-1")}}))
-				_, db := tr.Start(ctx, "INSERT invoices", trace.WithSpanKind(trace.SpanKindClient), trace.WithTimestamp(consumed.Add(time.Millisecond)))
-				db.End(trace.WithTimestamp(consumed.Add(3 * time.Millisecond)))
-				c.End(trace.WithTimestamp(consumed.Add(5 * time.Millisecond)))
-				con = c.SpanContext()
+			pub, con := publishAndConsume(t, srv, tdb.key, published, func(ctx context.Context, tr trace.Tracer, at time.Time, link trace.Link) trace.Span {
+				link.Attributes = []attribute.KeyValue{attribute.String("messaging.message.id", "m-1")}
+				ctx, c := tr.Start(ctx, "order-events process", trace.WithSpanKind(trace.SpanKindConsumer), trace.WithNewRoot(), trace.WithTimestamp(at), trace.WithLinks(link))
+				_, db := tr.Start(ctx, "INSERT invoices", trace.WithSpanKind(trace.SpanKindClient), trace.WithTimestamp(at.Add(time.Millisecond)))
+				db.End(trace.WithTimestamp(at.Add(3 * time.Millisecond)))
+				return c
 			})
 			if con.TraceID() == pub.TraceID() {
 				t.Fatal("the consumer must start a trace of its own")
@@ -130,34 +140,11 @@ func TestSDKExporters_AProducerTraceNamesTheTraceThatConsumedItsMessage(t *testi
 		t.Run(dialect, func(t *testing.T) {
 			tdb := newTenantDB(t, dialect)
 			srv := startServer(t, tdb.serverURL, "127.0.0.1:0", "127.0.0.1:0")
-			ctx := context.Background()
-			auth := map[string]string{"Authorization": "Bearer " + tdb.key}
 			published := time.Now().Add(-10 * time.Minute)
-
-			httpExp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL("http://"+srv.httpAddr+"/v1/traces"), otlptracehttp.WithHeaders(auth))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var pub trace.SpanContext
-			export(t, httpExp, "orders", func(tr trace.Tracer) {
-				ctx, root := tr.Start(ctx, "POST /orders", trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(published.Add(-5*time.Millisecond)))
-				_, p := tr.Start(ctx, "order-events publish", trace.WithSpanKind(trace.SpanKindProducer), trace.WithTimestamp(published.Add(-3*time.Millisecond)))
-				p.End(trace.WithTimestamp(published))
-				root.End(trace.WithTimestamp(published.Add(time.Millisecond)))
-				pub = p.SpanContext()
-			})
-			grpcExp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(srv.grpc), otlptracegrpc.WithInsecure(), otlptracegrpc.WithHeaders(auth))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var con trace.SpanContext
-			consumed := published.Add(40 * time.Second)
-			export(t, grpcExp, "billing", func(tr trace.Tracer) {
-				_, c := tr.Start(ctx, "order-events process", trace.WithSpanKind(trace.SpanKindConsumer), trace.WithNewRoot(), trace.WithTimestamp(consumed),
-					trace.WithLinks(trace.Link{SpanContext: pub}))
+			pub, con := publishAndConsume(t, srv, tdb.key, published, func(ctx context.Context, tr trace.Tracer, at time.Time, link trace.Link) trace.Span {
+				_, c := tr.Start(ctx, "order-events process", trace.WithSpanKind(trace.SpanKindConsumer), trace.WithNewRoot(), trace.WithTimestamp(at), trace.WithLinks(link))
 				c.SetStatus(codes.Error, "card declined")
-				c.End(trace.WithTimestamp(consumed.Add(5 * time.Millisecond)))
-				con = c.SpanContext()
+				return c
 			})
 
 			var detail struct {
