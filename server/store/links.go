@@ -138,14 +138,9 @@ const (
 // ConsumingSpan is a span of another trace that links to a span of a producer trace: usually a
 // consumer that processed a message the producer trace published.
 type ConsumingSpan struct {
-	SpanRef
-	Service    string `db:"service"`
-	Operation  string `db:"operation"`
-	Kind       int16  `db:"kind"`
-	StartNS    int64  `db:"start_ns"`
-	DurationNS int64  `db:"duration_ns"`
-	Error      bool   `db:"error"`
-	Links      []byte `db:"links"`
+	LinkedSpan
+	Error bool   `db:"error"`
+	Links []byte `db:"links"`
 	// LinkedSpanID is the span of the producer trace it links to: the producer whose message waited
 	// longest (QueueProducer), else its first link into the trace.
 	LinkedSpanID string `db:"-"`
