@@ -155,7 +155,7 @@ type AttributeIndex struct {
 	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=128
 	// +kubebuilder:validation:items:Pattern=`^[^",\\]+$`
-	// +kubebuilder:validation:XValidation:rule="!self.exists(k, k == 'tracekit.linked_trace')",message="additionalKeys: tracekit.linked_trace is reserved: TraceKit indexes the traces a span links to under it"
+	// +kubebuilder:validation:XValidation:rule="!self.exists(k, k == 'tracekit.linked_trace')",message="additionalKeys: tracekit.linked_trace is reserved: TraceKit indexes the traces a span links to under it; remove it from the list"
 	// +listType=set
 	// +optional
 	AdditionalKeys []string `json:"additionalKeys,omitempty"`
